@@ -1,0 +1,85 @@
+"""What every job's ``run()`` shares: runner choice, launching, and the local wait.
+
+DirectRunner in Beam 2.77 first tries the Prism runner, which downloads a
+binary from GitHub; offline (CI, firewalled workers) that costs a failed
+download before Beam falls back. Local runs here therefore use Beam's
+in-process portable runner (``FnApiRunner``, what DirectRunner falls back to)
+whenever the user asked for DirectRunner or for nothing, and keep
+DirectRunner's own options (``--direct_num_workers``,
+``--direct_running_mode``). ``--runner=PrismRunner`` still gets Prism.
+"""
+import json
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.runners.runner import PipelineResult
+
+from beam_jobs.usage import UsageError
+from storage import paths
+
+_LOGGER = logging.getLogger(__name__)
+
+LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',
+                 'SwitchingDirectRunner', 'PrismRunner')
+_OFFLINE_LOCAL_RUNNER = 'FnApiRunner'
+
+
+def choose_runner(options: PipelineOptions) -> str:
+  """Resolves the runner in place; returns its name."""
+  standard = options.view_as(StandardOptions)
+  if standard.runner in (None, 'DirectRunner', 'direct', 'SwitchingDirectRunner'):
+    standard.runner = _OFFLINE_LOCAL_RUNNER
+  return standard.runner
+
+
+def is_local(options: PipelineOptions) -> bool:
+  runner = options.view_as(StandardOptions).runner or 'DirectRunner'
+  return runner in LOCAL_RUNNERS
+
+
+def launch(options: PipelineOptions,
+           build: Callable[[beam.Pipeline, PipelineOptions], None],
+           *, output_dir: str) -> PipelineResult:
+  """Builds and runs the pipeline.
+
+  Local runs wait and log the summary; remote runs (Dataflow, Flex templates)
+  return at once: a Flex template launcher must not block on the job.
+  """
+  runner = choose_runner(options)
+  pipeline = beam.Pipeline(options=options)
+  build(pipeline, options)
+  _LOGGER.info('Starting on %s', runner)
+  result = pipeline.run()
+  if is_local(options):
+    result.wait_until_finish()
+    summary = read_summary(output_dir)
+    print(f'Outputs are under {output_dir}')
+    if summary is not None:
+      print(json.dumps(summary, indent=2, sort_keys=True))
+  else:
+    _LOGGER.info('Submitted; outputs will appear under %s', output_dir)
+  return result
+
+
+def read_summary(output_dir: str) -> Optional[dict]:
+  path = paths.join(output_dir, 'summary.json')
+  if not paths.exists(path):
+    return None
+  return json.loads(paths.read_bytes(path))
+
+
+def main(run: Callable[[Optional[Sequence[str]]], PipelineResult],
+         argv: Optional[Sequence[str]] = None) -> int:
+  """Console-script body: logging, usage errors as one line and exit code 2."""
+  logging.basicConfig(
+      level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  try:
+    run(argv)
+  except UsageError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0

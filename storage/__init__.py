@@ -1,0 +1,1 @@
+"""Path helpers that work the same on local folders and gs:// through Beam's FileSystems."""

@@ -1,0 +1,57 @@
+"""Dead letters: one JSON object per failed input record, with a machine-readable reason.
+
+Every composite that can fail returns its failures as dicts built by
+:func:`dead_letter`, and jobs write them with :class:`WriteDeadLetters`. The
+schema is a contract (DESIGN.md section 3)::
+
+  {"stage", "reason", "message", "site_id", "source", "record"}
+"""
+from typing import Any, Dict, Optional
+
+import apache_beam as beam
+
+from storage import paths
+from transforms import json_lines
+
+FAILED = 'failed'
+"""Tag of the failed output of every DoFn in this package."""
+
+METRICS_NAMESPACE = 'dead_letters'
+
+
+def dead_letter(stage: str, reason: str, message: str, *,
+                site_id: Optional[str] = None,
+                source: Optional[str] = None,
+                record: Any = None) -> Dict[str, Any]:
+  """Builds a dead-letter record and counts it under ``dead_letters/<reason>``."""
+  beam.metrics.Metrics.counter(METRICS_NAMESPACE, reason).inc()
+  return {
+      'stage': stage,
+      'reason': reason,
+      'message': message,
+      'site_id': site_id,
+      'source': source,
+      'record': record,
+  }
+
+
+def failed(letter: Dict[str, Any]) -> beam.pvalue.TaggedOutput:
+  """``letter`` as an element of the :data:`FAILED` output."""
+  return beam.pvalue.TaggedOutput(FAILED, letter)
+
+
+class WriteDeadLetters(beam.PTransform):
+  """Writes dead letters as JSON-lines under ``<output>/errors/``.
+
+  Input: PCollection of dead-letter dicts. Output: the written file names.
+  """
+
+  def __init__(self, output_dir: str):
+    super().__init__()
+    self._prefix = paths.join(output_dir, 'errors', 'errors')
+
+  def expand(self, letters):
+    return (
+        letters
+        | 'Encode' >> beam.Map(json_lines.dumps)
+        | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))

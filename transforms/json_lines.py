@@ -1,0 +1,31 @@
+"""JSON-lines encoding that accepts what TF, NumPy and BigQuery hand us."""
+import base64
+import datetime
+import decimal
+import json
+from typing import Any
+
+import numpy as np
+
+
+def _default(value: Any) -> Any:
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, bytes):
+    try:
+      return value.decode('utf-8')
+    except UnicodeDecodeError:
+      # AI Platform's convention for binary values.
+      return {'b64': base64.b64encode(value).decode('ascii')}
+  if isinstance(value, decimal.Decimal):
+    return float(value)
+  if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+    return value.isoformat()
+  raise TypeError(f'{type(value).__name__} is not JSON serializable')
+
+
+def dumps(value: Any) -> str:
+  """One compact JSON line; NaN/Infinity are kept as JSON extensions Python reads back."""
+  return json.dumps(value, default=_default, separators=(',', ':'), ensure_ascii=False)
