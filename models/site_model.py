@@ -1,0 +1,125 @@
+"""One site's loaded SavedModel signature, and prediction with per-row isolation."""
+import logging
+import os
+import time
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from models import signature_inputs
+from models.site_model_errors import INFERENCE_FAILED
+from models.site_model_errors import MODEL_LOAD_FAILED
+from models.site_model_errors import SiteModelError
+from models.site_model_layout import SAVED_MODEL_FILE
+from models.site_model_layout import ModelLocation
+from storage import paths
+
+_LOGGER = logging.getLogger(__name__)
+
+# TF errors a bad row can raise inside the graph (a failed check, a shape the
+# ops reject); anything else is a bug or an outage and propagates.
+_ROW_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError,
+               tf.errors.UnimplementedError, ValueError, TypeError)
+
+
+class RowResult(NamedTuple):
+  """Outcome of one row: outputs by name, or a reason and message."""
+  index: int
+  outputs: Optional[Dict[str, Any]]
+  reason: Optional[str] = None
+  message: Optional[str] = None
+
+
+class SiteModel:
+  """A site's serving signature with its input specs.
+
+  Holds the loaded object too: the signature's variables live as long as it.
+  """
+
+  def __init__(self, location: ModelLocation, loaded: Any, signature: Any,
+               num_bytes: int, load_ms: float):
+    self.location = location
+    self.num_bytes = num_bytes
+    self.load_ms = load_ms
+    self._loaded = loaded
+    self._signature = signature
+    self.inputs = signature_inputs.signature_inputs(signature)
+    self.output_names = sorted(signature.structured_outputs)
+
+  @property
+  def version(self) -> Optional[str]:
+    return self.location.version
+
+  def predict(self, rows: Sequence[Mapping[str, Any]]) -> List[RowResult]:
+    """Predicts every row it can; every row gets exactly one RowResult."""
+    batches, failures = signature_inputs.batch_rows(self.inputs, rows)
+    results = [RowResult(i, None, e.reason, e.message) for i, e in failures]
+    for batch in batches:
+      results.extend(self._run(batch))
+    return sorted(results, key=lambda r: r.index)
+
+  def _run(self, batch: signature_inputs.FeatureBatch) -> List[RowResult]:
+    try:
+      outputs = self._call(batch.tensors, len(batch.row_indices))
+    except _ROW_ERRORS as e:
+      if len(batch.row_indices) == 1:
+        return [RowResult(batch.row_indices[0], None, INFERENCE_FAILED, _tf_message(e))]
+      # One bad row must not fail its neighbours: retry row by row.
+      return [r for i in range(len(batch.row_indices))
+              for r in self._run(_single_row(batch, i))]
+    return [
+        RowResult(row, {name: value[pos] for name, value in outputs.items()})
+        for pos, row in enumerate(batch.row_indices)]
+
+  def _call(self, tensors: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
+    result = self._signature(**{n: tf.constant(v) for n, v in tensors.items()})
+    outputs = {name: tensor.numpy() for name, tensor in result.items()}
+    for name, value in outputs.items():
+      if value.ndim == 0 or value.shape[0] != batch_size:
+        raise ValueError(
+            f'output {name!r} has shape {list(value.shape)}, not one value per row '
+            f'(batch of {batch_size})')
+    return outputs
+
+
+def _single_row(batch: signature_inputs.FeatureBatch, pos: int) -> signature_inputs.FeatureBatch:
+  return signature_inputs.FeatureBatch(
+      [batch.row_indices[pos]], {n: v[pos:pos + 1] for n, v in batch.tensors.items()})
+
+
+def _tf_message(error: Exception) -> str:
+  message = getattr(error, 'message', None) or str(error)
+  return message.strip().splitlines()[0][:500]
+
+
+def variables_bytes(signature: Any) -> int:
+  return int(sum(v.shape.num_elements() * v.dtype.size for v in signature.variables))
+
+
+def load_site_model(location: ModelLocation, signature_name: str) -> SiteModel:
+  """Loads ``location`` with ``tf.saved_model.load`` (remote folders copied locally first).
+
+  Raises:
+    SiteModelError: ``model_load_failed`` when the folder is not a loadable
+      SavedModel or lacks the signature. I/O errors while copying a remote
+      folder propagate, so the runner retries them.
+  """
+  started = time.perf_counter()
+  with paths.localize_tree(location.path) as local_dir:
+    try:
+      loaded = tf.saved_model.load(local_dir)
+    except Exception as e:  # pylint: disable=broad-except
+      # A local read of a corrupt or incompatible SavedModel: permanent.
+      raise SiteModelError(
+          MODEL_LOAD_FAILED, f'cannot load SavedModel {location.path}: {_tf_message(e)}') from e
+    graph_bytes = os.path.getsize(os.path.join(local_dir, SAVED_MODEL_FILE))
+  signature = loaded.signatures.get(signature_name)
+  if signature is None:
+    raise SiteModelError(
+        MODEL_LOAD_FAILED,
+        f'{location.path} has no signature {signature_name!r} '
+        f'(it has: {", ".join(sorted(loaded.signatures)) or "none"})')
+  load_ms = (time.perf_counter() - started) * 1000
+  return SiteModel(location, loaded, signature,
+                   variables_bytes(signature) + graph_bytes, load_ms)

@@ -1,0 +1,101 @@
+"""Beam ``ModelHandler`` running each site's SavedModel on that site's chunk of rows.
+
+Beam's own TF handlers cannot load plain SavedModel folders on this stack
+(they go through ``tf.keras.models.load_model``) and hold one model per
+transform; its ``KeyedModelHandler`` needs every key at construction. Here
+the "model" handed to ``RunInference`` is a :class:`SiteModelPool`, and each
+element is a :class:`SiteChunk`: rows of one site.
+"""
+import sys
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence
+
+from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.ml.inference.base import PredictionResult
+
+from models.site_model import RowResult
+from models.site_model_errors import SiteModelError
+from models.site_model_pool import DEFAULT_MAX_BYTES
+from models.site_model_pool import DEFAULT_MAX_MODELS
+from models.site_model_pool import SiteModelPool
+
+
+class SiteChunk(NamedTuple):
+  """Rows of one site, in input order; ``sources`` (file or table per row)
+  ride along for dead letters and are not used for inference."""
+  site_id: str
+  rows: List[Dict[str, Any]]
+  sources: Optional[List[str]] = None
+
+
+class ChunkOutcome(NamedTuple):
+  """What happened to a chunk: one RowResult per row, plus model facts."""
+  model_version: Optional[str]
+  rows: List[RowResult]
+  model_loaded: bool = False
+  model_load_ms: float = 0.0
+
+
+class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool]):
+  """``SiteChunk -> PredictionResult(example=chunk, inference=ChunkOutcome)``.
+
+  Error policy: a site without a usable model fails all its rows (reason
+  from :class:`SiteModelError`) and no other site's; a row the signature
+  cannot take, or whose inference fails, fails alone. Transient errors
+  (reading a remote model folder) propagate so the runner retries.
+  """
+
+  def __init__(self, *, model_root: str, signature: str = 'serving_default',
+               model_version: Optional[str] = None,
+               max_models: int = DEFAULT_MAX_MODELS,
+               max_bytes: int = DEFAULT_MAX_BYTES,
+               chunks_per_batch: int = 1):
+    """
+    Args:
+      model_root: folder (local or gs://) with one subfolder per site.
+      signature: signature name to call in every site's SavedModel.
+      model_version: pin this integer version folder instead of the highest.
+      max_models: most site models one worker process keeps loaded.
+      max_bytes: most estimated model bytes one worker process keeps loaded.
+      chunks_per_batch: chunks handed to one ``run_inference`` call; chunks
+        are already site batches, so 1 keeps per-call latency low.
+    """
+    super().__init__(min_batch_size=1, max_batch_size=chunks_per_batch)
+    self._model_root = model_root
+    self._signature = signature
+    self._model_version = model_version
+    self._max_models = max_models
+    self._max_bytes = max_bytes
+
+  def load_model(self) -> SiteModelPool:
+    # No I/O: site models load lazily, on the first chunk of each site.
+    return SiteModelPool(
+        model_root=self._model_root, signature=self._signature,
+        model_version=self._model_version, max_models=self._max_models,
+        max_bytes=self._max_bytes)
+
+  def run_inference(self, batch: Sequence[SiteChunk], model: SiteModelPool,
+                    inference_args: Optional[Dict[str, Any]] = None
+                    ) -> Iterable[PredictionResult]:
+    return [PredictionResult(chunk, predict_chunk(model, chunk), model_id=chunk.site_id)
+            for chunk in batch]
+
+  def get_num_bytes(self, batch: Sequence[SiteChunk]) -> int:
+    return sum(sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row.values())
+               for chunk in batch for row in chunk.rows)
+
+  def get_metrics_namespace(self) -> str:
+    return 'site_predictions'
+
+  def share_model_across_processes(self) -> bool:
+    return False
+
+
+def predict_chunk(pool: SiteModelPool, chunk: SiteChunk) -> ChunkOutcome:
+  """Runs one chunk; site-level failures become one RowResult per row."""
+  try:
+    model, loaded_now = pool.get(chunk.site_id)
+  except SiteModelError as e:
+    return ChunkOutcome(None, [RowResult(i, None, e.reason, e.message)
+                               for i in range(len(chunk.rows))])
+  return ChunkOutcome(model.version, model.predict(chunk.rows), loaded_now,
+                      model.load_ms if loaded_now else 0.0)

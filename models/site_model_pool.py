@@ -1,0 +1,131 @@
+"""A per-process, memory-bounded pool of site models, loaded on first use.
+
+This is the "model" Beam's ``RunInference`` holds for the per-site job: one
+pool per worker process (shared by its threads), so nothing per-site happens
+at pipeline construction and any number of sites can pass through a worker.
+Models are evicted least-recently-used when either bound is exceeded:
+``max_models`` loaded models, or ``max_bytes`` of estimated model memory
+(variables plus the serialized graph). Permanent failures (no model, corrupt
+model) are remembered so a site's later chunks fail fast without new I/O.
+"""
+import collections
+import logging
+import threading
+from typing import Callable, Dict, NamedTuple, Optional
+
+from apache_beam.metrics import Metrics
+
+from models.site_model import SiteModel
+from models.site_model import load_site_model
+from models.site_model_errors import SiteModelError
+from models.site_model_layout import ModelLocation
+from models.site_model_layout import locate
+
+_LOGGER = logging.getLogger(__name__)
+
+METRICS_NAMESPACE = 'site_models'
+DEFAULT_MAX_MODELS = 256
+DEFAULT_MAX_BYTES = 1 << 30
+_MAX_REMEMBERED_FAILURES = 100_000
+
+Loader = Callable[[ModelLocation, str], SiteModel]
+
+
+class Acquired(NamedTuple):
+  """A pool hit or load: the model and whether this call loaded it."""
+  model: SiteModel
+  loaded_now: bool
+
+
+class SiteModelPool:
+  """Thread-safe LRU cache of :class:`SiteModel` by site id."""
+
+  def __init__(self, *, model_root: str, signature: str,
+               model_version: Optional[str] = None,
+               max_models: int = DEFAULT_MAX_MODELS,
+               max_bytes: int = DEFAULT_MAX_BYTES,
+               loader: Loader = load_site_model):
+    if max_models < 1:
+      raise ValueError(f'max_models must be >= 1, got {max_models}')
+    self._model_root = model_root
+    self._signature = signature
+    self._model_version = model_version
+    self._max_models = max_models
+    self._max_bytes = max_bytes
+    self._loader = loader
+    self._models: 'collections.OrderedDict[str, SiteModel]' = collections.OrderedDict()
+    self._failures: 'collections.OrderedDict[str, SiteModelError]' = collections.OrderedDict()
+    self._bytes = 0
+    self._lock = threading.Lock()
+    self._site_locks: Dict[str, threading.Lock] = {}
+    self._loads = Metrics.counter(METRICS_NAMESPACE, 'models_loaded')
+    self._load_failures = Metrics.counter(METRICS_NAMESPACE, 'model_load_failures')
+    self._evictions = Metrics.counter(METRICS_NAMESPACE, 'models_evicted')
+    self._load_ms = Metrics.distribution(METRICS_NAMESPACE, 'model_load_ms')
+
+  @property
+  def size(self) -> int:
+    return len(self._models)
+
+  @property
+  def num_bytes(self) -> int:
+    return self._bytes
+
+  def get(self, site_id: str) -> Acquired:
+    """The site's model, loading it if needed.
+
+    Raises:
+      SiteModelError: the site has no usable model (remembered).
+    """
+    hit = self._lookup(site_id)
+    if hit is not None:
+      return Acquired(hit, False)
+    with self._site_lock(site_id):
+      # Another thread may have loaded it while we waited.
+      hit = self._lookup(site_id)
+      if hit is not None:
+        return Acquired(hit, False)
+      try:
+        model = self._loader(
+            locate(self._model_root, site_id, self._model_version), self._signature)
+      except SiteModelError as e:
+        self._load_failures.inc()
+        self._remember_failure(site_id, e)
+        raise
+      self._loads.inc()
+      self._load_ms.update(int(model.load_ms))
+      self._insert(site_id, model)
+      return Acquired(model, True)
+
+  def _lookup(self, site_id: str) -> Optional[SiteModel]:
+    with self._lock:
+      failure = self._failures.get(site_id)
+      if failure is not None:
+        raise failure
+      model = self._models.get(site_id)
+      if model is not None:
+        self._models.move_to_end(site_id)
+      return model
+
+  def _site_lock(self, site_id: str) -> threading.Lock:
+    with self._lock:
+      return self._site_locks.setdefault(site_id, threading.Lock())
+
+  def _remember_failure(self, site_id: str, error: SiteModelError) -> None:
+    with self._lock:
+      self._failures[site_id] = error
+      while len(self._failures) > _MAX_REMEMBERED_FAILURES:
+        self._failures.popitem(last=False)
+      self._site_locks.pop(site_id, None)
+
+  def _insert(self, site_id: str, model: SiteModel) -> None:
+    with self._lock:
+      self._models[site_id] = model
+      self._bytes += model.num_bytes
+      # Evict least recently used, but never the model just loaded.
+      while len(self._models) > 1 and (
+          len(self._models) > self._max_models or self._bytes > self._max_bytes):
+        _, evicted = self._models.popitem(last=False)
+        self._bytes -= evicted.num_bytes
+        self._evictions.inc()
+      self._site_locks.pop(site_id, None)

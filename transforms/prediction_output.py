@@ -1,0 +1,97 @@
+"""Writing predictions as JSON-lines: our default layout or AI Platform's.
+
+``jsonl`` (default)::
+
+  <output>/predictions/predictions-SSSSS-of-NNNNN.jsonl
+  {"site_id": ..., "key": ... (with --key_field), "instance": {...}, "prediction": {...}}
+
+``aiplatform`` (drop-in for legacy batch prediction consumers)::
+
+  <output>/prediction.results-SSSSS-of-NNNNN       {output_name: value, ...}
+  <output>/prediction.errors_stats-SSSSS-of-NNNNN  ('reason: message', count)
+
+The legacy service counted failed *batches* in errors_stats; we count failed
+*instances*, and every failed instance is also in ``errors/`` in full.
+"""
+from typing import Any, Dict, Optional
+
+import apache_beam as beam
+
+from storage import paths
+from transforms import json_lines
+from transforms.site_inference import Prediction
+
+JSONL = 'jsonl'
+AIPLATFORM = 'aiplatform'
+OUTPUT_FORMATS = (JSONL, AIPLATFORM)
+
+
+def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[str, Any]:
+  """The default output record (DESIGN.md section 3)."""
+  line: Dict[str, Any] = {'site_id': prediction.site_id}
+  if key_field and key_field in prediction.instance:
+    line['key'] = prediction.instance[key_field]
+  line['instance'] = prediction.instance
+  line['prediction'] = prediction.outputs
+  return line
+
+
+def encode_prediction(prediction: Prediction, key_field: Optional[str]) -> str:
+  return json_lines.dumps(prediction_line(prediction, key_field))
+
+
+def encode_aiplatform_result(prediction: Prediction) -> str:
+  return json_lines.dumps(prediction.outputs)
+
+
+def error_stats_key(letter: Dict[str, Any]) -> str:
+  return f"{letter['reason']}: {letter['message']}"
+
+
+def encode_error_stat(message_and_count) -> str:
+  # The legacy service's format: Python tuple text.
+  return repr(tuple(message_and_count))
+
+
+class WritePredictions(beam.PTransform):
+  """Predictions -> committed file names, in the chosen format."""
+
+  def __init__(self, output_dir: str, *, output_format: str = JSONL,
+               key_field: Optional[str] = None):
+    super().__init__()
+    if output_format not in OUTPUT_FORMATS:
+      raise ValueError(f'output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}')
+    self._output_dir = output_dir
+    self._format = output_format
+    self._key_field = key_field
+
+  def expand(self, predictions):
+    if self._format == AIPLATFORM:
+      return (
+          predictions
+          | 'Encode' >> beam.Map(encode_aiplatform_result)
+          | 'Write' >> beam.io.WriteToText(
+              paths.join(self._output_dir, 'prediction.results')))
+    return (
+        predictions
+        | 'Encode' >> beam.Map(encode_prediction, self._key_field)
+        | 'Write' >> beam.io.WriteToText(
+            paths.join(self._output_dir, 'predictions', 'predictions'),
+            file_name_suffix='.jsonl'))
+
+
+class WriteErrorStats(beam.PTransform):
+  """Dead letters -> ``prediction.errors_stats-*`` lines ``('reason: message', count)``."""
+
+  def __init__(self, output_dir: str):
+    super().__init__()
+    self._output_dir = output_dir
+
+  def expand(self, letters):
+    return (
+        letters
+        | 'Message' >> beam.Map(error_stats_key)
+        | 'Count' >> beam.combiners.Count.PerElement()
+        | 'Encode' >> beam.Map(encode_error_stat)
+        | 'Write' >> beam.io.WriteToText(
+            paths.join(self._output_dir, 'prediction.errors_stats')))

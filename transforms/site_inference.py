@@ -1,0 +1,123 @@
+"""``PredictPerSite``: group rows by site and run each site's model in RunInference.
+
+Usable from any pipeline::
+
+    from transforms.site_inference import PredictPerSite
+    result = keyed_records | PredictPerSite(model_root='gs://bucket/models')
+    result.predictions, result.failed, result.stats
+"""
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import PredictionResult
+from apache_beam.ml.inference.base import RunInference
+
+from models.site_model_handler import SiteChunk
+from models.site_model_handler import SiteModelHandler
+from models.site_model_pool import DEFAULT_MAX_BYTES
+from models.site_model_pool import DEFAULT_MAX_MODELS
+from transforms.dead_letters import dead_letter
+from transforms.dead_letters import failed
+from transforms.instances import Record
+
+PREDICT_STAGE = 'predict'
+DEFAULT_ROWS_PER_CHUNK = 1000
+
+
+class Prediction(NamedTuple):
+  """One row's prediction, before formatting."""
+  site_id: str
+  source: str
+  instance: Dict[str, Any]
+  outputs: Dict[str, Any]
+  model_version: Optional[str]
+
+
+class SiteInferenceResult(NamedTuple):
+  predictions: beam.PCollection    # Prediction
+  failed: beam.PCollection         # dead-letter dicts
+  stats: beam.PCollection          # (key tuple, number) for summary.json
+
+
+class ChunkSite(beam.DoFn):
+  """``(site_id, records) -> SiteChunk`` of at most ``rows_per_chunk`` rows.
+
+  Also emits ``sites_seen`` stats. Never fails.
+  """
+
+  def __init__(self, rows_per_chunk: int):
+    self._rows_per_chunk = rows_per_chunk
+
+  def process(self, element: Tuple[str, Iterable[Record]]):
+    site_id, records = element
+    yield beam.pvalue.TaggedOutput('stats', (('sites_seen',), 1))
+    sources: List[str] = []
+    rows: List[Dict[str, Any]] = []
+    for source, row in records:
+      sources.append(source)
+      rows.append(row)
+      if len(rows) == self._rows_per_chunk:
+        yield SiteChunk(site_id, rows, sources)
+        sources, rows = [], []
+    if rows:
+      yield SiteChunk(site_id, rows, sources)
+
+
+class SplitOutcomes(beam.DoFn):
+  """``PredictionResult(chunk, ChunkOutcome)`` -> Predictions, dead letters, stats.
+
+  Every row of the chunk ends in exactly one of the first two outputs.
+  """
+
+  def process(self, result: PredictionResult):
+    chunk, outcome = result.example, result.inference
+    if outcome.model_loaded:
+      yield beam.pvalue.TaggedOutput('stats', (('models_loaded',), 1))
+      yield beam.pvalue.TaggedOutput(
+          'stats', (('model_load_ms_total',), round(outcome.model_load_ms, 1)))
+    for row_result in outcome.rows:
+      row = chunk.rows[row_result.index]
+      source = chunk.sources[row_result.index]
+      if row_result.outputs is not None:
+        yield Prediction(chunk.site_id, source, row, row_result.outputs, outcome.model_version)
+      else:
+        yield failed(dead_letter(
+            PREDICT_STAGE, row_result.reason, row_result.message,
+            site_id=chunk.site_id, source=source, record=row))
+
+
+class PredictPerSite(beam.PTransform):
+  """``(site_id, (source, row))`` -> :class:`SiteInferenceResult`.
+
+  Groups by site, cuts each site's rows into chunks, and runs every chunk
+  through ``RunInference`` with :class:`SiteModelHandler` (a lazily filled,
+  bounded per-worker pool of site models).
+  """
+
+  def __init__(self, *, model_root: str, signature: str = 'serving_default',
+               model_version: Optional[str] = None,
+               rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
+               max_models_per_worker: int = DEFAULT_MAX_MODELS,
+               max_model_bytes_per_worker: int = DEFAULT_MAX_BYTES):
+    super().__init__()
+    if rows_per_chunk < 1:
+      raise ValueError(f'rows_per_chunk must be >= 1, got {rows_per_chunk}')
+    self._rows_per_chunk = rows_per_chunk
+    self._handler = SiteModelHandler(
+        model_root=model_root, signature=signature, model_version=model_version,
+        max_models=max_models_per_worker, max_bytes=max_model_bytes_per_worker)
+
+  def expand(self, keyed_records):
+    chunks = (
+        keyed_records
+        | 'GroupBySite' >> beam.GroupByKey()
+        | 'ChunkSite' >> beam.ParDo(ChunkSite(self._rows_per_chunk)).with_outputs(
+            'stats', main='chunks'))
+    outcomes = (
+        chunks.chunks
+        | 'RunSiteModels' >> RunInference(self._handler)
+        | 'SplitOutcomes' >> beam.ParDo(SplitOutcomes()).with_outputs(
+            'failed', 'stats', main='predictions'))
+    stats = ((chunks.stats, outcomes.stats)
+             | 'MergeStats' >> beam.Flatten())
+    return SiteInferenceResult(outcomes.predictions, outcomes.failed, stats)
