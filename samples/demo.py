@@ -1,0 +1,30 @@
+"""``make demo``: both jobs end to end on built-in sample data, on the local runner."""
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument('--output', default='demo-output', help='Folder for sample data and outputs.')
+  parser.add_argument('--jobs', default='sites,images',
+                      help='Comma-separated demos to run: sites, images (default: both).')
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.WARNING)
+  output = os.path.abspath(args.output)
+  jobs = set(args.jobs.split(','))
+  if 'sites' in jobs:
+    from samples import site_demo  # pylint: disable=import-outside-toplevel
+    print('== Per-site energy predictions ==', flush=True)
+    site_demo.run_demo(output)
+  if 'images' in jobs and importlib.util.find_spec('samples.detection_demo'):
+    from samples import detection_demo  # pylint: disable=import-outside-toplevel
+    print('== Image detection ==', flush=True)
+    detection_demo.run_demo(output)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

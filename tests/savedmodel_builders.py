@@ -1,0 +1,107 @@
+"""Tiny SavedModels for tests, written to a temporary folder."""
+import os
+from typing import Dict, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+
+class _Linear(tf.Module):
+  """serving_default(x: float32[None, k]) -> {"y": float32[None]}"""
+
+  def __init__(self, weights: Sequence[float], bias: float):
+    super().__init__()
+    self.w = tf.Variable(np.asarray(weights, np.float32))
+    self.b = tf.Variable(np.float32(bias))
+
+  @tf.function
+  def serve(self, x):
+    return {'y': tf.linalg.matvec(x, self.w) + self.b}
+
+
+class _TwoInTwoOut(tf.Module):
+  """serving_default(a: float32[None], b: int64[None]) -> {"total": float32, "double_b": int64}"""
+
+  def __init__(self, scale: float):
+    super().__init__()
+    self.scale = tf.Variable(np.float32(scale))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='a'),
+                                tf.TensorSpec([None], tf.int64, name='b')])
+  def serve(self, a, b):
+    return {'total': self.scale * a + tf.cast(b, tf.float32), 'double_b': 2 * b}
+
+
+class _KeyEcho(tf.Module):
+  """serving_default(key: string[None], x: float32[None, 2]) -> {"key", "score"}"""
+
+  def __init__(self, weights: Sequence[float]):
+    super().__init__()
+    self.w = tf.Variable(np.asarray(weights, np.float32))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='key'),
+                                tf.TensorSpec([None, 2], tf.float32, name='x')])
+  def serve(self, key, x):
+    return {'key': tf.identity(key), 'score': tf.sigmoid(tf.linalg.matvec(x, self.w))}
+
+
+def _save(module: tf.Module, signature, path: str) -> str:
+  tf.saved_model.save(module, path, signatures={'serving_default': signature})
+  return path
+
+
+def save_linear(path: str, weights: Sequence[float], bias: float) -> str:
+  m = _Linear(weights, bias)
+  spec = tf.TensorSpec([None, len(weights)], tf.float32, name='x')
+  return _save(m, m.serve.get_concrete_function(spec), path)
+
+
+def save_two_in_two_out(path: str, scale: float) -> str:
+  m = _TwoInTwoOut(scale)
+  return _save(m, m.serve, path)
+
+
+def save_key_echo(path: str, weights: Sequence[float]) -> str:
+  m = _KeyEcho(weights)
+  return _save(m, m.serve, path)
+
+
+def call_directly(model_dir: str, row: Dict, signature: str = 'serving_default') -> Dict:
+  """The model's outputs for one row, computed without the pipeline."""
+  fn = tf.saved_model.load(model_dir).signatures[signature]
+  _, specs = fn.structured_input_signature
+  args = {}
+  for name, spec in specs.items():
+    value = np.asarray([row[name]])
+    if spec.dtype != tf.string:
+      value = value.astype(spec.dtype.as_numpy_dtype)
+    if spec.shape.rank == 2 and spec.shape[1] == 1 and value.ndim == 1:
+      value = value.reshape(-1, 1)   # a plain number for a [None, 1] input
+    args[name] = tf.constant(value, dtype=spec.dtype)
+  return {k: v.numpy()[0] for k, v in fn(**args).items()}
+
+
+def build_model_root(root: str) -> Dict[str, str]:
+  """The standard test model root; returns site -> model folder.
+
+  lin-a / lin-b / 42: same architecture, different weights; the highest
+  integer version must win (lin-a 2 over 1, lin-b 10 over 9); multi: two inputs, two outputs; echo: string key echoed;
+  flat: unversioned layout; empty: a folder without a SavedModel;
+  corrupt: garbage saved_model.pb.
+  """
+  dirs = {
+      'lin-a': save_linear(os.path.join(root, 'lin-a', '2'), [1.0, 2.0, 3.0], 0.5),
+      'lin-b': save_linear(os.path.join(root, 'lin-b', '10'), [-1.0, 0.25, 4.0], -2.0),
+      '42': save_linear(os.path.join(root, '42', '1'), [0.0, 1.0, 0.0], 42.0),
+      'multi': save_two_in_two_out(os.path.join(root, 'multi', '1'), 1.5),
+      'echo': save_key_echo(os.path.join(root, 'echo', '3'), [0.7, -0.3]),
+      'flat': save_linear(os.path.join(root, 'flat'), [0.5, 0.5, 0.5], 10.0),
+  }
+  # Older versions that must not be used (10 > 9 numerically, not as text).
+  save_linear(os.path.join(root, 'lin-a', '1'), [100.0, 100.0, 100.0], 100.0)
+  save_linear(os.path.join(root, 'lin-b', '9'), [100.0, 100.0, 100.0], 100.0)
+  os.makedirs(os.path.join(root, 'empty'))
+  os.makedirs(os.path.join(root, 'corrupt', '1'))
+  with open(os.path.join(root, 'corrupt', '1', 'saved_model.pb'), 'wb') as f:
+    f.write(b'\x00not a protobuf\xff' * 10)
+  return dirs
