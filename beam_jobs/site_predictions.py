@@ -120,6 +120,7 @@ def finalize_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
   summary['failed_total'] = sum(failed.values())
   for key in ('records_read', 'predictions_written', 'sites_seen', 'models_loaded'):
     summary.setdefault(key, 0)
+  summary['model_load_ms_total'] = round(summary.get('model_load_ms_total', 0.0), 1)
   summary['reconciled'] = (
       summary['records_read'] == summary['predictions_written'] + summary['failed_total'])
   return summary
