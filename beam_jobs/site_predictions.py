@@ -10,15 +10,21 @@ batch-prediction instance format: one JSON object per line) or BigQuery
   errors/errors-*.jsonl             one dead letter per failed input record
   summary.json                      counts; records_read == predictions_written + failed_total
 
+and, with ``--output_table`` / ``--errors_table``, the same predictions and
+dead letters as BigQuery rows.
+
 Runs on Dataflow, or locally (default) with Beam's in-process runner.
 """
 import logging
 import re
 import sys
 import time
+import uuid
 from typing import Any, Dict, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import runtime
@@ -28,6 +34,10 @@ from beam_jobs.usage import require_exists
 from beam_jobs.usage import require_matches
 from models.site_model_pool import DEFAULT_MAX_BYTES
 from models.site_model_pool import DEFAULT_MAX_MODELS
+from transforms.bigquery_output import FILE_LOADS
+from transforms.bigquery_output import WRITE_METHODS
+from transforms.bigquery_output import WriteDeadLettersToBigQuery
+from transforms.bigquery_output import WritePredictionsToBigQuery
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import WriteDeadLetters
 from transforms.instances import KeyBySite
@@ -44,6 +54,7 @@ from transforms.site_inference import PredictPerSite
 _LOGGER = logging.getLogger(__name__)
 
 TABLE_SPEC = re.compile(r'^(?:[a-z][-a-z0-9.:]{4,61}[a-z0-9][:.])?[A-Za-z0-9_]+\.[-A-Za-z0-9_$]+$')
+DATASET_SPEC = re.compile(r'^(?:[a-z][-a-z0-9.:]{4,61}[a-z0-9][:.])?[A-Za-z0-9_]+$')
 
 
 class SitePredictionOptions(PipelineOptions):
@@ -58,6 +69,16 @@ class SitePredictionOptions(PipelineOptions):
         '--input_table',
         help='BigQuery table PROJECT:DATASET.TABLE (or DATASET.TABLE) read with DIRECT_READ.')
     source.add_argument('--input_query', help='BigQuery standard SQL query to read instances from.')
+    parser.add_argument(
+        '--selected_fields', default=None,
+        help='With --input_table: comma-separated columns to read (must include --site_field).')
+    parser.add_argument(
+        '--row_restriction', default=None,
+        help="With --input_table: SQL filter applied by the Storage Read API, e.g. \"day = '2026-11-20'\".")
+    parser.add_argument(
+        '--bigquery_temp_dataset', default=None,
+        help='Existing dataset (PROJECT:DATASET or DATASET) for BigQuery temporary tables '
+             '(default: Beam creates and deletes one).')
     parser.add_argument(
         '--site_field', default='site_id',
         help='Field naming the site of each row (default: site_id).')
@@ -80,6 +101,20 @@ class SitePredictionOptions(PipelineOptions):
         help='jsonl: our prediction lines (default); aiplatform: legacy batch '
              'prediction files prediction.results-* and prediction.errors_stats-*.')
     parser.add_argument(
+        '--output_table', default=None,
+        help='Also write one row per prediction to this BigQuery table PROJECT:DATASET.TABLE '
+             '(created if needed, appended to).')
+    parser.add_argument(
+        '--errors_table', default=None,
+        help='Also write dead letters to this BigQuery table PROJECT:DATASET.TABLE.')
+    parser.add_argument(
+        '--bigquery_write_method', default=FILE_LOADS, choices=WRITE_METHODS,
+        help='How --output_table/--errors_table are written: FILE_LOADS (default; batch '
+             'load jobs, needs a gs:// --temp_location) or STREAMING_INSERTS.')
+    parser.add_argument(
+        '--run_id', default=None,
+        help='Identifier stored with BigQuery rows and in summary.json (default: UTC time + random suffix).')
+    parser.add_argument(
         '--rows_per_chunk', type=int, default=DEFAULT_ROWS_PER_CHUNK,
         help=f'Most rows of one site per model call (default: {DEFAULT_ROWS_PER_CHUNK}).')
     parser.add_argument(
@@ -100,8 +135,19 @@ def validate(options: SitePredictionOptions) -> None:
                      + (f' (got {", ".join("--" + s for s in sources)})' if sources else ''))
   if options.input:
     require_matches('input', options.input)
-  if options.input_table and not TABLE_SPEC.match(options.input_table):
-    raise UsageError('input_table', f'{options.input_table!r} is not PROJECT:DATASET.TABLE')
+  for flag in ('input_table', 'output_table', 'errors_table'):
+    value = getattr(options, flag)
+    if value is not None and not TABLE_SPEC.match(value):
+      raise UsageError(flag, f'{value!r} is not PROJECT:DATASET.TABLE')
+  if (options.selected_fields or options.row_restriction) and not options.input_table:
+    raise UsageError('selected_fields' if options.selected_fields else 'row_restriction',
+                     'only applies with --input_table')
+  if options.selected_fields and options.site_field not in _fields(options.selected_fields):
+    raise UsageError('selected_fields',
+                     f'must include the site field {options.site_field!r}')
+  if options.bigquery_temp_dataset and not DATASET_SPEC.match(options.bigquery_temp_dataset):
+    raise UsageError('bigquery_temp_dataset',
+                     f'{options.bigquery_temp_dataset!r} is not PROJECT:DATASET')
   require('model_root', options.model_root)
   require_exists('model_root', options.model_root)
   if options.model_version is not None and not options.model_version.isdigit():
@@ -120,23 +166,40 @@ def finalize_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
   summary['failed_total'] = sum(failed.values())
   for key in ('records_read', 'predictions_written', 'sites_seen', 'models_loaded'):
     summary.setdefault(key, 0)
+  summary.setdefault('bigquery_rejected', 0)
   summary['model_load_ms_total'] = round(summary.get('model_load_ms_total', 0.0), 1)
   summary['reconciled'] = (
       summary['records_read'] == summary['predictions_written'] + summary['failed_total'])
   return summary
 
 
+def _fields(selected_fields: str):
+  return [f.strip() for f in selected_fields.split(',') if f.strip()]
+
+
+def _dataset_reference(spec: Optional[str], default_project: Optional[str]):
+  if not spec:
+    return None
+  project, _, dataset = spec.rpartition(':') if ':' in spec else spec.rpartition('.')
+  return bigquery_api.DatasetReference(projectId=project or default_project, datasetId=dataset)
+
+
 def _read_records(pipeline: beam.Pipeline, options: SitePredictionOptions):
-  """Source -> (records, parse failures). Records are (source, row dict)."""
+  """Source -> (raw elements, records, parse failures). Records are (source, row dict)."""
   if options.input:
     lines = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(options.input)
     parsed = lines | 'ParseInstance' >> beam.ParDo(ParseJsonLine()).with_outputs(
         FAILED, main='records')
     return lines, parsed.records, parsed[FAILED]
-  source = options.input_table or 'query'
+  source = f'bigquery:{options.input_table}' if options.input_table else 'bigquery:query'
+  project = options.view_as(GoogleCloudOptions).project
   rows = pipeline | 'ReadRows' >> beam.io.ReadFromBigQuery(
       table=options.input_table, query=options.input_query,
-      use_standard_sql=True, method=beam.io.ReadFromBigQuery.Method.DIRECT_READ)
+      use_standard_sql=True if options.input_query else None,
+      selected_fields=_fields(options.selected_fields) if options.selected_fields else None,
+      row_restriction=options.row_restriction,
+      temp_dataset=_dataset_reference(options.bigquery_temp_dataset, project),
+      method=beam.io.ReadFromBigQuery.Method.DIRECT_READ)
   records = rows | 'Source' >> beam.Map(_with_source, source)
   empty = pipeline | 'NoParseFailures' >> beam.Create([])
   return rows, records, empty
@@ -154,11 +217,32 @@ def _failure_stat(letter: Dict[str, Any]):
   return ('failed', letter['reason']), 1
 
 
+def _write_bigquery(predictions, failures, opts: SitePredictionOptions):
+  """Optional BigQuery sinks; returns rows BigQuery rejected (as dead letters) or None."""
+  rejected = []
+  if opts.output_table:
+    rejected.append(predictions | 'WritePredictionsToBigQuery' >> WritePredictionsToBigQuery(
+        opts.output_table, run_id=opts.run_id, key_field=opts.key_field,
+        method=opts.bigquery_write_method))
+  if opts.errors_table:
+    rejected.append(failures | 'WriteDeadLettersToBigQuery' >> WriteDeadLettersToBigQuery(
+        opts.errors_table, run_id=opts.run_id, method=opts.bigquery_write_method))
+  if not rejected:
+    return None
+  return rejected | 'AllRejected' >> beam.Flatten()
+
+
+def new_run_id() -> str:
+  return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()) + '-' + uuid.uuid4().hex[:8]
+
+
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
                    started_at: Optional[float] = None) -> None:
   """Adds the whole job to ``pipeline`` (tests pass a TestPipeline)."""
   opts = options.view_as(SitePredictionOptions)
   started_at = time.time() if started_at is None else started_at
+  if opts.run_id is None:
+    opts.run_id = new_run_id()
 
   raw, records, parse_failed = _read_records(pipeline, opts)
   keyed = records | 'KeyBySite' >> beam.ParDo(KeyBySite(opts.site_field)).with_outputs(
@@ -178,15 +262,21 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   }
   if opts.output_format == AIPLATFORM:
     outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(opts.output)
+  rejected = _write_bigquery(inference.predictions, failures, opts)
+  if rejected is not None:
+    outputs['bigquery_rejected'] = rejected | 'WriteRejected' >> WriteDeadLetters(
+        opts.output, name='bigquery_rejected')
 
   stats = (
       raw | 'CountRead' >> beam.Map(_stat, 'records_read'),
       inference.predictions | 'CountWritten' >> beam.Map(_stat, 'predictions_written'),
       failures | 'CountFailed' >> beam.Map(_failure_stat),
       inference.stats,
-  ) | 'AllStats' >> beam.Flatten()
+  ) + ((rejected | 'CountRejected' >> beam.Map(_stat, 'bigquery_rejected'),)
+       if rejected is not None else ()) | 'AllStats' >> beam.Flatten()
   _ = stats | 'WriteSummary' >> WriteRunSummary(
-      opts.output, started_at=started_at, outputs=outputs, finalize=finalize_summary)
+      opts.output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
+      extra={'run_id': opts.run_id})
 
 
 def run(argv: Optional[Sequence[str]] = None):

@@ -6,10 +6,11 @@ metadata-server probe. Subprocesses started by tests inherit it.
 """
 import os
 import pathlib
-import socket
 import sys
 
 import pytest
+
+from samples import local_cloud
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LOCAL_CREDENTIALS = REPO / 'samples' / 'local_credentials.json'
@@ -20,28 +21,21 @@ os.environ.setdefault('GOOGLE_CLOUD_PROJECT', 'local-project')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 @pytest.fixture(scope='session')
 def gcs_server():
   """gcp-storage-emulator on 127.0.0.1, in memory; Beam's gs:// and
   google-cloud-storage both reach it through STORAGE_EMULATOR_HOST."""
-  from gcp_storage_emulator.server import create_server  # pylint: disable=import-outside-toplevel
-  port = free_port()
-  server = create_server('127.0.0.1', port, in_memory=True)
-  server.start()
-  previous = os.environ.get('STORAGE_EMULATOR_HOST')
-  os.environ['STORAGE_EMULATOR_HOST'] = f'http://127.0.0.1:{port}'
-  yield server
-  server.stop()
-  if previous is None:
-    os.environ.pop('STORAGE_EMULATOR_HOST', None)
-  else:
-    os.environ['STORAGE_EMULATOR_HOST'] = previous
+  with local_cloud.gcs_server() as server:
+    yield server
+
+
+@pytest.fixture(scope='session')
+def bigquery_server():
+  """bqemulator on 127.0.0.1 with Beam's BigQuery connector pointed at it."""
+  with local_cloud.bigquery_server() as server:
+    undo = local_cloud.redirect_beam_bigquery(server)
+    yield server
+    undo()
 
 
 @pytest.fixture

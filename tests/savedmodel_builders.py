@@ -105,3 +105,12 @@ def build_model_root(root: str) -> Dict[str, str]:
   with open(os.path.join(root, 'corrupt', '1', 'saved_model.pb'), 'wb') as f:
     f.write(b'\x00not a protobuf\xff' * 10)
   return dirs
+
+
+def save_doubler(path: str, input_name: str) -> str:
+  """serving_default(<input_name>: float32[None]) -> {"out": 2 * input}"""
+  m = tf.Module()
+  m.factor = tf.Variable(np.float32(2.0))
+  sig = tf.function(lambda **kw: {'out': m.factor * kw[input_name]}).get_concrete_function(
+      **{input_name: tf.TensorSpec([None], tf.float32, name=input_name)})
+  return _save(m, sig, path)

@@ -41,14 +41,14 @@ def failed(letter: Dict[str, Any]) -> beam.pvalue.TaggedOutput:
 
 
 class WriteDeadLetters(beam.PTransform):
-  """Writes dead letters as JSON-lines under ``<output>/errors/``.
+  """Writes dead letters as JSON-lines ``<output>/errors/<name>-*.jsonl``.
 
   Input: PCollection of dead-letter dicts. Output: the written file names.
   """
 
-  def __init__(self, output_dir: str):
+  def __init__(self, output_dir: str, *, name: str = 'errors'):
     super().__init__()
-    self._prefix = paths.join(output_dir, 'errors', 'errors')
+    self._prefix = paths.join(output_dir, 'errors', name)
 
   def expand(self, letters):
     return (

@@ -31,13 +31,16 @@ def nest(pairs: Iterable[Tuple[StatKey, Any]]) -> Dict[str, Any]:
 class _WriteSummaryFn(beam.DoFn):
   """Builds and writes ``summary.json``; runs once (input: a single dummy element)."""
 
-  def __init__(self, path: str, started_at: float, finalize: Optional[Finalizer]):
+  def __init__(self, path: str, started_at: float, finalize: Optional[Finalizer],
+               extra: Mapping[str, Any]):
     self._path = path
     self._started_at = started_at
     self._finalize = finalize
+    self._extra = dict(extra)
 
   def process(self, unused_element, stats, output_files):
     summary = nest(stats)
+    summary.update(self._extra)
     if self._finalize:
       summary = self._finalize(summary)
     listed: Dict[str, list] = {}
@@ -60,7 +63,8 @@ class WriteRunSummary(beam.PTransform):
 
   def __init__(self, output_dir: str, *, started_at: float,
                outputs: Mapping[str, beam.PCollection],
-               finalize: Optional[Finalizer] = None):
+               finalize: Optional[Finalizer] = None,
+               extra: Optional[Mapping[str, Any]] = None):
     """
     Args:
       output_dir: folder of the run's outputs.
@@ -68,12 +72,14 @@ class WriteRunSummary(beam.PTransform):
       outputs: PCollections of committed file names; the summary waits for
         them and lists them.
       finalize: module-level function adding derived fields to the summary.
+      extra: constant fields to include (e.g. the run id).
     """
     super().__init__()
     self._path = paths.join(output_dir, 'summary.json')
     self._started_at = started_at
     self._outputs = dict(outputs)
     self._finalize = finalize
+    self._extra = dict(extra or {})
 
   def expand(self, stats):
     totals = (
@@ -89,7 +95,7 @@ class WriteRunSummary(beam.PTransform):
         stats.pipeline
         | 'Once' >> beam.Create([None])
         | 'Write' >> beam.ParDo(
-            _WriteSummaryFn(self._path, self._started_at, self._finalize),
+            _WriteSummaryFn(self._path, self._started_at, self._finalize, self._extra),
             stats=beam.pvalue.AsSingleton(totals),
             output_files=beam.pvalue.AsList(output_files)))
 
