@@ -14,7 +14,7 @@ export NO_GCE_CHECK := true
 export GOOGLE_CLOUD_PROJECT ?= local-project
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-cloud test bench clean
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,11 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-nodeps.t
 demo: install
 	$(PY) -m samples.demo --output $(DEMO_OUTPUT)
 
+demo-cloud: install
+	$(PY) -m samples.demo --output $(DEMO_OUTPUT) --jobs cloud
+
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	bash tests/hermetic.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/site_predictions.py

@@ -10,7 +10,9 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--output', default='demo-output', help='Folder for sample data and outputs.')
   parser.add_argument('--jobs', default='sites,images',
-                      help='Comma-separated demos to run: sites, images (default: both).')
+                      help='Comma-separated demos to run: sites, images, cloud '
+                           '(default: sites,images; cloud = per-site job from BigQuery '
+                           'to gs:// on local servers).')
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING)
   output = os.path.abspath(args.output)
@@ -19,6 +21,10 @@ def main(argv=None) -> int:
     from samples import site_demo  # pylint: disable=import-outside-toplevel
     print('== Per-site energy predictions ==', flush=True)
     site_demo.run_demo(output)
+  if 'cloud' in jobs:
+    from samples import cloud_demo  # pylint: disable=import-outside-toplevel
+    print('== Per-site predictions, BigQuery -> gs:// on local servers ==', flush=True)
+    cloud_demo.run_demo(output)
   if 'images' in jobs and importlib.util.find_spec('samples.detection_demo'):
     from samples import detection_demo  # pylint: disable=import-outside-toplevel
     print('== Image detection ==', flush=True)

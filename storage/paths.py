@@ -44,7 +44,8 @@ def exists(path: str) -> bool:
   """True if ``path`` is a file, or a folder/prefix with at least one file under it."""
   if is_local(path):
     return os.path.exists(path)
-  if FileSystems.exists(path):
+  scheme_and_bucket = path.split('://', 1)[1].rstrip('/')
+  if '/' in scheme_and_bucket and FileSystems.exists(path):
     return True
   return bool(match(join(path, '**'), limit=1))
 

@@ -42,7 +42,7 @@ def test_console_entry_exits_2_with_one_line(inputs):
   proc = subprocess.run(
       [sys.executable, '-m', 'beam_jobs.site_predictions', f'--input={inputs}/none/*.jsonl',
        f'--model_root={inputs}/models', f'--output={inputs}/out'],
-      capture_output=True, text=True, timeout=120, check=False)
+      capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 2
   assert f"error: --input: no files match '{inputs}/none/*.jsonl'" in proc.stderr
 

@@ -110,7 +110,7 @@ def test_aiplatform_format_from_the_command_line(workspace, tmp_path):
       [sys.executable, '-m', 'beam_jobs.site_predictions',
        f'--input={root}/input/part-*.jsonl', f'--model_root={root}/models',
        f'--output={out}', '--output_format=aiplatform', '--runner=DirectRunner'],
-      capture_output=True, text=True, timeout=300, check=False)
+      capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'Outputs are under {out}' in proc.stdout
   results = sorted(out.glob('prediction.results-*-of-*'))
