@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from samples import local_cloud
+from samples.local_cloud import free_port  # pylint: disable=unused-import
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LOCAL_CREDENTIALS = REPO / 'samples' / 'local_credentials.json'

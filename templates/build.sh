@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds both job images with Cloud Build and writes their Flex template specs.
+#
+#   PROJECT=my-project REGION=europe-west4 BUCKET=my-bucket templates/build.sh
+#
+# Writes gs://$BUCKET/templates/site_predictions.json and detect_images.json;
+# the trigger function's SITE_TEMPLATE / DETECT_TEMPLATE point at them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${PROJECT:?set PROJECT}" "${REGION:?set REGION}" "${BUCKET:?set BUCKET}"
+REPO=${REPO:-batch-inference}          # Artifact Registry docker repository
+TAG=${TAG:-$(git rev-parse --short HEAD)}
+REGISTRY="$REGION-docker.pkg.dev/$PROJECT/$REPO"
+TORCH_VERSION=$(sed -n 's/^torch==//p' requirements.txt)
+
+build() {  # job torch-index-url
+  local job=$1 index=$2 image="$REGISTRY/$1:$TAG" config
+  config=$(mktemp)
+  cat >"$config" <<YAML
+steps:
+- name: gcr.io/cloud-builders/docker
+  args: [build, -f, templates/Dockerfile, --build-arg, JOB=$job,
+         --build-arg, TORCH_VERSION=$TORCH_VERSION, --build-arg, TORCH_INDEX_URL=$index,
+         -t, $image, .]
+images: [$image]
+YAML
+  gcloud builds submit . --project "$PROJECT" --region "$REGION" --config "$config"
+  rm -f "$config"
+  gcloud dataflow flex-template build "gs://$BUCKET/templates/$job.json" \
+    --project "$PROJECT" \
+    --image "$image" \
+    --sdk-language PYTHON \
+    --metadata-file "templates/$job/metadata.json" \
+    --additional-experiments use_runner_v2 \
+    --additional-user-labels job=$job
+  echo "template gs://$BUCKET/templates/$job.json -> $image"
+}
+
+build site_predictions https://download.pytorch.org/whl/cpu
+# GPU workers: PyPI's torch wheel is the CUDA build (driver installed by Dataflow).
+build detect_images https://pypi.org/simple

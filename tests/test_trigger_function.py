@@ -1,0 +1,301 @@
+"""The trigger Cloud Function under the real functions framework, with the real
+Dataflow client pointed at a recording server and GCS served locally."""
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import functions_framework
+import pytest
+from cloudevents.conversion import to_binary
+from cloudevents.conversion import to_structured
+
+from conftest import free_port  # pylint: disable=no-name-in-module
+from storage import paths
+from trigger_support import FUNCTION_SOURCE
+from trigger_support import REPO
+from trigger_support import RecordingDataflow
+from trigger_support import finalize_event
+
+pytestmark = pytest.mark.gcs
+BUCKET = 'test-bucket'
+SITE_TRIGGER = {'job': 'site_predictions', 'parameters': {
+    'input': 'gs://test-bucket/instances/2026-11-20/*.jsonl',
+    'model_root': 'gs://models-bucket/models',
+    'output': 'gs://test-bucket/predictions/2026-11-20',
+    'key_field': 'reading_id'}}
+DETECT_FIXED = {'model_config': 'gs://models-bucket/yolo/yolov3-tiny.cfg',
+                'model_weights': 'gs://models-bucket/yolo/yolov3-tiny.weights',
+                'class_names': 'gs://models-bucket/yolo/coco.names', 'device': 'cuda'}
+
+
+def template_spec(job):
+  metadata = json.loads((REPO / 'templates' / job / 'metadata.json').read_text())
+  return {'image': f'europe-west4-docker.pkg.dev/p/r/{job}:t',
+          'sdkInfo': {'language': 'PYTHON'}, 'metadata': metadata}
+
+
+@pytest.fixture
+def dataflow():
+  with RecordingDataflow() as server:
+    yield server
+
+
+@pytest.fixture
+def env(gcs_bucket, dataflow, monkeypatch):
+  for job in ('site_predictions', 'detect_images'):
+    paths.write_bytes(f'{gcs_bucket}/templates/{job}.json', json.dumps(template_spec(job)).encode())
+  values = {
+      'PROJECT': 'local-project', 'REGION': 'europe-west4',
+      'SITE_PREDICTIONS_TEMPLATE': f'{gcs_bucket}/templates/site_predictions.json',
+      'DETECT_IMAGES_TEMPLATE': f'{gcs_bucket}/templates/detect_images.json',
+      'TRIGGER_PREFIX': 'triggers/', 'UPLOAD_PREFIXES': 'input-images/',
+      'OUTPUT_ROOT': f'{gcs_bucket}/outputs', 'PROCESSED_ROOT': f'{gcs_bucket}/processed',
+      'ALLOWED_BUCKETS': 'test-bucket,models-bucket',
+      'DETECT_PARAMETERS': json.dumps(DETECT_FIXED),
+      'DATAFLOW_ENDPOINT': dataflow.url,
+      'MAX_WORKERS': '20', 'SERVICE_ACCOUNT': 'jobs@local-project.iam.gserviceaccount.com',
+      'TEMP_LOCATION': f'{gcs_bucket}/tmp',
+      'SITE_PREDICTIONS_MACHINE_TYPE': 'n2-standard-4',
+      'SITE_PREDICTIONS_IMAGE': 'europe-west4-docker.pkg.dev/p/r/site_predictions:t',
+      'DETECT_IMAGES_MACHINE_TYPE': 'g2-standard-4',
+      'DETECT_IMAGES_ACCELERATOR': 'type:nvidia-l4;count:1;install-nvidia-driver',
+      'DETECT_IMAGES_IMAGE': 'europe-west4-docker.pkg.dev/p/r/detect_images:t',
+  }
+  for key, value in values.items():
+    monkeypatch.setenv(key, value)
+  return values
+
+
+@pytest.fixture(scope='module')
+def client():
+  app = functions_framework.create_app(
+      target='on_object_finalized', source=str(FUNCTION_SOURCE), signature_type='cloudevent')
+  return app.test_client()
+
+
+def upload(name, content, bucket=BUCKET):
+  """Writes gs://bucket/name; returns its generation as GCS reports it."""
+  from google.cloud import storage  # pylint: disable=import-outside-toplevel
+  blob = storage.Client().bucket(bucket).blob(name)
+  blob.upload_from_string(content)
+  return blob.generation
+
+
+def deliver(client, name, generation, structured=False, **kwargs):
+  event = finalize_event(BUCKET, name, generation, **kwargs)
+  headers, body = (to_structured if structured else to_binary)(event)
+  return client.post('/', headers=headers, data=body)
+
+
+def test_trigger_file_launches_the_site_template(client, env, dataflow):
+  gen = upload('triggers/nightly-2026-11-20.json', json.dumps(SITE_TRIGGER))
+  response = deliver(client, 'triggers/nightly-2026-11-20.json', gen)
+  assert response.status_code == 200
+  assert len(dataflow.requests) == 1
+  request = dataflow.requests[0]
+  assert request['path'].split('?')[0] == (
+      '/v1b3/projects/local-project/locations/europe-west4/flexTemplates:launch')
+  assert request['body'] == {'launchParameter': {
+      'jobName': f'site-predictions-nightly-2026-11-20-{gen}',
+      'containerSpecGcsPath': 'gs://test-bucket/templates/site_predictions.json',
+      'parameters': SITE_TRIGGER['parameters'],
+      'environment': {
+          'maxWorkers': 20, 'machineType': 'n2-standard-4',
+          'serviceAccountEmail': 'jobs@local-project.iam.gserviceaccount.com',
+          'tempLocation': 'gs://test-bucket/tmp',
+          'sdkContainerImage': 'europe-west4-docker.pkg.dev/p/r/site_predictions:t'}}}
+
+
+def test_structured_mode_event_launches_too(client, env, dataflow):
+  gen = upload('triggers/a.json', json.dumps(SITE_TRIGGER))
+  assert deliver(client, 'triggers/a.json', gen, structured=True).status_code == 200
+  assert [l['jobName'] for l in dataflow.launches] == [f'site-predictions-a-{gen}']
+
+
+def test_redelivered_event_launches_one_job_and_409_is_acknowledged(client, env, dataflow, capsys):
+  gen = upload('triggers/a.json', json.dumps(SITE_TRIGGER))
+  for _ in range(3):
+    assert deliver(client, 'triggers/a.json', gen).status_code == 200
+  names = {l['jobName'] for l in dataflow.launches}
+  assert len(names) == 1 and len(dataflow.active) == 1
+  outcomes = [json.loads(l)['outcome'] for l in capsys.readouterr().out.splitlines()
+              if l.startswith('{')]
+  assert outcomes == ['launched', 'duplicate', 'duplicate']
+
+
+def test_re_uploaded_trigger_file_is_a_new_run(client, env, dataflow):
+  first = upload('triggers/a.json', json.dumps(SITE_TRIGGER))
+  deliver(client, 'triggers/a.json', first)
+  second = upload('triggers/a.json', json.dumps(SITE_TRIGGER))
+  deliver(client, 'triggers/a.json', second)
+  assert [l['jobName'] for l in dataflow.launches] == [
+      f'site-predictions-a-{first}', f'site-predictions-a-{second}']
+
+
+def test_burst_of_uploads_launches_one_detection_job_and_loses_no_image(client, env, dataflow):
+  names = [f'input-images/camera-{i % 3}/img{i:02d}.jpg' for i in range(20)]
+  gens = [upload(n, b'jpeg bytes') for n in names]
+  statuses = [deliver(client, n, g).status_code for n, g in zip(names, gens)]
+  assert statuses[0] == 200 and set(statuses[1:]) == {500}, 'the rest are retried later'
+  assert len(dataflow.active) == 1
+  launch = dataflow.launches[0]
+  assert launch['jobName'] == 'detect-test-bucket-input-images'
+  assert launch['parameters'] == {
+      **DETECT_FIXED, 'input': 'gs://test-bucket/input-images/',
+      'output': f'gs://test-bucket/outputs/test-bucket-input-images/run-{gens[0]}',
+      'move_inputs_to': 'gs://test-bucket/processed/test-bucket-input-images/'}
+  assert launch['environment']['additionalExperiments'] == [
+      'worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver']
+  assert launch['environment']['machineType'] == 'g2-standard-4'
+
+  # The job moves what it matched; one image arrives after its match.
+  from google.cloud import storage  # pylint: disable=import-outside-toplevel
+  bucket = storage.Client().bucket(BUCKET)
+  for n in names:
+    bucket.copy_blob(bucket.blob(n), bucket, n.replace('input-images/', 'processed/x/'))
+    bucket.blob(n).delete()
+  late = 'input-images/camera-0/late.png'
+  late_gen = upload(late, b'png bytes')
+  assert deliver(client, late, late_gen).status_code == 500   # job still running
+  dataflow.finish('detect-test-bucket-input-images')
+
+  before = len(dataflow.requests)
+  retried = [deliver(client, n, g).status_code for n, g in zip(names[1:], gens[1:])]
+  assert set(retried) == {200} and len(dataflow.requests) == before, 'already processed'
+  assert deliver(client, late, late_gen).status_code == 200
+  assert dataflow.launches[-1]['parameters']['output'].endswith(f'run-{late_gen}')
+  assert len(dataflow.active) == 1
+
+
+@pytest.mark.parametrize('name', [
+    'elsewhere/a.jpg',                      # outside the watched prefixes
+    'outputs/test-bucket-input-images/run-1/annotated/x-det.jpg',   # our output
+    'processed/test-bucket-input-images/camera-1/x.jpg',            # our moved input
+    'input-images/camera-1/notes.txt',      # not an image
+    'input-images/camera-1/',               # folder placeholder
+    'triggers/readme.txt',                  # not a trigger file
+])
+def test_events_that_must_not_launch(client, env, dataflow, name):
+  gen = upload(name, b'x') if not name.endswith('/') else 1
+  assert deliver(client, name, gen).status_code == 200
+  assert dataflow.requests == []
+
+
+def test_events_from_other_buckets_are_ignored(client, env, dataflow):
+  event = finalize_event('someone-elses-bucket', 'triggers/a.json', 1)
+  headers, body = to_binary(event)
+  assert client.post('/', headers=headers, data=body).status_code == 200
+  assert dataflow.requests == []
+
+
+def test_malformed_events(client, env, dataflow, capsys):
+  event = finalize_event(BUCKET, 'triggers/a.json', 1)
+  event.data = {'name': 'triggers/a.json'}            # no bucket
+  headers, body = to_binary(event)
+  assert client.post('/', headers=headers, data=body).status_code == 200
+  event.data = {'bucket': BUCKET, 'name': 'triggers/a.json', 'generation': 'abc'}
+  headers, body = to_binary(event)
+  assert client.post('/', headers=headers, data=body).status_code == 200
+  # No CloudEvent headers at all: the framework answers 400.
+  assert client.post('/', data=b'{}', headers={'Content-Type': 'application/json'}).status_code == 400
+  assert dataflow.requests == []
+  reasons = [json.loads(l)['reason'] for l in capsys.readouterr().out.splitlines()
+             if l.startswith('{')]
+  assert reasons == ['event data lacks bucket or name', "event generation 'abc' is not a number"]
+
+
+def _with(**changes):
+  body = json.loads(json.dumps(SITE_TRIGGER))
+  for key, value in changes.items():
+    if value is None:
+      body['parameters'].pop(key)
+    else:
+      body['parameters'][key] = value
+  return json.dumps(body)
+
+
+@pytest.mark.parametrize('content,reason', [
+    ('{"job": "site_predictions", ', 'not JSON'),
+    ('["site_predictions"]', 'must be a JSON object'),
+    (json.dumps({'job': 'mine_bitcoin', 'parameters': {}}), 'unknown job'),
+    (json.dumps({**SITE_TRIGGER, 'environment': {'machineType': 'huge'}}), 'unknown trigger file fields'),
+    (json.dumps({'job': 'site_predictions', 'parameters': 'input=x'}), '"parameters" must be'),
+    (_with(model_root='gs://attacker-bucket/models'), "bucket 'attacker-bucket'"),
+    (_with(output='gs://test-bucket/predictions/../triggers/x'), 'does not match'),
+    (_with(runner='DirectRunner'), "'runner' is not a parameter"),
+    (_with(sdk_container_image='evil/image'), "'sdk_container_image' is not a parameter"),
+    (_with(rows_per_chunk='0'), "'rows_per_chunk' value '0' does not match"),
+    (_with(output_format='csv'), 'does not match'),
+    (_with(input='/etc/passwd'), 'does not match'),
+    (_with(model_root=None), 'missing required parameters: model_root'),
+    (_with(output='gs://test-bucket/triggers/out'), 'watched prefix'),
+    (_with(output='gs://test-bucket/input-images/out'), 'watched prefix'),
+    (_with(key_field=['a']), 'must be a string or number'),
+    ('{"job": "site_predictions", "parameters": {}, "pad": "' + 'x' * 70000 + '"}', 'bytes, more than'),
+])
+def test_hostile_or_malformed_trigger_files_are_rejected(client, env, dataflow, capsys,
+                                                         content, reason):
+  gen = upload('triggers/t.json', content)
+  assert deliver(client, 'triggers/t.json', gen).status_code == 200
+  assert dataflow.requests == []
+  logged = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith('{')]
+  assert [l['outcome'] for l in logged] == ['rejected']
+  assert logged[0]['severity'] == 'WARNING' and reason in logged[0]['reason'], logged[0]
+
+
+def test_served_by_the_functions_framework_cli(env, dataflow, gcs_server):
+  port = free_port()
+  proc = subprocess.Popen(
+      [os.path.join(os.path.dirname(sys.executable), 'functions-framework'),
+       '--target=on_object_finalized', f'--source={FUNCTION_SOURCE}',
+       '--signature-type=cloudevent', '--host=127.0.0.1', f'--port={port}'],
+      env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  try:
+    gen = upload('triggers/cli.json', json.dumps(SITE_TRIGGER))
+    headers, body = to_binary(finalize_event(BUCKET, 'triggers/cli.json', gen))
+    deadline = time.monotonic() + 120
+    while True:
+      try:
+        request = urllib.request.Request(f'http://127.0.0.1:{port}/', data=body,
+                                         headers=headers, method='POST')
+        with urllib.request.urlopen(request, timeout=30) as response:
+          assert response.status == 200
+        break
+      except urllib.error.URLError:
+        assert time.monotonic() < deadline, 'functions-framework did not start'
+        time.sleep(0.2)
+  finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+  assert [l['jobName'] for l in dataflow.launches] == [f'site-predictions-cli-{gen}']
+
+
+@pytest.mark.e2e
+def test_local_mode_runs_the_job_from_an_uploaded_trigger_file(client, env, dataflow, monkeypatch,
+                                                               tmp_path):
+  import savedmodel_builders  # pylint: disable=import-outside-toplevel
+  from conftest import upload_tree  # pylint: disable=import-outside-toplevel
+  savedmodel_builders.save_linear(str(tmp_path / 'models' / 'lin' / '1'), [1.0, 2.0], 0.5)
+  upload_tree(tmp_path / 'models', 'gs://test-bucket/models')
+  rows = [{'site_id': 'lin', 'reading_id': f'r{i}', 'x': [i, 1.0]} for i in range(5)]
+  upload('instances/day1/part-0.jsonl',
+         '\n'.join(json.dumps(r) for r in rows) + '\n{"reading_id": "orphan"}\n')
+  monkeypatch.setenv('LAUNCH_MODE', 'local')
+  trigger = {'job': 'site_predictions', 'parameters': {
+      'input': 'gs://test-bucket/instances/day1/*.jsonl',
+      'model_root': 'gs://test-bucket/models', 'output': 'gs://test-bucket/predictions/day1',
+      'key_field': 'reading_id'}}
+  gen = upload('triggers/day1.json', json.dumps(trigger))
+  assert deliver(client, 'triggers/day1.json', gen).status_code == 200
+  assert dataflow.requests == []
+
+  summary = json.loads(paths.read_bytes('gs://test-bucket/predictions/day1/summary.json'))
+  assert summary['records_read'] == 6 and summary['predictions_written'] == 5
+  assert summary['failed'] == {'missing_site': 1} and summary['reconciled']
+  lines = [json.loads(l) for m in paths.match('gs://test-bucket/predictions/day1/predictions/*')
+           for l in paths.read_bytes(m.path).decode().splitlines()]
+  assert {l['key']: l['prediction']['y'] for l in lines} == pytest.approx(
+      {f'r{i}': i * 1.0 + 2.0 + 0.5 for i in range(5)})
