@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   installs into .venv and runs both jobs end to end on built-in sample data
 #   make test   installs into .venv and runs every test suite
-PYTHON ?= python3
+PYTHON ?= $(shell command -v python3.11 || echo python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUTPUT ?= demo-output
