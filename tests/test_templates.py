@@ -122,3 +122,16 @@ def test_function_requirements_cover_the_clients_it_imports():
   reqs = (REPO / 'functions' / 'trigger' / 'requirements.txt').read_text()
   for name in ('functions-framework', 'google-cloud-storage', 'google-cloud-dataflow-client'):
     assert re.search(rf'^{name}\b', reqs, re.M), name
+
+
+@pytest.mark.parametrize('job', JOBS)
+def test_flex_template_style_boolean_parameters_parse(job):
+  """The launcher passes every parameter as --name=value, booleans included."""
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+  module = importlib.import_module(f'beam_jobs.{job}')
+  options_class = getattr(module, JOBS[job])
+  for p in metadata(job)['parameters']:
+    if p['regexes'] == ['^(true|false)$']:
+      for text, expected in (('true', True), ('false', False)):
+        parsed = PipelineOptions([f'--{p["name"]}={text}']).view_as(options_class)
+        assert getattr(parsed, p['name']) is expected, (p['name'], text)
