@@ -28,6 +28,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import runtime
+from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
@@ -58,13 +59,12 @@ DATASET_SPEC = re.compile(r'^(?:[a-z][-a-z0-9.:]{4,61}[a-z0-9][:.])?[A-Za-z0-9_]
 
 
 class SitePredictionOptions(PipelineOptions):
-  """Flags of the per-site prediction job."""
+  """Flags of the per-site prediction job (plus ``--input``/``--output``, see JobIOOptions)."""
 
   @classmethod
   def _add_argparse_args(cls, parser):
-    source = parser.add_argument_group('input (exactly one)')
-    source.add_argument(
-        '--input', help='JSON-lines file or glob, local or gs://; one instance object per line.')
+    # --input and --output: beam_jobs.io_options.JobIOOptions.
+    source = parser.add_argument_group('input (exactly one of --input, --input_table, --input_query)')
     source.add_argument(
         '--input_table',
         help='BigQuery table PROJECT:DATASET.TABLE (or DATASET.TABLE) read with DIRECT_READ.')
@@ -94,8 +94,6 @@ class SitePredictionOptions(PipelineOptions):
     parser.add_argument(
         '--signature', default='serving_default',
         help='SavedModel signature to call (default: serving_default).')
-    parser.add_argument(
-        '--output', help='Output folder (local or gs://) for predictions, errors and summary.json.')
     parser.add_argument(
         '--output_format', default=JSONL, choices=OUTPUT_FORMATS,
         help='jsonl: our prediction lines (default); aiplatform: legacy batch '
@@ -128,13 +126,14 @@ class SitePredictionOptions(PipelineOptions):
 
 def validate(options: SitePredictionOptions) -> None:
   """Raises UsageError for anything the user must fix before the job runs."""
-  sources = [flag for flag in ('input', 'input_table', 'input_query')
-             if getattr(options, flag)]
+  io = options.view_as(JobIOOptions)
+  sources = [flag for flag, value in (('input', io.input), ('input_table', options.input_table),
+                                      ('input_query', options.input_query)) if value]
   if len(sources) != 1:
     raise UsageError('input', 'give exactly one of --input, --input_table, --input_query'
                      + (f' (got {", ".join("--" + s for s in sources)})' if sources else ''))
-  if options.input:
-    require_matches('input', options.input)
+  if io.input:
+    require_matches('input', io.input)
   for flag in ('input_table', 'output_table', 'errors_table'):
     value = getattr(options, flag)
     if value is not None and not TABLE_SPEC.match(value):
@@ -152,7 +151,7 @@ def validate(options: SitePredictionOptions) -> None:
   require_exists('model_root', options.model_root)
   if options.model_version is not None and not options.model_version.isdigit():
     raise UsageError('model_version', f'{options.model_version!r} is not an integer version')
-  require('output', options.output)
+  require('output', io.output)
   for flag in ('rows_per_chunk', 'max_models_per_worker', 'max_model_mb_per_worker'):
     if getattr(options, flag) < 1:
       raise UsageError(flag, f'must be at least 1, got {getattr(options, flag)}')
@@ -186,8 +185,9 @@ def _dataset_reference(spec: Optional[str], default_project: Optional[str]):
 
 def _read_records(pipeline: beam.Pipeline, options: SitePredictionOptions):
   """Source -> (raw elements, records, parse failures). Records are (source, row dict)."""
-  if options.input:
-    lines = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(options.input)
+  input_path = options.view_as(JobIOOptions).input
+  if input_path:
+    lines = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(input_path)
     parsed = lines | 'ParseInstance' >> beam.ParDo(ParseJsonLine()).with_outputs(
         FAILED, main='records')
     return lines, parsed.records, parsed[FAILED]
@@ -240,6 +240,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
                    started_at: Optional[float] = None) -> None:
   """Adds the whole job to ``pipeline`` (tests pass a TestPipeline)."""
   opts = options.view_as(SitePredictionOptions)
+  output = options.view_as(JobIOOptions).output
   started_at = time.time() if started_at is None else started_at
   if opts.run_id is None:
     opts.run_id = new_run_id()
@@ -257,15 +258,15 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
 
   outputs = {
       'predictions': inference.predictions | 'WritePredictions' >> WritePredictions(
-          opts.output, output_format=opts.output_format, key_field=opts.key_field),
-      'errors': failures | 'WriteDeadLetters' >> WriteDeadLetters(opts.output),
+          output, output_format=output_format, key_field=opts.key_field),
+      'errors': failures | 'WriteDeadLetters' >> WriteDeadLetters(output),
   }
-  if opts.output_format == AIPLATFORM:
-    outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(opts.output)
+  if output_format == AIPLATFORM:
+    outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(output)
   rejected = _write_bigquery(inference.predictions, failures, opts)
   if rejected is not None:
     outputs['bigquery_rejected'] = rejected | 'WriteRejected' >> WriteDeadLetters(
-        opts.output, name='bigquery_rejected')
+        output, name='bigquery_rejected')
 
   stats = (
       raw | 'CountRead' >> beam.Map(_stat, 'records_read'),
@@ -275,7 +276,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   ) + ((rejected | 'CountRejected' >> beam.Map(_stat, 'bigquery_rejected'),)
        if rejected is not None else ()) | 'AllStats' >> beam.Flatten()
   _ = stats | 'WriteSummary' >> WriteRunSummary(
-      opts.output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
+      output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
       extra={'run_id': opts.run_id})
 
 
@@ -284,7 +285,7 @@ def run(argv: Optional[Sequence[str]] = None):
   options = PipelineOptions(argv)
   opts = options.view_as(SitePredictionOptions)
   validate(opts)
-  return runtime.launch(options, build_pipeline, output_dir=opts.output)
+  return runtime.launch(options, build_pipeline, output_dir=options.view_as(JobIOOptions).output)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -20,8 +20,10 @@ def metadata(job):
 
 
 def job_options(job):
+  from beam_jobs.io_options import JobIOOptions  # pylint: disable=import-outside-toplevel
   module = importlib.import_module(f'beam_jobs.{job}')
   parser = argparse.ArgumentParser()
+  JobIOOptions._add_argparse_args(parser)  # pylint: disable=protected-access
   getattr(module, JOBS[job])._add_argparse_args(parser)  # pylint: disable=protected-access
   return {a.dest: a for a in parser._actions if a.dest != 'help'}  # pylint: disable=protected-access
 
@@ -135,3 +137,12 @@ def test_flex_template_style_boolean_parameters_parse(job):
       for text, expected in (('true', True), ('false', False)):
         parsed = PipelineOptions([f'--{p["name"]}={text}']).view_as(options_class)
         assert getattr(parsed, p['name']) is expected, (p['name'], text)
+
+
+def test_both_jobs_can_be_imported_in_one_process():
+  """Beam parses every imported PipelineOptions subclass with one parser."""
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+  for job in JOBS:
+    importlib.import_module(f'beam_jobs.{job}')
+  options = PipelineOptions(['--input=gs://b/x', '--output=gs://b/y']).get_all_options()
+  assert options['input'] == 'gs://b/x' and options['output'] == 'gs://b/y'
