@@ -258,10 +258,10 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
 
   outputs = {
       'predictions': inference.predictions | 'WritePredictions' >> WritePredictions(
-          output, output_format=output_format, key_field=opts.key_field),
+          output, output_format=opts.output_format, key_field=opts.key_field),
       'errors': failures | 'WriteDeadLetters' >> WriteDeadLetters(output),
   }
-  if output_format == AIPLATFORM:
+  if opts.output_format == AIPLATFORM:
     outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(output)
   rejected = _write_bigquery(inference.predictions, failures, opts)
   if rejected is not None:
