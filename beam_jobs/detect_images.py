@@ -91,6 +91,10 @@ class DetectImagesOptions(PipelineOptions):
                         help='Images per forward pass.')
     parser.add_argument('--device', type=str, default='cpu', choices=yolo_handler.DEVICES,
                         help='Where the model runs; cuda fails at start-up without a GPU.')
+    parser.add_argument('--cpu_threads', type=int, default=None, help=(
+        'torch threads per worker process on CPU (default: torch\'s, all cores). '
+        'On Dataflow, where each vCPU runs its own SDK process, 1 avoids '
+        'oversubscribing the cores.'))
     parser.add_argument('--max_image_pixels', type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                         help=('Images with more pixels (width x height, read from the '
                               'header) are dead-lettered as image_too_large.'))
@@ -142,7 +146,7 @@ def validate(opts: DetectImagesOptions, *, local_runner: bool) -> JobConfig:
   handler = yolo_handler.YoloModelHandler(
       model=model, image_size=image_size, device=opts.device, batch_size=opts.batch_size,
       score_threshold=opts.score_threshold, iou_threshold=opts.iou_threshold,
-      max_detections=opts.max_detections)
+      max_detections=opts.max_detections, cpu_threads=opts.cpu_threads)
   return JobConfig(pattern, root, output, handler, classes, opts.max_image_pixels,
                    opts.delete_inputs, move_to)
 
@@ -222,8 +226,8 @@ def _check_numbers(opts: DetectImagesOptions) -> None:
     value = getattr(opts, flag)
     if not 0.0 <= value <= 1.0:
       raise UsageError(flag, f'must be within [0, 1], got {value}')
-  for flag in ('batch_size', 'max_detections', 'max_image_pixels'):
-    if getattr(opts, flag) < 1:
+  for flag in ('batch_size', 'max_detections', 'max_image_pixels', 'cpu_threads'):
+    if getattr(opts, flag) is not None and getattr(opts, flag) < 1:
       raise UsageError(flag, f'must be at least 1, got {getattr(opts, flag)}')
 
 

@@ -159,7 +159,8 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
                device: str = 'cpu', batch_size: int = DEFAULT_BATCH_SIZE,
                score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                iou_threshold: float = DEFAULT_IOU_THRESHOLD,
-               max_detections: int = DEFAULT_MAX_DETECTIONS):
+               max_detections: int = DEFAULT_MAX_DETECTIONS,
+               cpu_threads: Optional[int] = None):
     """
     Args:
       model: where the model files are (:class:`DarknetModel` or
@@ -171,6 +172,10 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
       score_threshold: detections scoring at or below it are dropped.
       iou_threshold: class-aware NMS overlap threshold.
       max_detections: most detections kept per image.
+      cpu_threads: torch intra-op threads of each worker process on CPU
+        (``torch.set_num_threads``); None keeps torch's default (all cores).
+        Set it when a machine runs several SDK processes (Dataflow starts one
+        per vCPU) so that they do not oversubscribe the cores.
     """
     super().__init__()
     if not isinstance(model, (DarknetModel, TorchScriptModel)):
@@ -187,6 +192,8 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
         raise ValueError(f'{name} must be within [0, 1], got {value}')
     if max_detections < 1:
       raise ValueError(f'max_detections must be at least 1, got {max_detections}')
+    if cpu_threads is not None and cpu_threads < 1:
+      raise ValueError(f'cpu_threads must be at least 1, got {cpu_threads}')
     self._model = model
     self._image_size = image_size
     self._device = device
@@ -194,6 +201,7 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
     self._score_threshold = score_threshold
     self._iou_threshold = iou_threshold
     self._max_detections = max_detections
+    self._cpu_threads = cpu_threads
 
   @property
   def image_size(self) -> int:
@@ -211,6 +219,8 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
     device = torch.device(self._device)
     if device.type == 'cuda' and not torch.cuda.is_available():
       raise RuntimeError(cuda_missing_message())
+    if device.type == 'cpu' and self._cpu_threads:
+      torch.set_num_threads(self._cpu_threads)  # per process; load_model runs once per process
     started = time.time()
     net, names = _load_network(self._model, device)
     detector = YoloDetector(

@@ -75,6 +75,17 @@ def test_model_placement_per_device():
   assert gpu.share_model_across_processes() and gpu.model_copies() == 1
 
 
+def test_cpu_threads_are_set_when_the_model_loads():
+  before = torch.get_num_threads()
+  try:
+    handler = YoloModelHandler(model=TorchScriptModel('unused'), cpu_threads=1)
+    with pytest.raises(Exception):
+      handler.load_model()  # the file does not exist; threads are set before loading
+    assert torch.get_num_threads() == 1
+  finally:
+    torch.set_num_threads(before)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the no-GPU message')
 def test_cuda_requested_without_gpu_fails_at_load_with_a_clear_message():
   with pytest.raises(RuntimeError, match='--device cuda was requested.*--device cpu'):

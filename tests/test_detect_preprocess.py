@@ -140,3 +140,10 @@ def test_decode_fn_outputs_image_or_dead_letter(tmp_path):
   assert out.value['record']['relative_path'] == 'site1/b.jpg'
   (gone,) = fn.process(ImageFile(str(tmp_path / 'gone.jpg'), 'gone.jpg', 'default', 10))
   assert gone.value['reason'] == 'not_found'
+
+
+def test_files_far_too_big_for_the_pixel_limit_are_not_read(tmp_path):
+  fn = DecodeImageFn(image_size=416, pad_value=127, max_pixels=1000)
+  missing = str(tmp_path / 'never-read.jpg')  # reading it would give not_found
+  (out,) = fn.process(ImageFile(missing, 'never-read.jpg', 'default', 2_000_000))
+  assert out.value['reason'] == 'image_too_large' and 'not read' in out.value['message']

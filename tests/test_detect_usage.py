@@ -73,6 +73,7 @@ def test_truncated_weights_are_refused_at_launch(layout, capsys):
     (['--image_size', '400'], 'image_size', 'multiple of 32'),
     (['--score_threshold', '1.5'], 'score_threshold', 'within [0, 1]'),
     (['--batch_size', '0'], 'batch_size', 'at least 1'),
+    (['--cpu_threads', '0'], 'cpu_threads', 'at least 1'),
     (['--delete_inputs', '--move_inputs_to', '/tmp/x'], 'move_inputs_to', 'not both'),
 ])
 def test_bad_flag_values(layout, capsys, extra, flag, words):

@@ -23,6 +23,10 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 FORMATS = ('JPEG', 'PNG')
 """Decoders Pillow may try: what the accepted extensions hold (the JPEG one
 also opens the MPO files some phones write)."""
+MAX_BYTES_PER_PIXEL = 8
+"""Files bigger than this many bytes per allowed pixel (+1 MiB of metadata)
+are refused unread: no JPEG or PNG within the pixel limit is that large."""
+_METADATA_ALLOWANCE_BYTES = 1 << 20
 _BACKGROUND = (255, 255, 255)
 
 
@@ -118,7 +122,8 @@ class DecodeImageFn(beam.DoFn):
 
   Error policy: empty, corrupt, non-image and oversized files are permanent
   (dead letter with reason ``empty_file``, ``decode_failed`` or
-  ``image_too_large``; the size check reads only the header). A file that
+  ``image_too_large``; the size check reads only the header, and a file far
+  too big for the pixel limit is not read at all). A file that
   vanished since listing is ``not_found``. Other read errors (GCS 5xx,
   timeouts) raise so the runner retries.
   """
@@ -129,6 +134,11 @@ class DecodeImageFn(beam.DoFn):
     self._max_pixels = max_pixels
 
   def process(self, item: ImageFile):
+    if item.size_bytes > self._max_pixels * MAX_BYTES_PER_PIXEL + _METADATA_ALLOWANCE_BYTES:
+      yield self._failed(item, 'image_too_large',
+                         f'the file has {item.size_bytes} bytes, more than any image within '
+                         f'--max_image_pixels={self._max_pixels} needs; not read')
+      return
     try:
       data = b'' if item.size_bytes == 0 else paths.read_bytes(item.uri)
       image = decode(data, max_pixels=self._max_pixels)
