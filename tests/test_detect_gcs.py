@@ -52,3 +52,12 @@ def test_gs_run_reads_model_and_images_writes_outputs_and_moves_inputs(gcs_bucke
   assert moved == [f'{gcs_bucket}/processed/siteA/coffee.jpg',
                    f'{gcs_bucket}/processed/siteB/bike.PNG']
   assert paths.read_bytes(moved[0]) == (local / 'images-input' / 'siteA' / 'coffee.jpg').read_bytes()
+
+
+@pytest.mark.gcs
+def test_a_gs_object_gone_since_listing_is_a_not_found_dead_letter(gcs_bucket):
+  from transforms.image_decode import DecodeImageFn  # pylint: disable=import-outside-toplevel
+  from transforms.image_files import ImageFile  # pylint: disable=import-outside-toplevel
+  fn = DecodeImageFn(image_size=416, pad_value=127, max_pixels=10 ** 7)
+  (out,) = fn.process(ImageFile(f'{gcs_bucket}/in/gone.jpg', 'gone.jpg', 'default', 100))
+  assert out.value['reason'] == 'not_found' and out.value['source'] == f'{gcs_bucket}/in/gone.jpg'

@@ -7,6 +7,7 @@ input; both stay inside the fused decode -> inference -> annotate stage.
 import dataclasses
 import io
 import apache_beam as beam
+from google.api_core import exceptions as gcp_exceptions
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
@@ -145,7 +146,7 @@ class DecodeImageFn(beam.DoFn):
     except ImageProblem as e:
       yield self._failed(item, e.reason, str(e))
       return
-    except FileNotFoundError as e:
+    except (FileNotFoundError, gcp_exceptions.NotFound) as e:
       yield self._failed(item, 'not_found', f'the file is gone since it was listed: {e}')
       return
     boxed = letterbox.letterbox(image, self._image_size, self._pad_value)
