@@ -210,14 +210,14 @@ def _load_conv(layer: Layer, block: nn.Sequential, values: np.ndarray, offset: i
   else:
     bias, offset = _take(values, offset, filters)
   kernel, offset = _take(values, offset, math.prod(conv.weight.shape))
-  kernel = kernel.reshape(conv.weight.shape).astype(np.float64)
-  bias = bias.astype(np.float64)
+  kernel = kernel.reshape(conv.weight.shape)
   if layer.get_int('batch_normalize', 0):
-    factor = scale.astype(np.float64) / (np.sqrt(var.astype(np.float64)) + _DARKNET_BN_EPS)
+    # float32 throughout, as Darknet computes it.
+    factor = scale / (np.sqrt(var) + np.float32(_DARKNET_BN_EPS))
     kernel = kernel * factor.reshape(-1, 1, 1, 1)
-    bias = bias - mean.astype(np.float64) * factor
+    bias = bias - mean * factor
   with torch.no_grad():
-    conv.weight.copy_(torch.from_numpy(kernel.astype(np.float32)))
-    conv.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+    conv.weight.copy_(torch.tensor(kernel, dtype=torch.float32))  # copies: values is read-only
+    conv.bias.copy_(torch.tensor(bias, dtype=torch.float32))
   return offset
 
