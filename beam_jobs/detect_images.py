@@ -19,6 +19,7 @@ Needs the model files (local or gs://) and, with ``--device cuda``, a GPU.
       --output gs://b/detections/run-1 --model_config yolov3.cfg \\
       --model_weights yolov3.weights --class_names coco.names --classes zebra
 """
+import argparse
 import dataclasses
 import logging
 import os
@@ -196,7 +197,17 @@ def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Console script ``detect-images``: exit 0, or 2 with a one-line usage error."""
-  return runtime.main(run, argv)
+  args = sys.argv[1:] if argv is None else list(argv)
+  if {'-h', '--help'} & set(args):
+    # Beam's own parser prints none of a job's flags; show ours (runner flags
+    # such as --runner, --project, --region pass through to Beam).
+    parser = argparse.ArgumentParser(
+        prog='detect-images', description=__doc__.split('\n\n', 1)[0],
+        epilog='Beam/Dataflow pipeline options (--runner, --project, ...) are accepted too.')
+    DetectImagesOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    parser.print_help()
+    return 0
+  return runtime.main(run, args)
 
 
 def _image_uri(record: dict) -> str:

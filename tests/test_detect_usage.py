@@ -118,3 +118,13 @@ def test_torchscript_without_names_needs_class_names(layout, capsys):
   (layout / 'junk.pt').write_bytes(b'not a zip')
   assert _main(layout, model=['--model', str(layout / 'junk.pt')]) == 2
   assert 'not a TorchScript file' in _error(capsys)
+
+
+def test_help_lists_every_flag(capsys):
+  assert detect_images.main(['--help']) == 0
+  text = capsys.readouterr().out
+  for flag in ('--input', '--output', '--model', '--model_config', '--model_weights',
+               '--class_names', '--classes', '--image_size', '--score_threshold',
+               '--iou_threshold', '--max_detections', '--batch_size', '--device',
+               '--cpu_threads', '--max_image_pixels', '--delete_inputs', '--move_inputs_to'):
+    assert flag in text
