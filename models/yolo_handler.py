@@ -128,8 +128,6 @@ class YoloDetector:
   def _detect(self, images, geometries):
     with torch.inference_mode():
       boxes, scores = self._net(self._to_input(images))
-      if scores.shape[-1] != len(self._names):
-        raise ValueError(f'model scores {scores.shape[-1]} classes, names list {len(self._names)}')
       kept = nms.select(boxes, scores, score_threshold=self._score_threshold,
                         iou_threshold=self._iou_threshold, max_detections=self._max_detections)
       kept = [(d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy())
