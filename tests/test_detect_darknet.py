@@ -212,3 +212,37 @@ def test_yolov3_layers_route_shortcut_upsample_load_in_cfg_order(tmp_path):
 def test_bad_cfgs_are_clear_errors(cfg, message):
   with pytest.raises(DarknetError, match=message):
     darknet_cfg.parse_cfg(cfg)
+
+
+def _yolov3_cfg() -> str:
+  """YOLOv3 (Darknet-53 + three heads, 80 classes) written out layer by layer."""
+  def conv(filters, size, stride=1, bn=True, activation='leaky'):
+    return (f'[convolutional]\n{"batch_normalize=1" if bn else ""}\nfilters={filters}\n'
+            f'size={size}\nstride={stride}\npad=1\nactivation={activation}\n')
+
+  def yolo(mask):
+    return (f'[yolo]\nmask={mask}\nanchors=10,13, 16,30, 33,23, 30,61, 62,45, 59,119, '
+            '116,90, 156,198, 373,326\nclasses=80\nnum=9\n')
+
+  def head(filters):
+    return [conv(filters, 1), conv(2 * filters, 3)] * 3 + [conv(255, 1, bn=False,
+                                                                activation='linear')]
+
+  parts = ['[net]\nwidth=416\nheight=416\nchannels=3\n', conv(32, 3)]
+  for filters, blocks in ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4)):
+    parts.append(conv(filters, 3, stride=2))
+    parts += [conv(filters // 2, 1), conv(filters, 3), '[shortcut]\nfrom=-3\n'] * blocks
+  parts += head(512) + [yolo('6,7,8'), '[route]\nlayers=-4\n', conv(256, 1),
+                        '[upsample]\nstride=2\n', '[route]\nlayers=-1, 61\n']
+  parts += head(256) + [yolo('3,4,5'), '[route]\nlayers=-4\n', conv(128, 1),
+                        '[upsample]\nstride=2\n', '[route]\nlayers=-1, 36\n']
+  return '\n'.join(parts + head(128) + [yolo('0,1,2')])
+
+
+def test_full_yolov3_needs_exactly_the_published_weights_size():
+  config = darknet_cfg.parse_cfg(_yolov3_cfg())
+  assert len(config.layers) == 107
+  assert 20 + 4 * config.num_weights == 248_007_048  # size of the public yolov3.weights
+  with torch.inference_mode():
+    boxes, scores = darknet.build(config).eval()(torch.rand(1, 3, 64, 64))
+  assert boxes.shape == (1, 3 * (2 * 2 + 4 * 4 + 8 * 8), 4) and scores.shape[-1] == 80
