@@ -34,8 +34,8 @@ def test_gs_run_reads_model_and_images_writes_outputs_and_moves_inputs(gcs_bucke
   assert (summary['images_read'], summary['images_ok'], summary['failed']) == (
       3, 2, {'decode_failed': 1})
   assert summary['reconciled']
-  (detections_file,) = summary['outputs']['detections']
-  lines = [json.loads(l) for l in paths.read_bytes(detections_file).decode().splitlines()]
+  lines = [json.loads(l) for name in summary['outputs']['detections']
+           for l in paths.read_bytes(name).decode().splitlines()]
   by_name = {l['image'].rsplit('/', 1)[1]: l for l in lines}
   assert by_name['coffee.jpg']['image'] == f'{gcs_bucket}/images-input/siteA/coffee.jpg'
   assert by_name['coffee.jpg']['model'] == f'{models}/yolov3-tiny.weights'
