@@ -23,15 +23,18 @@ signature runs:
   discovery and the arguments' ``_user_specified_name`` hints (process-wide
   tensor ids for captures) dropped; every op, attribute, constant, edge and
   arity stays in the key;
-- the variables the signature captures, in capture order, each by name,
+- the inputs the signature captures, in capture order: variables by name,
   dtype and shape (not by node id or checkpoint key, which Keras 3 numbers
-  differently per export).
+  differently per export; variables that share a name, such as tf.Module
+  variables left as "Variable", also by their first path in the object
+  graph, e.g. ``dense/w``), constants (e.g. a Keras ``Normalization``
+  layer's mean) by their full value.
 
 Everything else in the file (top-level graph nodes, save/restore functions,
 unused variables, other signatures) does not run when the signature is called
 and is left out. A signature that captures anything but variables (assets,
-lookup tables, constants), assigns to its variables, or whose captured
-variable names are ambiguous is not shareable: such sites are loaded fully.
+lookup tables) or assigns to its variables is not shareable: such sites
+are loaded fully, each on its own.
 """
 import hashlib
 import os
@@ -60,9 +63,11 @@ class NotShareable(Exception):
 class CapturedVariable(NamedTuple):
   """A variable the signature captures: its identity and where it lives."""
   node_id: int             # in the object graph (and the checkpoint's)
+  position: int            # among the signature's captured inputs
   name: str                # the variable's name, e.g. "dense/kernel"
   dtype: int               # DataType enum
   shape: Tuple[int, ...]
+  path: str = ''           # first object-graph path, only when names collide
 
 
 class Architecture(NamedTuple):
@@ -101,7 +106,7 @@ def architecture_of(saved_model: saved_model_pb2.SavedModel,
   concrete = graph.concrete_functions.get(function_name)
   if concrete is None:
     raise NotShareable(f'no concrete function {function_name}')
-  variables = _captured_variables(graph, concrete.bound_inputs)
+  variables, constants = _captures(meta_graph, concrete.bound_inputs)
 
   library = {f.signature.name: f for f in meta_graph.graph_def.library.function}
   reachable = _reachable_functions(library, function_name)
@@ -117,7 +122,11 @@ def architecture_of(saved_model: saved_model_pb2.SavedModel,
   _add(digest, concrete.canonicalized_input_signature.SerializeToString(deterministic=True))
   _add(digest, concrete.output_signature.SerializeToString(deterministic=True))
   for variable in variables:
-    _add(digest, repr((variable.name, variable.dtype, variable.shape)).encode())
+    _add(digest, repr((variable.position, variable.name, variable.dtype,
+                       variable.shape, variable.path)).encode())
+  for position, value in constants:
+    _add(digest, repr(position).encode())
+    _add(digest, value)
   for name in reachable:
     _add(digest, _canonical_function(library[name], canonical))
   return Architecture(digest.hexdigest(), tuple(variables))
@@ -146,26 +155,53 @@ def _signature_function(graph, signature_name: str):
   return node.bare_concrete_function.concrete_function_name, node.bare_concrete_function
 
 
-def _captured_variables(graph, bound_inputs) -> List[CapturedVariable]:
-  variables = []
-  for node_id in bound_inputs:
+def _captures(meta_graph, bound_inputs) -> Tuple[List[CapturedVariable], List[Tuple[int, bytes]]]:
+  """The signature's captured variables, and its captured constants' values."""
+  graph = meta_graph.object_graph_def
+  variables, constants = [], []
+  for position, node_id in enumerate(bound_inputs):
     node = graph.nodes[node_id]
     kind = node.WhichOneof('kind')
+    if kind == 'constant':
+      constants.append((position, _constant_value(meta_graph, node.constant.operation)))
+      continue
     if kind != 'variable':
-      raise NotShareable(f'the signature captures a {kind} (node {node_id}), not a variable')
+      raise NotShareable(f'the signature captures a {kind} (node {node_id})')
     spec = node.variable
     shape = tuple(d.size for d in spec.shape.dim)
     if spec.shape.unknown_rank or any(d < 0 for d in shape):
       raise NotShareable(f'variable {spec.name!r} has no fixed shape')
     if spec.experimental_distributed_variable_components:
       raise NotShareable(f'variable {spec.name!r} is distributed')
-    variables.append(CapturedVariable(node_id, spec.name, spec.dtype, shape))
+    variables.append(CapturedVariable(node_id, position, spec.name, spec.dtype, shape))
   names = [v.name for v in variables]
   if len(set(names)) != len(names):
-    # Identity is the name: two captures with one name cannot be told apart
-    # across exports (e.g. tf.Module variables left as "Variable").
-    raise NotShareable('captured variables share names: ' + ', '.join(sorted(names)))
-  return variables
+    # The name alone cannot tell these apart across exports: add the path.
+    paths = _first_paths(graph)
+    variables = [v._replace(path=paths.get(v.node_id, '')) for v in variables]
+    identities = [(v.name, v.path) for v in variables]
+    if len(set(identities)) != len(identities):
+      raise NotShareable('captured variables share names and paths')
+  return variables, constants
+
+
+def _first_paths(graph) -> Dict[int, str]:
+  """Each node's first path from the root, breadth first in child order."""
+  paths, queue = {0: ''}, [0]
+  while queue:
+    node_id = queue.pop(0)
+    for ref in graph.nodes[node_id].children:
+      if ref.node_id not in paths:
+        paths[ref.node_id] = f'{paths[node_id]}/{ref.local_name}'.lstrip('/')
+        queue.append(ref.node_id)
+  return paths
+
+
+def _constant_value(meta_graph, operation: str) -> bytes:
+  for node in meta_graph.graph_def.node:
+    if node.name == operation and node.op == 'Const':
+      return node.attr['value'].SerializeToString(deterministic=True)
+  raise NotShareable(f'captured constant {operation!r} is not in the graph')
 
 
 def _referenced_functions(function: function_pb2.FunctionDef, library) -> List[str]:

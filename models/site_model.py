@@ -85,7 +85,9 @@ class SiteModel:
       with self._activated():
         for batch in batches:
           results.extend(self._run(batch))
-    return sorted(results, key=lambda r: r.index)
+    if failures or len(batches) > 1:
+      results.sort(key=lambda r: r.index)
+    return results
 
   def _activated(self):
     """Holds the shared graph with this site's weights in it, or nothing."""
@@ -102,8 +104,11 @@ class SiteModel:
       # One bad row must not fail its neighbours: retry row by row.
       return [r for i in range(len(batch.row_indices))
               for r in self._run(_single_row(batch, i))]
+    # Plain Python values (one tolist per output, not per row): cheaper to
+    # pass between pipeline steps and to encode as JSON than NumPy scalars.
+    columns = {name: value.tolist() for name, value in outputs.items()}
     return [
-        RowResult(row, {name: value[pos] for name, value in outputs.items()})
+        RowResult(row, {name: column[pos] for name, column in columns.items()})
         for pos, row in enumerate(batch.row_indices)]
 
   def _call(self, tensors: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:

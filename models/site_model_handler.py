@@ -85,7 +85,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
             for chunk in batch]
 
   def get_num_bytes(self, batch: Sequence[SiteChunk]) -> int:
-    return sum(sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row.values())
+    return sum(sys.getsizeof(row) + sum(map(sys.getsizeof, row.values()))
                for chunk in batch for row in chunk.rows)
 
   def get_metrics_namespace(self) -> str:
