@@ -163,7 +163,8 @@ def finalize_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
   """Adds totals and the reconciliation check to the summed counters."""
   failed = summary.setdefault('failed', {})
   summary['failed_total'] = sum(failed.values())
-  for key in ('records_read', 'predictions_written', 'sites_seen', 'models_loaded'):
+  for key in ('records_read', 'predictions_written', 'sites_seen', 'models_loaded',
+              'models_fast_path'):
     summary.setdefault(key, 0)
   summary.setdefault('bigquery_rejected', 0)
   summary['model_load_ms_total'] = round(summary.get('model_load_ms_total', 0.0), 1)

@@ -1,4 +1,5 @@
 """One site's loaded SavedModel signature, and prediction with per-row isolation."""
+import contextlib
 import logging
 import os
 import time
@@ -34,18 +35,43 @@ class RowResult(NamedTuple):
 class SiteModel:
   """A site's serving signature with its input specs.
 
-  Holds the loaded object too: the signature's variables live as long as it.
+  Either owns its loaded SavedModel (``owner``: the signature's variables
+  live as long as it), or runs a :class:`~models.shared_graphs.SharedGraph`
+  of its architecture with its own ``weights`` put in for each call.
   """
 
-  def __init__(self, location: ModelLocation, loaded: Any, signature: Any,
-               num_bytes: int, load_ms: float):
+  def __init__(self, location: ModelLocation, signature: Any, *, num_bytes: int,
+               load_ms: float, owner: Any = None, graph: Any = None,
+               weights: Optional[Tuple[np.ndarray, ...]] = None, fast_path: bool = False,
+               inputs: Optional[Dict[str, signature_inputs.InputSpec]] = None,
+               output_names: Optional[List[str]] = None):
+    """
+    Args:
+      location: where the site's SavedModel was loaded from.
+      signature: the concrete signature function to call.
+      num_bytes: estimated memory this site model adds to the pool.
+      load_ms: time it took to make the model ready.
+      owner: the loaded SavedModel object, kept alive with the signature.
+      graph: the shared graph ``signature`` belongs to, or None.
+      weights: with ``graph``: this site's values of its captured variables.
+      fast_path: the graph was already loaded (only weights were read).
+      inputs, output_names: precomputed from the signature when shared.
+    """
     self.location = location
     self.num_bytes = num_bytes
     self.load_ms = load_ms
-    self._loaded = loaded
+    self.graph = graph
+    self.fast_path = fast_path
+    self._owner = owner
+    self._weights = weights
     self._signature = signature
-    self.inputs = signature_inputs.signature_inputs(signature)
-    self.output_names = sorted(signature.structured_outputs)
+    self.inputs = inputs if inputs is not None else signature_inputs.signature_inputs(signature)
+    self.output_names = (
+        output_names if output_names is not None else sorted(signature.structured_outputs))
+
+  @property
+  def signature(self) -> Any:
+    return self._signature
 
   @property
   def version(self) -> Optional[str]:
@@ -55,9 +81,19 @@ class SiteModel:
     """Predicts every row it can; every row gets exactly one RowResult."""
     batches, failures = signature_inputs.batch_rows(self.inputs, rows)
     results = [RowResult(i, None, e.reason, e.message) for i, e in failures]
-    for batch in batches:
-      results.extend(self._run(batch))
-    return sorted(results, key=lambda r: r.index)
+    if batches:
+      with self._activated():
+        for batch in batches:
+          results.extend(self._run(batch))
+    if failures or len(batches) > 1:
+      results.sort(key=lambda r: r.index)
+    return results
+
+  def _activated(self):
+    """Holds the shared graph with this site's weights in it, or nothing."""
+    if self.graph is None:
+      return contextlib.nullcontext()
+    return self.graph.activated(self._weights)
 
   def _run(self, batch: signature_inputs.FeatureBatch) -> List[RowResult]:
     try:
@@ -68,8 +104,11 @@ class SiteModel:
       # One bad row must not fail its neighbours: retry row by row.
       return [r for i in range(len(batch.row_indices))
               for r in self._run(_single_row(batch, i))]
+    # Plain Python values (one tolist per output, not per row): cheaper to
+    # pass between pipeline steps and to encode as JSON than NumPy scalars.
+    columns = {name: value.tolist() for name, value in outputs.items()}
     return [
-        RowResult(row, {name: value[pos] for name, value in outputs.items()})
+        RowResult(row, {name: column[pos] for name, column in columns.items()})
         for pos, row in enumerate(batch.row_indices)]
 
   def _call(self, tensors: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
@@ -107,13 +146,19 @@ def load_site_model(location: ModelLocation, signature_name: str) -> SiteModel:
   """
   started = time.perf_counter()
   with paths.localize_tree(location.path) as local_dir:
-    try:
-      loaded = tf.saved_model.load(local_dir)
-    except Exception as e:  # pylint: disable=broad-except
-      # A local read of a corrupt or incompatible SavedModel: permanent.
-      raise SiteModelError(
-          MODEL_LOAD_FAILED, f'cannot load SavedModel {location.path}: {_tf_message(e)}') from e
-    graph_bytes = os.path.getsize(os.path.join(local_dir, SAVED_MODEL_FILE))
+    return load_local(location, local_dir, signature_name, started)
+
+
+def load_local(location: ModelLocation, local_dir: str, signature_name: str,
+               started: float) -> SiteModel:
+  """:func:`load_site_model` of a local copy; ``started`` is a ``perf_counter``."""
+  try:
+    loaded = tf.saved_model.load(local_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    # A local read of a corrupt or incompatible SavedModel: permanent.
+    raise SiteModelError(
+        MODEL_LOAD_FAILED, f'cannot load SavedModel {location.path}: {_tf_message(e)}') from e
+  graph_bytes = os.path.getsize(os.path.join(local_dir, SAVED_MODEL_FILE))
   signature = loaded.signatures.get(signature_name)
   if signature is None:
     raise SiteModelError(
@@ -121,5 +166,5 @@ def load_site_model(location: ModelLocation, signature_name: str) -> SiteModel:
         f'{location.path} has no signature {signature_name!r} '
         f'(it has: {", ".join(sorted(loaded.signatures)) or "none"})')
   load_ms = (time.perf_counter() - started) * 1000
-  return SiteModel(location, loaded, signature,
-                   variables_bytes(signature) + graph_bytes, load_ms)
+  return SiteModel(location, signature, num_bytes=variables_bytes(signature) + graph_bytes,
+                   load_ms=load_ms, owner=loaded)

@@ -33,6 +33,7 @@ class ChunkOutcome(NamedTuple):
   rows: List[RowResult]
   model_loaded: bool = False
   model_load_ms: float = 0.0
+  model_fast_path: bool = False   # loaded now, sharing an already loaded graph
 
 
 class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool]):
@@ -48,6 +49,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
                model_version: Optional[str] = None,
                max_models: int = DEFAULT_MAX_MODELS,
                max_bytes: int = DEFAULT_MAX_BYTES,
+               share_graphs: bool = True,
                chunks_per_batch: int = 1):
     """
     Args:
@@ -56,6 +58,8 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
       model_version: pin this integer version folder instead of the highest.
       max_models: most site models one worker process keeps loaded.
       max_bytes: most estimated model bytes one worker process keeps loaded.
+      share_graphs: sites of one architecture share one loaded graph and
+        keep only their weights (see :mod:`models.shared_graphs`).
       chunks_per_batch: chunks handed to one ``run_inference`` call; chunks
         are already site batches, so 1 keeps per-call latency low.
     """
@@ -65,13 +69,14 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
     self._model_version = model_version
     self._max_models = max_models
     self._max_bytes = max_bytes
+    self._share_graphs = share_graphs
 
   def load_model(self) -> SiteModelPool:
     # No I/O: site models load lazily, on the first chunk of each site.
     return SiteModelPool(
         model_root=self._model_root, signature=self._signature,
         model_version=self._model_version, max_models=self._max_models,
-        max_bytes=self._max_bytes)
+        max_bytes=self._max_bytes, share_graphs=self._share_graphs)
 
   def run_inference(self, batch: Sequence[SiteChunk], model: SiteModelPool,
                     inference_args: Optional[Dict[str, Any]] = None
@@ -80,7 +85,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
             for chunk in batch]
 
   def get_num_bytes(self, batch: Sequence[SiteChunk]) -> int:
-    return sum(sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row.values())
+    return sum(sys.getsizeof(row) + sum(map(sys.getsizeof, row.values()))
                for chunk in batch for row in chunk.rows)
 
   def get_metrics_namespace(self) -> str:
@@ -98,4 +103,5 @@ def predict_chunk(pool: SiteModelPool, chunk: SiteChunk) -> ChunkOutcome:
     return ChunkOutcome(None, [RowResult(i, None, e.reason, e.message)
                                for i in range(len(chunk.rows))])
   return ChunkOutcome(model.version, model.predict(chunk.rows), loaded_now,
-                      model.load_ms if loaded_now else 0.0)
+                      model.load_ms if loaded_now else 0.0,
+                      loaded_now and getattr(model, 'fast_path', False))

@@ -3,18 +3,31 @@
 This is the "model" Beam's ``RunInference`` holds for the per-site job: one
 pool per worker process (shared by its threads), so nothing per-site happens
 at pipeline construction and any number of sites can pass through a worker.
-Models are evicted least-recently-used when either bound is exceeded:
-``max_models`` loaded models, or ``max_bytes`` of estimated model memory
-(variables plus the serialized graph). Permanent failures (no model, corrupt
-model) are remembered so a site's later chunks fail fast without new I/O.
+
+Sites of one architecture share one loaded graph and keep only their own
+weights (:mod:`models.shared_graphs`): the first site of an architecture
+costs a full ``tf.saved_model.load``, every further one a read of its
+variables (the "fast path"). Sites that cannot share are loaded in full.
+
+Bounds, per worker process: ``max_models`` site models, and ``max_bytes`` of
+estimated model memory: the sum over site models (weights plus about 2 KiB
+for a site sharing a graph; variables plus ``saved_model.pb`` size for a site
+loaded on its own) plus every shared graph still used by a site in the pool
+(its variables plus ``saved_model.pb`` size). Beyond either bound the least
+recently used site models are evicted; a shared graph goes with the last site
+using it. Permanent failures (no model, corrupt model) are remembered so a
+site's later chunks fail fast without new I/O.
 """
 import collections
+import functools
 import logging
 import threading
 from typing import Callable, Dict, NamedTuple, Optional
 
 from apache_beam.metrics import Metrics
 
+from models.shared_graphs import SharedGraphs
+from models.shared_graphs import load_sharing_graphs
 from models.site_model import SiteModel
 from models.site_model import load_site_model
 from models.site_model_errors import SiteModelError
@@ -44,7 +57,18 @@ class SiteModelPool:
                model_version: Optional[str] = None,
                max_models: int = DEFAULT_MAX_MODELS,
                max_bytes: int = DEFAULT_MAX_BYTES,
-               loader: Loader = load_site_model):
+               share_graphs: bool = True,
+               loader: Optional[Loader] = None):
+    """
+    Args:
+      model_root: folder (local or gs://) with one subfolder per site.
+      signature: signature name to call in every site's SavedModel.
+      model_version: pin this integer version folder instead of the highest.
+      max_models: most site models kept.
+      max_bytes: most estimated bytes of site models and shared graphs kept.
+      share_graphs: share one loaded graph among sites of one architecture.
+      loader: replaces the loading function (tests).
+    """
     if max_models < 1:
       raise ValueError(f'max_models must be >= 1, got {max_models}')
     self._model_root = model_root
@@ -52,6 +76,10 @@ class SiteModelPool:
     self._model_version = model_version
     self._max_models = max_models
     self._max_bytes = max_bytes
+    self._graphs = SharedGraphs()
+    if loader is None:
+      loader = (functools.partial(load_sharing_graphs, graphs=self._graphs)
+                if share_graphs else load_site_model)
     self._loader = loader
     self._models: 'collections.OrderedDict[str, SiteModel]' = collections.OrderedDict()
     self._failures: 'collections.OrderedDict[str, SiteModelError]' = collections.OrderedDict()
@@ -59,6 +87,7 @@ class SiteModelPool:
     self._lock = threading.Lock()
     self._site_locks: Dict[str, threading.Lock] = {}
     self._loads = Metrics.counter(METRICS_NAMESPACE, 'models_loaded')
+    self._fast_loads = Metrics.counter(METRICS_NAMESPACE, 'models_fast_path')
     self._load_failures = Metrics.counter(METRICS_NAMESPACE, 'model_load_failures')
     self._evictions = Metrics.counter(METRICS_NAMESPACE, 'models_evicted')
     self._load_ms = Metrics.distribution(METRICS_NAMESPACE, 'model_load_ms')
@@ -69,7 +98,13 @@ class SiteModelPool:
 
   @property
   def num_bytes(self) -> int:
-    return self._bytes
+    """Estimated bytes of the site models and the shared graphs they use."""
+    return self._bytes + self._graphs.num_bytes
+
+  @property
+  def num_graphs(self) -> int:
+    """Shared graphs in use by the pool's site models."""
+    return self._graphs.size
 
   def get(self, site_id: str) -> Acquired:
     """The site's model, loading it if needed.
@@ -93,6 +128,8 @@ class SiteModelPool:
         self._remember_failure(site_id, e)
         raise
       self._loads.inc()
+      if getattr(model, 'fast_path', False):
+        self._fast_loads.inc()
       self._load_ms.update(int(model.load_ms))
       self._insert(site_id, model)
       return Acquired(model, True)
@@ -124,8 +161,10 @@ class SiteModelPool:
       self._bytes += model.num_bytes
       # Evict least recently used, but never the model just loaded.
       while len(self._models) > 1 and (
-          len(self._models) > self._max_models or self._bytes > self._max_bytes):
+          len(self._models) > self._max_models or self.num_bytes > self._max_bytes):
         _, evicted = self._models.popitem(last=False)
         self._bytes -= evicted.num_bytes
+        if getattr(evicted, 'graph', None) is not None:
+          self._graphs.release(evicted.graph)
         self._evictions.inc()
       self._site_locks.pop(site_id, None)

@@ -114,3 +114,85 @@ def save_doubler(path: str, input_name: str) -> str:
   sig = tf.function(lambda **kw: {'out': m.factor * kw[input_name]}).get_concrete_function(
       **{input_name: tf.TensorSpec([None], tf.float32, name=input_name)})
   return _save(m, sig, path)
+
+
+# Models for the shared-graph fast path (tests/test_architecture_key.py,
+# tests/test_fast_path*.py, tests/test_pool_memory*.py).
+
+TWO_LAYER_VARIABLES = {
+    'hidden/kernel': (3, 4), 'hidden/bias': (4,), 'mix/kernel': (4, 4), 'mix/bias': (4,),
+    'out/scale': (4,)}
+
+
+def two_layer_values(seed: int) -> Dict[str, np.ndarray]:
+  """Random values for :func:`save_two_layer` (two biases of the same shape)."""
+  rng = np.random.default_rng(seed)
+  return {name: rng.normal(0, 1, shape).astype(np.float32)
+          for name, shape in TWO_LAYER_VARIABLES.items()}
+
+
+class _TwoLayer(tf.Module):
+  """serving_default(x: float32[None, 3]) -> {"y": float32[None]}.
+
+  Variables are created, and listed in ``all_variables``, in ``order``: their
+  object-graph node ids and checkpoint keys (list positions) differ between
+  exports made with different orders, as Keras 3's do between trainings,
+  while the traced program (which reads them by name) is the same.
+  """
+
+  def __init__(self, values, order, activation, input_name, output_name, constant):
+    super().__init__()
+    self.all_variables = [tf.Variable(values[name], name=name) for name in order]
+    self.by_name = {v.name.split(':')[0]: v for v in self.all_variables}
+    self._activation = {'relu': tf.nn.relu, 'tanh': tf.tanh}[activation]
+    self._output_name = output_name
+    self._constant = None if constant is None else tf.constant(constant, tf.float32)
+    self.serve = tf.function(
+        self._serve, input_signature=[tf.TensorSpec([None, 3], tf.float32, name=input_name)])
+
+  def _serve(self, x):
+    v = self.by_name
+    h = self._activation(tf.matmul(x, v['hidden/kernel']) + v['hidden/bias'])
+    h = self._activation(tf.matmul(h, v['mix/kernel']) + v['mix/bias'])
+    y = tf.reduce_sum(h * v['out/scale'], axis=1)
+    if self._constant is not None:
+      y = y + self._constant
+    return {self._output_name: y}
+
+
+def save_two_layer(path: str, values: Dict[str, np.ndarray], *,
+                   order: Sequence[str] = tuple(TWO_LAYER_VARIABLES),
+                   activation: str = 'relu', input_name: str = 'x',
+                   output_name: str = 'y', constant=None) -> str:
+  """A two-layer tf.Module export; see :class:`_TwoLayer`."""
+  m = _TwoLayer(values, order, activation, input_name, output_name, constant)
+  return _save(m, m.serve.get_concrete_function(), path)
+
+
+def copy_with_new_weights(source: str, target: str, seed: int) -> str:
+  """Copies a SavedModel and rewrites its variables checkpoint with new values.
+
+  Every key of the original (the object graph included) is written again;
+  all checkpoint keys of one variable get the same new value.
+  """
+  import shutil  # pylint: disable=import-outside-toplevel
+  from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  shutil.copytree(source, target, ignore=shutil.ignore_patterns('variables'))
+  os.makedirs(os.path.join(target, 'variables'))
+  reader = tf.train.load_checkpoint(os.path.join(source, 'variables', 'variables'))
+  graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
+      reader.get_tensor('_CHECKPOINTABLE_OBJECT_GRAPH'))
+  names = {a.checkpoint_key: a.full_name for n in graph.nodes for a in n.attributes}
+  keys, tensors, new = [], [], {}
+  for key in sorted(reader.get_variable_to_shape_map()):
+    value = reader.get_tensor(key)
+    if key in names and np.asarray(value).dtype == np.float32:
+      if names[key] not in new:
+        new[names[key]] = rng.normal(0, 1, np.shape(value)).astype(np.float32)
+      value = new[names[key]]
+    keys.append(key)
+    tensors.append(tf.constant(value))
+  tf.raw_ops.SaveV2(prefix=os.path.join(target, 'variables', 'variables'),
+                    tensor_names=keys, shape_and_slices=[''] * len(keys), tensors=tensors)
+  return target

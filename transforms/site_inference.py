@@ -75,6 +75,8 @@ class SplitOutcomes(beam.DoFn):
       yield beam.pvalue.TaggedOutput('stats', (('models_loaded',), 1))
       yield beam.pvalue.TaggedOutput(
           'stats', (('model_load_ms_total',), round(outcome.model_load_ms, 1)))
+      if outcome.model_fast_path:
+        yield beam.pvalue.TaggedOutput('stats', (('models_fast_path',), 1))
     for row_result in outcome.rows:
       row = chunk.rows[row_result.index]
       source = chunk.sources[row_result.index]

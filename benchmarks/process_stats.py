@@ -1,0 +1,63 @@
+"""Running a command in its own process tree and measuring wall time and memory."""
+import os
+import subprocess
+import time
+from typing import Dict, List, NamedTuple, Sequence
+
+_PAGE_BYTES = os.sysconf('SC_PAGE_SIZE')
+
+
+class RunStats(NamedTuple):
+  """One measured run."""
+  wall_s: float
+  peak_tree_rss_mb: float      # peak of the summed RSS of the process and its descendants
+  peak_process_rss_mb: float   # largest single-process peak RSS (getrusage via wait4)
+  returncode: int
+  log_tail: str
+
+
+def descendants(pid: int) -> List[int]:
+  """``pid`` and every process below it (from /proc/<pid>/task/*/children)."""
+  found, queue = [], [pid]
+  while queue:
+    current = queue.pop()
+    found.append(current)
+    try:
+      for task in os.listdir(f'/proc/{current}/task'):
+        with open(f'/proc/{current}/task/{task}/children', encoding='ascii') as f:
+          queue.extend(int(child) for child in f.read().split())
+    except OSError:
+      continue   # exited meanwhile
+  return found
+
+
+def tree_rss_bytes(pid: int) -> int:
+  total = 0
+  for process in descendants(pid):
+    try:
+      with open(f'/proc/{process}/statm', encoding='ascii') as f:
+        total += int(f.read().split()[1]) * _PAGE_BYTES
+    except (OSError, IndexError, ValueError):
+      continue
+  return total
+
+
+def run_measured(command: Sequence[str], *, env: Dict[str, str], cwd: str,
+                 log_path: str, poll_s: float = 0.1) -> RunStats:
+  """Runs ``command``; polls its process tree's RSS until it exits."""
+  started = time.perf_counter()
+  with open(log_path, 'wb') as log:
+    proc = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    peak = 0
+    while True:
+      pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+      if pid == proc.pid:
+        break
+      peak = max(peak, tree_rss_bytes(proc.pid))
+      time.sleep(poll_s)
+  wall = time.perf_counter() - started
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  with open(log_path, 'rb') as f:
+    tail = f.read()[-3000:].decode('utf-8', 'replace')
+  # ru_maxrss is in KiB on Linux and covers the child's waited-for children.
+  return RunStats(wall, peak / 2**20, usage.ru_maxrss / 1024, proc.returncode, tail)
