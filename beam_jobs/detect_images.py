@@ -19,7 +19,6 @@ Needs the model files (local or gs://) and, with ``--device cuda``, a GPU.
       --output gs://b/detections/run-1 --model_config yolov3.cfg \\
       --model_weights yolov3.weights --class_names coco.names --classes zebra
 """
-import argparse
 import dataclasses
 import logging
 import os
@@ -34,6 +33,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beam_jobs import runtime
+from beam_jobs.io_options import JobIOOptions
+from beam_jobs.io_options import flag_value
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
@@ -59,12 +60,9 @@ class DetectImagesOptions(PipelineOptions):
 
   @classmethod
   def _add_argparse_args(cls, parser):
-    parser.add_argument('--input', type=str, help=(
-        'Images to read: a folder, prefix or glob, local or gs://, recursive. '
-        'The first folder below it names the site (else "default").'))
-    parser.add_argument('--output', type=str, help=(
-        'Folder for detections/, annotated/, errors/ and summary.json; use a '
-        'fresh one per run and never one inside --input.'))
+    # --input (images: folder, prefix or glob, recursive; the first folder
+    # below it names the site) and --output (a fresh folder per run, never
+    # inside --input) are shared with the other job: see JobIOOptions.
     parser.add_argument('--model', type=str, default=None, help=(
         'TorchScript YOLO export with the Ultralytics output layout [B, 4+nc, N]. '
         'Alternative to --model_config/--model_weights.'))
@@ -101,8 +99,9 @@ class DetectImagesOptions(PipelineOptions):
     parser.add_argument('--max_image_pixels', type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                         help=('Images with more pixels (width x height, read from the '
                               'header) are dead-lettered as image_too_large.'))
-    parser.add_argument('--delete_inputs', action='store_true', default=False,
-                        help='Delete each processed input once all outputs are committed.')
+    parser.add_argument('--delete_inputs', type=flag_value, nargs='?', const=True, default=False,
+                        help='Delete each processed input once all outputs are committed '
+                             '(--delete_inputs or --delete_inputs=true).')
     parser.add_argument('--move_inputs_to', type=str, default=None, help=(
         'Move each processed input below this folder (keeping its path below '
         '--input) once all outputs are committed.'))
@@ -123,16 +122,17 @@ class JobConfig:
 
 def validate(opts: DetectImagesOptions, *, local_runner: bool) -> JobConfig:
   """Checks every flag before the pipeline runs. Raises UsageError."""
-  require('input', opts.input)
-  require('output', opts.output)
-  pattern, root = resolve_input(opts.input)
+  io = opts.view_as(JobIOOptions)
+  require('input', io.input)
+  require('output', io.output)
+  pattern, root = resolve_input(io.input)
   try:
     found = paths.match(pattern, limit=1)
   except Exception as e:  # pylint: disable=broad-except
     raise UsageError('input', f'cannot list {pattern!r}: {e}') from e
   if not found:
     raise UsageError('input', f'no files match {pattern!r}')
-  output = _absolute(opts.output)
+  output = _absolute(io.output)
   _require_outside('output', output, root)
   _check_numbers(opts)
   model, names, image_size = _check_model(opts)
@@ -193,7 +193,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
 def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
   args = sys.argv[1:] if argv is None else list(argv)
   options = PipelineOptions(args)
-  output = options.view_as(DetectImagesOptions).output
+  output = options.view_as(JobIOOptions).output
   require('output', output)
   _overlap_local_work(options, args)
   return runtime.launch(options, build_pipeline, output_dir=_absolute(output))
@@ -201,17 +201,8 @@ def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Console script ``detect-images``: exit 0, or 2 with a one-line usage error."""
-  args = sys.argv[1:] if argv is None else list(argv)
-  if {'-h', '--help'} & set(args):
-    # Beam's own parser prints none of a job's flags; show ours (runner flags
-    # such as --runner, --project, --region pass through to Beam).
-    parser = argparse.ArgumentParser(
-        prog='detect-images', description=__doc__.split('\n\n', 1)[0],
-        epilog='Beam/Dataflow pipeline options (--runner, --project, ...) are accepted too.')
-    DetectImagesOptions._add_argparse_args(parser)  # pylint: disable=protected-access
-    parser.print_help()
-    return 0
-  return runtime.main(run, args)
+  return runtime.main(run, argv, prog='detect-images', description=__doc__,
+                      options_classes=(DetectImagesOptions,))
 
 
 def _overlap_local_work(options: PipelineOptions, args: Sequence[str]) -> None:

@@ -23,3 +23,13 @@ class JobIOOptions(PipelineOptions):
         '--output',
         help='Folder (local or gs://) for the job\'s outputs, dead letters (errors/) and '
              'summary.json; use a fresh one per run.')
+
+
+def flag_value(text: str) -> bool:
+  """argparse type for booleans given as ``--flag=true`` (how Flex templates pass them)."""
+  lowered = str(text).strip().lower()
+  if lowered in ('true', '1', 'yes'):
+    return True
+  if lowered in ('false', '0', 'no'):
+    return False
+  raise ValueError(f'expected true or false, got {text!r}')

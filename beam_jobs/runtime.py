@@ -72,13 +72,32 @@ def read_summary(output_dir: str) -> Optional[dict]:
   return json.loads(paths.read_bytes(path))
 
 
+def print_help(prog: str, description: str, options_classes: Sequence[type]) -> None:
+  """The job's own flags (Beam's parser would print none of them)."""
+  # pylint: disable=import-outside-toplevel,protected-access
+  import argparse
+  from beam_jobs.io_options import JobIOOptions
+  parser = argparse.ArgumentParser(
+      prog=prog, description=description.strip().split('\n\n', 1)[0],
+      epilog='Beam/Dataflow pipeline options (--runner, --project, --region, '
+             '--temp_location, ...) are accepted too.')
+  for options_class in (JobIOOptions, *options_classes):
+    options_class._add_argparse_args(parser)
+  parser.print_help()
+
+
 def main(run: Callable[[Optional[Sequence[str]]], PipelineResult],
-         argv: Optional[Sequence[str]] = None) -> int:
-  """Console-script body: logging, usage errors as one line and exit code 2."""
+         argv: Optional[Sequence[str]] = None, *, prog: str = '', description: str = '',
+         options_classes: Sequence[type] = ()) -> int:
+  """Console-script body: --help, logging, usage errors as one line and exit code 2."""
+  args = sys.argv[1:] if argv is None else list(argv)
+  if {'-h', '--help'} & set(args):
+    print_help(prog, description, options_classes)
+    return 0
   logging.basicConfig(
       level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
   try:
-    run(argv)
+    run(args)
   except UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

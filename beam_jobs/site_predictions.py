@@ -290,7 +290,8 @@ def run(argv: Optional[Sequence[str]] = None):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  return runtime.main(run, argv)
+  return runtime.main(run, argv, prog='site-predictions', description=__doc__,
+                      options_classes=(SitePredictionOptions,))
 
 
 if __name__ == '__main__':

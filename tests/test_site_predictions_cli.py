@@ -54,3 +54,11 @@ def test_direct_runner_runs_offline_in_process(given, expected):
   options = PipelineOptions([f'--runner={given}'] if given else [])
   assert runtime.choose_runner(options) == expected
   assert options.view_as(StandardOptions).runner == expected
+
+
+def test_help_lists_the_jobs_flags(capsys):
+  assert site_predictions.main(['--help']) == 0
+  text = capsys.readouterr().out
+  for flag in ('--input', '--input_table', '--model_root', '--output', '--output_format',
+               '--output_table', '--rows_per_chunk', '--max_models_per_worker'):
+    assert flag in text
