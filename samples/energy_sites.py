@@ -38,6 +38,9 @@ def random_profile(rng: np.random.Generator) -> SiteProfile:
 def build_keras_model(profile: SiteProfile):
   """A two-layer Keras model whose weights are the site's profile."""
   import keras  # pylint: disable=import-outside-toplevel
+  # A fresh Keras session per site, as a separate training would have: layer
+  # and model names then match across sites instead of counting up.
+  keras.utils.clear_session()
   inputs = {name: keras.Input(shape=(1,), name=name) for name in FEATURES}
   x = keras.layers.Concatenate(name='features')([inputs[n] for n in FEATURES])
   hidden = keras.layers.Dense(4, activation='relu', name='drivers')
