@@ -16,7 +16,7 @@ Prints, for the same images and batch size:
 The machine may be shared, so the forward pass is measured before and after
 the pipeline and the mean is used; both are printed.
 
-  python benchmarks/detect_images.py [--images 240] [--batch_size 8] [job/runner flags]
+  python benchmarks/detect_images.py [--images 480] [--batch_size 8] [job/runner flags]
 
 Inputs are scikit-image's sample photos (400 to 741 pixels wide) saved as
 JPEG in four site folders (camera traps write JPEG; ``--png_every 10`` mixes
@@ -102,7 +102,7 @@ def pipeline(folder: str, output: str, batch_size: int, flags: list) -> tuple:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
-  parser.add_argument('--images', type=int, default=240)
+  parser.add_argument('--images', type=int, default=480)
   parser.add_argument('--batch_size', type=int, default=yolo_handler.DEFAULT_BATCH_SIZE)
   parser.add_argument('--png_every', type=int, default=0,
                       help='Make every N-th image a PNG (annotated copy encoded as PNG).')
