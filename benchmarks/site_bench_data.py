@@ -58,22 +58,26 @@ def export_training(architecture: str, seed: int, path: str) -> None:
   model.export(path, verbose=False)
 
 
-def training_dirs(data_dir: str, architecture: str, trainings: int) -> List[str]:
+def training_dirs(data_dir: str, architecture: str, trainings: int,
+                  parallel: int = 2) -> List[str]:
   """Exports (once) ``trainings`` trainings of ``architecture``, each in a fresh process."""
-  dirs = []
-  for t in range(trainings):
-    path = os.path.join(data_dir, 'trainings', f'{architecture}-{t}')
-    if not os.path.exists(os.path.join(path, _DONE)):
+  dirs = [os.path.join(data_dir, 'trainings', f'{architecture}-{t}') for t in range(trainings)]
+  missing = [(t, d) for t, d in enumerate(dirs) if not os.path.exists(os.path.join(d, _DONE))]
+  code = ('import sys; sys.path.insert(0, sys.argv[1]); import site_bench_data as d; '
+          'd.export_training(sys.argv[2], int(sys.argv[3]), sys.argv[4])')
+  seed_base = 1000 * (list(ARCHITECTURES).index(architecture) + 1)
+  for start in range(0, len(missing), parallel):
+    running = []
+    for t, path in missing[start:start + parallel]:
       shutil.rmtree(path, ignore_errors=True)
       print(f'  exporting training {architecture}-{t} in a fresh process', flush=True)
-      code = ('import sys; sys.path.insert(0, sys.argv[1]); import site_bench_data as d; '
-              'd.export_training(sys.argv[2], int(sys.argv[3]), sys.argv[4])')
-      subprocess.run(
+      running.append((path, subprocess.Popen(
           [sys.executable, '-c', code, os.path.dirname(os.path.abspath(__file__)),
-           architecture, str(1000 * (list(ARCHITECTURES).index(architecture) + 1) + t), path],
-          check=True, env=child_env(), cwd=REPO)
+           architecture, str(seed_base + t), path], env=child_env(), cwd=REPO)))
+    for path, proc in running:
+      if proc.wait() != 0:
+        raise RuntimeError(f'exporting {path} failed (exit {proc.returncode})')
       open(os.path.join(path, _DONE), 'w').close()
-    dirs.append(path)
   return dirs
 
 

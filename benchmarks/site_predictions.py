@@ -41,8 +41,10 @@ REPO = site_bench_data.REPO
 PIPELINE_CONFIGS = {
     'pipeline': ['--direct_num_workers=1', '--direct_running_mode=in_memory'],
     'pipeline-mp2': ['--direct_num_workers=2', '--direct_running_mode=multi_processing'],
+    'pipeline-mt2': ['--direct_num_workers=2', '--direct_running_mode=multi_threading'],
 }
-RECOMMENDED = 'pipeline-mp2'
+DEFAULT_RUNS = 'naive,pipeline,pipeline-mp2'
+RECOMMENDED = 'pipeline'
 
 
 class Result(NamedTuple):
@@ -149,20 +151,30 @@ def benchmark(args) -> List[Result]:
 
 
 def memory_curve(args) -> None:
+  """Peak RSS of the recommended pipeline at several numbers of sites.
+
+  With ``--curve_total_rows`` the rows are spread over the sites (constant
+  data, so only the number of site models changes); otherwise every site
+  has ``--rows`` rows.
+  """
   architectures = args.architectures.split(',')
-  print(f'\nMemory curve ({RECOMMENDED}, {args.rows} rows per site)')
-  print(f'{"sites":>6}{"wall_s":>9}{"tree_MiB":>11}{"proc_MiB":>11}')
-  for sites in [int(s) for s in args.memory_curve.split(',')]:
+  counts = [int(s) for s in args.memory_curve.split(',')]
+  per_site = {n: args.curve_total_rows // n if args.curve_total_rows else args.rows for n in counts}
+  print(f'\nMemory curve ({RECOMMENDED}; ' + (
+      f'{args.curve_total_rows} rows in total)' if args.curve_total_rows
+      else f'{args.rows} rows per site)'))
+  print(f'{"sites":>6}{"rows":>9}{"wall_s":>9}{"tree_MiB":>11}{"proc_MiB":>11}')
+  for sites in counts:
     models = site_bench_data.model_root(args.data_dir, sites, architectures, args.trainings)
-    inputs = site_bench_data.input_dir(args.data_dir, sites, args.rows)
+    inputs = site_bench_data.input_dir(args.data_dir, sites, per_site[sites])
     out = tempfile.mkdtemp(prefix='site-bench-curve-')
     try:
       stats = _pipeline(RECOMMENDED, models, inputs, out, args.rows_per_chunk)
     finally:
       shutil.rmtree(out, ignore_errors=True)
     status = '' if stats.returncode == 0 else f'  FAILED: {stats.log_tail[-500:]}'
-    print(f'{sites:>6}{stats.wall_s:9.1f}{stats.peak_tree_rss_mb:11.0f}'
-          f'{stats.peak_process_rss_mb:11.0f}{status}', flush=True)
+    print(f'{sites:>6}{sites * per_site[sites]:>9}{stats.wall_s:9.1f}'
+          f'{stats.peak_tree_rss_mb:11.0f}{stats.peak_process_rss_mb:11.0f}{status}', flush=True)
 
 
 def main(argv=None) -> int:
@@ -174,12 +186,15 @@ def main(argv=None) -> int:
                            'site i gets the (i mod n)-th (default: energy).')
   parser.add_argument('--trainings', type=int, default=3,
                       help='Separate-process exports per architecture the sites derive from.')
-  parser.add_argument('--runs', default='naive,' + ','.join(PIPELINE_CONFIGS),
+  parser.add_argument('--runs', default=DEFAULT_RUNS,
                       help='Comma-separated runs: naive, ' + ', '.join(PIPELINE_CONFIGS) + '.')
   parser.add_argument('--rows_per_chunk', type=int, default=None,
                       help='Passed to the pipeline (default: the job default).')
   parser.add_argument('--memory_curve', default='',
                       help='Comma-separated site counts for a peak-RSS curve, e.g. 300,1000,3000.')
+  parser.add_argument('--curve_total_rows', type=int, default=0,
+                      help='Spread this many rows over the sites of each curve point '
+                           '(default: --rows per site).')
   parser.add_argument('--data_dir', default=os.path.join(tempfile.gettempdir(), 'site-bench-data'),
                       help='Cache folder for generated models and inputs.')
   parser.add_argument('--keep_outputs', action='store_true', help='Keep the runs\' logs.')
