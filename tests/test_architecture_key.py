@@ -88,35 +88,12 @@ def test_same_named_variables_are_told_apart_by_path(tmp_path):
   assert key(a) != key(savedmodel_builders.save_linear(str(tmp_path / 'c'), [1.0] * 3, 0.0))
 
 
-class _Counter(tf.Module):
-  def __init__(self):
-    super().__init__()
-    self.calls = tf.Variable(0.0, name='calls')
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='x')])
-  def serve(self, x):
-    self.calls.assign_add(1.0)
-    return {'y': x + self.calls}
-
-
-class _Lookup(tf.Module):
-  def __init__(self):
-    super().__init__()
-    self.table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(['a', 'b'], [1.0, 2.0]), default_value=0.0)
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='k')])
-  def serve(self, k):
-    return {'v': self.table.lookup(k)}
-
-
-@pytest.mark.parametrize('module, reason', [(_Counter, 'changes a variable'),
-                                            (_Lookup, 'captures a resource')])
-def test_stateful_or_resource_signatures_are_not_shareable(tmp_path, module, reason):
-  m = module()
-  tf.saved_model.save(m, str(tmp_path / 'm'), signatures={'serving_default': m.serve})
+@pytest.mark.parametrize('save, reason', [
+    (savedmodel_builders.save_counter, 'changes a variable'),
+    (savedmodel_builders.save_lookup, 'captures a resource')])
+def test_stateful_or_resource_signatures_are_not_shareable(tmp_path, save, reason):
   with pytest.raises(NotShareable, match=reason):
-    key(str(tmp_path / 'm'))
+    key(save(str(tmp_path / 'm')))
 
 
 def test_unreadable_metadata_is_not_shareable(tmp_path):

@@ -113,19 +113,8 @@ def test_unreadable_metadata_falls_back_to_a_full_load(root, expected, monkeypat
 
 
 def test_signatures_that_cannot_share_load_in_full(tmp_path):
-  class Counter(tf.Module):
-    def __init__(self):
-      super().__init__()
-      self.calls = tf.Variable(0.0, name='calls')
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='x')])
-    def serve(self, x):
-      self.calls.assign_add(1.0)
-      return {'y': x + self.calls}
-
   for site in ('c1', 'c2'):
-    m = Counter()
-    tf.saved_model.save(m, str(tmp_path / site / '1'), signatures={'serving_default': m.serve})
+    builders.save_counter(str(tmp_path / site / '1'))
   pool = make_pool(str(tmp_path))
   for site in ('c1', 'c2'):
     model = pool.get(site).model
