@@ -1,9 +1,11 @@
 """Tiny SavedModels for tests, written to a temporary folder."""
 import os
+import shutil
 from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 
 class _Linear(tf.Module):
@@ -204,8 +206,6 @@ def copy_with_new_weights(source: str, target: str, seed: int) -> str:
   Every key of the original (the object graph included) is written again;
   all checkpoint keys of one variable get the same new value.
   """
-  import shutil  # pylint: disable=import-outside-toplevel
-  from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(seed)
   shutil.copytree(source, target, ignore=shutil.ignore_patterns('variables'))
   os.makedirs(os.path.join(target, 'variables'))

@@ -44,7 +44,7 @@ def root(tmp_path_factory):
   builders.save_two_layer(str(sites / 't1' / '1'), builders.two_layer_values(1),
                           activation='tanh')
   builders.save_two_layer(str(sites / 't2' / '1'), builders.two_layer_values(6),
-                          activation='tanh', order=[NAMES[2], NAMES[0], NAMES[4], NAMES[1], NAMES[3]])
+                          activation='tanh', order=[NAMES[i] for i in (2, 0, 4, 1, 3)])
   builders.save_linear(str(sites / 'lin1' / '1'), [1.0, 2.0, 3.0], 0.5)
   builders.save_linear(str(sites / 'lin2' / '1'), [-1.0, 0.5, 0.25], 2.0)
   builders.save_two_layer(str(sites / 'renamed' / '1'), builders.two_layer_values(1),
