@@ -172,6 +172,8 @@ def memory_curve(args) -> None:
       stats = _pipeline(RECOMMENDED, models, inputs, out, args.rows_per_chunk)
     finally:
       shutil.rmtree(out, ignore_errors=True)
+      if os.path.exists(out + '.log'):
+        os.remove(out + '.log')
     status = '' if stats.returncode == 0 else f'  FAILED: {stats.log_tail[-500:]}'
     print(f'{sites:>6}{sites * per_site[sites]:>9}{stats.wall_s:9.1f}'
           f'{stats.peak_tree_rss_mb:11.0f}{stats.peak_process_rss_mb:11.0f}{status}', flush=True)

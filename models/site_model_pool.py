@@ -10,7 +10,7 @@ costs a full ``tf.saved_model.load``, every further one a read of its
 variables (the "fast path"). Sites that cannot share are loaded in full.
 
 Bounds, per worker process: ``max_models`` site models, and ``max_bytes`` of
-estimated model memory: the sum over site models (weights plus about 2 KiB
+estimated model memory: the sum over site models (weights plus 1 KiB
 for a site sharing a graph; variables plus ``saved_model.pb`` size for a site
 loaded on its own) plus every shared graph still used by a site in the pool
 (its variables plus ``saved_model.pb`` size). Beyond either bound the least

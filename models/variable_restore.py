@@ -30,8 +30,7 @@ def checkpoint_prefix(model_dir: str) -> str:
 
 
 def read_weights(model_dir: str, architecture: Architecture) -> Weights:
-  """The values of the architecture's captured variables in this SavedModel,
-  in capture order.
+  """This SavedModel's values of the architecture's captured variables, in capture order.
 
   Raises:
     NotShareable: the checkpoint is missing, unreadable, or does not hold

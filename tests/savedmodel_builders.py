@@ -1,9 +1,11 @@
 """Tiny SavedModels for tests, written to a temporary folder."""
 import os
+import shutil
 from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 
 class _Linear(tf.Module):
@@ -169,14 +171,50 @@ def save_two_layer(path: str, values: Dict[str, np.ndarray], *,
   return _save(m, m.serve.get_concrete_function(), path)
 
 
+class _Counter(tf.Module):
+  """serving_default(x: float32[None]) -> {"y": x + calls}; every call adds 1 to ``calls``."""
+
+  def __init__(self):
+    super().__init__()
+    self.calls = tf.Variable(0.0, name='calls')
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='x')])
+  def serve(self, x):
+    self.calls.assign_add(1.0)
+    return {'y': x + self.calls}
+
+
+class _Lookup(tf.Module):
+  """serving_default(k: string[None]) -> {"v": float32}, from a captured lookup table."""
+
+  def __init__(self):
+    super().__init__()
+    self.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(['a', 'b'], [1.0, 2.0]), default_value=0.0)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='k')])
+  def serve(self, k):
+    return {'v': self.table.lookup(k)}
+
+
+def save_counter(path: str) -> str:
+  """A stateful signature (assigns to its variable): cannot share a graph."""
+  m = _Counter()
+  return _save(m, m.serve, path)
+
+
+def save_lookup(path: str) -> str:
+  """A signature capturing a lookup table: cannot share a graph."""
+  m = _Lookup()
+  return _save(m, m.serve, path)
+
+
 def copy_with_new_weights(source: str, target: str, seed: int) -> str:
   """Copies a SavedModel and rewrites its variables checkpoint with new values.
 
   Every key of the original (the object graph included) is written again;
   all checkpoint keys of one variable get the same new value.
   """
-  import shutil  # pylint: disable=import-outside-toplevel
-  from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(seed)
   shutil.copytree(source, target, ignore=shutil.ignore_patterns('variables'))
   os.makedirs(os.path.join(target, 'variables'))

@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from models import architecture_key
 from models import variable_restore
@@ -24,7 +26,6 @@ def key(path):
 
 def checkpoint_names(path):
   """checkpoint key -> variable name, from the checkpoint's object graph."""
-  from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=import-outside-toplevel
   reader = tf.train.load_checkpoint(variable_restore.checkpoint_prefix(path))
   graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
       reader.get_tensor('_CHECKPOINTABLE_OBJECT_GRAPH'))
@@ -51,7 +52,6 @@ def test_generated_function_numbers_do_not_matter(tmp_path):
     tf.function(lambda x, i=i: x * i).get_concrete_function(tf.TensorSpec([None]))
   b = save_two_layer(str(tmp_path / 'b'), two_layer_values(2))
   def functions(path):
-    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
     with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
       graph = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0].graph_def
     return {f.signature.name for f in graph.library.function}
@@ -88,35 +88,12 @@ def test_same_named_variables_are_told_apart_by_path(tmp_path):
   assert key(a) != key(savedmodel_builders.save_linear(str(tmp_path / 'c'), [1.0] * 3, 0.0))
 
 
-class _Counter(tf.Module):
-  def __init__(self):
-    super().__init__()
-    self.calls = tf.Variable(0.0, name='calls')
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='x')])
-  def serve(self, x):
-    self.calls.assign_add(1.0)
-    return {'y': x + self.calls}
-
-
-class _Lookup(tf.Module):
-  def __init__(self):
-    super().__init__()
-    self.table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(['a', 'b'], [1.0, 2.0]), default_value=0.0)
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='k')])
-  def serve(self, k):
-    return {'v': self.table.lookup(k)}
-
-
-@pytest.mark.parametrize('module, reason', [(_Counter, 'changes a variable'),
-                                            (_Lookup, 'captures a resource')])
-def test_stateful_or_resource_signatures_are_not_shareable(tmp_path, module, reason):
-  m = module()
-  tf.saved_model.save(m, str(tmp_path / 'm'), signatures={'serving_default': m.serve})
+@pytest.mark.parametrize('save, reason', [
+    (savedmodel_builders.save_counter, 'changes a variable'),
+    (savedmodel_builders.save_lookup, 'captures a resource')])
+def test_stateful_or_resource_signatures_are_not_shareable(tmp_path, save, reason):
   with pytest.raises(NotShareable, match=reason):
-    key(str(tmp_path / 'm'))
+    key(save(str(tmp_path / 'm')))
 
 
 def test_unreadable_metadata_is_not_shareable(tmp_path):
@@ -134,7 +111,8 @@ _EXPORT = '''
 import sys
 import numpy as np
 from samples import energy_sites
-energy_sites.export_site_model(sys.argv[1], energy_sites.random_profile(np.random.default_rng(int(sys.argv[2]))))
+profile = energy_sites.random_profile(np.random.default_rng(int(sys.argv[2])))
+energy_sites.export_site_model(sys.argv[1], profile)
 '''
 
 

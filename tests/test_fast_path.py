@@ -44,7 +44,7 @@ def root(tmp_path_factory):
   builders.save_two_layer(str(sites / 't1' / '1'), builders.two_layer_values(1),
                           activation='tanh')
   builders.save_two_layer(str(sites / 't2' / '1'), builders.two_layer_values(6),
-                          activation='tanh', order=[NAMES[2], NAMES[0], NAMES[4], NAMES[1], NAMES[3]])
+                          activation='tanh', order=[NAMES[i] for i in (2, 0, 4, 1, 3)])
   builders.save_linear(str(sites / 'lin1' / '1'), [1.0, 2.0, 3.0], 0.5)
   builders.save_linear(str(sites / 'lin2' / '1'), [-1.0, 0.5, 0.25], 2.0)
   builders.save_two_layer(str(sites / 'renamed' / '1'), builders.two_layer_values(1),
@@ -113,19 +113,8 @@ def test_unreadable_metadata_falls_back_to_a_full_load(root, expected, monkeypat
 
 
 def test_signatures_that_cannot_share_load_in_full(tmp_path):
-  class Counter(tf.Module):
-    def __init__(self):
-      super().__init__()
-      self.calls = tf.Variable(0.0, name='calls')
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='x')])
-    def serve(self, x):
-      self.calls.assign_add(1.0)
-      return {'y': x + self.calls}
-
   for site in ('c1', 'c2'):
-    m = Counter()
-    tf.saved_model.save(m, str(tmp_path / site / '1'), signatures={'serving_default': m.serve})
+    builders.save_counter(str(tmp_path / site / '1'))
   pool = make_pool(str(tmp_path))
   for site in ('c1', 'c2'):
     model = pool.get(site).model
