@@ -28,7 +28,6 @@ from typing import List, Optional, Sequence
 
 import apache_beam as beam
 import torch
-from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
@@ -52,7 +51,6 @@ from transforms.input_cleanup import CleanUpInputs
 from transforms.run_summary import WriteRunSummary
 
 _LOGGER = logging.getLogger(__name__)
-LOCAL_WORKER_THREADS = 2
 
 
 class DetectImagesOptions(PipelineOptions):
@@ -195,7 +193,6 @@ def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
   options = PipelineOptions(args)
   output = options.view_as(JobIOOptions).output
   require('output', output)
-  _overlap_local_work(options, args)
   return runtime.launch(options, build_pipeline, output_dir=_absolute(output))
 
 
@@ -203,22 +200,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """Console script ``detect-images``: exit 0, or 2 with a one-line usage error."""
   return runtime.main(run, argv, prog='detect-images', description=__doc__,
                       options_classes=(DetectImagesOptions,))
-
-
-def _overlap_local_work(options: PipelineOptions, args: Sequence[str]) -> None:
-  """Local runs: two worker threads unless the user chose otherwise.
-
-  With one, each image's decode, letterbox, drawing and encoding wait for
-  the forward pass and vice versa; with two, one thread prepares images while
-  the other runs the model (torch and Pillow release the GIL). Measured on 2
-  cores with yolov3-tiny: about 1.3x the images/s of one thread (README).
-  Dataflow workers already run many threads per process.
-  """
-  if runtime.is_local(options) and not any(
-      a.startswith(('--direct_num_workers', '--direct_running_mode')) for a in args):
-    direct = options.view_as(DirectOptions)
-    direct.direct_num_workers = LOCAL_WORKER_THREADS
-    direct.direct_running_mode = 'multi_threading'
 
 
 def _image_uri(record: dict) -> str:
