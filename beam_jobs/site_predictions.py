@@ -214,6 +214,23 @@ def _stat(unused_element, key):
   return (key,), 1
 
 
+def _total(count, key):
+  return (key,), count
+
+
+class _CountAs(beam.PTransform):
+  """Elements -> one ``((key,), count)`` stat; counted per bundle, not per element."""
+
+  def __init__(self, key: str):
+    super().__init__()
+    self._key = key
+
+  def expand(self, pcoll):
+    return (pcoll
+            | 'Count' >> beam.combiners.Count.Globally()
+            | 'AsStat' >> beam.Map(_total, self._key))
+
+
 def _failure_stat(letter: Dict[str, Any]):
   return ('failed', letter['reason']), 1
 
@@ -270,8 +287,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
         output, name='bigquery_rejected')
 
   stats = (
-      raw | 'CountRead' >> beam.Map(_stat, 'records_read'),
-      inference.predictions | 'CountWritten' >> beam.Map(_stat, 'predictions_written'),
+      raw | 'CountRead' >> _CountAs('records_read'),
+      inference.predictions | 'CountWritten' >> _CountAs('predictions_written'),
       failures | 'CountFailed' >> beam.Map(_failure_stat),
       inference.stats,
   ) + ((rejected | 'CountRejected' >> beam.Map(_stat, 'bigquery_rejected'),)

@@ -3,6 +3,7 @@
 TF Serving layout ``{root}/{site}/{version}/saved_model.pb`` (the highest
 integer version wins unless one is pinned), or ``{root}/{site}/saved_model.pb``.
 """
+import os
 import posixpath
 from typing import NamedTuple, Optional
 
@@ -35,12 +36,7 @@ def locate(model_root: str, site_id: str, pinned_version: Optional[str] = None) 
     raise SiteModelError(
         NO_MODEL, f'no {SAVED_MODEL_FILE} for version {pinned_version} under {site_dir}')
 
-  found = paths.match(paths.join(site_dir, '*', SAVED_MODEL_FILE))
-  versions = {}
-  for meta in found:
-    version = posixpath.basename(posixpath.dirname(meta.path.replace('\\', '/')))
-    if version.isdigit():
-      versions[int(version)] = version
+  versions = {int(v): v for v in _version_folders(site_dir)}
   if versions:
     version = versions[max(versions)]
     return ModelLocation(site_id, paths.join(site_dir, version), version)
@@ -52,3 +48,18 @@ def locate(model_root: str, site_id: str, pinned_version: Optional[str] = None) 
         f'{site_dir} holds no {SAVED_MODEL_FILE} (neither directly nor in an '
         'integer version folder)')
   raise SiteModelError(NO_MODEL, f'no model folder {site_dir}')
+
+
+def _version_folders(site_dir: str):
+  """Integer-named subfolders of ``site_dir`` that hold a saved_model.pb."""
+  if paths.is_local(site_dir):
+    # One listdir instead of Beam's recursive match: this runs once per site.
+    try:
+      names = os.listdir(site_dir)
+    except (FileNotFoundError, NotADirectoryError):
+      return []
+    return [n for n in names
+            if n.isdigit() and os.path.isfile(os.path.join(site_dir, n, SAVED_MODEL_FILE))]
+  found = paths.match(paths.join(site_dir, '*', SAVED_MODEL_FILE))
+  names = (posixpath.basename(posixpath.dirname(m.path)) for m in found)
+  return [n for n in names if n.isdigit()]
