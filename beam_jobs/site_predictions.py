@@ -41,8 +41,6 @@ from transforms.bigquery_output import WriteDeadLettersToBigQuery
 from transforms.bigquery_output import WritePredictionsToBigQuery
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import WriteDeadLetters
-from transforms.instances import KeyBySite
-from transforms.instances import ParseJsonLine
 from transforms.prediction_output import AIPLATFORM
 from transforms.prediction_output import JSONL
 from transforms.prediction_output import OUTPUT_FORMATS
@@ -51,6 +49,8 @@ from transforms.prediction_output import WritePredictions
 from transforms.run_summary import WriteRunSummary
 from transforms.site_inference import DEFAULT_ROWS_PER_CHUNK
 from transforms.site_inference import PredictPerSite
+from transforms.site_rows import PackBySite
+from transforms.site_rows import PackJsonLinesBySite
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -184,14 +184,14 @@ def _dataset_reference(spec: Optional[str], default_project: Optional[str]):
   return bigquery_api.DatasetReference(projectId=project or default_project, datasetId=dataset)
 
 
-def _read_records(pipeline: beam.Pipeline, options: SitePredictionOptions):
-  """Source -> (raw elements, records, parse failures). Records are (source, row dict)."""
+def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions):
+  """Source -> (raw elements, (site_id, SiteRows) blocks, failures before inference)."""
   input_path = options.view_as(JobIOOptions).input
   if input_path:
-    lines = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(input_path)
-    parsed = lines | 'ParseInstance' >> beam.ParDo(ParseJsonLine()).with_outputs(
-        FAILED, main='records')
-    return lines, parsed.records, parsed[FAILED]
+    raw = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(input_path)
+    packed = raw | 'ParseAndPackBySite' >> beam.ParDo(
+        PackJsonLinesBySite(options.site_field)).with_outputs(FAILED, main='rows')
+    return raw, packed.rows, packed[FAILED]
   source = f'bigquery:{options.input_table}' if options.input_table else 'bigquery:query'
   project = options.view_as(GoogleCloudOptions).project
   rows = pipeline | 'ReadRows' >> beam.io.ReadFromBigQuery(
@@ -201,9 +201,11 @@ def _read_records(pipeline: beam.Pipeline, options: SitePredictionOptions):
       row_restriction=options.row_restriction,
       temp_dataset=_dataset_reference(options.bigquery_temp_dataset, project),
       method=beam.io.ReadFromBigQuery.Method.DIRECT_READ)
-  records = rows | 'Source' >> beam.Map(_with_source, source)
-  empty = pipeline | 'NoParseFailures' >> beam.Create([])
-  return rows, records, empty
+  packed = (rows
+            | 'Source' >> beam.Map(_with_source, source)
+            | 'PackBySite' >> beam.ParDo(PackBySite(options.site_field)).with_outputs(
+                FAILED, main='rows'))
+  return rows, packed.rows, packed[FAILED]
 
 
 def _with_source(row: Dict[str, Any], source: str):
@@ -219,16 +221,22 @@ def _total(count, key):
 
 
 class _CountAs(beam.PTransform):
-  """Elements -> one ``((key,), count)`` stat; counted per bundle, not per element."""
+  """Elements (or, with ``batched``, the items of list elements) -> one
+  ``((key,), count)`` stat; counted per bundle, not per element."""
 
-  def __init__(self, key: str):
+  def __init__(self, key: str, *, batched: bool = False):
     super().__init__()
     self._key = key
+    self._batched = batched
 
   def expand(self, pcoll):
-    return (pcoll
-            | 'Count' >> beam.combiners.Count.Globally()
-            | 'AsStat' >> beam.Map(_total, self._key))
+    if self._batched:
+      counted = (pcoll
+                 | 'Sizes' >> beam.Map(len)
+                 | 'Count' >> beam.CombineGlobally(sum))
+    else:
+      counted = pcoll | 'Count' >> beam.combiners.Count.Globally()
+    return counted | 'AsStat' >> beam.Map(_total, self._key)
 
 
 def _failure_stat(letter: Dict[str, Any]):
@@ -263,32 +271,31 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   if opts.run_id is None:
     opts.run_id = new_run_id()
 
-  raw, records, parse_failed = _read_records(pipeline, opts)
-  keyed = records | 'KeyBySite' >> beam.ParDo(KeyBySite(opts.site_field)).with_outputs(
-      FAILED, main='keyed')
-  inference = keyed.keyed | 'PredictPerSite' >> PredictPerSite(
+  raw, site_rows, unusable = _read_site_rows(pipeline, opts)
+  inference = site_rows | 'PredictPerSite' >> PredictPerSite(
       model_root=opts.model_root, signature=opts.signature,
       model_version=opts.model_version, rows_per_chunk=opts.rows_per_chunk,
       max_models_per_worker=opts.max_models_per_worker,
       max_model_bytes_per_worker=opts.max_model_mb_per_worker << 20)
-  failures = ((parse_failed, keyed[FAILED], inference.failed)
+  failures = ((unusable, inference.failed)
               | 'AllFailures' >> beam.Flatten())
 
   outputs = {
-      'predictions': inference.predictions | 'WritePredictions' >> WritePredictions(
+      'predictions': inference.prediction_batches | 'WritePredictions' >> WritePredictions(
           output, output_format=opts.output_format, key_field=opts.key_field),
       'errors': failures | 'WriteDeadLetters' >> WriteDeadLetters(output),
   }
   if opts.output_format == AIPLATFORM:
     outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(output)
-  rejected = _write_bigquery(inference.predictions, failures, opts)
+  rejected = _write_bigquery(inference.prediction_batches, failures, opts)
   if rejected is not None:
     outputs['bigquery_rejected'] = rejected | 'WriteRejected' >> WriteDeadLetters(
         output, name='bigquery_rejected')
 
   stats = (
       raw | 'CountRead' >> _CountAs('records_read'),
-      inference.predictions | 'CountWritten' >> _CountAs('predictions_written'),
+      inference.prediction_batches | 'CountWritten' >> _CountAs(
+          'predictions_written', batched=True),
       failures | 'CountFailed' >> beam.Map(_failure_stat),
       inference.stats,
   ) + ((rejected | 'CountRejected' >> beam.Map(_stat, 'bigquery_rejected'),)

@@ -21,10 +21,12 @@ from models.site_model_pool import SiteModelPool
 
 class SiteChunk(NamedTuple):
   """Rows of one site, in input order; ``sources`` (file or table per row)
-  ride along for dead letters and are not used for inference."""
+  ride along for dead letters and are not used for inference. ``num_bytes``:
+  the rows' JSON size when known (Beam's byte metrics), else estimated."""
   site_id: str
   rows: List[Dict[str, Any]]
   sources: Optional[List[str]] = None
+  num_bytes: Optional[int] = None
 
 
 class ChunkOutcome(NamedTuple):
@@ -85,14 +87,18 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
             for chunk in batch]
 
   def get_num_bytes(self, batch: Sequence[SiteChunk]) -> int:
-    return sum(sys.getsizeof(row) + sum(map(sys.getsizeof, row.values()))
-               for chunk in batch for row in chunk.rows)
+    return sum(chunk.num_bytes if chunk.num_bytes is not None else _estimated_bytes(chunk)
+               for chunk in batch)
 
   def get_metrics_namespace(self) -> str:
     return 'site_predictions'
 
   def share_model_across_processes(self) -> bool:
     return False
+
+
+def _estimated_bytes(chunk: SiteChunk) -> int:
+  return sum(sys.getsizeof(row) + sum(map(sys.getsizeof, row.values())) for row in chunk.rows)
 
 
 def predict_chunk(pool: SiteModelPool, chunk: SiteChunk) -> ChunkOutcome:

@@ -21,6 +21,7 @@ from models.site_model_layout import ModelLocation
 from models.site_model_pool import SiteModelPool
 from transforms.site_inference import PredictPerSite
 from transforms.site_inference import SplitOutcomes
+from transforms.site_rows import PackBySite
 import savedmodel_builders as builders
 
 NAMES = list(builders.TWO_LAYER_VARIABLES)
@@ -191,17 +192,21 @@ def test_sharing_can_be_switched_off(root):
 
 
 def test_predict_per_site_counts_fast_path_loads_in_beam_metrics(root, expected):
-  records = [(site, ('input.jsonl', dict(row, site=site))) for site in RELU for row in ROWS]
+  records = [('input.jsonl', dict(row, site=site)) for site in RELU for row in ROWS]
   pipeline = TestPipeline(runner='FnApiRunner')
-  result = pipeline | beam.Create(records) | PredictPerSite(model_root=root)
-  def check(predictions):
+  result = (pipeline
+            | beam.Create(records)
+            | beam.ParDo(PackBySite('site', max_block_rows=2))
+            | PredictPerSite(model_root=root, rows_per_chunk=2))
+  def check(batches):
     got = {}
-    for p in predictions:
+    assert max(map(len, batches)) <= 2
+    for p in (p for batch in batches for p in batch):
       got.setdefault(p.site_id, []).append((p.instance['x'], p.outputs['y']))
     for site in RELU:
       want = list(zip([r['x'] for r in ROWS], expected[site]['y']))
       assert sorted(got[site]) == sorted(want), site
-  assert_that(result.predictions, check)
+  assert_that(result.prediction_batches, check)
   run = pipeline.run()
   run.wait_until_finish()
   counters = run.metrics().query(MetricsFilter().with_name('models_fast_path'))['counters']

@@ -5,7 +5,7 @@ table has a fixed schema and keeps the named outputs (and the instance) as
 JSON text; query them with ``JSON_VALUE(prediction, '$.energy_kwh[0]')``.
 """
 import datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition
@@ -65,6 +65,12 @@ def prediction_row(prediction: Prediction, key_field: Optional[str], run_id: str
   }
 
 
+def prediction_rows(batch: List[Prediction], key_field: Optional[str],
+                    run_id: str) -> Iterator[Dict[str, Any]]:
+  for prediction in batch:
+    yield prediction_row(prediction, key_field, run_id)
+
+
 def dead_letter_row(letter: Dict[str, Any], run_id: str) -> Dict[str, Any]:
   return {
       'stage': letter['stage'], 'reason': letter['reason'], 'message': letter['message'],
@@ -111,7 +117,7 @@ def _rejected_with_table(element, table):
 
 
 class WritePredictionsToBigQuery(beam.PTransform):
-  """Predictions -> ``table`` (schema :data:`PREDICTION_SCHEMA`); output: rejected rows."""
+  """Prediction batches -> ``table`` (schema :data:`PREDICTION_SCHEMA`); output: rejected rows."""
 
   def __init__(self, table: str, *, run_id: str, key_field: Optional[str], method: str):
     super().__init__()
@@ -120,7 +126,7 @@ class WritePredictionsToBigQuery(beam.PTransform):
   def expand(self, predictions):
     return (
         predictions
-        | 'ToRow' >> beam.Map(prediction_row, self._key_field, self._run_id)
+        | 'ToRows' >> beam.FlatMap(prediction_rows, self._key_field, self._run_id)
         | 'Write' >> _WriteRows(self._table, PREDICTION_SCHEMA, self._method))
 
 

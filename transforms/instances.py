@@ -1,16 +1,15 @@
-"""Input records: parse JSON-lines instances and key them by site.
+"""Input records: parse JSON-lines instances and find each row's site.
 
 A record is ``(source, row)``: where it came from (file name or table) and
 the instance as a dict. Rows travel untouched; only the site field is read.
+Both checks raise :class:`BadRecord`, which the DoFns of
+:mod:`transforms.site_rows` turn into dead letters.
 """
 import json
 import math
 from typing import Any, Dict, Tuple
 
-import apache_beam as beam
-
 from transforms.dead_letters import dead_letter
-from transforms.dead_letters import failed
 
 Record = Tuple[str, Dict[str, Any]]
 
@@ -19,32 +18,33 @@ SITE_STAGE = 'key_by_site'
 _FORBIDDEN_IN_SITE = set('/\\*?[]') | {'\x00'}
 
 
-class ParseJsonLine(beam.DoFn):
-  """``(file name, line) -> (file name, row dict)``.
+class BadRecord(ValueError):
+  """An input record that cannot be used: which stage refused it, and why."""
 
-  Error policy: every line either parses to a JSON object or becomes a dead
-  letter (``empty_line``, ``bad_json``, ``not_an_object``); nothing raises.
+  def __init__(self, stage: str, reason: str, message: str, record: Any):
+    super().__init__(message)
+    self.stage, self.reason, self.message, self.record = stage, reason, message, record
+
+  def dead_letter(self, source: str) -> Dict[str, Any]:
+    return dead_letter(self.stage, self.reason, self.message, source=source, record=self.record)
+
+
+def parse_line(line: str) -> Dict[str, Any]:
+  """One JSON-lines instance as a dict.
+
+  Raises:
+    BadRecord: ``empty_line``, ``bad_json`` or ``not_an_object``.
   """
-
-  def process(self, element: Tuple[str, str]):
-    source, line = element
-    if not line.strip():
-      yield failed(dead_letter(PARSE_STAGE, 'empty_line', 'blank line',
-                               source=source, record=line))
-      return
-    try:
-      row = json.loads(line)
-    except ValueError as e:
-      yield failed(dead_letter(PARSE_STAGE, 'bad_json', f'invalid JSON: {e}',
-                               source=source, record=line))
-      return
-    if not isinstance(row, dict):
-      yield failed(dead_letter(
-          PARSE_STAGE, 'not_an_object',
-          f'each line must be one JSON object, got {type(row).__name__}',
-          source=source, record=row))
-      return
-    yield source, row
+  if not line.strip():
+    raise BadRecord(PARSE_STAGE, 'empty_line', 'blank line', line)
+  try:
+    row = json.loads(line)
+  except ValueError as e:
+    raise BadRecord(PARSE_STAGE, 'bad_json', f'invalid JSON: {e}', line) from e
+  if not isinstance(row, dict):
+    raise BadRecord(PARSE_STAGE, 'not_an_object',
+                    f'each line must be one JSON object, got {type(row).__name__}', row)
+  return row
 
 
 def site_id_of(value: Any) -> str:
@@ -65,27 +65,16 @@ def site_id_of(value: Any) -> str:
   return site_id
 
 
-class KeyBySite(beam.DoFn):
-  """``(source, row) -> (site_id, (source, row))``.
+def site_of(row: Dict[str, Any], site_field: str) -> str:
+  """The row's site id.
 
-  Error policy: a row without the site field (or with null) is a
-  ``missing_site`` dead letter; an unusable value a ``bad_site`` one.
+  Raises:
+    BadRecord: ``missing_site`` (no field, or null) or ``bad_site``.
   """
-
-  def __init__(self, site_field: str):
-    self._site_field = site_field
-
-  def process(self, record: Record):
-    source, row = record
-    value = row.get(self._site_field)
-    if value is None:
-      yield failed(dead_letter(
-          SITE_STAGE, 'missing_site', f'no {self._site_field!r} field',
-          source=source, record=row))
-      return
-    try:
-      site_id = site_id_of(value)
-    except ValueError as e:
-      yield failed(dead_letter(SITE_STAGE, 'bad_site', str(e), source=source, record=row))
-      return
-    yield site_id, record
+  value = row.get(site_field)
+  if value is None:
+    raise BadRecord(SITE_STAGE, 'missing_site', f'no {site_field!r} field', row)
+  try:
+    return site_id_of(value)
+  except ValueError as e:
+    raise BadRecord(SITE_STAGE, 'bad_site', str(e), row) from e

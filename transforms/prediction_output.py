@@ -13,7 +13,7 @@
 The legacy service counted failed *batches* in errors_stats; we count failed
 *instances*, and every failed instance is also in ``errors/`` in full.
 """
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 
@@ -36,12 +36,15 @@ def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[st
   return line
 
 
-def encode_prediction(prediction: Prediction, key_field: Optional[str]) -> str:
-  return json_lines.dumps(prediction_line(prediction, key_field))
+def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str:
+  """A chunk's prediction lines, as one newline-joined text (written as it is)."""
+  encode = json_lines.encoder()
+  return '\n'.join(encode(prediction_line(p, key_field)) for p in batch)
 
 
-def encode_aiplatform_result(prediction: Prediction) -> str:
-  return json_lines.dumps(prediction.outputs)
+def encode_aiplatform_results(batch: List[Prediction]) -> str:
+  encode = json_lines.encoder()
+  return '\n'.join(encode(p.outputs) for p in batch)
 
 
 def error_stats_key(letter: Dict[str, Any]) -> str:
@@ -54,7 +57,11 @@ def encode_error_stat(message_and_count) -> str:
 
 
 class WritePredictions(beam.PTransform):
-  """Predictions -> committed file names, in the chosen format."""
+  """Prediction batches (lists of Prediction) -> committed file names, in the chosen format.
+
+  Each batch is encoded as one text of newline-separated lines, so the text
+  sink does one write per chunk, not per row.
+  """
 
   def __init__(self, output_dir: str, *, output_format: str = JSONL,
                key_field: Optional[str] = None):
@@ -69,12 +76,12 @@ class WritePredictions(beam.PTransform):
     if self._format == AIPLATFORM:
       return (
           predictions
-          | 'Encode' >> beam.Map(encode_aiplatform_result)
+          | 'Encode' >> beam.Map(encode_aiplatform_results)
           | 'Write' >> beam.io.WriteToText(
               paths.join(self._output_dir, 'prediction.results')))
     return (
         predictions
-        | 'Encode' >> beam.Map(encode_prediction, self._key_field)
+        | 'Encode' >> beam.Map(encode_predictions, self._key_field)
         | 'Write' >> beam.io.WriteToText(
             paths.join(self._output_dir, 'predictions', 'predictions'),
             file_name_suffix='.jsonl'))

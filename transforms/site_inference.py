@@ -3,9 +3,12 @@
 Usable from any pipeline::
 
     from transforms.site_inference import PredictPerSite
-    result = keyed_records | PredictPerSite(model_root='gs://bucket/models')
-    result.predictions, result.failed, result.stats
+    from transforms.site_rows import PackBySite
+    packed = records | beam.ParDo(PackBySite('site_id')).with_outputs('failed', main='rows')
+    result = packed.rows | PredictPerSite(model_root='gs://bucket/models')
+    result.prediction_batches, result.failed, result.stats
 """
+import json
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
@@ -18,7 +21,8 @@ from models.site_model_pool import DEFAULT_MAX_BYTES
 from models.site_model_pool import DEFAULT_MAX_MODELS
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
-from transforms.instances import Record
+from transforms.site_rows import SiteRows
+from transforms.site_rows import unpack
 
 PREDICT_STAGE = 'predict'
 DEFAULT_ROWS_PER_CHUNK = 1000
@@ -34,39 +38,44 @@ class Prediction(NamedTuple):
 
 
 class SiteInferenceResult(NamedTuple):
-  predictions: beam.PCollection    # Prediction
-  failed: beam.PCollection         # dead-letter dicts
-  stats: beam.PCollection          # (key tuple, number) for summary.json
+  prediction_batches: beam.PCollection   # List[Prediction], one list per chunk
+  failed: beam.PCollection               # dead-letter dicts
+  stats: beam.PCollection                # (key tuple, number) for summary.json
 
 
 class ChunkSite(beam.DoFn):
-  """``(site_id, records) -> SiteChunk`` of at most ``rows_per_chunk`` rows.
+  """``(site_id, packed blocks) -> SiteChunk`` of at most ``rows_per_chunk`` rows.
 
-  Also emits ``sites_seen`` stats. Never fails.
+  Also emits ``sites_seen`` stats. Never fails: blocks hold rows that
+  already parsed as JSON objects (:mod:`transforms.site_rows`).
   """
 
   def __init__(self, rows_per_chunk: int):
     self._rows_per_chunk = rows_per_chunk
 
-  def process(self, element: Tuple[str, Iterable[Record]]):
-    site_id, records = element
+  def process(self, element: Tuple[str, Iterable[SiteRows]]):
+    site_id, blocks = element
     yield beam.pvalue.TaggedOutput('stats', (('sites_seen',), 1))
     sources: List[str] = []
     rows: List[Dict[str, Any]] = []
-    for source, row in records:
-      sources.append(source)
-      rows.append(row)
-      if len(rows) == self._rows_per_chunk:
-        yield SiteChunk(site_id, rows, sources)
-        sources, rows = [], []
+    num_bytes = 0
+    for block in blocks:
+      for source, text in unpack(block):
+        sources.append(source)
+        rows.append(json.loads(text))
+        num_bytes += len(text)
+        if len(rows) == self._rows_per_chunk:
+          yield SiteChunk(site_id, rows, sources, num_bytes)
+          sources, rows, num_bytes = [], [], 0
     if rows:
-      yield SiteChunk(site_id, rows, sources)
+      yield SiteChunk(site_id, rows, sources, num_bytes)
 
 
 class SplitOutcomes(beam.DoFn):
-  """``PredictionResult(chunk, ChunkOutcome)`` -> Predictions, dead letters, stats.
+  """``PredictionResult(chunk, ChunkOutcome)`` -> a list of Predictions, dead letters, stats.
 
-  Every row of the chunk ends in exactly one of the first two outputs.
+  Every row of the chunk ends in exactly one of the first two outputs; the
+  predictions of a chunk travel as one list (none when every row failed).
   """
 
   def process(self, result: PredictionResult):
@@ -77,23 +86,28 @@ class SplitOutcomes(beam.DoFn):
           'stats', (('model_load_ms_total',), round(outcome.model_load_ms, 1)))
       if outcome.model_fast_path:
         yield beam.pvalue.TaggedOutput('stats', (('models_fast_path',), 1))
+    predictions = []
     for row_result in outcome.rows:
       row = chunk.rows[row_result.index]
       source = chunk.sources[row_result.index]
       if row_result.outputs is not None:
-        yield Prediction(chunk.site_id, source, row, row_result.outputs, outcome.model_version)
+        predictions.append(
+            Prediction(chunk.site_id, source, row, row_result.outputs, outcome.model_version))
       else:
         yield failed(dead_letter(
             PREDICT_STAGE, row_result.reason, row_result.message,
             site_id=chunk.site_id, source=source, record=row))
+    if predictions:
+      yield predictions
 
 
 class PredictPerSite(beam.PTransform):
-  """``(site_id, (source, row))`` -> :class:`SiteInferenceResult`.
+  """``(site_id, SiteRows)`` blocks -> :class:`SiteInferenceResult`.
 
-  Groups by site, cuts each site's rows into chunks, and runs every chunk
-  through ``RunInference`` with :class:`SiteModelHandler` (a lazily filled,
-  bounded per-worker pool of site models).
+  Groups the blocks (:mod:`transforms.site_rows`) by site, cuts each site's
+  rows into chunks, and runs every chunk through ``RunInference`` with
+  :class:`SiteModelHandler` (a lazily filled, bounded per-worker pool of
+  site models). Predictions come out as one list per chunk.
   """
 
   def __init__(self, *, model_root: str, signature: str = 'serving_default',
@@ -109,9 +123,9 @@ class PredictPerSite(beam.PTransform):
         model_root=model_root, signature=signature, model_version=model_version,
         max_models=max_models_per_worker, max_bytes=max_model_bytes_per_worker)
 
-  def expand(self, keyed_records):
+  def expand(self, site_rows):
     chunks = (
-        keyed_records
+        site_rows
         | 'GroupBySite' >> beam.GroupByKey()
         | 'ChunkSite' >> beam.ParDo(ChunkSite(self._rows_per_chunk)).with_outputs(
             'stats', main='chunks'))

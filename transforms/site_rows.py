@@ -1,0 +1,146 @@
+"""Rows packed per site before the shuffle: few, small elements instead of one per row.
+
+Grouping rows by site is the job's one shuffle. Shuffling each row as its
+own element costs per-element runner work and, on the local runner, memory
+for every row at once (its grouping buffer holds decoded Python objects).
+So each bundle collects its rows per site and emits them as blocks::
+
+  (site_id, (runs, data))
+  runs: ((source, n), ...)   consecutive rows from one file or table
+  data: zlib of the rows' JSON texts joined by newlines
+
+A JSON-lines row is packed as the line it was read from (no re-encoding); a
+BigQuery row as its JSON (:func:`transforms.json_lines.dumps`, the same text
+the outputs use). Blocks are compressed (JSON rows compress about 6x), which
+also shrinks the shuffle Dataflow bills by the byte. A block holds at most
+``max_block_rows`` rows, and a bundle buffers at most ``max_buffered_bytes``
+of row text before it emits everything it holds.
+
+Error policy: a row that cannot be parsed or has no usable site is a dead
+letter (:class:`transforms.instances.BadRecord`); nothing raises.
+"""
+import collections
+import zlib
+from typing import Any, Dict, Iterator, List, Tuple
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from transforms import json_lines
+from transforms.dead_letters import failed
+from transforms.instances import BadRecord
+from transforms.instances import parse_line
+from transforms.instances import site_of
+
+Runs = Tuple[Tuple[str, int], ...]
+SiteRows = Tuple[Runs, bytes]
+
+DEFAULT_MAX_BLOCK_ROWS = 1000
+DEFAULT_MAX_BUFFERED_BYTES = 8 << 20
+_COMPRESSION_LEVEL = 1   # JSON rows: level 1 gets most of level 6's ratio, 2x faster
+_SEPARATOR = '\n'        # never inside a JSON-lines line or a compact json.dumps
+
+
+def pack(runs: Runs, texts: List[str]) -> SiteRows:
+  """A block of one site's rows; ``runs`` gives each text's source, in order."""
+  return runs, zlib.compress(_SEPARATOR.join(texts).encode('utf-8'), _COMPRESSION_LEVEL)
+
+
+def unpack(block: SiteRows) -> Iterator[Tuple[str, str]]:
+  """``(source, JSON text)`` of each row of a block, in packing order."""
+  runs, data = block
+  texts = iter(zlib.decompress(data).decode('utf-8').split(_SEPARATOR))
+  for source, count in runs:
+    for _ in range(count):
+      yield source, next(texts)
+
+
+class _SiteBuffer:
+  """One bundle's rows per site, until they are packed."""
+
+  def __init__(self) -> None:
+    self._texts: Dict[str, List[str]] = collections.defaultdict(list)
+    self._runs: Dict[str, List[List[Any]]] = collections.defaultdict(list)
+    self.num_bytes = 0
+
+  def add(self, site_id: str, source: str, text: str) -> int:
+    """Adds a row; returns how many rows the site now has buffered."""
+    runs = self._runs[site_id]
+    if runs and runs[-1][0] == source:
+      runs[-1][1] += 1
+    else:
+      runs.append([source, 1])
+    texts = self._texts[site_id]
+    texts.append(text)
+    self.num_bytes += len(text)
+    return len(texts)
+
+  def take(self, site_id: str) -> Tuple[str, SiteRows]:
+    texts = self._texts.pop(site_id)
+    runs = tuple((source, count) for source, count in self._runs.pop(site_id))
+    self.num_bytes -= sum(map(len, texts))
+    return site_id, pack(runs, texts)
+
+  def take_all(self) -> Iterator[Tuple[str, SiteRows]]:
+    for site_id in list(self._texts):
+      yield self.take(site_id)
+
+
+class PackBySite(beam.DoFn):
+  """``(source, row dict) -> (site_id, SiteRows)``, plus dead letters on ``failed``.
+
+  For rows that are already dicts (BigQuery); see :class:`PackJsonLinesBySite`.
+  """
+
+  def __init__(self, site_field: str, *, max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
+               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES):
+    if max_block_rows < 1 or max_buffered_bytes < 1:
+      raise ValueError('max_block_rows and max_buffered_bytes must be >= 1')
+    self._site_field = site_field
+    self._max_block_rows = max_block_rows
+    self._max_buffered_bytes = max_buffered_bytes
+    self._buffer = None
+    self._encode = None
+
+  def setup(self):
+    self._encode = json_lines.encoder()
+
+  def start_bundle(self):
+    self._buffer = _SiteBuffer()
+
+  def process(self, record: Tuple[str, Dict[str, Any]]):
+    source, row = record
+    try:
+      site_id = site_of(row, self._site_field)
+    except BadRecord as e:
+      yield failed(e.dead_letter(source))
+      return
+    yield from self._add(site_id, source, self._encode(row))
+
+  def _add(self, site_id: str, source: str, text: str):
+    if self._buffer.add(site_id, source, text) >= self._max_block_rows:
+      yield self._buffer.take(site_id)
+    if self._buffer.num_bytes >= self._max_buffered_bytes:
+      yield from self._buffer.take_all()
+
+  def finish_bundle(self):
+    # Batch input only: every element is in the global window.
+    for block in self._buffer.take_all():
+      yield GlobalWindows.windowed_value(block)
+
+
+class PackJsonLinesBySite(PackBySite):
+  """``(file name, line) -> (site_id, SiteRows)``: parses, finds the site, packs the line.
+
+  Dead letters: ``empty_line``, ``bad_json``, ``not_an_object`` (stage
+  ``parse``), ``missing_site``, ``bad_site`` (stage ``key_by_site``).
+  """
+
+  def process(self, element: Tuple[str, str]):
+    source, line = element
+    try:
+      site_id = site_of(parse_line(line), self._site_field)
+    except BadRecord as e:
+      yield failed(e.dead_letter(source))
+      return
+    yield from self._add(site_id, source, line)
