@@ -14,13 +14,16 @@ one run, each in a process of its own:
 
 and prints wall seconds, ms per site, rows/s, peak RSS (summed over the
 process tree, and the largest single process) and the ratio to the naive
-loop. Every pipeline prediction is checked against the naive loop's.
-``--memory_curve 300,1000,3000`` adds the peak RSS of the pipeline at each
+loop. Every pipeline prediction is checked against the naive loop's. With
+several ``--sites`` or ``--architectures``, each combination is measured in
+turn and a markdown table of all of them ends the output. ``--memory_curve 300,1000,3000`` adds the peak RSS of the pipeline at each
 number of sites.
 
   python benchmarks/site_predictions.py                       # 300 sites x 100 rows
   python benchmarks/site_predictions.py --sites 3000
   python benchmarks/site_predictions.py --sites 3000 --architectures energy,wide,deep
+  python benchmarks/site_predictions.py --sites 300,3000 --architectures energy \
+      --architectures energy,wide,deep --memory_curve 300,1000,3000   # the README's tables
 """
 import argparse
 import glob
@@ -107,12 +110,25 @@ def _header() -> str:
           f'{"proc_MiB":>11}   vs naive')
 
 
-def benchmark(args) -> List[Result]:
-  architectures = args.architectures.split(',')
-  print(f'Data: {args.sites} sites ({"+".join(architectures)}, {args.trainings} trainings '
+def _table_row(sites: int, rows: int, architectures: str, results: List[Result]) -> str:
+  """One markdown row: the size, then each run's wall time, ratio and peak RSS."""
+  naive = next((r.stats for r in results if r.name == 'naive' and r.stats.returncode == 0), None)
+  cells = []
+  for r in results:
+    ratio = f' ({naive.wall_s / r.stats.wall_s:.1f}x)' if naive and r.name != 'naive' else ''
+    failed = '' if r.stats.returncode == 0 else ' FAILED'
+    cells.append(f'{r.stats.wall_s:.1f} s{ratio}, {r.stats.peak_tree_rss_mb:,.0f} MiB{failed}')
+  return (f'| {sites:,} x {rows} | {len(architectures.split(","))} | '
+          + ' | '.join(cells) + ' |')
+
+
+def benchmark(args, sites: int, architectures_arg: str) -> List[Result]:
+  """The runs of ``--runs`` at one size and architecture mix, in this order."""
+  architectures = architectures_arg.split(',')
+  print(f'Data: {sites} sites ({"+".join(architectures)}, {args.trainings} trainings '
         f'each) x {args.rows} rows, cached under {args.data_dir}', flush=True)
-  models = site_bench_data.model_root(args.data_dir, args.sites, architectures, args.trainings)
-  inputs = site_bench_data.input_dir(args.data_dir, args.sites, args.rows)
+  models = site_bench_data.model_root(args.data_dir, sites, architectures, args.trainings)
+  inputs = site_bench_data.input_dir(args.data_dir, sites, args.rows)
   work = tempfile.mkdtemp(prefix='site-bench-')
   results: List[Result] = []
   naive_stats, expected = None, None
@@ -139,14 +155,15 @@ def benchmark(args) -> List[Result]:
     if not args.keep_outputs:
       shutil.rmtree(work, ignore_errors=True)
 
-  print(f'\n{args.sites} sites x {args.rows} rows, architectures: {args.architectures}')
+  print(f'\n{sites} sites x {args.rows} rows, architectures: {architectures_arg}')
   print(_header())
   for r in results:
-    print(_row(r.name, r.stats, args.sites, args.rows, naive_stats if r.name != 'naive' else None))
+    print(_row(r.name, r.stats, sites, args.rows, naive_stats if r.name != 'naive' else None))
   for r in results:
     if r.summary:
       keys = ('models_loaded', 'models_fast_path', 'model_load_ms_total', 'reconciled')
       print(f'{r.name}: ' + ', '.join(f'{k}={r.summary.get(k)}' for k in keys) + f'; {r.check}')
+  print(flush=True)
   return results
 
 
@@ -155,9 +172,9 @@ def memory_curve(args) -> None:
 
   With ``--curve_total_rows`` the rows are spread over the sites (constant
   data, so only the number of site models changes); otherwise every site
-  has ``--rows`` rows.
+  has ``--rows`` rows. Uses the first ``--architectures`` mix.
   """
-  architectures = args.architectures.split(',')
+  architectures = args.architectures[0].split(',')
   counts = [int(s) for s in args.memory_curve.split(',')]
   per_site = {n: args.curve_total_rows // n if args.curve_total_rows else args.rows for n in counts}
   print(f'\nMemory curve ({RECOMMENDED}; ' + (
@@ -181,11 +198,13 @@ def memory_curve(args) -> None:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--sites', type=int, default=300, help='Number of sites (default 300).')
+  parser.add_argument('--sites', default='300',
+                      help='Number of sites, or several comma-separated (default 300).')
   parser.add_argument('--rows', type=int, default=100, help='Rows per site (default 100).')
-  parser.add_argument('--architectures', default='energy',
+  parser.add_argument('--architectures', action='append',
                       help=f'Comma-separated mix of {", ".join(site_bench_data.ARCHITECTURES)}; '
-                           'site i gets the (i mod n)-th (default: energy).')
+                           'site i gets the (i mod n)-th (default: energy). Repeat the flag '
+                           'to benchmark several mixes.')
   parser.add_argument('--trainings', type=int, default=3,
                       help='Separate-process exports per architecture the sites derive from.')
   parser.add_argument('--runs', default=DEFAULT_RUNS,
@@ -201,10 +220,22 @@ def main(argv=None) -> int:
                       help='Cache folder for generated models and inputs.')
   parser.add_argument('--keep_outputs', action='store_true', help='Keep the runs\' logs.')
   args = parser.parse_args(argv)
-  results = benchmark(args) if args.runs else []
+  args.architectures = args.architectures or ['energy']
+  table = []
+  ok = True
+  if args.runs:
+    for architectures in args.architectures:
+      for sites in (int(n) for n in args.sites.split(',')):
+        results = benchmark(args, sites, architectures)
+        ok = ok and all(r.stats.returncode == 0 for r in results)
+        table.append(_table_row(sites, args.rows, architectures, results))
+    names = args.runs.split(',')
+    print('| sites x rows | archs | ' + ' | '.join(names) + ' |')
+    print('|---|---|' + '---|' * len(names))
+    print('\n'.join(table), flush=True)
   if args.memory_curve:
     memory_curve(args)
-  return 0 if all(r.stats.returncode == 0 for r in results) else 1
+  return 0 if ok else 1
 
 
 if __name__ == '__main__':

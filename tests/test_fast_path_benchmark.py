@@ -21,3 +21,5 @@ def test_benchmark_runs_and_prints_its_table(tmp_path):
   assert re.search(r'^naive\s+\d', proc.stdout, re.M)
   assert re.search(r'^pipeline\s+\d', proc.stdout, re.M)
   assert '200 equal to naive' in proc.stdout
+  assert re.search(r'^\| 20 x 10 \| 1 \| [\d.]+ s, [\d,]+ MiB \| [\d.]+ s \([\d.]+x\), ', proc.stdout,
+                   re.M), proc.stdout
