@@ -188,7 +188,9 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions):
   """Source -> (raw elements, (site_id, SiteRows) blocks, failures before inference)."""
   input_path = options.view_as(JobIOOptions).input
   if input_path:
-    raw = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(input_path)
+    # Bytes: a line that is not UTF-8 becomes a dead letter, not a failed read.
+    raw = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(
+        input_path, coder=beam.coders.BytesCoder())
     packed = raw | 'ParseAndPackBySite' >> beam.ParDo(
         PackJsonLinesBySite(options.site_field)).with_outputs(FAILED, main='rows')
     return raw, packed.rows, packed[FAILED]

@@ -1,6 +1,6 @@
 """The standard per-site job input: good rows for every test site plus one row per bad case."""
 import json
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 GOOD_ROWS: List[Dict] = [
     {'site_id': 'lin-a', 'rid': 'a1', 'x': [1.0, 2.0, 3.0], 'note': 'kept as is'},
@@ -16,8 +16,8 @@ GOOD_ROWS: List[Dict] = [
     {'site_id': 'echo', 'rid': 'e2', 'key': 'second', 'x': [3.0, -1.0]},
 ]
 
-# (raw line, expected reason)
-BAD_LINES: List[Tuple[str, str]] = [
+# (raw line, expected reason); bytes are written as they are
+BAD_LINES: List[Tuple[Union[str, bytes], str]] = [
     ('{"site_id": "lin-a", "rid": ', 'bad_json'),
     ('', 'empty_line'),
     ('[1, 2, 3]', 'not_an_object'),
@@ -35,18 +35,24 @@ BAD_LINES: List[Tuple[str, str]] = [
     (json.dumps({'site_id': 'lin-b', 'rid': 'scalarx', 'x': 'oops'}), 'bad_feature'),
     (json.dumps({'site_id': 'lin-a', 'rid': 'shortx', 'x': [1.0, 2.0]}), 'bad_feature'),
     (json.dumps({'site_id': 'multi', 'rid': 'fracb', 'a': 1.0, 'b': 2.5}), 'bad_feature'),
+    (b'{"site_id": "lin-a", "rid": "latin1", "note": "caf\xe9", "x": [1, 2, 3]}', 'bad_encoding'),
 ]
 
 
+def _bytes(line: Union[str, bytes]) -> bytes:
+  return line if isinstance(line, bytes) else line.encode('utf-8')
+
+
 def write_inputs(folder) -> None:
-  """Two files (so the glob matters), good and bad lines interleaved."""
-  lines = [json.dumps(r) for r in GOOD_ROWS]
-  bad = [line for line, _ in BAD_LINES]
+  """Two files (so the glob matters), good and bad lines interleaved; the
+  second as Windows tools write it: a byte-order mark and CRLF line ends."""
+  lines = [_bytes(json.dumps(r)) for r in GOOD_ROWS]
+  bad = [_bytes(line) for line, _ in BAD_LINES]
   first = lines[:6] + bad[:8]
   second = bad[8:] + lines[6:]
   folder.mkdir(parents=True, exist_ok=True)
-  (folder / 'part-1.jsonl').write_text('\n'.join(first) + '\n')
-  (folder / 'part-2.jsonl').write_text('\n'.join(second) + '\n')
+  (folder / 'part-1.jsonl').write_bytes(b'\n'.join(first) + b'\n')
+  (folder / 'part-2.jsonl').write_bytes(b'\xef\xbb\xbf' + b'\r\n'.join(second) + b'\r\n')
 
 
 def expected_failures() -> Dict[str, int]:

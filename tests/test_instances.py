@@ -2,6 +2,7 @@
 import pytest
 
 from transforms.instances import BadRecord
+from transforms.instances import decode_line
 from transforms.instances import parse_line
 from transforms.instances import site_id_of
 from transforms.instances import site_of
@@ -27,6 +28,20 @@ def test_bad_lines_are_refused_with_a_reason(line, reason):
     parse_line(line)
   letter = refused.value.dead_letter('f.jsonl')
   assert (letter['stage'], letter['reason'], letter['source']) == ('parse', reason, 'f.jsonl')
+
+
+@pytest.mark.parametrize('data,text', [
+    (b'{"a": "caf\xc3\xa9"}', '{"a": "caf\u00e9"}'), (b'\xef\xbb\xbf{}', '{}'), ('{}', '{}')])
+def test_lines_decode_as_utf8_without_a_byte_order_mark(data, text):
+  assert decode_line(data) == text
+
+
+def test_a_line_that_is_not_utf8_is_refused_and_kept_readable():
+  with pytest.raises(BadRecord) as refused:
+    decode_line(b'{"a": "caf\xe9"}')
+  letter = refused.value.dead_letter('f.jsonl')
+  assert (letter['stage'], letter['reason']) == ('parse', 'bad_encoding')
+  assert letter['record'] == '{"a": "caf\\xe9"}'
 
 
 def test_good_line_parses_to_its_object():

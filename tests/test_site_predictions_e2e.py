@@ -84,6 +84,7 @@ def test_every_bad_record_is_a_dead_letter_with_its_reason(jsonl_run):
     assert by_rid[rid]['reason'] == reason, (rid, by_rid[rid])
   raw = {l['reason']: l['record'] for l in letters if not isinstance(l['record'], dict)}
   assert raw['bad_json'] == site_job_data.BAD_LINES[0][0]
+  assert '"caf\\xe9"' in raw['bad_encoding']
   assert raw['empty_line'] == ''
   assert raw['not_an_object'] == [1, 2, 3]
   assert by_rid['nomodel']['site_id'] == 'nope'

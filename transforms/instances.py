@@ -7,7 +7,7 @@ Both checks raise :class:`BadRecord`, which the DoFns of
 """
 import json
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Tuple, Union
 
 from transforms.dead_letters import dead_letter
 
@@ -27,6 +27,21 @@ class BadRecord(ValueError):
 
   def dead_letter(self, source: str) -> Dict[str, Any]:
     return dead_letter(self.stage, self.reason, self.message, source=source, record=self.record)
+
+
+def decode_line(line: Union[bytes, str]) -> str:
+  """A line as read (bytes) as text; JSON text is UTF-8 (a leading BOM is dropped).
+
+  Raises:
+    BadRecord: ``bad_encoding``; the record keeps the bytes, backslash-escaped.
+  """
+  if isinstance(line, bytes):
+    try:
+      line = line.decode('utf-8')
+    except UnicodeDecodeError as e:
+      raise BadRecord(PARSE_STAGE, 'bad_encoding', f'not UTF-8: {e}',
+                      line.decode('utf-8', 'backslashreplace')) from e
+  return line[1:] if line.startswith('\ufeff') else line
 
 
 def parse_line(line: str) -> Dict[str, Any]:

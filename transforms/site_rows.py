@@ -21,7 +21,7 @@ letter (:class:`transforms.instances.BadRecord`); nothing raises.
 """
 import collections
 import zlib
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -29,6 +29,7 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms import json_lines
 from transforms.dead_letters import failed
 from transforms.instances import BadRecord
+from transforms.instances import decode_line
 from transforms.instances import parse_line
 from transforms.instances import site_of
 
@@ -132,13 +133,16 @@ class PackBySite(beam.DoFn):
 class PackJsonLinesBySite(PackBySite):
   """``(file name, line) -> (site_id, SiteRows)``: parses, finds the site, packs the line.
 
-  Dead letters: ``empty_line``, ``bad_json``, ``not_an_object`` (stage
+  Lines may be bytes (read with ``BytesCoder``, so a file that is not UTF-8
+  fails line by line instead of failing the read). Dead letters:
+  ``bad_encoding``, ``empty_line``, ``bad_json``, ``not_an_object`` (stage
   ``parse``), ``missing_site``, ``bad_site`` (stage ``key_by_site``).
   """
 
-  def process(self, element: Tuple[str, str]):
+  def process(self, element: Tuple[str, Union[bytes, str]]):
     source, line = element
     try:
+      line = decode_line(line)
       site_id = site_of(parse_line(line), self._site_field)
     except BadRecord as e:
       yield failed(e.dead_letter(source))
