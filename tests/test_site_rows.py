@@ -92,6 +92,14 @@ def test_bigquery_rows_are_packed_as_the_json_the_outputs_use():
   assert [letter['reason'] for letter in letters] == ['missing_site']
 
 
+def test_a_row_json_cannot_hold_is_a_dead_letter_not_a_crash():
+  row = {'site_id': 's', 'odd': object(), 'nan': float('nan')}
+  blocks, letters = run_bundle(PackBySite('site_id'), [('bigquery:d.t', row)])
+  assert blocks == []
+  assert [(l['stage'], l['reason'], l['record']) for l in letters] == [
+      ('parse', 'bad_value', repr(row))]
+
+
 def test_blocks_group_by_site_under_a_pipeline():
   lines = [(f'part-{i % 2}.jsonl', json.dumps({'site_id': f's{i % 5}', 'i': i})) for i in range(200)]
   with TestPipeline(runner='FnApiRunner') as p:

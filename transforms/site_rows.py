@@ -28,6 +28,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from transforms import json_lines
 from transforms.dead_letters import failed
+from transforms.instances import PARSE_STAGE
 from transforms.instances import BadRecord
 from transforms.instances import decode_line
 from transforms.instances import parse_line
@@ -91,6 +92,9 @@ class PackBySite(beam.DoFn):
   """``(source, row dict) -> (site_id, SiteRows)``, plus dead letters on ``failed``.
 
   For rows that are already dicts (BigQuery); see :class:`PackJsonLinesBySite`.
+  Dead letters: ``missing_site``, ``bad_site`` (stage ``key_by_site``), and
+  ``bad_value`` (stage ``parse``) for a row holding a value JSON cannot
+  encode (the record is then the row's ``repr``).
   """
 
   def __init__(self, site_field: str, *, max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
@@ -113,10 +117,16 @@ class PackBySite(beam.DoFn):
     source, row = record
     try:
       site_id = site_of(row, self._site_field)
+      text = self._encode(row)
     except BadRecord as e:
       yield failed(e.dead_letter(source))
       return
-    yield from self._add(site_id, source, self._encode(row))
+    except (TypeError, ValueError) as e:
+      # A value JSON cannot hold (json_lines covers what BigQuery returns).
+      yield failed(BadRecord(PARSE_STAGE, 'bad_value', f'row cannot be JSON: {e}',
+                             repr(row)).dead_letter(source))
+      return
+    yield from self._add(site_id, source, text)
 
   def _add(self, site_id: str, source: str, text: str):
     if self._buffer.add(site_id, source, text) >= self._max_block_rows:
