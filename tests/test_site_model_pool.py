@@ -127,6 +127,8 @@ def test_handler_batching_is_explicit_and_pool_is_per_process():
   small = handler.get_num_bytes([SiteChunk('a', [{'x': 1.0}])])
   large = handler.get_num_bytes([SiteChunk('a', [{'x': 1.0}] * 10)])
   assert 0 < small and large == 10 * small
+  # Chunks cut from packed rows carry their JSON size, counted as it is.
+  assert handler.get_num_bytes([SiteChunk('a', [{'x': 1.0}], ['f'], 9), SiteChunk('b', [], [], 4)]) == 13
 
 
 def test_handler_isolates_sites_and_rows(tmp_path):

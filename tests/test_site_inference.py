@@ -1,0 +1,57 @@
+"""The DoFns around RunInference in PredictPerSite, called directly."""
+import json
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import PredictionResult
+
+from models.site_model import RowResult
+from models.site_model_handler import ChunkOutcome
+from models.site_model_handler import SiteChunk
+from transforms.site_inference import ChunkSite
+from transforms.site_inference import Prediction
+from transforms.site_inference import SplitOutcomes
+from transforms.site_rows import pack
+
+
+def outputs_by_tag(outputs):
+  found = {}
+  for out in outputs:
+    tag, value = (out.tag, out.value) if isinstance(out, beam.pvalue.TaggedOutput) else ('main', out)
+    found.setdefault(tag, []).append(value)
+  return found
+
+
+def test_blocks_are_cut_into_chunks_keeping_each_rows_source():
+  texts = [json.dumps({'i': i}) for i in range(5)]
+  blocks = [pack((('a.jsonl', 2), ('b.jsonl', 1)), texts[:3]), pack((('c.jsonl', 2),), texts[3:])]
+  found = outputs_by_tag(ChunkSite(rows_per_chunk=2).process(('s', blocks)))
+  assert found['stats'] == [(('sites_seen',), 1)]
+  assert [(c.site_id, c.rows, c.sources) for c in found['main']] == [
+      ('s', [{'i': 0}, {'i': 1}], ['a.jsonl', 'a.jsonl']),
+      ('s', [{'i': 2}, {'i': 3}], ['b.jsonl', 'c.jsonl']),
+      ('s', [{'i': 4}], ['c.jsonl'])]
+  assert [c.num_bytes for c in found['main']] == [
+      len(texts[0]) + len(texts[1]), len(texts[2]) + len(texts[3]), len(texts[4])]
+
+
+def _split(chunk, rows, **outcome):
+  result = PredictionResult(chunk, ChunkOutcome('3', rows, **outcome))
+  return outputs_by_tag(SplitOutcomes().process(result))
+
+
+def test_a_chunks_predictions_travel_as_one_list_and_its_failures_one_by_one():
+  chunk = SiteChunk('s', [{'x': 1}, {'x': 'bad'}, {'x': 2}], ['f1', 'f2', 'f3'])
+  found = _split(chunk, [RowResult(0, {'y': [1.0]}), RowResult(1, None, 'bad_feature', 'text'),
+                         RowResult(2, {'y': [2.0]})], model_loaded=True, model_load_ms=4.2)
+  assert found['main'] == [[Prediction('s', 'f1', {'x': 1}, {'y': [1.0]}, '3'),
+                            Prediction('s', 'f3', {'x': 2}, {'y': [2.0]}, '3')]]
+  assert [(l['reason'], l['source'], l['record'], l['site_id']) for l in found['failed']] == [
+      ('bad_feature', 'f2', {'x': 'bad'}, 's')]
+  assert sorted(found['stats']) == [(('model_load_ms_total',), 4.2), (('models_loaded',), 1)]
+
+
+def test_a_chunk_whose_rows_all_failed_gives_no_empty_prediction_list():
+  chunk = SiteChunk('gone', [{'x': 1}, {'x': 2}], ['f', 'f'])
+  found = _split(chunk, [RowResult(0, None, 'no_model', 'none'), RowResult(1, None, 'no_model', 'none')])
+  assert 'main' not in found
+  assert [l['reason'] for l in found['failed']] == ['no_model', 'no_model']
