@@ -39,6 +39,15 @@ BAD_LINES: List[Tuple[Union[str, bytes], str]] = [
 ]
 
 
+_BAD_IN_FIRST = 8
+
+
+def file_of(bad_line: Union[str, bytes]) -> str:
+  """The input file :func:`write_inputs` puts a line of BAD_LINES in."""
+  index = [line for line, _ in BAD_LINES].index(bad_line)
+  return 'part-1.jsonl' if index < _BAD_IN_FIRST else 'part-2.jsonl'
+
+
 def _bytes(line: Union[str, bytes]) -> bytes:
   return line if isinstance(line, bytes) else line.encode('utf-8')
 
@@ -48,8 +57,8 @@ def write_inputs(folder) -> None:
   second as Windows tools write it: a byte-order mark and CRLF line ends."""
   lines = [_bytes(json.dumps(r)) for r in GOOD_ROWS]
   bad = [_bytes(line) for line, _ in BAD_LINES]
-  first = lines[:6] + bad[:8]
-  second = bad[8:] + lines[6:]
+  first = lines[:6] + bad[:_BAD_IN_FIRST]
+  second = bad[_BAD_IN_FIRST:] + lines[6:]
   folder.mkdir(parents=True, exist_ok=True)
   (folder / 'part-1.jsonl').write_bytes(b'\n'.join(first) + b'\n')
   (folder / 'part-2.jsonl').write_bytes(b'\xef\xbb\xbf' + b'\r\n'.join(second) + b'\r\n')

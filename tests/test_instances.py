@@ -1,6 +1,9 @@
 """Parsing JSON lines and finding each row's site."""
+import json
+
 import pytest
 
+from transforms.instances import MAX_NESTING
 from transforms.instances import BadRecord
 from transforms.instances import decode_line
 from transforms.instances import parse_line
@@ -60,3 +63,20 @@ def test_rows_without_a_usable_site_are_refused(row, reason):
 
 def test_custom_site_field():
   assert site_of({'building': 'b-9', 'site_id': 'x'}, 'building') == 'b-9'
+
+
+def nested(depth):
+  return '{"site_id": "s", "x": ' + '[' * (depth - 1) + ']' * (depth - 1) + '}'
+
+
+def test_rows_nested_too_deep_are_refused_before_anything_recurses_on_them():
+  assert parse_line(nested(MAX_NESTING))['site_id'] == 's'
+  for depth in (MAX_NESTING + 1, 100_000):
+    with pytest.raises(BadRecord) as refused:
+      parse_line(nested(depth))
+    assert refused.value.reason == 'bad_json' and 'nested' in refused.value.message
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+  row = parse_line(json.dumps({'site_id': 's', 'note': '[' * 500}))
+  assert row['note'] == '[' * 500

@@ -2,13 +2,17 @@
 import json
 
 import apache_beam as beam
+import pytest
 from apache_beam.ml.inference.base import PredictionResult
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.transforms import window
 
 from models.site_model import RowResult
 from models.site_model_handler import ChunkOutcome
 from models.site_model_handler import SiteChunk
 from transforms.site_inference import ChunkSite
 from transforms.site_inference import Prediction
+from transforms.site_inference import PredictPerSite
 from transforms.site_inference import SplitOutcomes
 from transforms.site_rows import pack
 
@@ -55,3 +59,12 @@ def test_a_chunk_whose_rows_all_failed_gives_no_empty_prediction_list():
   found = _split(chunk, [RowResult(0, None, 'no_model', 'none'), RowResult(1, None, 'no_model', 'none')])
   assert 'main' not in found
   assert [l['reason'] for l in found['failed']] == ['no_model', 'no_model']
+
+
+def test_predict_per_site_refuses_windowed_input_at_construction():
+  pipeline = TestPipeline()
+  windowed = (pipeline
+              | beam.Create([('s', pack((('f', 1),), ['{}']))])
+              | beam.WindowInto(window.FixedWindows(60)))
+  with pytest.raises(ValueError, match='global window'):
+    _ = windowed | PredictPerSite(model_root='/models')

@@ -82,6 +82,7 @@ def test_every_bad_record_is_a_dead_letter_with_its_reason(jsonl_run):
     except (ValueError, TypeError, KeyError):
       continue
     assert by_rid[rid]['reason'] == reason, (rid, by_rid[rid])
+    assert by_rid[rid]['source'].endswith(site_job_data.file_of(line)), (rid, by_rid[rid])
   raw = {l['reason']: l['record'] for l in letters if not isinstance(l['record'], dict)}
   assert raw['bad_json'] == site_job_data.BAD_LINES[0][0]
   assert '"caf\\xe9"' in raw['bad_encoding']
@@ -102,6 +103,33 @@ def test_summary_reconciles(jsonl_run):
   assert summary['sites_seen'] == 9
   assert summary['models_loaded'] == 6
   assert summary['outputs']['predictions'] and summary['outputs']['errors']
+
+
+def test_unusual_text_is_predicted_or_dead_lettered_never_a_crash(workspace, tmp_path):
+  root, model_dirs = workspace
+  good = [
+      '{"site_id": "lin-a", "rid": "u1", "x": [1, 2, 3], "note": "line\u2028sep\u0085nel"}',
+      '{"site_id": "lin-a", "rid": "u2", "x": [1, 2, 3], "note": "lone \\ud800 surrogate"}',
+      '{"site_id": "lin-a",\r"rid": "u3", "x": [1, 2, 3], "note": NaN}',
+  ]
+  deep = '{"site_id": "lin-a", "rid": "u4", "x": ' + '[' * 5000 + ']' * 5000 + '}'
+  (tmp_path / 'odd.jsonl').write_bytes('\n'.join(good + [deep]).encode('utf-8') + b'\n')
+  out = tmp_path / 'out'
+  site_predictions.run([f'--input={tmp_path}/odd.jsonl', f'--model_root={root}/models',
+                        f'--output={out}', '--key_field=rid'])
+  by_key = {line['key']: line for line in read_jsonl(out / 'predictions')}
+  assert sorted(by_key) == ['u1', 'u2', 'u3']
+  for text in good:
+    row = json.loads(text)
+    line = by_key[row['rid']]
+    assert_outputs_equal(line['prediction'], expected_outputs(model_dirs, row))
+    if row['rid'] != 'u3':   # NaN != NaN
+      assert line['instance'] == row
+  written = list((out / 'predictions').iterdir())
+  assert written and all(f.read_bytes().isascii() for f in written)
+  [letter] = read_jsonl(out / 'errors')
+  assert (letter['reason'], letter['record']) == ('bad_json', deep)
+  assert json.loads((out / 'summary.json').read_text())['reconciled'] is True
 
 
 def test_aiplatform_format_from_the_command_line(workspace, tmp_path):

@@ -2,6 +2,7 @@
 import datetime
 import decimal
 import json
+import math
 
 import apache_beam as beam
 import pytest
@@ -83,17 +84,49 @@ def test_bounded_buffers_emit_more_blocks_and_lose_nothing(max_block_rows, max_b
   assert sorted(row['i'] for rows in found.values() for _, row in rows) == list(range(40))
 
 
+def test_odd_but_valid_lines_round_trip_and_a_raw_newline_stays_whitespace():
+  lines = ['{"site_id": "s", "t": "a\u2028b\u0085c"}', '{"site_id": "s",\r"t": 1}',
+           '{"site_id": "s",\n"t": 2}', '{"site_id": "s", "t": NaN}']
+  blocks, letters = run_bundle(PackJsonLinesBySite('site_id'), [('f', line) for line in lines])
+  assert not letters
+  unpacked = [text for _, block in blocks for _, text in unpack(block)]
+  assert unpacked[:2] == lines[:2] and unpacked[2] == lines[2].replace('\n', ' ')
+  assert [json.loads(text)['t'] for text in unpacked][:3] == ['a\u2028b\u0085c', 1, 2]
+
+
+def test_unpack_refuses_a_block_whose_runs_do_not_count_its_rows():
+  with pytest.raises(ValueError):
+    list(unpack(pack((('f', 3),), ['{}', '{}'])))
+
+
+def test_the_buffer_emits_everything_as_soon_as_it_holds_the_byte_limit():
+  line = json.dumps({'site_id': 's', 'pad': 'x' * 20})
+  dofn = PackJsonLinesBySite('site_id', max_buffered_bytes=len(line) * 4)
+  dofn.setup()
+  dofn.start_bundle()
+  emitted_after = [len(list(dofn.process(('f', line)))) for _ in range(9)]
+  assert emitted_after == [0, 0, 0, 1, 0, 0, 0, 1, 0]
+  assert len(list(dofn.finish_bundle())) == 1
+
+
 def test_bigquery_rows_are_packed_as_the_json_the_outputs_use():
   row = {'site_id': 7, 'amount': decimal.Decimal('1.25'), 'day': datetime.date(2026, 11, 20),
+         'at': datetime.datetime(2026, 11, 20, 3, 4, 5, tzinfo=datetime.timezone.utc),
+         'time': datetime.time(3, 4), 'raw': b'\xff\x00', 'text': b'ok', 'nan': float('nan'),
          'tags': ['a'], 'nested': {'v': None}}
   blocks, letters = run_bundle(PackBySite('site_id'), [('bigquery:d.t', row), ('bigquery:d.t', {})])
-  assert rows_by_site(blocks) == {'7': [('bigquery:d.t', {
-      'site_id': 7, 'amount': 1.25, 'day': '2026-11-20', 'tags': ['a'], 'nested': {'v': None}})]}
+  (site, [(source, packed)]), = rows_by_site(blocks).items()
+  assert (site, source) == ('7', 'bigquery:d.t')
+  assert math.isnan(packed.pop('nan'))
+  assert packed == {
+      'site_id': 7, 'amount': 1.25, 'day': '2026-11-20', 'at': '2026-11-20T03:04:05+00:00',
+      'time': '03:04:00', 'raw': {'b64': '/wA='}, 'text': 'ok', 'tags': ['a'],
+      'nested': {'v': None}}
   assert [letter['reason'] for letter in letters] == ['missing_site']
 
 
 def test_a_row_json_cannot_hold_is_a_dead_letter_not_a_crash():
-  row = {'site_id': 's', 'odd': object(), 'nan': float('nan')}
+  row = {'site_id': 's', 'odd': object()}
   blocks, letters = run_bundle(PackBySite('site_id'), [('bigquery:d.t', row)])
   assert blocks == []
   assert [(l['stage'], l['reason'], l['record']) for l in letters] == [

@@ -1,7 +1,8 @@
 """Input records: parse JSON-lines instances and find each row's site.
 
 A record is ``(source, row)``: where it came from (file name or table) and
-the instance as a dict. Rows travel untouched; only the site field is read.
+the instance as a dict. Only the site field is read; a JSON-lines row travels
+as the line it was read from, a BigQuery row as its JSON.
 Both checks raise :class:`BadRecord`, which the DoFns of
 :mod:`transforms.site_rows` turn into dead letters.
 """
@@ -16,6 +17,8 @@ Record = Tuple[str, Dict[str, Any]]
 PARSE_STAGE = 'parse'
 SITE_STAGE = 'key_by_site'
 _FORBIDDEN_IN_SITE = set('/\\*?[]') | {'\x00'}
+# Deeper rows are refused: later steps (pickling, JSON encoding) recurse per level.
+MAX_NESTING = 100
 
 
 class BadRecord(ValueError):
@@ -56,10 +59,30 @@ def parse_line(line: str) -> Dict[str, Any]:
     row = json.loads(line)
   except ValueError as e:
     raise BadRecord(PARSE_STAGE, 'bad_json', f'invalid JSON: {e}', line) from e
+  except RecursionError as e:
+    raise BadRecord(PARSE_STAGE, 'bad_json', 'invalid JSON: nested too deeply', line) from e
   if not isinstance(row, dict):
     raise BadRecord(PARSE_STAGE, 'not_an_object',
                     f'each line must be one JSON object, got {type(row).__name__}', row)
+  # Counting brackets is cheap; only a line with many is measured exactly.
+  if line.count('{') + line.count('[') > MAX_NESTING and _depth(row) > MAX_NESTING:
+    raise BadRecord(PARSE_STAGE, 'bad_json',
+                    f'objects and arrays nested more than {MAX_NESTING} deep', line)
   return row
+
+
+def _depth(value: Any) -> int:
+  """Nesting depth of a parsed JSON value, without recursion."""
+  deepest, stack = 0, [(value, 1)]
+  while stack:
+    value, depth = stack.pop()
+    if isinstance(value, dict):
+      value = list(value.values())
+    elif not isinstance(value, list):
+      continue
+    deepest = max(deepest, depth)
+    stack.extend((item, depth + 1) for item in value)
+  return deepest
 
 
 def site_id_of(value: Any) -> str:

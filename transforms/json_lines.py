@@ -28,9 +28,16 @@ def _default(value: Any) -> Any:
 
 def encoder() -> Callable[[Any], str]:
   """A reusable :func:`dumps` (one encoder for many values: cheaper per value)."""
-  return json.JSONEncoder(default=_default, separators=(',', ':'), ensure_ascii=False).encode
+  return json.JSONEncoder(default=_default, separators=(',', ':')).encode
 
 
 def dumps(value: Any) -> str:
-  """One compact JSON line; NaN/Infinity are kept as JSON extensions Python reads back."""
+  """One compact JSON line, ASCII only.
+
+  Non-ASCII text is written as ``\\uXXXX`` escapes: a line never holds a
+  character some readers split lines on (U+2028, U+0085), and text that is
+  not valid Unicode (a lone surrogate from a ``"\\ud800"`` escape in the
+  input) is written back as it came instead of failing the encode.
+  NaN/Infinity are kept as JSON extensions Python reads back.
+  """
   return encoder()(value)

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 import apache_beam as beam
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.base import RunInference
+from apache_beam.transforms.window import GlobalWindows
 
 from models.site_model_handler import SiteChunk
 from models.site_model_handler import SiteModelHandler
@@ -124,6 +125,9 @@ class PredictPerSite(beam.PTransform):
         max_models=max_models_per_worker, max_bytes=max_model_bytes_per_worker)
 
   def expand(self, site_rows):
+    if not isinstance(site_rows.windowing.windowfn, GlobalWindows):
+      raise ValueError('PredictPerSite takes batch input in the global window, got '
+                       f'{type(site_rows.windowing.windowfn).__name__}')
     chunks = (
         site_rows
         | 'GroupBySite' >> beam.GroupByKey()

@@ -11,10 +11,12 @@ So each bundle collects its rows per site and emits them as blocks::
 
 A JSON-lines row is packed as the line it was read from (no re-encoding); a
 BigQuery row as its JSON (:func:`transforms.json_lines.dumps`, the same text
-the outputs use). Blocks are compressed (JSON rows compress about 6x), which
+the outputs use). Blocks are compressed (JSON rows compress 6-18x), which
 also shrinks the shuffle Dataflow bills by the byte. A block holds at most
 ``max_block_rows`` rows, and a bundle buffers at most ``max_buffered_bytes``
-of row text before it emits everything it holds.
+of row text (counted in characters) before it emits everything it holds. The
+input must be in the global window (batch input): blocks emitted at the end
+of a bundle go there.
 
 Error policy: a row that cannot be parsed or has no usable site is a dead
 letter (:class:`transforms.instances.BadRecord`); nothing raises.
@@ -49,12 +51,20 @@ def pack(runs: Runs, texts: List[str]) -> SiteRows:
 
 
 def unpack(block: SiteRows) -> Iterator[Tuple[str, str]]:
-  """``(source, JSON text)`` of each row of a block, in packing order."""
+  """``(source, JSON text)`` of each row of a block, in packing order.
+
+  Raises:
+    ValueError: the block's runs do not count its texts (not a packed block).
+  """
   runs, data = block
-  texts = iter(zlib.decompress(data).decode('utf-8').split(_SEPARATOR))
+  texts = zlib.decompress(data).decode('utf-8').split(_SEPARATOR)
+  if len(texts) != sum(count for _, count in runs):
+    raise ValueError(f'block of {len(texts)} rows, runs count {sum(c for _, c in runs)}')
+  position = 0
   for source, count in runs:
-    for _ in range(count):
-      yield source, next(texts)
+    for text in texts[position:position + count]:
+      yield source, text
+    position += count
 
 
 class _SiteBuffer:
@@ -157,4 +167,7 @@ class PackJsonLinesBySite(PackBySite):
     except BadRecord as e:
       yield failed(e.dead_letter(source))
       return
+    if _SEPARATOR in line:
+      # Not from a text file read; in valid JSON a raw newline is whitespace.
+      line = line.replace(_SEPARATOR, ' ')
     yield from self._add(site_id, source, line)
