@@ -42,7 +42,7 @@ SiteRows = Tuple[Runs, bytes]
 DEFAULT_MAX_BLOCK_ROWS = 1000
 DEFAULT_MAX_BUFFERED_BYTES = 8 << 20
 _COMPRESSION_LEVEL = 1   # JSON rows: level 1 gets most of level 6's ratio, 2x faster
-_SEPARATOR = '\n'        # never inside a JSON-lines line or a compact json.dumps
+_SEPARATOR = '\n'        # not in a line read from a file nor in json.dumps; replaced if given
 
 
 def pack(runs: Runs, texts: List[str]) -> SiteRows:
