@@ -16,7 +16,8 @@ and prints wall seconds, ms per site, rows/s, peak RSS (summed over the
 process tree, and the largest single process) and the ratio to the naive
 loop. Every pipeline prediction is checked against the naive loop's. With
 several ``--sites`` or ``--architectures``, each combination is measured in
-turn and a markdown table of all of them ends the output. ``--memory_curve 300,1000,3000`` adds the peak RSS of the pipeline at each
+turn and a markdown table of all of them ends the output.
+``--memory_curve 300,1000,3000`` adds the peak RSS of the pipeline at each
 number of sites.
 
   python benchmarks/site_predictions.py                       # 300 sites x 100 rows

@@ -20,7 +20,8 @@ from transforms.site_rows import pack
 def outputs_by_tag(outputs):
   found = {}
   for out in outputs:
-    tag, value = (out.tag, out.value) if isinstance(out, beam.pvalue.TaggedOutput) else ('main', out)
+    tagged = isinstance(out, beam.pvalue.TaggedOutput)
+    tag, value = (out.tag, out.value) if tagged else ('main', out)
     found.setdefault(tag, []).append(value)
   return found
 
@@ -56,7 +57,8 @@ def test_a_chunks_predictions_travel_as_one_list_and_its_failures_one_by_one():
 
 def test_a_chunk_whose_rows_all_failed_gives_no_empty_prediction_list():
   chunk = SiteChunk('gone', [{'x': 1}, {'x': 2}], ['f', 'f'])
-  found = _split(chunk, [RowResult(0, None, 'no_model', 'none'), RowResult(1, None, 'no_model', 'none')])
+  failures = [RowResult(0, None, 'no_model', 'none'), RowResult(1, None, 'no_model', 'none')]
+  found = _split(chunk, failures)
   assert 'main' not in found
   assert [l['reason'] for l in found['failed']] == ['no_model', 'no_model']
 

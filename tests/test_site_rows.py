@@ -134,7 +134,8 @@ def test_a_row_json_cannot_hold_is_a_dead_letter_not_a_crash():
 
 
 def test_blocks_group_by_site_under_a_pipeline():
-  lines = [(f'part-{i % 2}.jsonl', json.dumps({'site_id': f's{i % 5}', 'i': i})) for i in range(200)]
+  lines = [(f'part-{i % 2}.jsonl', json.dumps({'site_id': f's{i % 5}', 'i': i}))
+           for i in range(200)]
   with TestPipeline(runner='FnApiRunner') as p:
     packed = (p | beam.Create(lines)
               | beam.ParDo(PackJsonLinesBySite('site_id', max_block_rows=7)).with_outputs(

@@ -32,6 +32,7 @@ from transforms import json_lines
 from transforms.dead_letters import failed
 from transforms.instances import PARSE_STAGE
 from transforms.instances import BadRecord
+from transforms.instances import Record
 from transforms.instances import decode_line
 from transforms.instances import parse_line
 from transforms.instances import site_of
@@ -123,7 +124,7 @@ class PackBySite(beam.DoFn):
   def start_bundle(self):
     self._buffer = _SiteBuffer()
 
-  def process(self, record: Tuple[str, Dict[str, Any]]):
+  def process(self, record: Record):
     source, row = record
     try:
       site_id = site_of(row, self._site_field)
