@@ -17,8 +17,7 @@ setuptools.setup(
     description=__doc__,
     python_requires='>=3.11,<3.12',
     packages=setuptools.find_packages(
-        include=['beam_jobs*', 'transforms*', 'models*', 'storage*',
-                 'samples*']),
+        include=['beam_jobs*', 'transforms*', 'models*', 'common*']),
     include_package_data=True,
     install_requires=_requirements('requirements.txt'),
     extras_require={'test': _requirements('requirements-test.txt')},

@@ -37,17 +37,17 @@ from beam_jobs.io_options import flag_value
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
-from models import darknet_cfg
-from models import ultralytics_torchscript
-from models import yolo_handler
-from storage import paths
-from transforms import detection
-from transforms.annotate import AnnotateImages
+from models.detector import darknet_cfg
+from models.detector import ultralytics_torchscript
+from models.detector import yolo_handler
+from common import paths
+from transforms.detection import objects as detection
+from transforms.detection.annotate import AnnotateImages
 from transforms.dead_letters import WriteDeadLetters
-from transforms.image_decode import DEFAULT_MAX_IMAGE_PIXELS
-from transforms.image_files import ListImages
-from transforms.image_files import resolve_input
-from transforms.input_cleanup import CleanUpInputs
+from transforms.detection.image_decode import DEFAULT_MAX_IMAGE_PIXELS
+from transforms.detection.image_files import ListImages
+from transforms.detection.image_files import resolve_input
+from transforms.detection.input_cleanup import CleanUpInputs
 from transforms.run_summary import WriteRunSummary
 
 _LOGGER = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beam_jobs.usage import UsageError
-from storage import paths
+from common import paths
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -33,24 +33,24 @@ from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
 from beam_jobs.usage import require_matches
-from models.site_model_pool import DEFAULT_MAX_BYTES
-from models.site_model_pool import DEFAULT_MAX_MODELS
-from transforms.bigquery_output import FILE_LOADS
-from transforms.bigquery_output import WRITE_METHODS
-from transforms.bigquery_output import WriteDeadLettersToBigQuery
-from transforms.bigquery_output import WritePredictionsToBigQuery
+from models.site.pool import DEFAULT_MAX_BYTES
+from models.site.pool import DEFAULT_MAX_MODELS
+from transforms.site.bigquery_output import FILE_LOADS
+from transforms.site.bigquery_output import WRITE_METHODS
+from transforms.site.bigquery_output import WriteDeadLettersToBigQuery
+from transforms.site.bigquery_output import WritePredictionsToBigQuery
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import WriteDeadLetters
-from transforms.prediction_output import AIPLATFORM
-from transforms.prediction_output import JSONL
-from transforms.prediction_output import OUTPUT_FORMATS
-from transforms.prediction_output import WriteErrorStats
-from transforms.prediction_output import WritePredictions
+from transforms.site.prediction_output import AIPLATFORM
+from transforms.site.prediction_output import JSONL
+from transforms.site.prediction_output import OUTPUT_FORMATS
+from transforms.site.prediction_output import WriteErrorStats
+from transforms.site.prediction_output import WritePredictions
 from transforms.run_summary import WriteRunSummary
-from transforms.site_inference import DEFAULT_ROWS_PER_CHUNK
-from transforms.site_inference import PredictPerSite
-from transforms.site_rows import PackBySite
-from transforms.site_rows import PackJsonLinesBySite
+from transforms.site.inference import DEFAULT_ROWS_PER_CHUNK
+from transforms.site.inference import PredictPerSite
+from transforms.site.rows import PackBySite
+from transforms.site.rows import PackJsonLinesBySite
 
 _LOGGER = logging.getLogger(__name__)
 

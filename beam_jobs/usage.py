@@ -1,5 +1,5 @@
 """Launch-time validation: user-fixable mistakes fail before the pipeline runs."""
-from storage import paths
+from common import paths
 
 
 class UsageError(ValueError):

@@ -41,9 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
 from beam_jobs import detect_images
-from models import letterbox
-from models import yolo_handler
-from transforms.image_decode import decode
+from transforms.detection import letterbox
+from models.detector import yolo_handler
+from transforms.detection.image_decode import decode
 
 
 def _model_dir() -> str:

@@ -14,7 +14,7 @@ from beam_jobs import site_predictions
 from samples import energy_sites
 from samples import local_cloud
 from samples import site_demo
-from storage import paths
+from common import paths
 
 DATASET = 'energy'
 SCHEMA = [

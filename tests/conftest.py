@@ -51,7 +51,7 @@ def gcs_bucket(gcs_server):
 
 def upload_tree(local_dir: pathlib.Path, gs_prefix: str) -> None:
   """Copies a local folder to ``gs_prefix`` with Beam's FileSystems."""
-  from storage import paths  # pylint: disable=import-outside-toplevel
+  from common import paths  # pylint: disable=import-outside-toplevel
   for path in sorted(local_dir.rglob('*')):
     if path.is_file():
       rel = path.relative_to(local_dir).as_posix()

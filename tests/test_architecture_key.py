@@ -9,9 +9,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from models import architecture_key
-from models import variable_restore
-from models.architecture_key import NotShareable
+from models.site import architecture_key
+from models.site import variable_restore
+from models.site.architecture_key import NotShareable
 import savedmodel_builders
 from savedmodel_builders import TWO_LAYER_VARIABLES
 from savedmodel_builders import save_two_layer
@@ -126,9 +126,9 @@ def test_keras_exports_from_separate_processes_share_a_key(tmp_path):
   assert [p.wait(timeout=300) for p in procs] == [0, 0]
   paths = [str(tmp_path / f'k{i}') for i in range(2)]
   assert key(paths[0]) == key(paths[1])
-  from models.shared_graphs import SharedGraphs  # pylint: disable=import-outside-toplevel
-  from models.shared_graphs import load_sharing_graphs  # pylint: disable=import-outside-toplevel
-  from models.site_model_layout import ModelLocation  # pylint: disable=import-outside-toplevel
+  from models.site.shared_graphs import SharedGraphs  # pylint: disable=import-outside-toplevel
+  from models.site.shared_graphs import load_sharing_graphs  # pylint: disable=import-outside-toplevel
+  from models.site.layout import ModelLocation  # pylint: disable=import-outside-toplevel
   graphs = SharedGraphs()
   rows = [{'temperature_c': t, 'occupancy': 0.5, 'floor_area_m2': 1200} for t in (-3.0, 20.0, 31.5)]
   for i, path in enumerate(paths):

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from PIL import ImageFont
 
-from transforms import annotate
-from transforms.image_files import annotated_path
+from transforms.detection import annotate
+from transforms.detection.image_files import annotated_path
 
 DET = {'label': 'zebra', 'class_id': 22, 'score': 0.87, 'box': [100.0, 80.0, 300.0, 260.0]}
 

@@ -10,7 +10,7 @@ from apache_beam.testing.util import equal_to
 
 import detect_helpers
 from beam_jobs import detect_images
-from transforms import input_cleanup
+from transforms.detection import input_cleanup
 
 
 def _inputs(root: pathlib.Path) -> dict:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import detect_helpers
-from models import darknet
-from models import darknet_cfg
-from models.darknet_cfg import DarknetError
+from models.detector import darknet
+from models.detector import darknet_cfg
+from models.detector.darknet_cfg import DarknetError
 
 TINY_WEIGHTS_BYTES = 35_434_956
 

@@ -9,7 +9,7 @@ from PIL import Image
 import detect_helpers
 from beam_jobs import detect_images
 from conftest import upload_tree
-from storage import paths
+from common import paths
 
 
 @pytest.mark.e2e
@@ -56,8 +56,8 @@ def test_gs_run_reads_model_and_images_writes_outputs_and_moves_inputs(gcs_bucke
 
 @pytest.mark.gcs
 def test_a_gs_object_gone_since_listing_is_a_not_found_dead_letter(gcs_bucket):
-  from transforms.image_decode import DecodeImageFn  # pylint: disable=import-outside-toplevel
-  from transforms.image_files import ImageFile  # pylint: disable=import-outside-toplevel
+  from transforms.detection.image_decode import DecodeImageFn  # pylint: disable=import-outside-toplevel
+  from transforms.detection.image_files import ImageFile  # pylint: disable=import-outside-toplevel
   fn = DecodeImageFn(image_size=416, pad_value=127, max_pixels=10 ** 7)
   (out,) = fn.process(ImageFile(f'{gcs_bucket}/in/gone.jpg', 'gone.jpg', 'default', 100))
   assert out.value['reason'] == 'not_found' and out.value['source'] == f'{gcs_bucket}/in/gone.jpg'

@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 
 import detect_helpers
-from models import letterbox
-from models.yolo_handler import DarknetModel
-from models.yolo_handler import InferenceError
-from models.yolo_handler import TorchScriptModel
-from models.yolo_handler import YoloDetector
-from models.yolo_handler import YoloModelHandler
-from transforms.image_decode import DecodeImageFn
-from transforms.image_files import ImageFile
+from transforms.detection import letterbox
+from models.detector.yolo_handler import DarknetModel
+from models.detector.yolo_handler import InferenceError
+from models.detector.yolo_handler import TorchScriptModel
+from models.detector.yolo_handler import YoloDetector
+from models.detector.yolo_handler import YoloModelHandler
+from transforms.detection.image_decode import DecodeImageFn
+from transforms.detection.image_files import ImageFile
 
 
 def _darknet_model():

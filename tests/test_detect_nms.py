@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models import nms
+from models.detector import nms
 
 
 def _iou(a, b):

@@ -7,13 +7,14 @@ import pytest
 from PIL import Image
 
 import detect_helpers
-from models import letterbox
+from models.detector import yolo_handler
+from transforms.detection import letterbox
 from transforms import dead_letters
-from transforms.image_decode import DecodedImage
-from transforms.image_decode import DecodeImageFn
-from transforms.image_decode import ImageProblem
-from transforms.image_decode import decode
-from transforms.image_files import ImageFile
+from transforms.detection.image_decode import DecodedImage
+from transforms.detection.image_decode import DecodeImageFn
+from transforms.detection.image_decode import ImageProblem
+from transforms.detection.image_decode import decode
+from transforms.detection.image_files import ImageFile
 
 LIMIT = 64_000_000
 
@@ -26,7 +27,7 @@ def _bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def test_letterbox_geometry_and_inverse():
   image = Image.fromarray(detect_helpers.coffee())  # 600 x 400
-  boxed = letterbox.letterbox(image, 416, letterbox.DARKNET_PAD)
+  boxed = letterbox.letterbox(image, 416, yolo_handler.DARKNET_PAD)
   g = boxed.geometry
   assert boxed.array.shape == (416, 416, 3) and boxed.array.dtype == np.uint8
   assert (g.width, g.height, g.pad_x, g.pad_y) == (600, 400, 0, 69)
@@ -34,9 +35,9 @@ def test_letterbox_geometry_and_inverse():
   assert (boxed.array[:69] == 127).all() and (boxed.array[69 + 277:] == 127).all()
   assert not (boxed.array[69:69 + 277] == 127).all()
   content = np.array([[0, 69, 416, 69 + 277]])
-  np.testing.assert_allclose(letterbox.to_original(content, g), [[0, 0, 600, 400]])
+  np.testing.assert_allclose(g.to_original(content), [[0, 0, 600, 400]])
   outside = np.array([[-20, 0, 500, 416]])  # beyond the picture: clipped
-  np.testing.assert_allclose(letterbox.to_original(outside, g), [[0, 0, 600, 400]])
+  np.testing.assert_allclose(g.to_original(outside), [[0, 0, 600, 400]])
 
 
 def test_exif_orientation_is_applied():
@@ -90,7 +91,7 @@ def test_one_pixel_image_decodes_and_letterboxes():
   boxed = letterbox.letterbox(image, 64, 114)
   assert boxed.array.shape == (64, 64, 3)
   assert tuple(boxed.array[32, 32]) == (9, 99, 199)
-  np.testing.assert_allclose(letterbox.to_original([[0, 0, 64, 64]], boxed.geometry),
+  np.testing.assert_allclose(boxed.geometry.to_original([[0, 0, 64, 64]]),
                              [[0, 0, 1, 1]])
 
 

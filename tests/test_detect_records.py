@@ -2,14 +2,14 @@
 from apache_beam.ml.inference.base import PredictionResult
 from PIL import Image
 
-from models import letterbox
-from models.yolo_handler import InferenceError
+from transforms.detection import letterbox
+from models.detector.yolo_handler import InferenceError
 from transforms import dead_letters
-from transforms import detection
-from transforms.image_decode import DecodedImage
-from transforms.image_files import ImageFile
-from transforms.image_files import resolve_input
-from transforms.image_files import site_of
+from transforms.detection import objects as detection
+from transforms.detection.image_decode import DecodedImage
+from transforms.detection.image_files import ImageFile
+from transforms.detection.image_files import resolve_input
+from transforms.detection.image_files import site_of
 
 SOURCE = ImageFile('gs://b/in/cam1/z.jpg', 'cam1/z.jpg', 'cam1', 1234)
 DETS = [{'label': 'zebra', 'class_id': 22, 'score': 0.9, 'box': [1.0, 2.0, 3.0, 4.0]},

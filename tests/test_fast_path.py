@@ -12,16 +12,16 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs.site_predictions import finalize_summary
-from models import architecture_key
-from models import shared_graphs
-from models import variable_restore
-from models.site_model_handler import SiteChunk
-from models.site_model_handler import SiteModelHandler
-from models.site_model_layout import ModelLocation
-from models.site_model_pool import SiteModelPool
-from transforms.site_inference import PredictPerSite
-from transforms.site_inference import SplitOutcomes
-from transforms.site_rows import PackBySite
+from models.site import architecture_key
+from models.site import shared_graphs
+from models.site import variable_restore
+from models.site.handler import SiteChunk
+from models.site.handler import SiteModelHandler
+from models.site.layout import ModelLocation
+from models.site.pool import SiteModelPool
+from transforms.site.inference import PredictPerSite
+from transforms.site.inference import SplitOutcomes
+from transforms.site.rows import PackBySite
 import savedmodel_builders as builders
 
 NAMES = list(builders.TWO_LAYER_VARIABLES)

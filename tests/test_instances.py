@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from transforms.instances import MAX_NESTING
-from transforms.instances import BadRecord
-from transforms.instances import decode_line
-from transforms.instances import parse_line
-from transforms.instances import site_id_of
-from transforms.instances import site_of
+from transforms.site.instances import MAX_NESTING
+from transforms.site.instances import BadRecord
+from transforms.site.instances import decode_line
+from transforms.site.instances import parse_line
+from transforms.site.instances import site_id_of
+from transforms.site.instances import site_of
 
 
 @pytest.mark.parametrize('value,expected', [

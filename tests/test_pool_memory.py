@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from models.site_model_pool import SiteModelPool
+from models.site.pool import SiteModelPool
 import savedmodel_builders as builders
 
 ROWS = [{'x': [0.5, -1.0, 2.0]}, {'x': [1.5, 0.25, -0.75]}]

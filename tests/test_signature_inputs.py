@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.signature_inputs import InputSpec
-from models.signature_inputs import batch_rows
-from models.signature_inputs import to_array
-from models.site_model_errors import SiteModelError
+from models.site.signature_inputs import InputSpec
+from models.site.signature_inputs import batch_rows
+from models.site.signature_inputs import to_array
+from models.site.errors import SiteModelError
 
 F3 = InputSpec('x', tf.float32, (3,))
 F1 = InputSpec('t', tf.float32, (1,))

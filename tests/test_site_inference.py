@@ -7,14 +7,14 @@ from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.transforms import window
 
-from models.site_model import RowResult
-from models.site_model_handler import ChunkOutcome
-from models.site_model_handler import SiteChunk
-from transforms.site_inference import ChunkSite
-from transforms.site_inference import Prediction
-from transforms.site_inference import PredictPerSite
-from transforms.site_inference import SplitOutcomes
-from transforms.site_rows import pack
+from models.site.site_model import RowResult
+from models.site.handler import ChunkOutcome
+from models.site.handler import SiteChunk
+from transforms.site.inference import ChunkSite
+from transforms.site.inference import Prediction
+from transforms.site.inference import PredictPerSite
+from transforms.site.inference import SplitOutcomes
+from transforms.site.rows import pack
 
 
 def outputs_by_tag(outputs):

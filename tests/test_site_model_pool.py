@@ -5,13 +5,13 @@ import threading
 import numpy as np
 import pytest
 
-from models import site_model_pool
-from models.site_model import load_site_model
-from models.site_model_errors import SiteModelError
-from models.site_model_handler import SiteChunk
-from models.site_model_handler import SiteModelHandler
-from models.site_model_layout import ModelLocation
-from models.site_model_layout import locate
+from models.site import pool as site_model_pool
+from models.site.site_model import load_site_model
+from models.site.errors import SiteModelError
+from models.site.handler import SiteChunk
+from models.site.handler import SiteModelHandler
+from models.site.layout import ModelLocation
+from models.site.layout import locate
 import savedmodel_builders
 
 

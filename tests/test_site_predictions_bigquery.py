@@ -135,7 +135,7 @@ def test_selected_fields_and_row_restriction(seeded):
 
 @pytest.mark.gcs
 def test_bigquery_in_gcs_out(seeded, gcs_bucket):
-  from storage import paths  # pylint: disable=import-outside-toplevel
+  from common import paths  # pylint: disable=import-outside-toplevel
   root, _, _ = seeded
   out = f'{gcs_bucket}/predictions/run-1'
   run_job(root, f'--output={out}')

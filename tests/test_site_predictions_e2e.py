@@ -191,7 +191,7 @@ def test_one_row_per_chunk_gives_the_same_predictions(workspace, jsonl_run, tmp_
 @pytest.mark.gcs
 def test_gs_paths_give_the_same_outputs_as_local_paths(workspace, jsonl_run, gcs_bucket):
   from conftest import upload_tree  # pylint: disable=import-outside-toplevel
-  from storage import paths  # pylint: disable=import-outside-toplevel
+  from common import paths  # pylint: disable=import-outside-toplevel
   root, _ = workspace
   upload_tree(root / 'models', f'{gcs_bucket}/models')
   upload_tree(root / 'input', f'{gcs_bucket}/input')

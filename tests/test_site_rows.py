@@ -11,10 +11,10 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from transforms.dead_letters import FAILED
-from transforms.site_rows import PackBySite
-from transforms.site_rows import PackJsonLinesBySite
-from transforms.site_rows import pack
-from transforms.site_rows import unpack
+from transforms.site.rows import PackBySite
+from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import pack
+from transforms.site.rows import unpack
 
 
 def run_bundle(dofn, elements):

@@ -1,7 +1,7 @@
 """Local-or-gs:// path helpers, against a local folder and the local GCS server."""
 import pytest
 
-from storage import paths
+from common import paths
 
 
 def test_local_exists_match_and_copy(tmp_path):

@@ -13,7 +13,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.conversion import to_structured
 
 from conftest import free_port  # pylint: disable=no-name-in-module
-from storage import paths
+from common import paths
 from trigger_support import FUNCTION_SOURCE
 from trigger_support import REPO
 from trigger_support import RecordingDataflow

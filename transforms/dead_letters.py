@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 
 import apache_beam as beam
 
-from storage import paths
+from common import paths
 from transforms import json_lines
 
 FAILED = 'failed'

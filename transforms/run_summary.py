@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import apache_beam as beam
 
-from storage import paths
+from common import paths
 
 StatKey = Tuple[str, ...]
 Finalizer = Callable[[Dict[str, Any]], Dict[str, Any]]

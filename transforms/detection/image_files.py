@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 
-from storage import paths
+from common import paths
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 DEFAULT_SITE = 'default'

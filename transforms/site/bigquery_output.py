@@ -12,7 +12,7 @@ from apache_beam.io.gcp.bigquery import BigQueryDisposition
 from apache_beam.io.gcp.bigquery import WriteToBigQuery
 
 from transforms import json_lines
-from transforms.site_inference import Prediction
+from transforms.site.inference import Prediction
 
 FILE_LOADS = 'FILE_LOADS'
 STREAMING_INSERTS = 'STREAMING_INSERTS'

@@ -44,7 +44,7 @@ from typing import Dict, List, NamedTuple, Tuple
 from tensorflow.core.framework import function_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from models.site_model_layout import SAVED_MODEL_FILE
+from models.site.layout import SAVED_MODEL_FILE
 
 KEY_VERSION = b'site-architecture-v1'
 

@@ -1,7 +1,7 @@
 """Beam ``ModelHandler`` for YOLO detectors (Darknet cfg+weights or TorchScript).
 
 The handler takes letterboxed images (any element with a ``letterboxed``
-attribute holding a :class:`models.letterbox.Letterboxed`) and returns one
+attribute holding a :class:`transforms.detection.letterbox.Letterboxed`) and returns one
 ``PredictionResult`` per element whose ``inference`` is either a list of
 detections in original-image pixels::
 
@@ -25,12 +25,11 @@ import torch
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
-from models import darknet
-from models import darknet_cfg
-from models import letterbox
-from models import nms
-from models import ultralytics_torchscript
-from storage import paths
+from models.detector import darknet
+from models.detector import darknet_cfg
+from models.detector import nms
+from models.detector import ultralytics_torchscript
+from common import paths
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +38,9 @@ DEFAULT_SCORE_THRESHOLD = 0.25
 DEFAULT_IOU_THRESHOLD = 0.45
 DEFAULT_MAX_DETECTIONS = 100
 DEVICES = ('cpu', 'cuda')
+DARKNET_PAD = 127
+"""Darknet fills the letterbox with 0.5 grey."""
+ULTRALYTICS_PAD = 114
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +50,7 @@ class DarknetModel:
   weights: str
   class_names: str
   default_image_size = 416
-  pad_value = letterbox.DARKNET_PAD
+  pad_value = DARKNET_PAD
 
   @property
   def uri(self) -> str:
@@ -61,7 +63,7 @@ class TorchScriptModel:
   model: str
   class_names: Optional[str] = None
   default_image_size = ultralytics_torchscript.DEFAULT_IMAGE_SIZE
-  pad_value = letterbox.ULTRALYTICS_PAD
+  pad_value = ULTRALYTICS_PAD
 
   @property
   def uri(self) -> str:
@@ -106,7 +108,7 @@ class YoloDetector:
     with torch.inference_mode():
       return self._net(self._to_input(images))
 
-  def detect(self, images: np.ndarray, geometries: Sequence[letterbox.Geometry]
+  def detect(self, images: np.ndarray, geometries: Sequence[Any]
              ) -> List[Union[List[dict], InferenceError]]:
     """Detections per image; a batch failure is retried image by image."""
     try:
@@ -138,7 +140,7 @@ class YoloDetector:
     return [self._format(b, s, c, g) for (b, s, c), g in zip(kept, geometries)]
 
   def _format(self, boxes, scores, classes, geometry) -> List[dict]:
-    original = letterbox.to_original(boxes, geometry)
+    original = geometry.to_original(boxes)
     return [{
         'label': self._names[int(c)],
         'class_id': int(c),
@@ -151,7 +153,7 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
   """RunInference handler: letterboxed images in, detections out.
 
   Element type: objects with a ``letterboxed`` attribute
-  (:class:`models.letterbox.Letterboxed` of size ``image_size``). Output:
+  (:class:`transforms.detection.letterbox.Letterboxed` of size ``image_size``). Output:
   ``PredictionResult(example=element, inference=list of detection dicts or
   InferenceError, model_id=model uri)``.
   """

@@ -4,7 +4,7 @@ A record is ``(source, row)``: where it came from (file name or table) and
 the instance as a dict. Only the site field is read; a JSON-lines row travels
 as the line it was read from, a BigQuery row as its JSON.
 Both checks raise :class:`BadRecord`, which the DoFns of
-:mod:`transforms.site_rows` turn into dead letters.
+:mod:`transforms.site.rows` turn into dead letters.
 """
 import json
 import math

@@ -19,7 +19,7 @@ input must be in the global window (batch input): blocks emitted at the end
 of a bundle go there.
 
 Error policy: a row that cannot be parsed or has no usable site is a dead
-letter (:class:`transforms.instances.BadRecord`); nothing raises.
+letter (:class:`transforms.site.instances.BadRecord`); nothing raises.
 """
 import collections
 import zlib
@@ -30,12 +30,12 @@ from apache_beam.transforms.window import GlobalWindows
 
 from transforms import json_lines
 from transforms.dead_letters import failed
-from transforms.instances import PARSE_STAGE
-from transforms.instances import BadRecord
-from transforms.instances import Record
-from transforms.instances import decode_line
-from transforms.instances import parse_line
-from transforms.instances import site_of
+from transforms.site.instances import PARSE_STAGE
+from transforms.site.instances import BadRecord
+from transforms.site.instances import Record
+from transforms.site.instances import decode_line
+from transforms.site.instances import parse_line
+from transforms.site.instances import site_of
 
 Runs = Tuple[Tuple[str, int], ...]
 SiteRows = Tuple[Runs, bytes]

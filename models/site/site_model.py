@@ -8,13 +8,13 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 import numpy as np
 import tensorflow as tf
 
-from models import signature_inputs
-from models.site_model_errors import INFERENCE_FAILED
-from models.site_model_errors import MODEL_LOAD_FAILED
-from models.site_model_errors import SiteModelError
-from models.site_model_layout import SAVED_MODEL_FILE
-from models.site_model_layout import ModelLocation
-from storage import paths
+from models.site import signature_inputs
+from models.site.errors import INFERENCE_FAILED
+from models.site.errors import MODEL_LOAD_FAILED
+from models.site.errors import SiteModelError
+from models.site.layout import SAVED_MODEL_FILE
+from models.site.layout import ModelLocation
+from common import paths
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class SiteModel:
   """A site's serving signature with its input specs.
 
   Either owns its loaded SavedModel (``owner``: the signature's variables
-  live as long as it), or runs a :class:`~models.shared_graphs.SharedGraph`
+  live as long as it), or runs a :class:`~models.site.shared_graphs.SharedGraph`
   of its architecture with its own ``weights`` put in for each call.
   """
 

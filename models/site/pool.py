@@ -5,7 +5,7 @@ pool per worker process (shared by its threads), so nothing per-site happens
 at pipeline construction and any number of sites can pass through a worker.
 
 Sites of one architecture share one loaded graph and keep only their own
-weights (:mod:`models.shared_graphs`): the first site of an architecture
+weights (:mod:`models.site.shared_graphs`): the first site of an architecture
 costs a full ``tf.saved_model.load``, every further one a read of its
 variables (the "fast path"). Sites that cannot share are loaded in full.
 
@@ -26,13 +26,13 @@ from typing import Callable, Dict, NamedTuple, Optional
 
 from apache_beam.metrics import Metrics
 
-from models.shared_graphs import SharedGraphs
-from models.shared_graphs import load_sharing_graphs
-from models.site_model import SiteModel
-from models.site_model import load_site_model
-from models.site_model_errors import SiteModelError
-from models.site_model_layout import ModelLocation
-from models.site_model_layout import locate
+from models.site.shared_graphs import SharedGraphs
+from models.site.shared_graphs import load_sharing_graphs
+from models.site.site_model import SiteModel
+from models.site.site_model import load_site_model
+from models.site.errors import SiteModelError
+from models.site.layout import ModelLocation
+from models.site.layout import locate
 
 _LOGGER = logging.getLogger(__name__)
 

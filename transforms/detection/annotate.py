@@ -13,9 +13,9 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from storage import paths
+from common import paths
 from transforms import dead_letters
-from transforms.image_files import annotated_path
+from transforms.detection.image_files import annotated_path
 
 STAGE = 'annotate'
 ANNOTATED = 'annotated'

@@ -12,11 +12,11 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
-from models.site_model import RowResult
-from models.site_model_errors import SiteModelError
-from models.site_model_pool import DEFAULT_MAX_BYTES
-from models.site_model_pool import DEFAULT_MAX_MODELS
-from models.site_model_pool import SiteModelPool
+from models.site.site_model import RowResult
+from models.site.errors import SiteModelError
+from models.site.pool import DEFAULT_MAX_BYTES
+from models.site.pool import DEFAULT_MAX_MODELS
+from models.site.pool import SiteModelPool
 
 
 class SiteChunk(NamedTuple):
@@ -61,7 +61,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
       max_models: most site models one worker process keeps loaded.
       max_bytes: most estimated model bytes one worker process keeps loaded.
       share_graphs: sites of one architecture share one loaded graph and
-        keep only their weights (see :mod:`models.shared_graphs`).
+        keep only their weights (see :mod:`models.site.shared_graphs`).
       chunks_per_batch: chunks handed to one ``run_inference`` call; chunks
         are already site batches, so 1 keeps per-call latency low.
     """

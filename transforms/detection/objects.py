@@ -22,14 +22,14 @@ from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.base import RunInference
 from PIL import Image
 
-from models.yolo_handler import InferenceError
-from models.yolo_handler import YoloModelHandler
-from storage import paths
+from models.detector.yolo_handler import InferenceError
+from models.detector.yolo_handler import YoloModelHandler
+from common import paths
 from transforms import dead_letters
 from transforms import json_lines
-from transforms.image_decode import DecodeImageFn
-from transforms.image_decode import DEFAULT_MAX_IMAGE_PIXELS
-from transforms.image_files import ImageFile
+from transforms.detection.image_decode import DecodeImageFn
+from transforms.detection.image_decode import DEFAULT_MAX_IMAGE_PIXELS
+from transforms.detection.image_files import ImageFile
 
 STAGE = 'inference'
 

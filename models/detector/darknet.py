@@ -3,7 +3,7 @@
 ``build(config)`` makes the network, ``load_weights(net, data)`` fills it
 from a ``.weights`` file that must match the cfg byte for byte, and
 :class:`DarknetYolo`'s ``forward`` returns decoded boxes and class scores, the
-same contract as :mod:`models.ultralytics_torchscript`:
+same contract as :mod:`models.detector.ultralytics_torchscript`:
 
   input   float32 ``[B, 3, S, S]`` RGB in 0-1 (letterboxed, S a multiple of 32)
   output  ``(boxes [B, N, 4] x1,y1,x2,y2 in input pixels, scores [B, N, C])``
@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.darknet_cfg import DarknetConfig
-from models.darknet_cfg import DarknetError
-from models.darknet_cfg import Layer
-from models.darknet_cfg import weights_header_size
+from models.detector.darknet_cfg import DarknetConfig
+from models.detector.darknet_cfg import DarknetError
+from models.detector.darknet_cfg import Layer
+from models.detector.darknet_cfg import weights_header_size
 
 _DARKNET_BN_EPS = 1e-6
 _LEAKY_SLOPE = 0.1

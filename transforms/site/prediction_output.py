@@ -17,9 +17,9 @@ from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 
-from storage import paths
+from common import paths
 from transforms import json_lines
-from transforms.site_inference import Prediction
+from transforms.site.inference import Prediction
 
 JSONL = 'jsonl'
 AIPLATFORM = 'aiplatform'

@@ -1,6 +1,6 @@
 """Reading a site's variables by identity, and putting them into a shared graph.
 
-A site that shares a loaded graph (see :mod:`models.architecture_key`) keeps
+A site that shares a loaded graph (see :mod:`models.site.architecture_key`) keeps
 only its variable values, as NumPy arrays in the signature's capture order.
 They are read from the site's own checkpoint by identity: the SavedModel's
 object graph says which node each capture is bound to, and the checkpoint's
@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from models.architecture_key import Architecture
-from models.architecture_key import NotShareable
+from models.site.architecture_key import Architecture
+from models.site.architecture_key import NotShareable
 
 OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
 VARIABLE_VALUE = 'VARIABLE_VALUE'

@@ -11,9 +11,9 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 import numpy as np
 import tensorflow as tf
 
-from models.site_model_errors import BAD_FEATURE
-from models.site_model_errors import MISSING_FEATURE
-from models.site_model_errors import SiteModelError
+from models.site.errors import BAD_FEATURE
+from models.site.errors import MISSING_FEATURE
+from models.site.errors import SiteModelError
 
 
 class InputSpec(NamedTuple):

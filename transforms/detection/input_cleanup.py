@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from storage import paths
+from common import paths
 
 _LOGGER = logging.getLogger(__name__)
 METRICS_NAMESPACE = 'input_cleanup'

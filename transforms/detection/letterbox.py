@@ -2,17 +2,14 @@
 
 The letterboxed array stays ``uint8`` HWC until the handler stacks a batch
 (4x less to copy and pickle than float32); the geometry needed to map boxes
-back to the original pixels travels with it.
+back to the original pixels travels with it
+(:meth:`Geometry.to_original`). The pad value is a property of the model
+(:mod:`models.detector.yolo_handler`), passed in by the decoder.
 """
 import dataclasses
 
 import numpy as np
 from PIL import Image
-
-DARKNET_PAD = 127
-"""Darknet fills the letterbox with 0.5 grey."""
-ULTRALYTICS_PAD = 114
-
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
@@ -23,6 +20,15 @@ class Geometry:
   scale_y: float
   pad_x: int  # left padding in letterboxed pixels
   pad_y: int
+
+  def to_original(self, boxes: np.ndarray) -> np.ndarray:
+    """Maps ``[K, 4]`` x1,y1,x2,y2 from letterboxed to original pixels, clipped."""
+    out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale_x
+    out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale_y
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, self.width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, self.height)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +54,3 @@ def letterbox(image: Image.Image, size: int, pad_value: int) -> Letterboxed:
       width=width, height=height, scale_x=new_w / width, scale_y=new_h / height,
       pad_x=pad_x, pad_y=pad_y))
 
-
-def to_original(boxes: np.ndarray, geometry: Geometry) -> np.ndarray:
-  """Maps ``[K, 4]`` x1,y1,x2,y2 from letterboxed to original pixels, clipped."""
-  out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-  out[:, [0, 2]] = (out[:, [0, 2]] - geometry.pad_x) / geometry.scale_x
-  out[:, [1, 3]] = (out[:, [1, 3]] - geometry.pad_y) / geometry.scale_y
-  out[:, [0, 2]] = out[:, [0, 2]].clip(0, geometry.width)
-  out[:, [1, 3]] = out[:, [1, 3]].clip(0, geometry.height)
-  return out

@@ -7,10 +7,10 @@ import os
 import posixpath
 from typing import NamedTuple, Optional
 
-from models.site_model_errors import MODEL_LOAD_FAILED
-from models.site_model_errors import NO_MODEL
-from models.site_model_errors import SiteModelError
-from storage import paths
+from models.site.errors import MODEL_LOAD_FAILED
+from models.site.errors import NO_MODEL
+from models.site.errors import SiteModelError
+from common import paths
 
 SAVED_MODEL_FILE = 'saved_model.pb'
 

@@ -2,8 +2,8 @@
 
 Usable from any pipeline::
 
-    from transforms.site_inference import PredictPerSite
-    from transforms.site_rows import PackBySite
+    from transforms.site.inference import PredictPerSite
+    from transforms.site.rows import PackBySite
     packed = records | beam.ParDo(PackBySite('site_id')).with_outputs('failed', main='rows')
     result = packed.rows | PredictPerSite(model_root='gs://bucket/models')
     result.prediction_batches, result.failed, result.stats
@@ -16,14 +16,14 @@ from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.transforms.window import GlobalWindows
 
-from models.site_model_handler import SiteChunk
-from models.site_model_handler import SiteModelHandler
-from models.site_model_pool import DEFAULT_MAX_BYTES
-from models.site_model_pool import DEFAULT_MAX_MODELS
+from models.site.handler import SiteChunk
+from models.site.handler import SiteModelHandler
+from models.site.pool import DEFAULT_MAX_BYTES
+from models.site.pool import DEFAULT_MAX_MODELS
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
-from transforms.site_rows import SiteRows
-from transforms.site_rows import unpack
+from transforms.site.rows import SiteRows
+from transforms.site.rows import unpack
 
 PREDICT_STAGE = 'predict'
 DEFAULT_ROWS_PER_CHUNK = 1000
@@ -48,7 +48,7 @@ class ChunkSite(beam.DoFn):
   """``(site_id, packed blocks) -> SiteChunk`` of at most ``rows_per_chunk`` rows.
 
   Also emits ``sites_seen`` stats. Never fails: blocks hold rows that
-  already parsed as JSON objects (:mod:`transforms.site_rows`).
+  already parsed as JSON objects (:mod:`transforms.site.rows`).
   """
 
   def __init__(self, rows_per_chunk: int):
@@ -105,7 +105,7 @@ class SplitOutcomes(beam.DoFn):
 class PredictPerSite(beam.PTransform):
   """``(site_id, SiteRows)`` blocks -> :class:`SiteInferenceResult`.
 
-  Groups the blocks (:mod:`transforms.site_rows`) by site, cuts each site's
+  Groups the blocks (:mod:`transforms.site.rows`) by site, cuts each site's
   rows into chunks, and runs every chunk through ``RunInference`` with
   :class:`SiteModelHandler` (a lazily filled, bounded per-worker pool of
   site models). Predictions come out as one list per chunk.

@@ -13,10 +13,10 @@ from PIL import Image
 from PIL import ImageOps
 from PIL import UnidentifiedImageError
 
-from models import letterbox
-from storage import paths
+from transforms.detection import letterbox
+from common import paths
 from transforms import dead_letters
-from transforms.image_files import ImageFile
+from transforms.detection.image_files import ImageFile
 
 STAGE = 'decode'
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000

@@ -3,7 +3,7 @@
 Loading a SavedModel (``tf.saved_model.load``: parse, build every function,
 restore) costs tens of milliseconds even for a two-layer network and most of
 a site model's memory; reading a site's variables costs about one. Sites
-whose signatures compute the same program (:mod:`models.architecture_key`)
+whose signatures compute the same program (:mod:`models.site.architecture_key`)
 therefore share one fully loaded :class:`SharedGraph`, and each site model
 keeps only its own variable values. Before a site's rows run, its values are
 assigned into the graph's variables under the graph's lock, so threads of a
@@ -19,13 +19,13 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from models import variable_restore
-from models.architecture_key import NotShareable
-from models.architecture_key import read_architecture
-from models.site_model import SiteModel
-from models.site_model import load_local
-from models.site_model_layout import ModelLocation
-from storage import paths
+from models.site import variable_restore
+from models.site.architecture_key import NotShareable
+from models.site.architecture_key import read_architecture
+from models.site.site_model import SiteModel
+from models.site.site_model import load_local
+from models.site.layout import ModelLocation
+from common import paths
 
 _LOGGER = logging.getLogger(__name__)
 
