@@ -4,7 +4,7 @@
 #   PROJECT=my-project REGION=europe-west4 BUCKET=my-bucket templates/build.sh
 #
 # Writes gs://$BUCKET/templates/site_predictions.json and detect_images.json;
-# the trigger function's SITE_TEMPLATE / DETECT_TEMPLATE point at them.
+# the trigger function's SITE_PREDICTIONS_TEMPLATE / DETECT_IMAGES_TEMPLATE point at them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${PROJECT:?set PROJECT}" "${REGION:?set REGION}" "${BUCKET:?set BUCKET}"

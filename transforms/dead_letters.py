@@ -2,7 +2,7 @@
 
 Every composite that can fail returns its failures as dicts built by
 :func:`dead_letter`, and jobs write them with :class:`WriteDeadLetters`. The
-schema is a contract (DESIGN.md section 3)::
+schema is a contract (docs/contracts.md)::
 
   {"stage", "reason", "message", "site_id", "source", "record"}
 """

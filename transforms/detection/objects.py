@@ -7,7 +7,7 @@ Usable from other pipelines::
   result.ok      # Detected (record = the detections line, image = RGB copy)
   result.failed  # dead letters
 
-The detections line (DESIGN.md, contract)::
+The detections line (docs/contracts.md)::
 
   {"image", "site_id", "width", "height", "model",
    "detections": [{"label", "class_id", "score", "box": [x1, y1, x2, y2]}]}

@@ -27,7 +27,7 @@ OUTPUT_FORMATS = (JSONL, AIPLATFORM)
 
 
 def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[str, Any]:
-  """The default output record (DESIGN.md section 3)."""
+  """The default output record (docs/contracts.md)."""
   line: Dict[str, Any] = {'site_id': prediction.site_id}
   if key_field and key_field in prediction.instance:
     line['key'] = prediction.instance[key_field]
