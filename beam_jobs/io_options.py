@@ -6,6 +6,8 @@ cannot be imported together (tests, the trigger's local mode, notebooks).
 The jobs therefore share these flags; each job says in its own ``--help``
 and docstring what they mean for it.
 """
+import argparse
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 DEFAULT_MAX_FAILED_FRACTION = 0.1
@@ -19,7 +21,7 @@ def flag_value(text: str) -> bool:
     return True
   if lowered in ('false', '0', 'no'):
     return False
-  raise ValueError(f'expected true or false, got {text!r}')
+  raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
 
 
 class JobIOOptions(PipelineOptions):

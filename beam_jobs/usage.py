@@ -77,7 +77,8 @@ def check_flags(argv: Sequence[str]) -> None:
 
 
 def _closest(arg: str, parser) -> Optional[str]:
-  known: List[str] = [s for a in parser._actions for s in a.option_strings]  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  known: List[str] = [s for action in parser._actions for s in action.option_strings]
   found = difflib.get_close_matches(arg.split('=', 1)[0], known, n=1)
   return found[0] if found else None
 
