@@ -128,5 +128,6 @@ def test_help_lists_every_flag(capsys):
   for flag in ('--input', '--output', '--model', '--model_config', '--model_weights',
                '--class_names', '--classes', '--image_size', '--score_threshold',
                '--iou_threshold', '--max_detections', '--batch_size', '--device',
-               '--cpu_threads', '--max_image_pixels', '--delete_inputs', '--move_inputs_to'):
+               '--cpu_threads', '--max_image_pixels', '--delete_inputs', '--move_inputs_to',
+               '--overwrite', '--max_failed_fraction'):
     assert flag in text
