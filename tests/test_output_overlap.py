@@ -134,7 +134,8 @@ def test_relative_local_paths_are_compared_absolutely(tmp_path, monkeypatch):
     output_folder.require_outside('output', 'data/./run1', 'input', f'{tmp_path}/data/**')
   output_folder.require_outside('output', 'data/run1', 'input', 'data/*.jsonl')
   with pytest.raises(UsageError, match=r"it can match '.*/data/x\.jsonl'"):
-    output_folder.require_outside('output', '../' + tmp_path.name + '/data', 'input', 'data/*.jsonl')
+    output_folder.require_outside('output', f'../{tmp_path.name}/data', 'input',
+                                  'data/*.jsonl')
 
 
 @pytest.fixture

@@ -76,7 +76,8 @@ def test_a_model_version_no_site_has_exits_1_after_writing_everything(model_root
   out = tmp_path / 'out'
   assert site_predictions.main([f'--input={tmp_path}/in/*.jsonl', f'--model_root={model_root}',
                                 f'--output={out}', '--model_version=7']) == 1
-  assert _last_line(capsys) == f'error: run failed: 0 of 4 records predicted; see {out}/summary.json'
+  assert _last_line(capsys) == (
+      f'error: run failed: 0 of 4 records predicted; see {out}/summary.json')
   summary = json.loads((out / 'summary.json').read_text())
   assert (summary['status'], summary['status_reason']) == ('failed', '0 of 4 records predicted')
   assert summary['reconciled'] and summary['failed_total'] == 4

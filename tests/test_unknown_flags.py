@@ -25,8 +25,8 @@ LAUNCHER_FLAGS = [
     '--runner=DataflowRunner', '--project=my-project', '--region=europe-west4',
     '--job_name=site-predictions-20261120', '--temp_location=gs://my-bucket/tmp',
     '--staging_location=gs://my-bucket/staging',
-    '--template_location=gs://my-bucket/staging/template_launches/2026-11-20_01_02_03-123/job_object',
-    '--sdk_container_image=europe-west4-docker.pkg.dev/my-project/batch-inference/site_predictions:abc',
+    '--template_location=gs://my-bucket/staging/template_launches/2026-11-20_01-123/job_object',
+    '--sdk_container_image=europe-west4-docker.pkg.dev/my-project/jobs/site_predictions:abc',
     '--service_account_email=jobs@my-project.iam.gserviceaccount.com',
     '--labels=job=site_predictions', '--labels=goog-dataflow-provided-template-type=flex',
     '--setup_file=/template/setup.py', '--requirements_file=/template/requirements.txt',
@@ -34,7 +34,8 @@ LAUNCHER_FLAGS = [
     '--dataflow_service_options=enable_prime', '--max_num_workers=20', '--num_workers=2',
     '--worker_machine_type=n1-standard-4', '--subnetwork=regions/europe-west4/subnetworks/jobs',
     '--network=jobs', '--no_use_public_ips', '--worker_region=europe-west4',
-    '--dataflow_kms_key=projects/p/locations/l/keyRings/r/cryptoKeys/k', '--flexrs_goal=COST_OPTIMIZED',
+    '--dataflow_kms_key=projects/p/locations/l/keyRings/r/cryptoKeys/k',
+    '--flexrs_goal=COST_OPTIMIZED',
     '--disk_size_gb=50', '--autoscaling_algorithm=THROUGHPUT_BASED', '--save_main_session',
 ]
 
@@ -56,13 +57,16 @@ def _one_line(capsys) -> str:
      'error: unknown flag --score_treshold (did you mean --score_threshold?)'),
     ('detect_images', ['--overwirte'],
      'error: unknown flag --overwirte (did you mean --overwrite?)'),
-    ('site_predictions', ['--qqqqqqqqqqqqqqqq=1'], 'error: unknown flag --qqqqqqqqqqqqqqqq (see --help)'),
+    ('site_predictions', ['--qqqqqqqqqqqqqq=1'],
+     'error: unknown flag --qqqqqqqqqqqqqq (see --help)'),
     ('site_predictions', ['--input', 'a.jsonl', 'b.jsonl'],
      "error: unexpected argument 'b.jsonl' (flags are --name=value)"),
-    ('site_predictions', ['--rows_per_chunk=many'], "error: --rows_per_chunk: invalid int value: 'many'"),
+    ('site_predictions', ['--rows_per_chunk=many'],
+     "error: --rows_per_chunk: invalid int value: 'many'"),
     ('detect_images', ['--device=tpu'],
      "error: --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
-    ('detect_images', ['--overwrite=maybe'], "error: --overwrite: expected true or false, got 'maybe'"),
+    ('detect_images', ['--overwrite=maybe'],
+     "error: --overwrite: expected true or false, got 'maybe'"),
 ])
 def test_mistakes_in_flags_are_one_line_and_exit_2(job, args, line, tmp_path, capsys):
   argv = args + [f'--output={tmp_path}/out']
@@ -73,7 +77,8 @@ def test_mistakes_in_flags_are_one_line_and_exit_2(job, args, line, tmp_path, ca
 
 @pytest.mark.parametrize('job', JOBS)
 def test_run_raises_before_anything_runs(job, tmp_path):
-  with pytest.raises(usage.UnknownFlagError, match=r'^unknown flag --outptu \(did you mean --output\?\)$'):
+  with pytest.raises(usage.UnknownFlagError,
+                     match=r'^unknown flag --outptu \(did you mean --output\?\)$'):
     JOBS[job].run([f'--outptu={tmp_path}/out'])
 
 
@@ -82,12 +87,14 @@ def test_flex_launcher_flags_and_every_template_parameter_are_known(job):
   parameters = json.loads((REPO / 'templates' / job / 'metadata.json').read_text())['parameters']
   usage.check_flags(LAUNCHER_FLAGS + [f'--{p["name"]}={_valid_value(p)}' for p in parameters])
   options = PipelineOptions(LAUNCHER_FLAGS).get_all_options()
-  assert options['template_location'].endswith('/job_object') and options['runner'] == 'DataflowRunner'
+  assert options['template_location'].endswith('/job_object')
+  assert options['runner'] == 'DataflowRunner'
 
 
 def _valid_value(parameter) -> str:
   """A value the template's regexes accept (what the launcher would pass)."""
-  for value in ('true', '1', '416', '0.5', 'jsonl', 'FILE_LOADS', 'cpu', 'gs://my-bucket/x', 'p:d.t', 'x'):
+  for value in ('true', '1', '416', '0.5', 'jsonl', 'FILE_LOADS', 'cpu', 'gs://my-bucket/x',
+                'p:d.t', 'x'):
     if all(re.fullmatch(r, value) for r in parameter['regexes']):
       return value
   raise AssertionError(parameter['name'])
