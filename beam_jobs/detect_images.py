@@ -4,7 +4,8 @@ Reads every ``.jpg/.jpeg/.png`` (any case) below ``--input`` (folder, prefix
 or glob; local or gs://; recursive), runs the detector inside Beam's
 RunInference and writes under ``--output``:
 
-- ``detections/detections-*.jsonl``: one line per image (DESIGN.md contract);
+- ``detections/detections-*.jsonl``: one line per image (path, site, size,
+  model, detections);
 - ``annotated/<relative path>-det.<ext>``: copies with boxes, label, score;
 - ``errors/errors-*.jsonl``: dead letters (``decode_failed``, ``empty_file``,
   ``image_too_large``, ``not_found``, ``inference_failed``, ``annotate_failed``);
