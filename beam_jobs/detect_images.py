@@ -4,14 +4,23 @@ Reads every ``.jpg/.jpeg/.png`` (any case) below ``--input`` (folder, prefix
 or glob; local or gs://; recursive), runs the detector inside Beam's
 RunInference and writes under ``--output``:
 
-- ``detections/detections-*.jsonl``: one line per image (docs/contracts.md);
+- ``detections/detections-*.jsonl``: one line per image (path, site, size,
+  model, detections);
 - ``annotated/<relative path>-det.<ext>``: copies with boxes, label, score;
 - ``errors/errors-*.jsonl``: dead letters (``decode_failed``, ``empty_file``,
   ``image_too_large``, ``not_found``, ``inference_failed``, ``annotate_failed``);
-- ``summary.json``: counts (read, ok, failed by reason, per label, per site).
+- ``summary.json``: counts (read, ok, failed by reason, per label, per site)
+  and ``status`` ``ok``/``failed``: failed when no image was read or
+  processed or more than ``--max_failed_fraction`` of them failed (the run
+  then exits 1 locally, or fails the Dataflow job, after writing all this).
 
 Then, with ``--delete_inputs`` or ``--move_inputs_to``, removes or moves the
-inputs that were processed, only after all of the above is committed.
+inputs that were processed, only after all of the above is committed and
+only if the run is ok.
+
+``--output`` must be new or empty (or ``--overwrite``); it and
+``--move_inputs_to`` must hold nothing ``--input`` can match. Unknown flags
+are errors.
 
 Needs the model files (local or gs://) and, with ``--device cuda``, a GPU.
 
@@ -20,6 +29,7 @@ Needs the model files (local or gs://) and, with ``--device cuda``, a GPU.
       --model_weights yolov3.weights --class_names coco.names --classes zebra
 """
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -31,12 +41,14 @@ import torch
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
+from beam_jobs import output_folder
 from beam_jobs import runtime
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.io_options import flag_value
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
+from beam_jobs.usage import require_fraction
 from models.detector import darknet_cfg
 from models.detector import ultralytics_torchscript
 from models.detector import yolo_handler
@@ -48,6 +60,8 @@ from transforms.detection.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.detection.image_files import ListImages
 from transforms.detection.image_files import resolve_input
 from transforms.detection.input_cleanup import CleanUpInputs
+from transforms.run_summary import OK
+from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
 
 _LOGGER = logging.getLogger(__name__)
@@ -116,6 +130,7 @@ class JobConfig:
   max_image_pixels: int
   delete_inputs: bool
   move_to: Optional[str]
+  policy: StatusPolicy
 
 
 def validate(opts: DetectImagesOptions, *, local_runner: bool) -> JobConfig:
@@ -131,7 +146,8 @@ def validate(opts: DetectImagesOptions, *, local_runner: bool) -> JobConfig:
   if not found:
     raise UsageError('input', f'no files match {pattern!r}')
   output = _absolute(io.output)
-  _require_outside('output', output, root)
+  output_folder.require_outside('output', output, 'input', pattern, io.input)
+  require_fraction('max_failed_fraction', io.max_failed_fraction)
   _check_numbers(opts)
   model, names, image_size = _check_model(opts)
   classes = _check_classes(opts.classes, names)
@@ -139,7 +155,7 @@ def validate(opts: DetectImagesOptions, *, local_runner: bool) -> JobConfig:
     raise UsageError('move_inputs_to', 'use either --delete_inputs or --move_inputs_to, not both')
   move_to = _absolute(opts.move_inputs_to) if opts.move_inputs_to else None
   if move_to:
-    _require_outside('move_inputs_to', move_to, root)
+    output_folder.require_outside('move_inputs_to', move_to, 'input', pattern, io.input)
     if paths.is_local(move_to) != paths.is_local(root):
       raise UsageError('move_inputs_to', 'must be on the same filesystem as --input')
   if opts.device == 'cuda' and local_runner and not torch.cuda.is_available():
@@ -149,13 +165,22 @@ def validate(opts: DetectImagesOptions, *, local_runner: bool) -> JobConfig:
       score_threshold=opts.score_threshold, iou_threshold=opts.iou_threshold,
       max_detections=opts.max_detections, cpu_threads=opts.cpu_threads)
   return JobConfig(pattern, root, output, handler, classes, opts.max_image_pixels,
-                   opts.delete_inputs, move_to)
+                   opts.delete_inputs, move_to, status_policy(io.max_failed_fraction))
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
-  """Adds the detection job to ``pipeline`` (validating the flags first)."""
-  config = validate(options.view_as(DetectImagesOptions),
-                    local_runner=runtime.is_local(options))
+def status_policy(max_failed_fraction: float) -> StatusPolicy:
+  """ok unless no image was read or processed, or too many failed."""
+  return StatusPolicy(read_key='images_read', done_key='images_ok', failed_key='images_failed',
+                      noun='images', done_verb='processed',
+                      max_failed_fraction=max_failed_fraction)
+
+
+def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
+                   config: Optional[JobConfig] = None) -> None:
+  """Adds the detection job to ``pipeline`` (validating the flags unless ``config`` is given)."""
+  if config is None:
+    config = validate(options.view_as(DetectImagesOptions),
+                      local_runner=runtime.is_local(options))
   started_at = time.time()
   listed = pipeline | 'ListImages' >> ListImages(config.pattern, config.input_root)
   detected = listed.images | 'DetectObjects' >> detection.DetectObjects(
@@ -180,20 +205,26 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
   summary = stats | 'WriteSummary' >> WriteRunSummary(
       config.output, started_at=started_at, finalize=detection.finalize_summary,
       outputs={'detections': detection_files, 'errors': error_files,
-               'annotated': annotated_folder})
+               'annotated': annotated_folder},
+      policy=config.policy, fail_job=not runtime.is_local(options))
   if config.delete_inputs or config.move_to:
+    committed = summary | 'OnlyIfOk' >> beam.Map(_cleanup_signal)
     _ = (annotated.records
          | 'ProcessedInputs' >> beam.Map(_image_uri)
          | 'CleanUpInputs' >> CleanUpInputs(
-             summary, input_root=config.input_root, move_to=config.move_to))
+             committed, input_root=config.input_root, move_to=config.move_to))
 
 
 def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
-  args = sys.argv[1:] if argv is None else list(argv)
-  options = PipelineOptions(args)
-  output = options.view_as(JobIOOptions).output
-  require('output', output)
-  return runtime.launch(options, build_pipeline, output_dir=_absolute(output))
+  """Validates every flag, then runs the job (local runs wait and print the summary).
+
+  Raises UsageError before running anything; RunFailed after a local run
+  whose summary says it failed.
+  """
+  options = runtime.parse_options(sys.argv[1:] if argv is None else argv)
+  config = validate(options.view_as(DetectImagesOptions), local_runner=runtime.is_local(options))
+  return runtime.launch(options, functools.partial(build_pipeline, config=config),
+                        output_dir=config.output)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -206,6 +237,11 @@ def _image_uri(record: dict) -> str:
   return record['image']
 
 
+def _cleanup_signal(summary: dict) -> dict:
+  """What CleanUpInputs checks: inputs of a failed run are all kept, for the rerun."""
+  return {'reconciled': bool(summary.get('reconciled')) and summary.get('status') == OK}
+
+
 def _folder_if_any(count: int, folder: str):
   if count:
     yield folder
@@ -213,13 +249,6 @@ def _folder_if_any(count: int, folder: str):
 
 def _absolute(path: str) -> str:
   return os.path.abspath(path) if paths.is_local(path) else path.rstrip('/')
-
-
-def _require_outside(flag: str, path: str, input_root: str) -> None:
-  inside = path.rstrip('/') == input_root or path.startswith(input_root.rstrip('/') + '/')
-  if inside:
-    raise UsageError(flag, f'{path!r} is inside the input folder {input_root!r}: a later '
-                     'run would read it back as input; choose a folder outside it')
 
 
 def _check_numbers(opts: DetectImagesOptions) -> None:

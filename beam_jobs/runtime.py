@@ -7,7 +7,14 @@ in-process portable runner (``FnApiRunner``, what DirectRunner falls back to)
 whenever the user asked for DirectRunner or for nothing, and keep
 DirectRunner's own options (``--direct_num_workers``,
 ``--direct_running_mode``). ``--runner=PrismRunner`` still gets Prism.
+
+Exit status of the console scripts: 0 for a run whose summary says ``ok``;
+2 for a usage error (unknown flag, bad value, output folder refused), found
+before anything runs; 1 for a local run that wrote its outputs but failed
+(``summary.json`` ``status`` is ``failed``, reason on stderr). Remote runs
+fail their Dataflow job instead (see ``transforms.run_summary``).
 """
+import argparse
 import json
 import logging
 import sys
@@ -18,8 +25,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.runner import PipelineResult
 
+from beam_jobs import output_folder
+from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
+from beam_jobs.usage import check_flags
 from common import paths
+from transforms.run_summary import OK
+from transforms.run_summary import RunFailed
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,14 +53,22 @@ def is_local(options: PipelineOptions) -> bool:
   return runner in LOCAL_RUNNERS
 
 
+def parse_options(argv: Sequence[str]) -> PipelineOptions:
+  """``PipelineOptions`` from ``argv``; UsageError for unknown flags or malformed values."""
+  check_flags(argv)
+  return PipelineOptions(list(argv))
+
+
 def launch(options: PipelineOptions,
            build: Callable[[beam.Pipeline, PipelineOptions], None],
            *, output_dir: str) -> PipelineResult:
-  """Builds and runs the pipeline.
+  """Claims the output folder, builds and runs the pipeline.
 
-  Local runs wait and log the summary; remote runs (Dataflow, Flex templates)
-  return at once: a Flex template launcher must not block on the job.
+  Local runs wait, print the summary and raise RunFailed if it says the run
+  failed; remote runs (Dataflow, Flex templates) return at once: a Flex
+  template launcher must not block on the job.
   """
+  output_folder.prepare(output_dir, overwrite=options.view_as(JobIOOptions).overwrite)
   runner = choose_runner(options)
   pipeline = beam.Pipeline(options=options)
   build(pipeline, options)
@@ -58,8 +78,12 @@ def launch(options: PipelineOptions,
     result.wait_until_finish()
     summary = read_summary(output_dir)
     print(f'Outputs are under {output_dir}')
-    if summary is not None:
-      print(json.dumps(summary, indent=2, sort_keys=True))
+    path = paths.join(output_dir, 'summary.json')
+    if summary is None:
+      raise RunFailed('no summary.json was written', path)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    if summary.get('status', OK) != OK:
+      raise RunFailed(summary.get('status_reason', 'see the summary'), path)
   else:
     _LOGGER.info('Submitted; outputs will appear under %s', output_dir)
   return result
@@ -74,13 +98,13 @@ def read_summary(output_dir: str) -> Optional[dict]:
 
 def print_help(prog: str, description: str, options_classes: Sequence[type]) -> None:
   """The job's own flags (Beam's parser would print none of them)."""
-  # pylint: disable=import-outside-toplevel,protected-access
-  import argparse
-  from beam_jobs.io_options import JobIOOptions
+  # pylint: disable=protected-access
   parser = argparse.ArgumentParser(
       prog=prog, description=description.strip().split('\n\n', 1)[0],
       epilog='Beam/Dataflow pipeline options (--runner, --project, --region, '
-             '--temp_location, ...) are accepted too.')
+             '--temp_location, ...) are accepted too; any other flag is an error. '
+             'Exit status: 0 run ok; 1 run failed (outputs written, reason in '
+             'summary.json); 2 usage error (nothing run).')
   for options_class in (JobIOOptions, *options_classes):
     options_class._add_argparse_args(parser)
   parser.print_help()
@@ -89,7 +113,8 @@ def print_help(prog: str, description: str, options_classes: Sequence[type]) -> 
 def main(run: Callable[[Optional[Sequence[str]]], PipelineResult],
          argv: Optional[Sequence[str]] = None, *, prog: str = '', description: str = '',
          options_classes: Sequence[type] = ()) -> int:
-  """Console-script body: --help, logging, usage errors as one line and exit code 2."""
+  """Console-script body: --help, logging, usage errors (exit 2) and failed runs (exit 1)
+  as one line on stderr."""
   args = sys.argv[1:] if argv is None else list(argv)
   if {'-h', '--help'} & set(args):
     print_help(prog, description, options_classes)
@@ -101,4 +126,7 @@ def main(run: Callable[[Optional[Sequence[str]]], PipelineResult],
   except UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except RunFailed as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   return 0

@@ -8,12 +8,18 @@ batch-prediction instance format: one JSON object per line) or BigQuery
 
   predictions/predictions-*.jsonl   (or prediction.results-* with --output_format=aiplatform)
   errors/errors-*.jsonl             one dead letter per failed input record
-  summary.json                      counts; records_read == predictions_written + failed_total
+  summary.json                      counts; records_read == predictions_written + failed_total;
+                                    status ok/failed (see --max_failed_fraction)
 
 and, with ``--output_table`` / ``--errors_table``, the same predictions and
 dead letters as BigQuery rows.
 
 Runs on Dataflow, or locally (default) with Beam's in-process runner.
+``--output`` must be new or empty (or ``--overwrite``) and outside what
+``--input`` can match; unknown flags are errors. A run that read nothing,
+predicted nothing, or failed more than ``--max_failed_fraction`` of its
+records exits 1 (locally) or fails the Dataflow job, after writing all of
+the above.
 """
 import logging
 import re
@@ -27,11 +33,13 @@ from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs import output_folder
 from beam_jobs import runtime
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
+from beam_jobs.usage import require_fraction
 from beam_jobs.usage import require_matches
 from models.site.pool import DEFAULT_MAX_BYTES
 from models.site.pool import DEFAULT_MAX_MODELS
@@ -46,6 +54,7 @@ from transforms.site.prediction_output import JSONL
 from transforms.site.prediction_output import OUTPUT_FORMATS
 from transforms.site.prediction_output import WriteErrorStats
 from transforms.site.prediction_output import WritePredictions
+from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
 from transforms.site.inference import DEFAULT_ROWS_PER_CHUNK
 from transforms.site.inference import PredictPerSite
@@ -152,6 +161,9 @@ def validate(options: SitePredictionOptions) -> None:
   if options.model_version is not None and not options.model_version.isdigit():
     raise UsageError('model_version', f'{options.model_version!r} is not an integer version')
   require('output', io.output)
+  if io.input:
+    output_folder.require_outside('output', io.output, 'input', io.input)
+  require_fraction('max_failed_fraction', io.max_failed_fraction)
   for flag in ('rows_per_chunk', 'max_models_per_worker', 'max_model_mb_per_worker'):
     if getattr(options, flag) < 1:
       raise UsageError(flag, f'must be at least 1, got {getattr(options, flag)}')
@@ -304,12 +316,25 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
        if rejected is not None else ()) | 'AllStats' >> beam.Flatten()
   _ = stats | 'WriteSummary' >> WriteRunSummary(
       output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
-      extra={'run_id': opts.run_id})
+      extra={'run_id': opts.run_id},
+      policy=status_policy(options.view_as(JobIOOptions).max_failed_fraction),
+      fail_job=not runtime.is_local(options))
+
+
+def status_policy(max_failed_fraction: float) -> StatusPolicy:
+  """ok unless nothing was read or predicted, or too many records failed."""
+  return StatusPolicy(read_key='records_read', done_key='predictions_written',
+                      failed_key='failed_total', noun='records', done_verb='predicted',
+                      max_failed_fraction=max_failed_fraction)
 
 
 def run(argv: Optional[Sequence[str]] = None):
-  """Validates the flags, builds and runs the job; local runs wait and print the summary."""
-  options = PipelineOptions(argv)
+  """Validates the flags, builds and runs the job; local runs wait and print the summary.
+
+  Raises UsageError before running anything; RunFailed after a local run
+  whose summary says it failed.
+  """
+  options = runtime.parse_options(sys.argv[1:] if argv is None else argv)
   opts = options.view_as(SitePredictionOptions)
   validate(opts)
   return runtime.launch(options, build_pipeline, output_dir=options.view_as(JobIOOptions).output)

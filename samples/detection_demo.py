@@ -54,7 +54,8 @@ def run_demo(output_dir: str) -> None:
   config, weights, names = model_files()
   detect_images.run(['--input', input_dir, '--output', results_dir,
                      '--model_config', config, '--model_weights', weights,
-                     '--class_names', names])
+                     '--class_names', names,
+                     '--overwrite'])  # a second demo replaces the first one's outputs
   print(f'\nImage detection demo: inputs in {input_dir}')
   for path in sorted(glob.glob(os.path.join(results_dir, 'detections', '*.jsonl'))):
     with open(path, encoding='utf-8') as f:

@@ -40,4 +40,5 @@ def run_demo(output_dir: str) -> None:
       f'--model_root={data_dir}/models',
       f'--output={os.path.join(output_dir, "site-predictions")}',
       '--key_field=reading_id',
+      '--overwrite',  # `make demo` again replaces the previous demo run
   ])

@@ -30,7 +30,7 @@ def _files(root: pathlib.Path) -> list:
 def test_delete_inputs_removes_only_processed_images(tmp_path):
   _inputs(tmp_path / 'in')
   detect_images.run(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
-                     '--delete_inputs'] + detect_helpers.darknet_flags())
+                     '--delete_inputs', '--max_failed_fraction=1'] + detect_helpers.darknet_flags())
   assert _files(tmp_path / 'in') == ['cam2/broken.jpg', 'notes.txt']
   lines = detect_helpers.by_image(detect_helpers.read_jsonl(tmp_path / 'out' / 'detections'))
   assert set(lines) == {'coffee.jpg', 'bike.png'}
@@ -42,7 +42,8 @@ def test_delete_inputs_removes_only_processed_images(tmp_path):
 def test_move_inputs_keeps_paths_and_bytes_and_leaves_failures(tmp_path):
   original = _inputs(tmp_path / 'in')
   detect_images.run(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
-                     '--move_inputs_to', str(tmp_path / 'done')] + detect_helpers.darknet_flags())
+                     '--move_inputs_to', str(tmp_path / 'done'), '--max_failed_fraction=1']
+                    + detect_helpers.darknet_flags())
   assert _files(tmp_path / 'in') == ['cam2/broken.jpg', 'notes.txt']
   assert _files(tmp_path / 'done') == ['cam1/coffee.jpg', 'cam2/bike.png']
   for name in ('cam1/coffee.jpg', 'cam2/bike.png'):

@@ -99,7 +99,9 @@ def test_empty_input_and_output_inside_input(layout, capsys):
   assert _error(capsys).startswith('error: --input: no files match')
   assert detect_images.main(['--input', str(layout / 'in'), '--output', str(layout / 'in' / 'o')]
                             + detect_helpers.darknet_flags()) == 2
-  assert 'inside the input folder' in _error(capsys)
+  message = _error(capsys)
+  assert message.startswith('error: --output:') and f"--input={str(layout / 'in')!r}" in message
+  assert 'a later run with the same --input would read these files back' in message
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the no-GPU message')
@@ -126,5 +128,6 @@ def test_help_lists_every_flag(capsys):
   for flag in ('--input', '--output', '--model', '--model_config', '--model_weights',
                '--class_names', '--classes', '--image_size', '--score_threshold',
                '--iou_threshold', '--max_detections', '--batch_size', '--device',
-               '--cpu_threads', '--max_image_pixels', '--delete_inputs', '--move_inputs_to'):
+               '--cpu_threads', '--max_image_pixels', '--delete_inputs', '--move_inputs_to',
+               '--overwrite', '--max_failed_fraction'):
     assert flag in text

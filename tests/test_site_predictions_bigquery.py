@@ -65,7 +65,7 @@ def run_job(root, *extra):
   site_predictions.run([
       f'--input_table={PROJECT}:nightly.readings', f'--model_root={root}/models',
       f'--project={PROJECT}', '--bigquery_temp_dataset=beam_temp', '--key_field=rid',
-      *extra])
+      '--max_failed_fraction=1', *extra])
 
 
 def as_model_input(row):

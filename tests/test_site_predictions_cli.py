@@ -60,5 +60,6 @@ def test_help_lists_the_jobs_flags(capsys):
   assert site_predictions.main(['--help']) == 0
   text = capsys.readouterr().out
   for flag in ('--input', '--input_table', '--model_root', '--output', '--output_format',
-               '--output_table', '--rows_per_chunk', '--max_models_per_worker'):
+               '--output_table', '--rows_per_chunk', '--max_models_per_worker',
+               '--overwrite', '--max_failed_fraction'):
     assert flag in text

@@ -31,7 +31,7 @@ def jsonl_run(workspace):
   out = root / 'out-jsonl'
   site_predictions.run([
       f'--input={root}/input/*.jsonl', f'--model_root={root}/models',
-      f'--output={out}', '--key_field=rid'])
+      f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
   return out
 
 
@@ -116,7 +116,7 @@ def test_unusual_text_is_predicted_or_dead_lettered_never_a_crash(workspace, tmp
   (tmp_path / 'odd.jsonl').write_bytes('\n'.join(good + [deep]).encode('utf-8') + b'\n')
   out = tmp_path / 'out'
   site_predictions.run([f'--input={tmp_path}/odd.jsonl', f'--model_root={root}/models',
-                        f'--output={out}', '--key_field=rid'])
+                        f'--output={out}', '--key_field=rid', '--max_failed_fraction=0.25'])
   by_key = {line['key']: line for line in read_jsonl(out / 'predictions')}
   assert sorted(by_key) == ['u1', 'u2', 'u3']
   for text in good:
@@ -138,7 +138,8 @@ def test_aiplatform_format_from_the_command_line(workspace, tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'beam_jobs.site_predictions',
        f'--input={root}/input/part-*.jsonl', f'--model_root={root}/models',
-       f'--output={out}', '--output_format=aiplatform', '--runner=DirectRunner'],
+       f'--output={out}', '--output_format=aiplatform', '--runner=DirectRunner',
+       '--max_failed_fraction=1'],
       capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'Outputs are under {out}' in proc.stdout
@@ -178,7 +179,7 @@ def test_one_row_per_chunk_gives_the_same_predictions(workspace, jsonl_run, tmp_
   site_predictions.run([
       f'--input={root}/input/*.jsonl', f'--model_root={root}/models',
       f'--output={out}', '--key_field=rid', '--rows_per_chunk=1',
-      '--max_models_per_worker=1'])
+      '--max_models_per_worker=1', '--max_failed_fraction=1'])
   def by_key(folder):
     return {l['key']: l for l in read_jsonl(folder / 'predictions')}
   assert by_key(out) == by_key(jsonl_run)
@@ -198,7 +199,7 @@ def test_gs_paths_give_the_same_outputs_as_local_paths(workspace, jsonl_run, gcs
   out = f'{gcs_bucket}/out'
   site_predictions.run([
       f'--input={gcs_bucket}/input/*.jsonl', f'--model_root={gcs_bucket}/models',
-      f'--output={out}', '--key_field=rid'])
+      f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
 
   def lines(prefix):
     return [json.loads(l) for m in paths.match(prefix + '*')

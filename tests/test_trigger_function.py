@@ -287,7 +287,7 @@ def test_local_mode_runs_the_job_from_an_uploaded_trigger_file(client, env, data
   trigger = {'job': 'site_predictions', 'parameters': {
       'input': 'gs://test-bucket/instances/day1/*.jsonl',
       'model_root': 'gs://test-bucket/models', 'output': 'gs://test-bucket/predictions/day1',
-      'key_field': 'reading_id'}}
+      'key_field': 'reading_id', 'max_failed_fraction': '0.2'}}
   gen = upload('triggers/day1.json', json.dumps(trigger))
   assert deliver(client, 'triggers/day1.json', gen).status_code == 200
   assert dataflow.requests == []

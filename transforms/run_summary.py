@@ -1,11 +1,21 @@
-"""``summary.json``: the run's counts, written once every output is committed.
+"""``summary.json``: the run's counts and verdict, written once every output is committed.
 
 Jobs describe their outcomes as a PCollection of ``(key, amount)`` pairs
 where ``key`` is a tuple path such as ``('failed', 'bad_json')``; the pairs
 are summed per key, nested into a dict, completed by a job-specific function
-(derived totals, reconciliation) and written beside the outputs.
+(derived totals, reconciliation), judged by a :class:`StatusPolicy`
+(``status`` ``ok`` or ``failed`` and a one-line ``status_reason``) and
+written beside the outputs as strict JSON.
+
+A failed run still writes every output and its summary. Then, on a remote
+runner (``fail_job=True``), the summary step raises :class:`RunFailed` so
+the Dataflow job fails; the runner retries the step, and a retry leaves the
+summary the first attempt wrote (same counts, same ``wall_time_s``). Local
+launches read the summary back instead and exit non-zero.
 """
+import dataclasses
 import json
+import logging
 import time
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
@@ -13,8 +23,53 @@ import apache_beam as beam
 
 from common import paths
 
+_LOGGER = logging.getLogger(__name__)
+
 StatKey = Tuple[str, ...]
 Finalizer = Callable[[Dict[str, Any]], Dict[str, Any]]
+OK = 'ok'
+FAILED = 'failed'
+_VOLATILE = ('wall_time_s',)
+
+
+class RunFailed(RuntimeError):
+  """The run wrote its outputs but its summary says ``failed``."""
+
+  def __init__(self, reason: str, summary_path: str):
+    super().__init__(f'run failed: {reason}; see {summary_path}')
+    self.reason = reason
+    self.summary_path = summary_path
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusPolicy:
+  """When a run is ``failed``, from the finalized summary's counts.
+
+  In order: counts that do not reconcile; nothing read; nothing produced;
+  more than ``max_failed_fraction`` of the records read failed. Otherwise ok.
+  """
+  read_key: str            # e.g. 'records_read'
+  done_key: str            # e.g. 'predictions_written'
+  failed_key: str          # e.g. 'failed_total'
+  noun: str                # 'records'
+  done_verb: str           # 'predicted'
+  max_failed_fraction: float
+
+  def judge(self, summary: Mapping[str, Any]) -> Tuple[str, str]:
+    """``(status, one-line reason)``."""
+    read, done, failed = (summary.get(k, 0) for k in (
+        self.read_key, self.done_key, self.failed_key))
+    if not summary.get('reconciled', True):
+      return FAILED, (f'counts do not reconcile: {read} {self.noun} read, {done} '
+                      f'{self.done_verb}, {failed} failed')
+    if not read:
+      return FAILED, f'no {self.noun} read'
+    if not done:
+      return FAILED, f'0 of {read} {self.noun} {self.done_verb}'
+    if failed / read > self.max_failed_fraction:
+      return FAILED, (f'{failed} of {read} {self.noun} failed ({failed / read:.1%}), more '
+                      f'than --max_failed_fraction={self.max_failed_fraction:g}')
+    return OK, f'{done} of {read} {self.noun} {self.done_verb}, {failed} failed'
 
 
 def nest(pairs: Iterable[Tuple[StatKey, Any]]) -> Dict[str, Any]:
@@ -28,29 +83,66 @@ def nest(pairs: Iterable[Tuple[StatKey, Any]]) -> Dict[str, Any]:
   return tree
 
 
+def encode(summary: Mapping[str, Any]) -> bytes:
+  """Strict JSON (NaN or Infinity raise ValueError), indented, keys sorted."""
+  return (json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + '\n').encode()
+
+
+def write_once(path: str, summary: Dict[str, Any]) -> Dict[str, Any]:
+  """Writes ``summary`` unless ``path`` already holds it (``wall_time_s`` aside).
+
+  Returns what ``path`` holds afterwards, so a retried step keeps the first
+  attempt's file byte for byte.
+  """
+  try:
+    existing = json.loads(paths.read_bytes(path)) if paths.exists(path) else None
+  except (OSError, ValueError):
+    existing = None
+  data = encode(summary)
+  if isinstance(existing, dict) and _stable(existing) == _stable(json.loads(data)):
+    return existing
+  paths.write_bytes(path, data, mime_type='application/json')
+  return summary
+
+
+def _stable(summary: Mapping[str, Any]) -> Dict[str, Any]:
+  return {k: v for k, v in summary.items() if k not in _VOLATILE}
+
+
 class _WriteSummaryFn(beam.DoFn):
-  """Builds and writes ``summary.json``; runs once (input: a single dummy element)."""
+  """Builds, judges and writes ``summary.json``; runs once (input: a single dummy element).
+
+  Raises RunFailed after writing when the run failed and ``fail_job`` is set;
+  storage errors raise (the runner retries).
+  """
 
   def __init__(self, path: str, started_at: float, finalize: Optional[Finalizer],
-               extra: Mapping[str, Any]):
+               extra: Mapping[str, Any], policy: Optional[StatusPolicy], fail_job: bool):
     self._path = path
     self._started_at = started_at
     self._finalize = finalize
     self._extra = dict(extra)
+    self._policy = policy
+    self._fail_job = fail_job
 
   def process(self, unused_element, stats, output_files):
     summary = nest(stats)
     summary.update(self._extra)
     if self._finalize:
       summary = self._finalize(summary)
+    if self._policy:
+      summary['status'], summary['status_reason'] = self._policy.judge(summary)
+      summary['max_failed_fraction'] = self._policy.max_failed_fraction
     listed: Dict[str, list] = {}
     for name, path in output_files:
       listed.setdefault(name, []).append(path)
     summary['outputs'] = {name: sorted(files) for name, files in listed.items()}
     summary['wall_time_s'] = round(time.time() - self._started_at, 3)
-    paths.write_bytes(
-        self._path, (json.dumps(summary, indent=2, sort_keys=True) + '\n').encode(),
-        mime_type='application/json')
+    summary = write_once(self._path, summary)
+    if summary.get('status', OK) != OK:
+      _LOGGER.error('Run failed: %s (%s)', summary['status_reason'], self._path)
+      if self._fail_job:
+        raise RunFailed(summary['status_reason'], self._path)
     yield summary
 
 
@@ -58,13 +150,16 @@ class WriteRunSummary(beam.PTransform):
   """Writes ``<output>/summary.json`` after the given outputs are committed.
 
   Input: PCollection of ``(tuple key, number)`` stats.
-  Output: PCollection with the one summary dict.
+  Output: PCollection with the one summary dict (empty if the run failed
+  with ``fail_job``: the step raised).
   """
 
   def __init__(self, output_dir: str, *, started_at: float,
                outputs: Mapping[str, beam.PCollection],
                finalize: Optional[Finalizer] = None,
-               extra: Optional[Mapping[str, Any]] = None):
+               extra: Optional[Mapping[str, Any]] = None,
+               policy: Optional[StatusPolicy] = None,
+               fail_job: bool = False):
     """
     Args:
       output_dir: folder of the run's outputs.
@@ -73,6 +168,9 @@ class WriteRunSummary(beam.PTransform):
         them and lists them.
       finalize: module-level function adding derived fields to the summary.
       extra: constant fields to include (e.g. the run id).
+      policy: adds ``status``/``status_reason``; None leaves them out.
+      fail_job: raise RunFailed after writing a failed summary (remote
+        runners: fails the job).
     """
     super().__init__()
     self._path = paths.join(output_dir, 'summary.json')
@@ -80,6 +178,8 @@ class WriteRunSummary(beam.PTransform):
     self._outputs = dict(outputs)
     self._finalize = finalize
     self._extra = dict(extra or {})
+    self._policy = policy
+    self._fail_job = fail_job
 
   def expand(self, stats):
     totals = (
@@ -95,7 +195,8 @@ class WriteRunSummary(beam.PTransform):
         stats.pipeline
         | 'Once' >> beam.Create([None])
         | 'Write' >> beam.ParDo(
-            _WriteSummaryFn(self._path, self._started_at, self._finalize, self._extra),
+            _WriteSummaryFn(self._path, self._started_at, self._finalize, self._extra,
+                            self._policy, self._fail_job),
             stats=beam.pvalue.AsSingleton(totals),
             output_files=beam.pvalue.AsList(output_files)))
 
