@@ -140,6 +140,8 @@ class _LineScanner:
           if size > self._max + 1:   # too long even if it ends in \r\n
             head = _first_bytes(parts, HEAD_BYTES)
             parts = []
+        elif len(head) < HEAD_BYTES:
+          head += buf[pos:min(stop, pos + HEAD_BYTES - len(head))]
       if end >= 0:
         self._pos = end + 1
         terminated = True
