@@ -164,6 +164,7 @@ class _LineScanner:
 
 
 def _first_bytes(parts: List[bytes], n: int) -> bytes:
+  """The first ``n`` bytes of the pieces joined, without joining them all."""
   taken, size = [], 0
   for part in parts:
     if size >= n:
