@@ -33,6 +33,7 @@ from apache_beam import typehints
 from apache_beam.io import filebasedsource
 from apache_beam.io import iobase
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.transforms.display import DisplayDataItem
 
 from transforms.dead_letters import dead_letter
 from transforms.instances import PARSE_STAGE
@@ -191,6 +192,10 @@ class LineSource(filebasedsource.FileBasedSource):
                      compression_type=compression_type, validate=validate)
     self._max_line_bytes = max_line_bytes
     self._chunk_bytes = chunk_bytes
+
+  def display_data(self):
+    return dict(super().display_data(), max_line_bytes=DisplayDataItem(
+        self._max_line_bytes, label='Longest line read (bytes)'))
 
   def read_records(self, file_name: str,
                    offset_range_tracker: iobase.RangeTracker) -> Iterator[Tuple[str, Line]]:
