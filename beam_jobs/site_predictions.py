@@ -60,6 +60,8 @@ from transforms.site.inference import DEFAULT_ROWS_PER_CHUNK
 from transforms.site.inference import PredictPerSite
 from transforms.site.rows import PackBySite
 from transforms.site.rows import PackJsonLinesBySite
+from transforms.text_lines import DEFAULT_MAX_LINE_BYTES
+from transforms.text_lines import ReadLinesWithFileName
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ class SitePredictionOptions(PipelineOptions):
     parser.add_argument(
         '--site_field', default='site_id',
         help='Field naming the site of each row (default: site_id).')
+    parser.add_argument(
+        '--max_line_bytes', type=int, default=DEFAULT_MAX_LINE_BYTES,
+        help='With --input: longest line read, in bytes, line end not counted; a longer '
+             f'line becomes a line_too_long dead letter (default: {DEFAULT_MAX_LINE_BYTES}).')
     parser.add_argument(
         '--key_field', default=None,
         help='Optional field copied to each prediction line as "key".')
@@ -164,7 +170,8 @@ def validate(options: SitePredictionOptions) -> None:
   if io.input:
     output_folder.require_outside('output', io.output, 'input', io.input)
   require_fraction('max_failed_fraction', io.max_failed_fraction)
-  for flag in ('rows_per_chunk', 'max_models_per_worker', 'max_model_mb_per_worker'):
+  for flag in ('rows_per_chunk', 'max_models_per_worker', 'max_model_mb_per_worker',
+               'max_line_bytes'):
     if getattr(options, flag) < 1:
       raise UsageError(flag, f'must be at least 1, got {getattr(options, flag)}')
   if not options.site_field:
@@ -200,9 +207,10 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions):
   """Source -> (raw elements, (site_id, SiteRows) blocks, failures before inference)."""
   input_path = options.view_as(JobIOOptions).input
   if input_path:
-    # Bytes: a line that is not UTF-8 becomes a dead letter, not a failed read.
-    raw = pipeline | 'ReadLines' >> beam.io.ReadFromTextWithFilename(
-        input_path, coder=beam.coders.BytesCoder())
+    # Bytes: a line that is not UTF-8 becomes a dead letter, not a failed read;
+    # so does a line over --max_line_bytes (read as a RefusedLine, never whole).
+    raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(
+        input_path, max_line_bytes=options.max_line_bytes)
     packed = raw | 'ParseAndPackBySite' >> beam.ParDo(
         PackJsonLinesBySite(options.site_field)).with_outputs(FAILED, main='rows')
     return raw, packed.rows, packed[FAILED]

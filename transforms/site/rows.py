@@ -36,6 +36,7 @@ from transforms.site.instances import Record
 from transforms.site.instances import decode_line
 from transforms.site.instances import parse_line
 from transforms.site.instances import site_of
+from transforms.text_lines import RefusedLine
 
 Runs = Tuple[Tuple[str, int], ...]
 SiteRows = Tuple[Runs, bytes]
@@ -156,12 +157,16 @@ class PackJsonLinesBySite(PackBySite):
 
   Lines may be bytes (read with ``BytesCoder``, so a file that is not UTF-8
   fails line by line instead of failing the read). Dead letters:
-  ``bad_encoding``, ``empty_line``, ``bad_json``, ``not_an_object`` (stage
+  ``bad_encoding``, ``empty_line``, ``bad_json``, ``not_an_object``,
+  ``line_too_long`` (a :class:`transforms.text_lines.RefusedLine`; stage
   ``parse``), ``missing_site``, ``bad_site`` (stage ``key_by_site``).
   """
 
-  def process(self, element: Tuple[str, Union[bytes, str]]):
+  def process(self, element: Tuple[str, Union[bytes, str, RefusedLine]]):
     source, line = element
+    if isinstance(line, RefusedLine):
+      yield failed(line.dead_letter(source))
+      return
     try:
       line = decode_line(line)
       site_id = site_of(parse_line(line), self._site_field)

@@ -1,0 +1,253 @@
+"""Reading text files line by line in linear time, with a cap on line length.
+
+:class:`ReadLinesWithFileName` gives the elements Beam's
+``ReadFromTextWithFilename(pattern, coder=BytesCoder())`` gives, for every
+line: ``(file name, line bytes)``. Lines end at ``\\n``; a ``\\r`` right
+before it is stripped too, a lone ``\\r`` is data; a last line without a
+newline is a line, an empty file has none; a byte-order mark stays in the
+bytes; ``.gz`` / ``.bz2`` / ... files are decompressed by extension
+(``CompressionTypes.AUTO``). Uncompressed files split into byte ranges like
+Beam's text source: a line belongs to the range where it starts.
+
+Two things differ:
+
+* Time is linear in the line length. Beam's reader grows its buffer 8 KiB at
+  a time, so one 50 MB line takes minutes; here a line is collected from
+  large chunks and joined once.
+* A line longer than ``max_line_bytes`` (without its line end) is never held
+  whole: the reader keeps its first :data:`HEAD_BYTES`, streams on to the
+  next newline counting bytes, and yields ``(file name, RefusedLine)`` in the
+  line's place. One element per line either way, so counting the read
+  elements counts the input records; the parse step turns a
+  :class:`RefusedLine` into the dead letter of :meth:`RefusedLine.dead_letter`
+  (reason ``line_too_long``).
+
+Error policy: nothing here raises for file contents; a file that cannot be
+opened or read raises as with Beam's reader (the runner retries the bundle).
+"""
+import dataclasses
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
+
+import apache_beam as beam
+from apache_beam import typehints
+from apache_beam.io import filebasedsource
+from apache_beam.io import iobase
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.transforms.display import DisplayDataItem
+
+from transforms.dead_letters import dead_letter
+from transforms.site.instances import PARSE_STAGE
+
+DEFAULT_MAX_LINE_BYTES = 64 << 20
+"""Longest line read (64 MiB, line end not counted); longer ones are dead letters."""
+
+HEAD_BYTES = 1024
+"""How much of a refused line its dead letter keeps."""
+
+LINE_TOO_LONG = 'line_too_long'
+
+DEFAULT_CHUNK_BYTES = 1 << 20
+_CR = 13
+
+
+@dataclasses.dataclass(frozen=True)
+class RefusedLine:
+  """Stands for a line longer than the limit: its length and first bytes only."""
+  length: int   # bytes, line end not counted
+  limit: int
+  head: bytes   # the first HEAD_BYTES
+
+  def dead_letter(self, source: str) -> Dict[str, Any]:
+    """The ``line_too_long`` dead letter (stage ``parse``) of this line in ``source``."""
+    return dead_letter(
+        PARSE_STAGE, LINE_TOO_LONG,
+        f'line of {self.length} bytes is longer than the limit of {self.limit} bytes '
+        f'(max_line_bytes); the record is its first {len(self.head)} bytes',
+        source=source, record=self.head.decode('utf-8', 'backslashreplace'))
+
+
+Line = Union[bytes, RefusedLine]
+
+
+class _LineScanner:
+  """Lines of an open binary file, from its current position on.
+
+  Scans chunks of ``chunk_bytes`` with ``bytes.find``; a line spanning chunks
+  is collected as a list of pieces and joined once, and once a line is known
+  to be too long its pieces are dropped and only counted.
+  """
+
+  def __init__(self, file: BinaryIO, *, max_line_bytes: int, chunk_bytes: int):
+    self._file = file
+    self._max = max_line_bytes
+    self._chunk_bytes = chunk_bytes
+    self._buf = b''
+    self._pos = 0
+
+  def _fill(self) -> bool:
+    """Replaces the (consumed) buffer by the next chunk; False at end of file."""
+    self._buf = self._file.read(self._chunk_bytes)
+    self._pos = 0
+    return bool(self._buf)
+
+  def skip_line(self) -> Optional[int]:
+    """Consumes the rest of the current line and its newline.
+
+    Returns:
+      How many bytes that was, or None if the file ended without a newline.
+    """
+    consumed = 0
+    while True:
+      end = self._buf.find(b'\n', self._pos)
+      if end >= 0:
+        consumed += end + 1 - self._pos
+        self._pos = end + 1
+        return consumed
+      consumed += len(self._buf) - self._pos
+      if not self._fill():
+        return None
+
+  def next_line(self) -> Optional[Tuple[Line, int, bool]]:
+    """The next line.
+
+    Returns:
+      ``(line, bytes consumed with the line end, whether a newline ended it)``,
+      or None at the end of the file.
+    """
+    buf, pos = self._buf, self._pos
+    end = buf.find(b'\n', pos)
+    if end >= 0:
+      stop = end - 1 if end > pos and buf[end - 1] == _CR else end
+      if stop - pos <= self._max:
+        self._pos = end + 1
+        return buf[pos:stop], end + 1 - pos, True
+    return self._spanning_line()
+
+  def _spanning_line(self) -> Optional[Tuple[Line, int, bool]]:
+    """A line that may span chunks or be too long (the slow path of next_line)."""
+    parts: List[bytes] = []
+    head: Optional[bytes] = None   # set once the line is known to be too long
+    size = 0                       # bytes before the newline, a final \r included
+    last_byte = -1
+    while True:
+      buf, pos = self._buf, self._pos
+      end = buf.find(b'\n', pos)
+      stop = end if end >= 0 else len(buf)
+      if stop > pos:
+        size += stop - pos
+        last_byte = buf[stop - 1]
+        if head is None:
+          parts.append(buf[pos:stop])
+          if size > self._max + 1:   # too long even if it ends in \r\n
+            head = _first_bytes(parts, HEAD_BYTES)
+            parts = []
+        elif len(head) < HEAD_BYTES:
+          head += buf[pos:min(stop, pos + HEAD_BYTES - len(head))]
+      if end >= 0:
+        self._pos = end + 1
+        terminated = True
+        break
+      if not self._fill():
+        terminated = False
+        break
+    if not size and not terminated:
+      return None
+    consumed = size + terminated
+    strip_cr = terminated and last_byte == _CR
+    length = size - strip_cr
+    if head is None and length <= self._max:
+      if strip_cr:
+        parts[-1] = parts[-1][:-1]
+      return b''.join(parts), consumed, terminated
+    if head is None:
+      head = _first_bytes(parts, HEAD_BYTES)
+    return RefusedLine(length=length, limit=self._max, head=head[:length]), consumed, terminated
+
+
+def _first_bytes(parts: List[bytes], n: int) -> bytes:
+  """The first ``n`` bytes of the pieces joined, without joining them all."""
+  taken, size = [], 0
+  for part in parts:
+    if size >= n:
+      break
+    taken.append(part[:n - size])
+    size += len(taken[-1])
+  return b''.join(taken)
+
+
+class LineSource(filebasedsource.FileBasedSource):
+  """``FileBasedSource`` of ``(file name, line bytes or RefusedLine)``.
+
+  Splits, range tracking and compression are those of Beam's text source;
+  see the module docstring for the line rules.
+  """
+
+  def __init__(self, file_pattern: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+               compression_type: str = CompressionTypes.AUTO, min_bundle_size: int = 0,
+               validate: bool = True, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+    if max_line_bytes < 1 or chunk_bytes < 1:
+      raise ValueError(f'max_line_bytes and chunk_bytes must be >= 1, got '
+                       f'{max_line_bytes} and {chunk_bytes}')
+    super().__init__(file_pattern, min_bundle_size=min_bundle_size,
+                     compression_type=compression_type, validate=validate)
+    self._max_line_bytes = max_line_bytes
+    self._chunk_bytes = chunk_bytes
+
+  def display_data(self):
+    return dict(super().display_data(), max_line_bytes=DisplayDataItem(
+        self._max_line_bytes, label='Longest line read (bytes)'))
+
+  def read_records(self, file_name: str,
+                   offset_range_tracker: iobase.RangeTracker) -> Iterator[Tuple[str, Line]]:
+    start = offset_range_tracker.start_position()
+    position = -1   # where the next line starts, once known
+
+    def split_points_unclaimed(stop_position):
+      return (0 if stop_position <= position
+              else iobase.RangeTracker.SPLIT_POINTS_UNKNOWN)
+
+    offset_range_tracker.set_split_points_unclaimed_callback(split_points_unclaimed)
+    with self.open_file(file_name) as file:
+      lines = _LineScanner(file, max_line_bytes=self._max_line_bytes,
+                           chunk_bytes=self._chunk_bytes)
+      if start > 0:
+        # The line under start belongs to the range before, unless the byte
+        # before start ends a line.
+        file.seek(start - 1)
+        skipped = lines.skip_line()
+        if skipped is None:
+          return
+        position = start - 1 + skipped
+      else:
+        position = 0
+      while offset_range_tracker.try_claim(position):
+        item = lines.next_line()
+        if item is None:
+          return
+        line, consumed, terminated = item
+        position += consumed
+        yield file_name, line
+        if not terminated:
+          return
+
+  def output_type_hint(self):
+    return typehints.KV[str, typehints.Any]
+
+
+class ReadLinesWithFileName(beam.PTransform):
+  """File pattern -> ``(file name, line bytes)``, or ``(file name, RefusedLine)``
+  for a line longer than ``max_line_bytes``; one element per line.
+
+  Raises (at construction) ValueError for a limit below 1 and IOError when
+  ``validate`` and nothing matches the pattern.
+  """
+
+  def __init__(self, file_pattern: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+               compression_type: str = CompressionTypes.AUTO, validate: bool = True):
+    super().__init__()
+    self._source = LineSource(file_pattern, max_line_bytes=max_line_bytes,
+                              compression_type=compression_type, validate=validate)
+
+  def expand(self, pbegin):
+    return pbegin.pipeline | beam.io.Read(self._source).with_output_types(
+        self._source.output_type_hint())
