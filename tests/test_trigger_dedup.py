@@ -15,37 +15,20 @@ from google.api_core import exceptions as api_exceptions
 from trigger_support import SITE_TRIGGER
 from trigger_support import RecordingDataflow
 from trigger_support import deliver
-from trigger_support import fake_gcs_server
+from trigger_support import fake_bucket  # noqa: F401  pylint: disable=unused-import
+from trigger_support import fake_gcs  # noqa: F401  pylint: disable=unused-import
 from trigger_support import function_client
 from trigger_support import log_lines
 from trigger_support import trigger_env
 from trigger_support import upload
-from trigger_support import upload_templates
 
 BUCKET = 'test-bucket'
 TRIGGER = json.dumps(SITE_TRIGGER)
 
 
-@pytest.fixture(scope='module')
-def fake_gcs():
-  with fake_gcs_server() as url:
-    yield url
-
-
 @pytest.fixture
-def bucket(fake_gcs, monkeypatch):
-  """An empty ``test-bucket`` on fake-gcs-server, with clients pointed at it."""
-  from google.cloud import storage  # pylint: disable=import-outside-toplevel
-  monkeypatch.setenv('STORAGE_EMULATOR_HOST', fake_gcs)
-  client = storage.Client(project='local-project')
-  try:
-    found = client.get_bucket(BUCKET)
-    for blob in client.list_blobs(BUCKET):
-      blob.delete()
-  except api_exceptions.NotFound:
-    found = client.create_bucket(BUCKET)
-  upload_templates(found)
-  return found
+def bucket(fake_bucket):
+  return fake_bucket
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from typing import Dict, Iterator, List
 
+import pytest
 from cloudevents.http import CloudEvent
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -217,6 +218,31 @@ def fake_gcs_server(timeout_s: float = 30.0) -> Iterator[str]:
     finally:
       proc.terminate()
       proc.wait(timeout=30)
+
+
+@pytest.fixture(scope='module')
+def fake_gcs():
+  """fake-gcs-server for the tests of one module; yields its URL."""
+  with fake_gcs_server() as url:
+    yield url
+
+
+@pytest.fixture
+def fake_bucket(fake_gcs, monkeypatch):
+  """An empty ``test-bucket`` on fake-gcs-server holding the two template specs,
+  with STORAGE_EMULATOR_HOST pointed at the server for this test."""
+  from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
+  from google.cloud import storage  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv('STORAGE_EMULATOR_HOST', fake_gcs)
+  client = storage.Client(project='local-project')
+  try:
+    bucket = client.get_bucket('test-bucket')
+    for blob in client.list_blobs('test-bucket'):
+      blob.delete()
+  except exceptions.NotFound:
+    bucket = client.create_bucket('test-bucket')
+  upload_templates(bucket)
+  return bucket
 
 
 class CountingProxy:
