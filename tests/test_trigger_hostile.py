@@ -151,12 +151,12 @@ def test_an_oversized_trigger_file_is_never_downloaded_whole(client, env, datafl
     monkeypatch.setenv('STORAGE_EMULATOR_HOST', proxy.url)
     capsys.readouterr()
     assert deliver(client, NAME, gen, size=len(big)).status_code == 200
-  line, = log_lines(capsys.readouterr().out)
-  assert (line['outcome'], line['code']) == ('rejected', 'too_large'), line
-  assert f'{len(big)} bytes' in line['reason']
   downloads = proxy.downloads(NAME)
   assert [d['range'] for d in downloads] == [f'bytes=0-{LIMIT}'], proxy.calls
   assert sum(d['bytes'] for d in downloads) == LIMIT + 1
+  line, = log_lines(capsys.readouterr().out)
+  assert (line['outcome'], line['code']) == ('rejected', 'too_large'), line
+  assert f'{len(big)} bytes' in line['reason']
   assert dataflow.requests == []
 
 
