@@ -8,6 +8,7 @@ which tests/test_trigger_function.py uses) and the recording Dataflow server.
 """
 import codecs
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck
@@ -125,6 +126,19 @@ HOSTILE = [
                                                        enumerate(HOSTILE)])
 def test_hostile_trigger_files(client, env, dataflow, capsys, content, code):
   assert_rejected(client, capsys, dataflow, content, code)
+
+
+@pytest.mark.parametrize('content', [
+    '"' + '\\"' * 32_000,                  # an escaped quote, again and again, never closed
+    '"' * 65_000,
+    '{"' + 'a' * 65_000,
+    '{' + '"k":1,' * 10_000 + '"k":2}',
+    VALID[:-2] + ', "' + 'x' * 60_000 + '": 1}}',   # a huge unknown key (closest-key search)
+])
+def test_pathological_text_is_answered_quickly(client, env, dataflow, capsys, content):
+  start = time.monotonic()
+  assert_rejected(client, capsys, dataflow, content)
+  assert time.monotonic() - start < 10, 'a scan of 64 KiB must stay linear'
 
 
 @pytest.mark.parametrize('content,hint', [

@@ -51,7 +51,7 @@ def metadata_parameters(template_spec: Mapping[str, Any]) -> Dict[str, dict]:
 
 
 def _did_you_mean(name: Any, known: Iterable[str]) -> str:
-  close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
+  close = difflib.get_close_matches(str(name)[:100], sorted(known), n=1, cutoff=0.6)
   return f' (did you mean {close[0]!r}?)' if close else ''
 
 

@@ -33,9 +33,9 @@ CODES = ('too_large', 'empty', 'bad_encoding', 'too_deep', 'not_json', 'duplicat
 _BOMS = ((b'\x00\x00\xfe\xff', 'UTF-32'), (b'\xff\xfe\x00\x00', 'UTF-32'),
          (b'\xfe\xff', 'UTF-16'), (b'\xff\xfe', 'UTF-16'))
 _UTF8_BOM = b'\xef\xbb\xbf'
-# JSON strings (complete ones) are blanked before brackets are counted.
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r'[\[\]{}]')
+# A JSON string (the closing quote optional, so that a match never fails
+# and rescans: linear time on any text) or a bracket.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 class Rejected(ValueError):
@@ -89,9 +89,12 @@ def decode(content: bytes, size: Optional[int] = None) -> str:
 def nesting_depth(text: str) -> int:
   """Deepest ``[``/``{`` nesting outside strings (linear; text need not be valid JSON)."""
   depth = deepest = 0
-  for bracket in _BRACKET.findall(_STRING.sub('""', text)):
-    depth += 1 if bracket in '[{' else -1
-    deepest = max(deepest, depth)
+  for token in _TOKEN.findall(text):
+    if token in ('[', '{'):
+      depth += 1
+      deepest = max(deepest, depth)
+    elif token in (']', '}'):
+      depth -= 1
   return deepest
 
 
