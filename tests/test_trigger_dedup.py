@@ -114,11 +114,10 @@ def test_launch_record_layout(client, env, dataflow, bucket, capsys):
   assert abs(record['claimed_at'] - time.time()) < 120
 
 
-def test_concurrent_deliveries_launch_once(client, env, bucket, capsys):
+def test_concurrent_deliveries_launch_once(client, env, bucket, capsys, monkeypatch):
   gen = upload('triggers/nightly.json', TRIGGER)
   with RecordingDataflow(delay_s=1.0) as slow:
-    import os  # pylint: disable=import-outside-toplevel
-    os.environ['DATAFLOW_ENDPOINT'] = slow.url   # env fixture's monkeypatch restores it
+    monkeypatch.setenv('DATAFLOW_ENDPOINT', slow.url)
     statuses = []
     threads = [threading.Thread(target=lambda: statuses.append(
         deliver(function_client(), 'triggers/nightly.json', gen).status_code)) for _ in range(4)]
