@@ -226,6 +226,18 @@ def function_modules(monkeypatch):
   monkeypatch.syspath_prepend(str(FUNCTION_SOURCE.parent))
 
 
+@pytest.mark.parametrize('prefix', ['triggers/state/', 'input-images/', '/'])
+def test_a_state_prefix_inside_a_watched_one_is_a_deploy_error(client, env, dataflow, capsys,
+                                                              monkeypatch, prefix):
+  monkeypatch.setenv('STATE_PREFIX', prefix)
+  gen = upload('triggers/nightly.json', TRIGGER)
+  assert deliver(client, 'triggers/nightly.json', gen).status_code == 500
+  line, = log_lines(capsys.readouterr().out)
+  assert (line['outcome'], line['severity']) == ('error', 'ERROR')
+  assert 'STATE_PREFIX' in line['reason']
+  assert dataflow.requests == []
+
+
 # -- upload mode ------------------------------------------------------------------
 
 def test_upload_event_redelivered_after_its_job_ended_does_not_launch_again(

@@ -136,6 +136,7 @@ def test_burst_of_uploads_launches_one_detection_job_and_loses_no_image(client, 
     'input-images/camera-1/notes.txt',      # not an image
     'input-images/camera-1/',               # folder placeholder
     'triggers/readme.txt',                  # not a trigger file
+    '_trigger_state/launches/site-predictions-a-1/1-0123456789abcdef.json',   # a launch record
 ])
 def test_events_that_must_not_launch(client, env, dataflow, name):
   gen = upload(name, b'x') if not name.endswith('/') else 1

@@ -198,9 +198,10 @@ def fake_gcs_server(timeout_s: float = 30.0) -> Iterator[str]:
   from samples.local_cloud import free_port  # pylint: disable=import-outside-toplevel
   port = free_port()
   url = f'http://127.0.0.1:{port}'
+  binary = _server._get_binary_path()  # pylint: disable=protected-access
   with tempfile.TemporaryFile() as log:
     proc = subprocess.Popen(
-        [str(_server._get_binary_path()), '-scheme', 'http', '-backend', 'memory',  # pylint: disable=protected-access
+        [str(binary), '-scheme', 'http', '-backend', 'memory',
          '-host', '127.0.0.1', '-port', str(port), '-external-url', url, '-log-level', 'warn'],
         stdout=log, stderr=log)
     try:

@@ -22,6 +22,7 @@ import json
 from typing import Any, Dict, Mapping, Optional
 
 import functions_framework
+from google.api_core import exceptions as api_exceptions
 
 import launch_records
 import launch_requests
@@ -58,8 +59,6 @@ def _storage():
 
 def _read_head(bucket: str, name: str, generation: Optional[str], limit: int) -> Optional[bytes]:
   """At most ``limit`` + 1 bytes of the object (that generation), or None if it is gone."""
-  # pylint: disable=import-outside-toplevel
-  from google.api_core import exceptions as api_exceptions
   blob = _storage().bucket(bucket).blob(name, generation=int(generation) if generation else None)
   try:
     return blob.download_as_bytes(start=0, end=limit)   # ``end`` is inclusive
@@ -70,7 +69,6 @@ def _read_head(bucket: str, name: str, generation: Optional[str], limit: int) ->
 
 
 def _read_object(bucket: str, name: str) -> Optional[bytes]:
-  from google.api_core import exceptions as api_exceptions  # pylint: disable=import-outside-toplevel
   try:
     return _storage().bucket(bucket).blob(name).download_as_bytes()
   except api_exceptions.NotFound:
@@ -83,7 +81,6 @@ def _object_exists(bucket: str, name: str) -> bool:
 
 def _is_folder(uri: str) -> bool:
   """Whether any object lies below ``uri/`` (how the detection job tells folders)."""
-  from google.api_core import exceptions as api_exceptions  # pylint: disable=import-outside-toplevel
   bucket, _, name = uri[len('gs://'):].partition('/')
   if not uri.startswith('gs://') or not bucket:
     return False

@@ -42,7 +42,7 @@ def parse(event_type: str, event_id: str, data: Any) -> ObjectEvent:
   except UnicodeEncodeError as e:
     raise MalformedEvent('event bucket or name is not valid Unicode') from e
   generation = str(data.get('generation') or '')
-  if not generation.isdigit():
+  if not (generation.isascii() and generation.isdigit()):
     raise MalformedEvent(f'event generation {generation!r} is not a number')
   try:
     size = int(data.get('size') or 0)

@@ -29,7 +29,7 @@ CODES = ('too_large', 'empty', 'bad_encoding', 'too_deep', 'not_json', 'duplicat
          'non_finite_number', 'huge_number', 'not_object', 'unknown_key', 'wrong_type',
          'missing_parameter', 'unknown_job', 'unknown_parameter', 'bad_value',
          'bucket_not_allowed', 'dot_segment', 'watched_prefix', 'output_overlaps_input',
-         'conflicting_parameters', 'launch_refused')
+         'conflicting_parameters', 'launch_refused', 'malformed_event')
 _BOMS = ((b'\x00\x00\xfe\xff', 'UTF-32'), (b'\xff\xfe\x00\x00', 'UTF-32'),
          (b'\xfe\xff', 'UTF-16'), (b'\xff\xfe', 'UTF-16'))
 _UTF8_BOM = b'\xef\xbb\xbf'
