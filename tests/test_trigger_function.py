@@ -7,34 +7,25 @@ import sys
 import time
 import urllib.request
 
-import functions_framework
 import pytest
 from cloudevents.conversion import to_binary
-from cloudevents.conversion import to_structured
 
 from conftest import free_port  # pylint: disable=no-name-in-module
 from common import paths
+from trigger_support import DETECT_FIXED
 from trigger_support import FUNCTION_SOURCE
-from trigger_support import REPO
+from trigger_support import SITE_TRIGGER
 from trigger_support import RecordingDataflow
+from trigger_support import deliver
 from trigger_support import finalize_event
+from trigger_support import function_client
+from trigger_support import log_lines
+from trigger_support import trigger_env
+from trigger_support import upload
+from trigger_support import upload_templates
 
 pytestmark = pytest.mark.gcs
 BUCKET = 'test-bucket'
-SITE_TRIGGER = {'job': 'site_predictions', 'parameters': {
-    'input': 'gs://test-bucket/instances/2026-11-20/*.jsonl',
-    'model_root': 'gs://models-bucket/models',
-    'output': 'gs://test-bucket/predictions/2026-11-20',
-    'key_field': 'reading_id'}}
-DETECT_FIXED = {'model_config': 'gs://models-bucket/yolo/yolov3-tiny.cfg',
-                'model_weights': 'gs://models-bucket/yolo/yolov3-tiny.weights',
-                'class_names': 'gs://models-bucket/yolo/coco.names', 'device': 'cuda'}
-
-
-def template_spec(job):
-  metadata = json.loads((REPO / 'templates' / job / 'metadata.json').read_text())
-  return {'image': f'europe-west4-docker.pkg.dev/p/r/{job}:t',
-          'sdkInfo': {'language': 'PYTHON'}, 'metadata': metadata}
 
 
 @pytest.fixture
@@ -45,25 +36,9 @@ def dataflow():
 
 @pytest.fixture
 def env(gcs_bucket, dataflow, monkeypatch):
-  for job in ('site_predictions', 'detect_images'):
-    paths.write_bytes(f'{gcs_bucket}/templates/{job}.json', json.dumps(template_spec(job)).encode())
-  values = {
-      'PROJECT': 'local-project', 'REGION': 'europe-west4',
-      'SITE_PREDICTIONS_TEMPLATE': f'{gcs_bucket}/templates/site_predictions.json',
-      'DETECT_IMAGES_TEMPLATE': f'{gcs_bucket}/templates/detect_images.json',
-      'TRIGGER_PREFIX': 'triggers/', 'UPLOAD_PREFIXES': 'input-images/',
-      'OUTPUT_ROOT': f'{gcs_bucket}/outputs', 'PROCESSED_ROOT': f'{gcs_bucket}/processed',
-      'ALLOWED_BUCKETS': 'test-bucket,models-bucket',
-      'DETECT_PARAMETERS': json.dumps(DETECT_FIXED),
-      'DATAFLOW_ENDPOINT': dataflow.url,
-      'MAX_WORKERS': '20', 'SERVICE_ACCOUNT': 'jobs@local-project.iam.gserviceaccount.com',
-      'TEMP_LOCATION': f'{gcs_bucket}/tmp',
-      'SITE_PREDICTIONS_MACHINE_TYPE': 'n2-standard-4',
-      'SITE_PREDICTIONS_IMAGE': 'europe-west4-docker.pkg.dev/p/r/site_predictions:t',
-      'DETECT_IMAGES_MACHINE_TYPE': 'g2-standard-4',
-      'DETECT_IMAGES_ACCELERATOR': 'type:nvidia-l4;count:1;install-nvidia-driver',
-      'DETECT_IMAGES_IMAGE': 'europe-west4-docker.pkg.dev/p/r/detect_images:t',
-  }
+  from google.cloud import storage  # pylint: disable=import-outside-toplevel
+  upload_templates(storage.Client().bucket(BUCKET))
+  values = trigger_env(gcs_bucket, dataflow.url)
   for key, value in values.items():
     monkeypatch.setenv(key, value)
   return values
@@ -71,23 +46,7 @@ def env(gcs_bucket, dataflow, monkeypatch):
 
 @pytest.fixture(scope='module')
 def client():
-  app = functions_framework.create_app(
-      target='on_object_finalized', source=str(FUNCTION_SOURCE), signature_type='cloudevent')
-  return app.test_client()
-
-
-def upload(name, content, bucket=BUCKET):
-  """Writes gs://bucket/name; returns its generation as GCS reports it."""
-  from google.cloud import storage  # pylint: disable=import-outside-toplevel
-  blob = storage.Client().bucket(bucket).blob(name)
-  blob.upload_from_string(content)
-  return blob.generation
-
-
-def deliver(client, name, generation, structured=False, **kwargs):
-  event = finalize_event(BUCKET, name, generation, **kwargs)
-  headers, body = (to_structured if structured else to_binary)(event)
-  return client.post('/', headers=headers, data=body)
+  return function_client()
 
 
 def test_trigger_file_launches_the_site_template(client, env, dataflow):
@@ -177,6 +136,7 @@ def test_burst_of_uploads_launches_one_detection_job_and_loses_no_image(client, 
     'input-images/camera-1/notes.txt',      # not an image
     'input-images/camera-1/',               # folder placeholder
     'triggers/readme.txt',                  # not a trigger file
+    '_trigger_state/launches/site-predictions-a-1/1-0123456789abcdef.json',   # a launch record
 ])
 def test_events_that_must_not_launch(client, env, dataflow, name):
   gen = upload(name, b'x') if not name.endswith('/') else 1
@@ -244,6 +204,101 @@ def test_hostile_or_malformed_trigger_files_are_rejected(client, env, dataflow, 
   logged = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith('{')]
   assert [l['outcome'] for l in logged] == ['rejected']
   assert logged[0]['severity'] == 'WARNING' and reason in logged[0]['reason'], logged[0]
+
+
+def _detect(**changes):
+  body = {'job': 'detect_images', 'parameters': {
+      **DETECT_FIXED, 'input': 'gs://test-bucket/cameras/',
+      'output': 'gs://test-bucket/detections/run-1'}}
+  for key, value in changes.items():
+    if value is None:
+      body['parameters'].pop(key)
+    else:
+      body['parameters'][key] = value
+  return json.dumps(body)
+
+
+# What the jobs refuse at start (job_rules): (trigger file, parameter, code, reason).
+JOB_WOULD_REFUSE = [
+    (_with(output='gs://test-bucket/instances/2026-11-20'), 'output', 'output_overlaps_input',
+     'overlaps the input'),                                   # output holds the input files
+    (_with(output='gs://test-bucket/instances'), 'output', 'output_overlaps_input',
+     'overlaps the input'),                                   # ... two levels up
+    (_with(input='gs://test-bucket/data/**', output='gs://test-bucket/data/out'), 'output',
+     'output_overlaps_input', 'overlaps the input'),          # ** crosses "/"
+    (_with(input='gs://test-bucket/data/*/part-*.jsonl', output='gs://test-bucket/data/x'),
+     'output', 'output_overlaps_input', 'overlaps the input'),   # data/x/part-1.jsonl
+    (_with(input='gs://test-bucket/data/p?rt/*', output='gs://test-bucket/data/p/rt'),
+     'output', 'output_overlaps_input', 'overlaps the input'),   # unsure: ? may be "/"
+    (_with(input='gs://test-bucket/day/a.jsonl', output='gs://test-bucket/day/a.jsonl/'),
+     'output', 'output_overlaps_input', 'is the input'),
+    (_with(input=None), 'input', 'missing_parameter', 'exactly one of input'),
+    (_with(input_table='p-roject:ds.t'), 'input_table', 'conflicting_parameters',
+     'exactly one of input'),
+    (_with(row_restriction="day = '1'"), 'row_restriction', 'conflicting_parameters',
+     'only applies with input_table'),
+    (_detect(output='gs://test-bucket/cameras/out'), 'output', 'output_overlaps_input',
+     'inside the input folder'),
+    (_detect(output='gs://test-bucket/cameras'), 'output', 'output_overlaps_input',
+     'inside the input folder'),
+    (_detect(output='gs://test-bucket'), 'output', 'output_overlaps_input', 'overlaps the input'),
+    (_detect(input='gs://test-bucket/cameras/*.jpg', output='gs://test-bucket/cameras/out'),
+     'output', 'output_overlaps_input', 'inside the input folder'),   # the job's root rule
+    (_detect(input='gs://test-bucket/cam', output='gs://test-bucket/cam-out'), 'output',
+     'output_overlaps_input', 'inside the input folder'),     # no cam/ folder: a name prefix
+    (_detect(move_inputs_to='gs://test-bucket/cameras/done/'), 'move_inputs_to',
+     'output_overlaps_input', 'inside the input folder'),
+    (_detect(move_inputs_to='gs://test-bucket/detections/run-1/moved'), 'move_inputs_to',
+     'output_overlaps_input', 'overlaps the output'),
+    (_detect(move_inputs_to='gs://test-bucket/done/', delete_inputs='true'), 'move_inputs_to',
+     'conflicting_parameters', 'not both'),
+    (_detect(model='gs://models-bucket/y.torchscript'), 'model', 'conflicting_parameters',
+     'not both'),
+    (_detect(class_names=None), 'class_names', 'missing_parameter', 'class_names'),
+    (_detect(image_size='100'), 'image_size', 'bad_value', 'multiple of 32'),
+    (_detect(score_threshold='1.5'), 'score_threshold', 'bad_value', 'does not match'),
+    (_with(overwrite='yes'), 'overwrite', 'bad_value', 'does not match'),
+    (_with(max_failed_fraction='2'), 'max_failed_fraction', 'bad_value', 'does not match'),
+]
+
+
+@pytest.mark.parametrize('content,parameter,code,reason', JOB_WOULD_REFUSE)
+def test_parameter_sets_the_job_would_refuse_are_not_launched(client, env, dataflow, capsys,
+                                                              content, parameter, code, reason):
+  gen = upload('triggers/t.json', content)
+  assert deliver(client, 'triggers/t.json', gen).status_code == 200
+  assert dataflow.requests == []
+  logged = log_lines(capsys.readouterr().out)
+  assert len(logged) == 1 and logged[0]['outcome'] == 'rejected', logged
+  assert (logged[0]['parameter'], logged[0]['code']) == (parameter, code), logged[0]
+  assert reason in logged[0]['reason'], logged[0]
+
+
+@pytest.mark.parametrize('changes', [
+    {'input': 'gs://test-bucket/data/*.jsonl', 'output': 'gs://test-bucket/data/out'},  # * stays
+    {'input': 'gs://test-bucket/data/a.jsonl', 'output': 'gs://test-bucket/data/a-out'},
+    {'input': 'gs://test-bucket/in/**', 'output': 'gs://test-bucket/in-out'},
+    {'overwrite': 'true', 'max_failed_fraction': '0.01'},
+])
+def test_near_misses_still_launch(client, env, dataflow, changes):
+  gen = upload('triggers/t.json', _with(**changes))
+  assert deliver(client, 'triggers/t.json', gen).status_code == 200
+  assert len(dataflow.launches) == 1
+  assert dataflow.launches[0]['parameters'] == {**SITE_TRIGGER['parameters'], **changes}
+
+
+@pytest.mark.parametrize('layout,refused', [
+    ({'cam/a.jpg': b'x'}, False),            # gs://test-bucket/cam is a folder: root is cam
+    ({'cam-1.jpg': b'x'}, True),             # a name prefix: root is the bucket
+])
+def test_detection_input_root_is_read_from_storage_like_the_job_does(
+    client, env, dataflow, layout, refused):
+  for name, content in layout.items():
+    upload(name, content)
+  gen = upload('triggers/t.json', _detect(input='gs://test-bucket/cam',
+                                          output='gs://test-bucket/detections/run-1'))
+  assert deliver(client, 'triggers/t.json', gen).status_code == 200
+  assert len(dataflow.requests) == (0 if refused else 1)
 
 
 def test_served_by_the_functions_framework_cli(env, dataflow, gcs_server):

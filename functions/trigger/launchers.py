@@ -9,17 +9,21 @@ from launch_requests import as_argv
 from trigger_config import TriggerConfig
 
 
-
 class Launched(NamedTuple):
   job_id: str
   already_running: bool = False
+
+
+class LaunchRefused(RuntimeError):
+  """Dataflow answered 400: the request itself is wrong; retrying cannot help."""
 
 
 def launch_on_dataflow(request: LaunchRequest, config: TriggerConfig) -> Launched:
   """``flexTemplates:launch`` through google-cloud-dataflow-client.
 
   A 409 ALREADY_EXISTS (a job of that name is active) is returned as
-  ``already_running``; other API errors propagate so the event is retried.
+  ``already_running``; a 400 (INVALID_ARGUMENT, FAILED_PRECONDITION) raises
+  LaunchRefused; other errors propagate so the event is retried.
   """
   # pylint: disable=import-outside-toplevel
   from google.cloud import dataflow_v1beta3
@@ -48,6 +52,8 @@ def launch_on_dataflow(request: LaunchRequest, config: TriggerConfig) -> Launche
     response = client.launch_flex_template(request=launch)
   except api_exceptions.Conflict:
     return Launched('', already_running=True)
+  except api_exceptions.BadRequest as e:
+    raise LaunchRefused(f'Dataflow refused the launch: {e.message}') from e
   return Launched(response.job.id)
 
 

@@ -4,6 +4,9 @@ import os
 from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 JOBS = ('site_predictions', 'detect_images')
+DEFAULT_STATE_PREFIX = '_trigger_state/'
+# Longer than a 2nd gen event function may run (540 s): older claims are dead.
+DEFAULT_CLAIM_TIMEOUT_S = 600.0
 
 
 class LaunchEnvironment(NamedTuple):
@@ -29,6 +32,9 @@ class TriggerConfig(NamedTuple):
   detect_parameters: Dict[str, str]      # fixed parameters of upload-mode launches
   dataflow_endpoint: Optional[str]       # e.g. http://127.0.0.1:8123 for local tests
   launch_mode: str                       # "dataflow" or "local"
+  state_bucket: Optional[str] = None     # bucket of the launch records; None = the event's
+  state_prefix: str = DEFAULT_STATE_PREFIX   # their prefix, never under a watched one
+  claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S   # a "launching" record older is abandoned
 
 
 def _list(value: Optional[str]) -> Tuple[str, ...]:
@@ -74,6 +80,23 @@ def from_env(env: Mapping[str, str] = os.environ) -> TriggerConfig:
     raise ValueError(f'DETECT_PARAMETERS is not JSON: {e}') from e
   if not isinstance(detect_parameters, dict):
     raise ValueError('DETECT_PARAMETERS must be a JSON object')
+  trigger_prefix = _prefix(env.get('TRIGGER_PREFIX', 'triggers/'))
+  upload_prefixes = tuple(_prefix(p) for p in _list(env.get('UPLOAD_PREFIXES')))
+  state_bucket = (env.get('STATE_BUCKET') or '').strip() or None
+  state_prefix = _prefix(env.get('STATE_PREFIX', DEFAULT_STATE_PREFIX))
+  if not state_prefix:
+    raise ValueError('STATE_PREFIX must not be empty')
+  for watched in () if state_bucket else (trigger_prefix, *upload_prefixes):
+    # Launch records live in the watched bucket: keep them out of the watched prefixes.
+    if state_prefix.startswith(watched) or watched.startswith(state_prefix):
+      raise ValueError(f'STATE_PREFIX {state_prefix!r} must be neither under nor above the '
+                       f'watched prefix {watched!r} (or set STATE_BUCKET)')
+  try:
+    claim_timeout_s = float(env.get('CLAIM_TIMEOUT_S') or DEFAULT_CLAIM_TIMEOUT_S)
+  except ValueError as e:
+    raise ValueError(f'CLAIM_TIMEOUT_S is not a number: {e}') from e
+  if not 0 <= claim_timeout_s < float('inf'):
+    raise ValueError(f'CLAIM_TIMEOUT_S must be a non-negative number, got {claim_timeout_s}')
   mode = env.get('LAUNCH_MODE', 'dataflow')
   if mode not in ('dataflow', 'local'):
     raise ValueError(f'LAUNCH_MODE must be dataflow or local, got {mode!r}')
@@ -82,14 +105,17 @@ def from_env(env: Mapping[str, str] = os.environ) -> TriggerConfig:
       region=env.get('REGION', 'us-central1'),
       templates=templates,
       environments={job: _environment(env, job) for job in JOBS},
-      trigger_prefix=_prefix(env.get('TRIGGER_PREFIX', 'triggers/')),
-      upload_prefixes=tuple(_prefix(p) for p in _list(env.get('UPLOAD_PREFIXES'))),
+      trigger_prefix=trigger_prefix,
+      upload_prefixes=upload_prefixes,
       output_root=(env.get('OUTPUT_ROOT') or '').rstrip('/') or None,
       processed_root=(env.get('PROCESSED_ROOT') or '').rstrip('/') or None,
       allowed_buckets=_list(env.get('ALLOWED_BUCKETS')),
       detect_parameters={str(k): str(v) for k, v in detect_parameters.items()},
       dataflow_endpoint=env.get('DATAFLOW_ENDPOINT') or None,
-      launch_mode=mode)
+      launch_mode=mode,
+      state_bucket=state_bucket,
+      state_prefix=state_prefix,
+      claim_timeout_s=claim_timeout_s)
 
 
 def watched_prefixes(config: TriggerConfig) -> List[str]:

@@ -2,7 +2,8 @@
 
 GCS delivers ``google.cloud.storage.object.v1.finalized`` at least once, also
 for overwrites, with ``generation``/``size`` as strings; the trigger filters
-by bucket only, so prefixes are filtered here and outputs are never watched.
+by bucket only, so prefixes are filtered here; outputs and launch records are
+never watched.
 """
 from typing import Any, Mapping, NamedTuple, Optional
 
@@ -36,8 +37,12 @@ def parse(event_type: str, event_id: str, data: Any) -> ObjectEvent:
   bucket, name = data.get('bucket'), data.get('name')
   if not isinstance(bucket, str) or not bucket or not isinstance(name, str) or not name:
     raise MalformedEvent('event data lacks bucket or name')
+  try:
+    (bucket + name).encode('utf-8')
+  except UnicodeEncodeError as e:
+    raise MalformedEvent('event bucket or name is not valid Unicode') from e
   generation = str(data.get('generation') or '')
-  if not generation.isdigit():
+  if not (generation.isascii() and generation.isdigit()):
     raise MalformedEvent(f'event generation {generation!r} is not a number')
   try:
     size = int(data.get('size') or 0)
@@ -63,6 +68,9 @@ def route(event: ObjectEvent, config: TriggerConfig) -> Route:
     return Route('ignore', f'bucket {event.bucket} is not watched')
   if _under(config.output_root, event) or _under(config.processed_root, event):
     return Route('ignore', 'object is an output of ours')
+  if (event.bucket == (config.state_bucket or event.bucket)
+      and event.name.startswith(config.state_prefix)):
+    return Route('ignore', 'object is a launch record of ours')
   if event.name.endswith('/'):
     return Route('ignore', 'folder placeholder')
   if event.name.startswith(config.trigger_prefix):
