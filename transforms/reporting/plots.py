@@ -14,6 +14,7 @@ import matplotlib
 from matplotlib import dates as mdates
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from markupsafe import Markup
 
 MAX_BARS = 30
@@ -50,7 +51,7 @@ def bar_chart(counts: Mapping[str, int], *, name: str, xlabel: str,
     rest = sum(v for _, v in items[MAX_BARS - 1:])
     items = items[:MAX_BARS - 1] + [(f'{len(counts) - MAX_BARS + 1} others', rest)]
   with matplotlib.rc_context(_SVG_RC):
-    fig = _new_figure(6.0, 0.6 + 0.28 * max(len(items), 1))
+    fig = _new_figure(4.6, 0.7 + 0.26 * max(len(items), 1))
     ax = fig.subplots()
     labels = [label for label, _ in items][::-1]
     values = [value for _, value in items][::-1]
@@ -58,6 +59,7 @@ def bar_chart(counts: Mapping[str, int], *, name: str, xlabel: str,
     ax.set_yticks(range(len(items)), labels)
     ax.bar_label(bars, padding=3)
     ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.margins(x=0.12)
     return to_svg(fig, name)
 
@@ -98,6 +100,8 @@ def series_chart(series: Sequence[Dict[str, Any]], *, name: str, columns: int = 
           ax.plot([a for a, _ in pairs], [b for _, b in pairs], color=COLORS[k % len(COLORS)],
                   linewidth=1.2, marker='.' if len(pairs) < 40 else None, label=output)
       ax.set_title(str(site['site_id']), loc='left')
+      if index >= len(series) - columns:
+        ax.set_xlabel(site.get('time_field') or '')
     for index in range(len(series), rows * axes.shape[1]):
       axes[index // columns][index % columns].set_visible(False)
     if len(outputs) > 1:

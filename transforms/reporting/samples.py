@@ -25,8 +25,8 @@ AUTO = 'auto'
 """``time_field`` value: use the first of :data:`TIME_FIELDS` a row has."""
 TIME_FIELDS = ('hour', 'timestamp', 'time', 'datetime', 'date', 'ts', 'event_time')
 
-# (x, x is a datetime as POSIX seconds, {output name: value})
-Point = Tuple[float, bool, Dict[str, float]]
+# (x, x is a datetime as POSIX seconds, {output name: value}, time field name)
+Point = Tuple[float, bool, Dict[str, float], str]
 
 
 def truncate(text: str, limit: int = MAX_TEXT) -> str:
@@ -100,14 +100,15 @@ def time_value(value: Any) -> Optional[Tuple[float, bool]]:
   return None
 
 
-def row_time(instance: Dict[str, Any], time_field: str) -> Optional[Tuple[float, bool]]:
-  """The row's time, from ``time_field`` or (``AUTO``) the first usable :data:`TIME_FIELDS`."""
+def row_time(instance: Dict[str, Any], time_field: str) -> Optional[Tuple[float, bool, str]]:
+  """The row's ``(x, is_datetime, field name)`` from ``time_field`` or (``AUTO``) the
+  first usable :data:`TIME_FIELDS`; None when there is none."""
   names = TIME_FIELDS if time_field == AUTO else (time_field,)
   for name in names:
     if name in instance:
       found = time_value(instance[name])
       if found is not None:
-        return found
+        return found + (name,)
   return None
 
 
@@ -137,7 +138,7 @@ def series_points(batch, sites: Sequence[Optional[str]], time_field: str
       if number is not None:
         values[name] = number
     if values:
-      yield site, (found[0], found[1], values)
+      yield site, (found[0], found[1], values, found[2])
 
 
 def _has_predictions(line: Dict[str, Any]) -> bool:
@@ -156,12 +157,13 @@ def _series(unused, sampled: List[Tuple[str, List[Point]]], sites: List[str]
     points = sorted(by_site.get(site, []), key=lambda p: p[0])
     if points:
       out.append({'site_id': site, 'datetime': all(p[1] for p in points),
+                  'time_field': points[0][3],
                   'x': [p[0] for p in points], 'values': [p[2] for p in points]})
   return out
 
 
 class SampleSeries(beam.PTransform):
-  """``List[Prediction]`` batches -> one ``[{'site_id', 'datetime', 'x', 'values'}]``.
+  """``List[Prediction]`` batches -> one ``[{'site_id', 'datetime', 'time_field', 'x', 'values'}]``.
 
   The sites are the ``max_sites`` worst (:func:`worst_first`) of the site
   lines that have predictions; each gets a sample of at most
