@@ -1,10 +1,11 @@
-"""Both jobs' pipelines with the run report wired in, for the report tests.
+"""Both jobs' pipelines with the run report wired in, and page parsing, for the report tests.
 
 Each mirrors its job's ``build_pipeline`` step by step, from the jobs' own
 transforms and option classes, plus the reporting calls; the per-site one
 also opens up ``PredictPerSite`` to give the per-load model facts
 (``(site_id, {'model_version', 'fast_path', 'load_ms'})``) the report takes.
 """
+import re
 import time
 from typing import List, Optional
 
@@ -126,3 +127,11 @@ def run_site_job(*, input_glob: str, model_root: str, output: str,
 def run_detection_job(*, input_dir: str, output: str, extra: List[str] = ()) -> None:
   run(build_detection_job, ['--input', input_dir, '--output', output]
       + detect_helpers.darknet_flags() + list(extra))
+
+
+_STAT = re.compile(r'data-stat="(\w+)" data-value="([^"]*)">([^<]*)<')
+
+
+def page_stats(html: str):
+  """``{key: (data-value, shown text)}`` of a report's status-line numbers."""
+  return {k: (v, text) for k, v, text in _STAT.findall(html)}

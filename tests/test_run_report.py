@@ -1,5 +1,6 @@
 """The run report's data transforms and renderer: values checked, bounds kept, text escaped."""
 import base64
+import collections
 import datetime
 import io
 import json
@@ -26,6 +27,11 @@ from transforms.reporting import site_outcomes as so
 from transforms.reporting import thumbnails
 from transforms.reporting import write
 from transforms.site_inference import Prediction
+import report_pipelines
+import savedmodel_builders
+import site_job_data
+from report_pipelines import page_stats
+from tests_support import read_jsonl
 
 
 def _prediction(site, outputs, version='1', instance=None):
@@ -312,14 +318,6 @@ def test_contact_sheet_shows_matched_images_first_and_at_most_max(tmp_path):
 
 # --- rendering ----------------------------------------------------------------------------
 
-_STAT = re.compile(r'data-stat="(\w+)" data-value="([^"]*)">([^<]*)<')
-
-
-def page_stats(html):
-  """``{key: (data-value, shown text)}`` of the status line's numbers."""
-  return {k: (v, text) for k, v, text in _STAT.findall(html)}
-
-
 SUMMARY = {'records_read': 1234, 'predictions_written': 1230, 'failed_total': 4,
            'failed': {'bad_json': 3, 'no_model': 1}, 'sites_seen': 3, 'models_loaded': 2,
            'models_fast_path': 1, 'model_load_ms_total': 12.5, 'reconciled': True,
@@ -403,3 +401,78 @@ def test_detection_page_numbers_and_tables():
   assert stats['images_matched'][0] == '2'
   assert re.findall(r'<tr data-site="(\w+)">', html) == ['g', 'k']
   assert re.findall(r'<tr data-label="(\w+)">', html) == ['cup', 'zebra']
+
+
+# --- a real run of the per-site job with the report wired in -------------------------------
+
+@pytest.fixture(scope='module')
+def site_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('report_site')
+  savedmodel_builders.build_model_root(str(root / 'models'))
+  site_job_data.write_inputs(root / 'input')
+  out = root / 'out'
+  report_pipelines.run_site_job(input_glob=f'{root}/input/*.jsonl', model_root=f'{root}/models',
+                                output=str(out), key_field='rid')
+  return out
+
+
+@pytest.mark.e2e
+def test_real_run_page_numbers_equal_the_summary(site_run):
+  summary = json.loads((site_run / 'summary.json').read_text())
+  html = (site_run / 'report.html').read_text()
+  stats = page_stats(html)
+  for key in ('records_read', 'predictions_written', 'failed_total', 'sites_seen',
+              'models_loaded', 'models_fast_path', 'model_load_ms_total'):
+    assert stats[key][0] == str(summary[key]), key
+  assert summary['reconciled'] and 'data-value="true"' in html
+  for reason, count in summary['failed'].items():
+    assert re.search(rf'data-reason="{reason}">\s*<h3><code>{reason}</code> · '
+                     rf'<span class="count" data-value="{count}"', html), reason
+  assert 'sites/sites-00000-of-00001.jsonl' in ' '.join(summary['outputs']['sites'])
+
+
+@pytest.mark.e2e
+def test_real_run_site_lines_agree_with_the_written_outputs(site_run):
+  summary = json.loads((site_run / 'summary.json').read_text())
+  lines = [_strict(l) for f in sorted((site_run / 'sites').glob('*.jsonl'))
+           for l in f.read_text().splitlines()]
+  by_site = {l['site_id']: l for l in lines}
+  assert len(by_site) == len(lines)
+  predictions = read_jsonl(site_run / 'predictions')
+  letters = read_jsonl(site_run / 'errors')
+  assert sum(l['rows'] for l in lines) == summary['records_read']
+  for site, line in by_site.items():
+    assert line['predicted'] == sum(1 for p in predictions if p['site_id'] == site)
+    reasons = collections.Counter(
+        l['reason'] for l in letters if so.site_key(l['site_id']) == site)
+    assert line['failed_by_reason'] == dict(reasons), site
+  assert by_site['lin-a']['model_versions'] == ['2'] and by_site['lin-b']['model_versions'] == ['10']
+  assert by_site['42']['status'] == 'ok'
+  assert by_site['empty']['status'] == 'failed' and by_site['empty']['models_loaded'] == 0
+  assert by_site[None]['failed_by_reason'] == {
+      'bad_encoding': 1, 'bad_json': 1, 'bad_site': 3, 'empty_line': 1, 'missing_site': 2,
+      'not_an_object': 1}
+  assert sum(l['models_loaded'] for l in lines) == summary['models_loaded']
+  assert sum(l['models_fast_path'] for l in lines) == summary['models_fast_path']
+  assert sum(l['model_load_ms'] for l in lines) == pytest.approx(
+      summary['model_load_ms_total'], abs=0.1 * len(lines))
+  html = (site_run / 'report.html').read_text()
+  shown = re.findall(r'<tr data-site="([^"]*)">', html)
+  assert len(shown) == len(lines)
+  assert shown[:3] == [s or '' for s in sorted(by_site, key=lambda s: so.worst_first(by_site[s]))[:3]]
+
+
+@pytest.mark.e2e
+def test_real_run_histograms_count_every_numeric_output_value(site_run):
+  predictions = read_jsonl(site_run / 'predictions')
+  html = (site_run / 'report.html').read_text()
+  shown = {name: (int(binned), int(rows)) for name, binned, rows in re.findall(
+      r'data-output="([^"]+)" data-binned="(\d+)" data-rows="(\d+)"', html)}
+  expected = {}
+  for p in predictions:
+    for name, value in p['prediction'].items():
+      values = [v for v in _flat_numbers(value) if math.isfinite(v)]
+      binned, rows = expected.get(name, (0, 0))
+      expected[name] = (binned + len(values), rows + 1)
+  assert shown == {name: v for name, v in expected.items() if v[0]}
+  assert sum(binned for binned, _ in shown.values()) > 0

@@ -8,7 +8,9 @@ other load. Templates are Jinja2 package data, autoescaped: every value from
 the data (site ids, messages, records) is escaped.
 
 Once the page has loaded, its script sets ``data-report-ready="1"`` on the
-``<html>`` element and records script errors in ``data-report-errors``.
+``<html>`` element, with ``data-report-images`` and
+``data-report-broken-images`` (images the browser could not decode), and
+records script errors in ``data-report-errors``.
 """
 import datetime
 import json
