@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUTPUT ?= demo-output
 PYTEST_ARGS ?=
+APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
 # Local runs never talk to Google: a pre-authorized fake credential loads instantly
 # (no 23 s google.auth.default() wait) and no metadata-server probe is made.
@@ -14,7 +15,7 @@ export NO_GCE_CHECK := true
 export GOOGLE_CLOUD_PROJECT ?= local-project
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-cloud test bench clean
+.PHONY: install browser demo demo-cloud test bench clean
 
 install: $(VENV)/.installed
 
@@ -33,7 +34,12 @@ demo: install
 demo-cloud: install
 	$(PY) -m samples.demo --output $(DEMO_OUTPUT) --jobs cloud
 
-test: install
+# The report's browser test opens report.html in Debian's chromium.
+browser:
+	@command -v chromium >/dev/null || { $(APT) update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq chromium; }
+
+test: install browser
 	bash tests/hermetic.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -20,6 +20,7 @@ setuptools.setup(
         include=['beam_jobs*', 'transforms*', 'models*', 'storage*',
                  'samples*']),
     include_package_data=True,
+    package_data={'transforms.reporting': ['templates/*']},
     install_requires=_requirements('requirements.txt'),
     extras_require={'test': _requirements('requirements-test.txt')},
     entry_points={
