@@ -20,6 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from storage import paths
 from transforms.reporting import histograms as hist
 from transforms.reporting import render
 from transforms.reporting import samples
@@ -120,16 +121,21 @@ def test_site_lines_reconcile_and_do_not_depend_on_how_the_combine_is_split(outc
     lines.append(so.outcome_line((site, fn.extract_output(accs[0])), True))
   assert sum(l['rows'] for l in lines) == len(outcomes)
   assert sum(l['predicted'] for l in lines) == len(predictions)
-  totals = so.SiteTotalsFn()
-  acc = totals.create_accumulator()
+  table_fn = so.SiteTableFn(max_sites=3)
+  parts = [table_fn.create_accumulator()]
   for line in lines:
-    acc = totals.add_input(acc, line)
+    if rng.random() < 0.3:
+      parts.append(table_fn.create_accumulator())
+    parts[-1] = table_fn.add_input(parts[-1], line)
     _strict(json.dumps(line, allow_nan=False))
     assert line['rows'] == line['predicted'] + sum(line['failed_by_reason'].values())
     assert line['status'] == ('ok' if not line['failed'] else
                               'failed' if not line['predicted'] else 'partial')
+  table = table_fn.extract_output(table_fn.merge_accumulators(parts))
+  acc = table['totals']
   assert acc['rows'] == len(outcomes) and acc['lines'] == len(lines)
   assert acc['ok'] + acc['partial'] + acc['failed'] == acc['sites']
+  assert table['worst'] == sorted(lines, key=so.worst_first)[:3]
 
 
 def test_site_table_is_bounded_and_worst_first():
@@ -186,7 +192,7 @@ def test_histogram_counts_equal_numpy_over_all_values_however_batched(outputs, s
       [fn.add_input(fn.create_accumulator(), b) for b in batches] or [fn.create_accumulator()]))
   edges = hist.chosen_ranges(ranges, 12, 7)
   counts = hist.sum_counts(hist.batch_counts(b, edges) for b in batches)
-  result = hist.histograms(None, ranges, edges, counts)
+  result = hist.histograms(counts, ranges, edges)
   for name in set(n for o in outputs for n in o):
     values = np.array([x for o in outputs if name in o for x in _flat_numbers(o[name])])
     finite = values[np.isfinite(values)]
@@ -244,6 +250,26 @@ def test_dead_letter_samples_are_bounded_per_reason_and_truncated():
 
 
 _FIVE_AM = datetime.datetime(2026, 11, 20, 5, tzinfo=datetime.timezone.utc).timestamp()
+
+
+@settings(max_examples=80, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from('abc'), st.one_of(st.integers(), st.text())),
+                      max_size=50),
+       k=st.integers(1, 5), seed=st.integers(0, 1000))
+def test_bottom_k_samples_are_bounded_and_do_not_depend_on_the_split(pairs, k, seed):
+  fn = samples.BottomKPerKeyFn(k)
+  whole = fn.extract_output(fn.merge_accumulators([
+      fn.add_input(fn.create_accumulator(), p) for p in pairs] or [fn.create_accumulator()]))
+  rng = random.Random(seed)
+  parts = [fn.create_accumulator()]
+  for pair in rng.sample(pairs, len(pairs)):
+    if rng.random() < 0.3:
+      parts.append(fn.create_accumulator())
+    parts[-1] = fn.add_input(parts[-1], pair)
+  assert fn.extract_output(fn.merge_accumulators(parts)) == whole
+  for key, kept in whole.items():
+    values = [v for kk, v in pairs if kk == key]
+    assert len(kept) == min(k, len(values)) and all(v in values for v in kept)
 
 
 @pytest.mark.parametrize('value, expected', [
@@ -476,3 +502,26 @@ def test_real_run_histograms_count_every_numeric_output_value(site_run):
       expected[name] = (binned + len(values), rows + 1)
   assert shown == {name: v for name, v in expected.items() if v[0]}
   assert sum(binned for binned, _ in shown.values()) > 0
+
+
+@pytest.mark.gcs
+def test_report_and_thumbnails_on_gcs(gcs_bucket, tmp_path):
+  run = f'{gcs_bucket}/runs/r1'
+  data = io.BytesIO()
+  Image.new('RGB', (300, 200), (0, 0, 220)).save(data, 'JPEG')
+  paths.write_bytes(f'{run}/annotated/site/a-det.jpg', data.getvalue())
+  made = thumbnails.make_thumbnail(
+      {'image': f'{gcs_bucket}/in/site/a.jpg', 'site_id': 'site', 'detections': []},
+      output_dir=run, input_root=f'{gcs_bucket}/in')
+  assert made['annotated'] == 'annotated/site/a-det.jpg' and made['relative_path'] == 'site/a.jpg'
+  assert _decoded_pixel(made['src'])[1][2] > 150
+  path = write.write_detection_page({'images_read': 1, 'images_ok': 1, 'reconciled': True},
+                                    f'{run}/report.html', [made], {}, 0)
+  assert path == f'{run}/report.html'
+  html = paths.read_bytes(path).decode('utf-8')
+  assert page_stats(html)['images_read'][0] == '1' and made['src'] in html
+  [meta] = paths.match(path)
+  assert meta.size_in_bytes == len(html.encode('utf-8'))
+  from google.cloud import storage  # pylint: disable=import-outside-toplevel
+  blob = storage.Client().bucket('test-bucket').get_blob('runs/r1/report.html')
+  assert blob.content_type.startswith('text/html'), 'opens in a browser from the console'

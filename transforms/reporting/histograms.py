@@ -140,8 +140,8 @@ def sum_counts(parts: Iterable[Dict[str, List[int]]]) -> Dict[str, List[int]]:
   return {name: counts.tolist() for name, counts in total.items()}
 
 
-def histograms(unused, ranges: Dict[str, Range], edges: Dict[str, List[float]],
-               counts: Dict[str, List[int]]) -> Dict[str, Dict[str, Any]]:
+def histograms(counts: Dict[str, List[int]], ranges: Dict[str, Range],
+               edges: Dict[str, List[float]]) -> Dict[str, Dict[str, Any]]:
   """The report's histograms: ``{name: Range + {'edges', 'counts'}}``, names sorted."""
   out = {}
   for name in sorted(edges):
@@ -168,17 +168,14 @@ class OutputHistograms(beam.PTransform):
 
   def expand(self, batches):
     ranges = batches | 'Ranges' >> beam.CombineGlobally(OutputRangesFn())
-    edges = ranges | 'Edges' >> beam.Map(chosen_ranges, self._max_outputs, self._bins)
-    counts = (
-        batches
-        | 'CountBatch' >> beam.Map(batch_counts, edges=beam.pvalue.AsSingleton(edges))
-        | 'SumCounts' >> beam.CombineGlobally(sum_counts))
+    edges = beam.pvalue.AsSingleton(
+        ranges | 'Edges' >> beam.Map(chosen_ranges, self._max_outputs, self._bins))
     return (
-        batches.pipeline
-        | 'Once' >> beam.Create([None])
-        | 'Histograms' >> beam.Map(
-            histograms, ranges=beam.pvalue.AsSingleton(ranges),
-            edges=beam.pvalue.AsSingleton(edges), counts=beam.pvalue.AsSingleton(counts)))
+        batches
+        | 'CountBatch' >> beam.Map(batch_counts, edges=edges)
+        | 'SumCounts' >> beam.CombineGlobally(sum_counts)
+        | 'Histograms' >> beam.Map(histograms, ranges=beam.pvalue.AsSingleton(ranges),
+                                   edges=edges))
 
 
 def values_in(histogram: Dict[str, Any]) -> int:

@@ -4,6 +4,8 @@ Figures are :class:`matplotlib.figure.Figure` objects drawn on the SVG
 canvas directly (no pyplot, no interactive backend). Text stays text in the
 SVG (``svg.fonttype: none``; matplotlib escapes it), and every ``id`` in a
 chart is prefixed with the chart's name so several charts can share one page.
+Margins are set from the figure size and label lengths, not measured: a
+measured (tight or constrained) layout costs several times the drawing.
 """
 import datetime
 import io
@@ -18,6 +20,8 @@ from matplotlib.ticker import MaxNLocator
 from markupsafe import Markup
 
 MAX_BARS = 30
+MAX_LABEL = 32
+_CHAR_IN = 0.075  # width of one 9 pt label character, inches (a generous estimate)
 COLORS = ('#1f5fa8', '#d1495b', '#2a9d8f', '#e9a23b', '#6d597a', '#3d405b')
 FAILED_COLOR = '#d1495b'
 _SVG_RC = {'svg.fonttype': 'none', 'svg.hashsalt': 'run-report', 'font.size': 9,
@@ -35,7 +39,7 @@ def _new_figure(width: float, height: float) -> Figure:
 def to_svg(fig: Figure, name: str) -> Markup:
   """The figure as one ``<svg>`` element (no XML prolog), ids prefixed with ``name``."""
   out = io.StringIO()
-  fig.savefig(out, format='svg', metadata={'Date': None}, bbox_inches='tight')
+  fig.savefig(out, format='svg', metadata={'Date': None})
   text = out.getvalue()
   text = text[text.index('<svg'):]
   text = _ID.sub(lambda m: f'id="{name}-{m.group(1)}"', text)
@@ -50,8 +54,13 @@ def bar_chart(counts: Mapping[str, int], *, name: str, xlabel: str,
   if len(items) > MAX_BARS:
     rest = sum(v for _, v in items[MAX_BARS - 1:])
     items = items[:MAX_BARS - 1] + [(f'{len(counts) - MAX_BARS + 1} others', rest)]
+  items = [(_short(str(label)), value) for label, value in items]
+  width, height = 4.6, 0.75 + 0.26 * max(len(items), 1)
+  longest = max((len(label) for label, _ in items), default=1)
   with matplotlib.rc_context(_SVG_RC):
-    fig = _new_figure(4.6, 0.7 + 0.26 * max(len(items), 1))
+    fig = _new_figure(width, height)
+    fig.subplots_adjust(left=min(0.6, (0.2 + _CHAR_IN * longest) / width), right=0.95,
+                        bottom=0.5 / height, top=1 - 0.1 / height)
     ax = fig.subplots()
     labels = [label for label, _ in items][::-1]
     values = [value for _, value in items][::-1]
@@ -70,11 +79,12 @@ def histogram_chart(histogram: Dict[str, Any], *, name: str, title: str) -> Mark
   counts = histogram['counts']
   with matplotlib.rc_context(_SVG_RC):
     fig = _new_figure(4.2, 2.6)
+    fig.subplots_adjust(left=0.15, right=0.96, bottom=0.12, top=0.88)
     ax = fig.subplots()
     widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
     ax.bar(edges[:-1], counts, width=widths, align='edge', color=COLORS[0],
            edgecolor='white', linewidth=0.5)
-    ax.set_title(title, loc='left')
+    ax.set_title(_short(title), loc='left')
     ax.set_ylabel('values')
     return to_svg(fig, name)
 
@@ -82,8 +92,11 @@ def histogram_chart(histogram: Dict[str, Any], *, name: str, title: str) -> Mark
 def series_chart(series: Sequence[Dict[str, Any]], *, name: str, columns: int = 3) -> Markup:
   """Small multiples: one panel per site, one line per output, shared y axis."""
   rows = (len(series) + columns - 1) // columns
+  width, height = 3.2 * min(columns, len(series)), 2.3 * rows
   with matplotlib.rc_context(_SVG_RC):
-    fig = _new_figure(3.2 * min(columns, len(series)), 2.3 * rows)
+    fig = _new_figure(width, height)
+    fig.subplots_adjust(left=0.5 / width, right=1 - 0.1 / width, bottom=0.45 / height,
+                        top=1 - 0.3 / height, wspace=0.12, hspace=0.55)
     axes = fig.subplots(rows, min(columns, len(series)), squeeze=False, sharey=True)
     outputs = sorted({n for s in series for point in s['values'] for n in point})
     for index, site in enumerate(series):
@@ -99,12 +112,16 @@ def series_chart(series: Sequence[Dict[str, Any]], *, name: str, columns: int = 
         if pairs:
           ax.plot([a for a, _ in pairs], [b for _, b in pairs], color=COLORS[k % len(COLORS)],
                   linewidth=1.2, marker='.' if len(pairs) < 40 else None, label=output)
-      ax.set_title(str(site['site_id']), loc='left')
+      ax.set_title(_short(str(site['site_id'])), loc='left')
       if index >= len(series) - columns:
         ax.set_xlabel(site.get('time_field') or '')
     for index in range(len(series), rows * axes.shape[1]):
       axes[index // columns][index % columns].set_visible(False)
     if len(outputs) > 1:
-      axes[0][0].legend(loc='best', frameon=False)
-    fig.tight_layout()
+      axes[0][0].legend(loc='upper left', frameon=False)
     return to_svg(fig, name)
+
+
+def _short(label: str) -> str:
+  return label if len(label) <= MAX_LABEL else label[:MAX_LABEL - 1] + '\u2026'
+

@@ -1,11 +1,14 @@
 """Bounded samples for the report: dead letters per reason, a few sites' predictions over time.
 
-Both are Beam samples (``Sample.FixedSizePerKey``): each worker keeps at
-most ``n`` elements per key, so the report never needs every row on one
-worker.
+Both are bottom-k samples (:class:`BottomKPerKeyFn`): per key, the ``k``
+elements with the smallest hash of their content. That is a uniform-looking
+sample that is exactly mergeable and deterministic (the same run gives the
+same page), and no accumulator holds more than ``k`` elements per key, so
+the report never needs every row on one worker.
 """
 import datetime
 import math
+import zlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -57,13 +60,48 @@ def letter_example(letter: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
   return str(letter.get('reason') or 'unknown'), example
 
 
-def _sorted_examples(element: Tuple[str, List[Dict[str, Any]]]):
-  reason, examples = element
-  return reason, sorted(examples, key=lambda e: (str(e['site_id']), e['record'], e['message']))
+def content_hash(value: Any) -> int:
+  """A stable 32-bit hash of ``value``'s repr (the same in every process, unlike ``hash``)."""
+  return zlib.crc32(repr(value).encode('utf-8', 'backslashreplace'))
+
+
+class BottomKPerKeyFn(beam.CombineFn):
+  """``(key, value)`` pairs -> ``{key: [value]}`` keeping per key the ``k`` values with the
+  smallest :func:`content_hash` (ties by repr), in that order."""
+
+  def __init__(self, k: int):
+    if k < 1:
+      raise ValueError(f'k must be >= 1, got {k}')
+    self._k = k
+
+  def create_accumulator(self) -> Dict[Any, List[Tuple[int, str, Any]]]:
+    return {}
+
+  def add_input(self, accumulator, element):
+    key, value = element
+    kept = accumulator.setdefault(key, [])
+    kept.append((content_hash(value), repr(value), value))
+    if len(kept) >= 2 * self._k:
+      accumulator[key] = self._trim(kept)
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    merged: Dict[Any, List[Tuple[int, str, Any]]] = {}
+    for accumulator in accumulators:
+      for key, kept in accumulator.items():
+        merged[key] = self._trim(merged.get(key, []) + kept)
+    return merged
+
+  def extract_output(self, accumulator):
+    return {key: [v for _, _, v in self._trim(kept)] for key, kept in accumulator.items()}
+
+  def _trim(self, kept):
+    return sorted(kept, key=lambda item: item[:2])[:self._k]
 
 
 class SampleDeadLetters(beam.PTransform):
-  """Dead letters -> one ``{reason: [example]}`` with at most ``per_reason`` examples each."""
+  """Dead letters -> one ``{reason: [example]}`` with at most ``per_reason`` examples each
+  (:func:`letter_example`); ``{}`` when there are none."""
 
   def __init__(self, *, per_reason: int = DEFAULT_LETTERS_PER_REASON):
     super().__init__()
@@ -73,9 +111,7 @@ class SampleDeadLetters(beam.PTransform):
     return (
         letters
         | 'ByReason' >> beam.Map(letter_example)
-        | 'Sample' >> beam.combiners.Sample.FixedSizePerKey(self._per_reason)
-        | 'Sort' >> beam.Map(_sorted_examples)
-        | 'ToDict' >> beam.combiners.ToDict())
+        | 'Sample' >> beam.CombineGlobally(BottomKPerKeyFn(self._per_reason)))
 
 
 def time_value(value: Any) -> Optional[Tuple[float, bool]]:
@@ -149,9 +185,7 @@ def _site_ids(lines: List[Dict[str, Any]]) -> List[str]:
   return [line['site_id'] for line in sorted(lines, key=worst_first)]
 
 
-def _series(unused, sampled: List[Tuple[str, List[Point]]], sites: List[str]
-            ) -> List[Dict[str, Any]]:
-  by_site = dict(sampled)
+def _series(by_site: Dict[str, List[Point]], sites: List[str]) -> List[Dict[str, Any]]:
   out = []
   for site in sites:
     points = sorted(by_site.get(site, []), key=lambda p: p[0])
@@ -188,13 +222,9 @@ class SampleSeries(beam.PTransform):
         | 'WithPredictions' >> beam.Filter(_has_predictions)
         | 'SeriesSites' >> beam.combiners.Top.Of(self._max_sites, key=worst_first, reverse=True)
         | 'SiteIds' >> beam.Map(_site_ids))
-    sampled = (
+    return (
         batches
         | 'Points' >> beam.FlatMap(series_points, sites=beam.pvalue.AsSingleton(sites),
                                    time_field=self._time_field)
-        | 'Sample' >> beam.combiners.Sample.FixedSizePerKey(self._points_per_site))
-    return (
-        batches.pipeline
-        | 'Once' >> beam.Create([None])
-        | 'Series' >> beam.Map(_series, sampled=beam.pvalue.AsList(sampled),
-                               sites=beam.pvalue.AsSingleton(sites)))
+        | 'Sample' >> beam.CombineGlobally(BottomKPerKeyFn(self._points_per_site))
+        | 'Series' >> beam.Map(_series, sites=beam.pvalue.AsSingleton(sites)))

@@ -202,58 +202,63 @@ class WriteSiteOutcomes(beam.PTransform):
         | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))
 
 
-class SiteTotalsFn(beam.CombineFn):
-  """Site lines -> ``{'lines', 'sites', 'ok', 'partial', 'failed', 'rows', 'predicted',
-  'failed_rows'}``.
+def _new_totals() -> Dict[str, int]:
+  return dict.fromkeys(('lines', 'sites') + STATUSES + ('rows', 'predicted', 'failed_rows'), 0)
 
-  The line of rows without a site (``site_id`` null) adds to ``lines`` and
-  the row counts, not to the site counts.
+
+class SiteTableFn(beam.CombineFn):
+  """Site lines -> ``{'totals': {...}, 'worst': [line]}``: counts over every line, and
+  the ``max_sites`` worst lines (:func:`worst_first`).
+
+  ``totals`` holds ``lines``, ``sites``, one count per status, ``rows``,
+  ``predicted`` and ``failed_rows``; the line of rows without a site
+  (``site_id`` null) adds to ``lines`` and the row counts, not to the site
+  counts. Accumulators hold at most ``2 * max_sites`` lines.
   """
 
+  def __init__(self, max_sites: int = DEFAULT_TABLE_SITES):
+    if max_sites < 1:
+      raise ValueError(f'max_sites must be >= 1, got {max_sites}')
+    self._max_sites = max_sites
+
   def create_accumulator(self):
-    return dict.fromkeys(('lines', 'sites') + STATUSES + ('rows', 'predicted', 'failed_rows'), 0)
+    return {'totals': _new_totals(), 'worst': []}
 
   def add_input(self, accumulator, line):
-    accumulator['lines'] += 1
+    totals = accumulator['totals']
+    totals['lines'] += 1
     if line['site_id'] is not None:
-      accumulator['sites'] += 1
-      accumulator[line['status']] += 1
-    accumulator['rows'] += line['rows']
-    accumulator['predicted'] += line['predicted']
-    accumulator['failed_rows'] += line['failed']
+      totals['sites'] += 1
+      totals[line['status']] += 1
+    totals['rows'] += line['rows']
+    totals['predicted'] += line['predicted']
+    totals['failed_rows'] += line['failed']
+    accumulator['worst'].append(line)
+    if len(accumulator['worst']) >= 2 * self._max_sites:
+      accumulator['worst'] = self._trim(accumulator['worst'])
     return accumulator
 
   def merge_accumulators(self, accumulators):
     merged = self.create_accumulator()
     for accumulator in accumulators:
-      for key, value in accumulator.items():
-        merged[key] += value
+      for key, value in accumulator['totals'].items():
+        merged['totals'][key] += value
+      merged['worst'] = self._trim(merged['worst'] + accumulator['worst'])
     return merged
 
   def extract_output(self, accumulator):
-    return accumulator
+    return {'totals': accumulator['totals'], 'worst': self._trim(accumulator['worst'])}
+
+  def _trim(self, lines: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return sorted(lines, key=worst_first)[:self._max_sites]
 
 
 class SiteTable(beam.PTransform):
-  """Site lines -> ``{'totals': SiteTotalsFn output, 'worst': [line]}`` (one element).
-
-  ``worst`` holds at most ``max_sites`` lines, ordered by :func:`worst_first`.
-  """
+  """Site lines -> one :class:`SiteTableFn` output (``{'totals', 'worst'}``)."""
 
   def __init__(self, *, max_sites: int = DEFAULT_TABLE_SITES):
     super().__init__()
     self._max_sites = max_sites
 
   def expand(self, lines):
-    totals = lines | 'Totals' >> beam.CombineGlobally(SiteTotalsFn())
-    worst = lines | 'Worst' >> beam.combiners.Top.Of(
-        self._max_sites, key=worst_first, reverse=True)
-    return (
-        lines.pipeline
-        | 'Once' >> beam.Create([None])
-        | 'Table' >> beam.Map(_table, totals=beam.pvalue.AsSingleton(totals),
-                              worst=beam.pvalue.AsSingleton(worst)))
-
-
-def _table(unused, totals: Dict[str, int], worst: List[Dict[str, Any]]) -> Dict[str, Any]:
-  return {'totals': totals, 'worst': sorted(worst, key=worst_first)}
+    return lines | 'Table' >> beam.CombineGlobally(SiteTableFn(self._max_sites))

@@ -96,7 +96,7 @@ def _each(chosen):
   return chosen
 
 
-def _thumbnails(unused, made):
+def _in_order(made):
   return sorted(made, key=contact_order)
 
 
@@ -112,14 +112,12 @@ class ContactSheet(beam.PTransform):
     self._max_images = max_images
 
   def expand(self, records):
-    made = (
+    return (
         records
         | 'Choose' >> beam.combiners.Top.Of(self._max_images, key=contact_order, reverse=True)
         | 'Each' >> beam.FlatMap(_each)
         | 'Spread' >> beam.Reshuffle()
         | 'Thumbnail' >> beam.Map(make_thumbnail, output_dir=self._output_dir,
-                                  input_root=self._input_root))
-    return (
-        records.pipeline
-        | 'Once' >> beam.Create([None])
-        | 'Sheet' >> beam.Map(_thumbnails, made=beam.pvalue.AsList(made)))
+                                  input_root=self._input_root)
+        | 'Collect' >> beam.combiners.ToList()
+        | 'InOrder' >> beam.Map(_in_order))
