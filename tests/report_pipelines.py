@@ -44,7 +44,8 @@ def build_site_job(pipeline: beam.Pipeline, options: PipelineOptions, *,
   """``site_predictions.build_pipeline`` (JSON-lines input and output) + the report."""
   opts = options.view_as(site_predictions.SitePredictionOptions)
   output = options.view_as(JobIOOptions).output
-  raw, site_rows, unusable = site_predictions._read_site_rows(pipeline, opts)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  raw, site_rows, unusable = site_predictions._read_site_rows(pipeline, opts)
   chunks = (site_rows
             | 'GroupBySite' >> beam.GroupByKey()
             | 'ChunkSite' >> beam.ParDo(ChunkSite(opts.rows_per_chunk)).with_outputs(
@@ -66,7 +67,6 @@ def build_site_job(pipeline: beam.Pipeline, options: PipelineOptions, *,
       'errors': failures | 'WriteDeadLetters' >> WriteDeadLetters(output),
       'sites': site_lines | 'WriteSiteOutcomes' >> reporting.WriteSiteOutcomes(output),
   }
-  # pylint: disable=protected-access
   stats = (
       raw | 'CountRead' >> site_predictions._CountAs('records_read'),
       batches | 'CountWritten' >> site_predictions._CountAs('predictions_written', batched=True),

@@ -55,7 +55,8 @@ def _empty_range() -> Range:
 
 
 class OutputRangesFn(beam.CombineFn):
-  """``List[Prediction]`` batches -> ``{output name: Range}`` (``min``/``max`` None when no value)."""
+  """``List[Prediction]`` batches -> ``{output name: Range}``; ``min``/``max`` are None for
+  an output without a finite number."""
 
   def create_accumulator(self) -> Dict[str, Range]:
     return {}
@@ -142,21 +143,28 @@ def sum_counts(parts: Iterable[Dict[str, List[int]]]) -> Dict[str, List[int]]:
 
 def histograms(counts: Dict[str, List[int]], ranges: Dict[str, Range],
                edges: Dict[str, List[float]]) -> Dict[str, Dict[str, Any]]:
-  """The report's histograms: ``{name: Range + {'edges', 'counts'}}``, names sorted."""
+  """The report's histograms: ``{name: Range + {'edges', 'counts'}}``, names sorted.
+
+  Outputs without any finite number are listed too, with empty ``edges`` and
+  ``counts`` (so the page can say they exist and hold no numbers).
+  """
   out = {}
-  for name in sorted(edges):
-    entry = dict(ranges[name])
-    entry['edges'] = edges[name]
-    entry['counts'] = counts.get(name, [0] * (len(edges[name]) - 1))
-    out[name] = entry
+  for name in sorted(ranges):
+    if name in edges:
+      entry = dict(ranges[name])
+      entry['edges'] = edges[name]
+      entry['counts'] = counts.get(name, [0] * (len(edges[name]) - 1))
+      out[name] = entry
+    elif ranges[name]['min'] is None:
+      out[name] = dict(ranges[name], edges=[], counts=[])
   return out
 
 
 class OutputHistograms(beam.PTransform):
   """``List[Prediction]`` batches -> one ``{output name: histogram dict}`` (see module docstring).
 
-  At most ``max_outputs`` outputs (those in the most rows); an output with
-  no numeric value has no histogram. Empty input gives ``{}``.
+  At most ``max_outputs`` outputs with numbers (those in the most rows);
+  outputs with no finite number come with empty counts. Empty input gives ``{}``.
   """
 
   def __init__(self, *, bins: int = DEFAULT_BINS, max_outputs: int = DEFAULT_MAX_OUTPUTS):

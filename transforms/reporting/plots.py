@@ -86,6 +86,7 @@ def histogram_chart(histogram: Dict[str, Any], *, name: str, title: str) -> Mark
            edgecolor='white', linewidth=0.5)
     ax.set_title(_short(title), loc='left')
     ax.set_ylabel('values')
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return to_svg(fig, name)
 
 

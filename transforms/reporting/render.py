@@ -25,6 +25,7 @@ from transforms.reporting.site_outcomes import worst_first
 SITE_TEMPLATE = 'site_report.html.j2'
 DETECTION_TEMPLATE = 'detection_report.html.j2'
 FALLBACK_TEMPLATE = 'fallback_report.html.j2'
+MAX_TABLE_ROWS = 500
 _GOOD_STATUS = re.compile(r'^(ok|succeeded|success|successful|done|complete|completed)$', re.I)
 _BAD_STATUS = re.compile(r'fail|error|abort|cancel', re.I)
 
@@ -102,7 +103,8 @@ def _histogram_sections(histograms: Mapping[str, Dict[str, Any]]):
     sections.append({
         'name': name, 'hist': hist, 'binned': int(sum(hist['counts'])),
         'per_row': hist['values'] / hist['rows'] if hist['rows'] else 0,
-        'svg': plots.histogram_chart(hist, name=f'hist{index}', title=name)})
+        'svg': (plots.histogram_chart(hist, name=f'hist{index}', title=name)
+                if hist['counts'] else None)})
   return sections
 
 
@@ -142,13 +144,14 @@ def render_site_report(summary: Mapping[str, Any], *, site_table: Optional[Dict[
 
 
 def _site_rows(sites: Mapping[str, Dict[str, Any]]):
+  """The detection job's per-site rows, worst first, at most ``MAX_TABLE_ROWS``."""
   rows = []
   for site, counts in sites.items():
     read = counts.get('images_read') or 0
     failed = counts.get('images_failed') or 0
     rows.append(dict(counts, site_id=site, failed_fraction=failed / read if read else 0.0))
   rows.sort(key=lambda r: (-r['failed_fraction'], -(r.get('images_failed') or 0), r['site_id']))
-  return rows
+  return rows[:MAX_TABLE_ROWS]
 
 
 def render_detection_report(summary: Mapping[str, Any], *,
@@ -182,6 +185,7 @@ def render_detection_report(summary: Mapping[str, Any], *,
       'sites_svg': (plots.bar_chart(per_site, name='sites', xlabel='detections')
                     if any(per_site.values()) else None),
       'sites': _site_rows(sites),
+      'sites_total': len(sites),
       'letters': _letter_sections(failed_counts, letters),
       'failed_svg': (plots.bar_chart(failed_counts, name='failed', xlabel='dead letters',
                                      color=plots.FAILED_COLOR) if failed_counts else None),

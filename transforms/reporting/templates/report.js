@@ -22,7 +22,9 @@
       var descending = th.getAttribute('data-order') === 'asc';
       sortBy(th, descending);
       if (th.dataset.key) {
-        history.replaceState(null, '', '#sort=' + (descending ? '-' : '') + th.dataset.key);
+        try {
+          history.replaceState(null, '', '#sort=' + (descending ? '-' : '') + th.dataset.key);
+        } catch (e) { /* some browsers refuse history changes on file: pages */ }
       }
     });
   });
