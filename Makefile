@@ -11,6 +11,7 @@ PYTEST_ARGS ?=
 # torch's CPU build (stock PyPI's Linux wheel pulls multi-GB CUDA libraries);
 # where that index cannot be reached, whatever the configured index serves.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
 # Local runs never talk to Google: a pre-authorized fake credential loads instantly
 # (no 23 s google.auth.default() wait) and no metadata-server probe is made.
@@ -19,7 +20,7 @@ export NO_GCE_CHECK := true
 export GOOGLE_CLOUD_PROJECT ?= local-project
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-cloud trigger-demo test bench clean check-python
+.PHONY: install browser demo demo-cloud trigger-demo test bench clean check-python
 
 install: $(VENV)/.installed
 
@@ -49,7 +50,12 @@ demo-cloud: install
 trigger-demo: install
 	$(PY) -m samples.trigger_demo --output $(DEMO_OUTPUT)
 
-test: install
+# The report's browser test opens report.html in Debian's chromium.
+browser:
+	@command -v chromium >/dev/null || { $(APT) update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq chromium; }
+
+test: install browser
 	bash tests/hermetic.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -19,6 +19,7 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=['beam_jobs*', 'transforms*', 'models*', 'common*']),
     include_package_data=True,
+    package_data={'transforms.reporting': ['templates/*']},
     install_requires=_requirements('requirements.txt'),
     extras_require={'test': _requirements('requirements-test.txt')},
     entry_points={

@@ -1,0 +1,191 @@
+"""Exact histograms of each model output across all sites, in two combining passes.
+
+Pass 1 (:class:`OutputRangesFn`) finds, per output name, the number of
+numeric values and their min and max; pass 2 counts the values of each
+prediction batch into ``DEFAULT_BINS`` equal bins between them (numpy's
+``histogram``, last bin closed) and sums the counts. Nothing but
+per-output counters and bin counts ever travels, whatever the row count.
+
+Values: a number (bools as 0/1) is one value; an output that is a list
+(of any depth) contributes every element, so an output of shape ``[k]``
+adds ``k`` values per row. Strings, nulls and other non-numbers are counted
+as ``non_numeric``, NaN and infinities as ``non_finite``; neither is binned.
+So for each output: ``sum(counts) + non_finite == values`` and
+``values + non_numeric`` is the number of elements seen.
+"""
+import math
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+import numpy as np
+
+DEFAULT_BINS = 30
+DEFAULT_MAX_OUTPUTS = 12
+
+Range = Dict[str, Any]  # rows, values, non_finite, non_numeric, min, max
+
+
+def numeric_values(value: Any) -> Tuple[np.ndarray, int]:
+  """``value -> (float64 array of its numbers, count of non-numeric elements)``."""
+  if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+    try:
+      return np.array([float(value)]), 0
+    except OverflowError:  # an int beyond float range
+      return np.array([math.inf if value > 0 else -math.inf]), 0
+  if isinstance(value, (list, tuple, np.ndarray)):
+    try:
+      array = np.asarray(value)
+    except ValueError:  # ragged
+      array = None
+    if array is not None and array.dtype.kind in 'biuf':
+      return array.astype(np.float64).ravel(), 0
+    numbers: List[float] = []
+    other = 0
+    for item in value:
+      values, bad = numeric_values(item)
+      numbers.extend(values.tolist())
+      other += bad
+    return np.array(numbers, dtype=np.float64), other
+  return np.empty(0), 1
+
+
+def _empty_range() -> Range:
+  return {'rows': 0, 'values': 0, 'non_finite': 0, 'non_numeric': 0,
+          'min': math.inf, 'max': -math.inf}
+
+
+class OutputRangesFn(beam.CombineFn):
+  """``List[Prediction]`` batches -> ``{output name: Range}``; ``min``/``max`` are None for
+  an output without a finite number."""
+
+  def create_accumulator(self) -> Dict[str, Range]:
+    return {}
+
+  def add_input(self, accumulator, batch):
+    for prediction in batch:
+      for name, value in prediction.outputs.items():
+        stats = accumulator.get(name)
+        if stats is None:
+          stats = accumulator[name] = _empty_range()
+        values, other = numeric_values(value)
+        finite = values[np.isfinite(values)]
+        stats['rows'] += 1
+        stats['values'] += values.size
+        stats['non_finite'] += values.size - finite.size
+        stats['non_numeric'] += other
+        if finite.size:
+          stats['min'] = min(stats['min'], float(finite.min()))
+          stats['max'] = max(stats['max'], float(finite.max()))
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    merged: Dict[str, Range] = {}
+    for accumulator in accumulators:
+      for name, stats in accumulator.items():
+        into = merged.setdefault(name, _empty_range())
+        for key in ('rows', 'values', 'non_finite', 'non_numeric'):
+          into[key] += stats[key]
+        into['min'] = min(into['min'], stats['min'])
+        into['max'] = max(into['max'], stats['max'])
+    return merged
+
+  def extract_output(self, accumulator):
+    out = {}
+    for name, stats in accumulator.items():
+      stats = dict(stats)
+      if stats['min'] > stats['max']:
+        stats['min'] = stats['max'] = None
+      out[name] = stats
+    return out
+
+
+def bin_edges(low: float, high: float, bins: int) -> np.ndarray:
+  """``bins + 1`` edges from ``low`` to ``high``; a single unit-wide bin when they are equal."""
+  if low == high:
+    return np.array([low - 0.5, high + 0.5])
+  return np.linspace(low, high, bins + 1)
+
+
+def chosen_ranges(ranges: Dict[str, Range], max_outputs: int, bins: int) -> Dict[str, List[float]]:
+  """The edges of the ``max_outputs`` outputs with the most rows (that have numbers)."""
+  usable = [(name, r) for name, r in ranges.items() if r['min'] is not None]
+  usable.sort(key=lambda item: (-item[1]['rows'], item[0]))
+  return {name: bin_edges(r['min'], r['max'], bins).tolist() for name, r in usable[:max_outputs]}
+
+
+def batch_counts(batch, edges: Dict[str, List[float]]) -> Dict[str, List[int]]:
+  """``List[Prediction] -> {output name: counts per bin}`` for the outputs in ``edges``."""
+  collected: Dict[str, List[np.ndarray]] = {}
+  for prediction in batch:
+    for name, value in prediction.outputs.items():
+      if name in edges:
+        collected.setdefault(name, []).append(numeric_values(value)[0])
+  counts = {}
+  for name, parts in collected.items():
+    values = np.concatenate(parts)
+    values = values[np.isfinite(values)]
+    hist, _ = np.histogram(values, bins=np.asarray(edges[name]))
+    counts[name] = hist.tolist()
+  return counts
+
+
+def sum_counts(parts: Iterable[Dict[str, List[int]]]) -> Dict[str, List[int]]:
+  """Adds up per-batch ``{name: counts}`` (a combining function: associative, commutative)."""
+  total: Dict[str, np.ndarray] = {}
+  for part in parts:
+    for name, counts in part.items():
+      if name in total:
+        total[name] = total[name] + np.asarray(counts, dtype=np.int64)
+      else:
+        total[name] = np.asarray(counts, dtype=np.int64)
+  return {name: counts.tolist() for name, counts in total.items()}
+
+
+def histograms(counts: Dict[str, List[int]], ranges: Dict[str, Range],
+               edges: Dict[str, List[float]]) -> Dict[str, Dict[str, Any]]:
+  """The report's histograms: ``{name: Range + {'edges', 'counts'}}``, names sorted.
+
+  Outputs without any finite number are listed too, with empty ``edges`` and
+  ``counts`` (so the page can say they exist and hold no numbers).
+  """
+  out = {}
+  for name in sorted(ranges):
+    if name in edges:
+      entry = dict(ranges[name])
+      entry['edges'] = edges[name]
+      entry['counts'] = counts.get(name, [0] * (len(edges[name]) - 1))
+      out[name] = entry
+    elif ranges[name]['min'] is None:
+      out[name] = dict(ranges[name], edges=[], counts=[])
+  return out
+
+
+class OutputHistograms(beam.PTransform):
+  """``List[Prediction]`` batches -> one ``{output name: histogram dict}`` (see module docstring).
+
+  At most ``max_outputs`` outputs with numbers (those in the most rows);
+  outputs with no finite number come with empty counts. Empty input gives ``{}``.
+  """
+
+  def __init__(self, *, bins: int = DEFAULT_BINS, max_outputs: int = DEFAULT_MAX_OUTPUTS):
+    super().__init__()
+    if bins < 1 or max_outputs < 1:
+      raise ValueError(f'bins and max_outputs must be >= 1, got {bins}, {max_outputs}')
+    self._bins = bins
+    self._max_outputs = max_outputs
+
+  def expand(self, batches):
+    ranges = batches | 'Ranges' >> beam.CombineGlobally(OutputRangesFn())
+    edges = beam.pvalue.AsSingleton(
+        ranges | 'Edges' >> beam.Map(chosen_ranges, self._max_outputs, self._bins))
+    return (
+        batches
+        | 'CountBatch' >> beam.Map(batch_counts, edges=edges)
+        | 'SumCounts' >> beam.CombineGlobally(sum_counts)
+        | 'Histograms' >> beam.Map(histograms, ranges=beam.pvalue.AsSingleton(ranges),
+                                   edges=edges))
+
+
+def values_in(histogram: Dict[str, Any]) -> int:
+  """Numbers binned in ``histogram`` (equals ``values - non_finite``)."""
+  return int(sum(histogram['counts']))

@@ -1,0 +1,230 @@
+"""Bounded samples for the report: dead letters per reason, a few sites' predictions over time.
+
+Both are bottom-k samples (:class:`BottomKPerKeyFn`): per key, the ``k``
+elements with the smallest hash of their content. That is a uniform-looking
+sample that is exactly mergeable and deterministic (the same run gives the
+same page), and no accumulator holds more than ``k`` elements per key, so
+the report never needs every row on one worker.
+"""
+import datetime
+import math
+import zlib
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+
+from transforms import json_lines
+from transforms.reporting.histograms import numeric_values
+from transforms.reporting.site_outcomes import site_key
+from transforms.reporting.site_outcomes import worst_first
+
+DEFAULT_LETTERS_PER_REASON = 3
+DEFAULT_SERIES_SITES = 6
+DEFAULT_POINTS_PER_SITE = 500
+MAX_SERIES_OUTPUTS = 3
+MAX_TEXT = 300
+
+AUTO = 'auto'
+"""``time_field`` value: use the first of :data:`TIME_FIELDS` a row has."""
+TIME_FIELDS = ('hour', 'timestamp', 'time', 'datetime', 'date', 'ts', 'event_time')
+
+# (x, x is a datetime as POSIX seconds, {output name: value}, time field name)
+Point = Tuple[float, bool, Dict[str, float], str]
+
+
+def truncate(text: str, limit: int = MAX_TEXT) -> str:
+  """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+  return text if len(text) <= limit else text[:limit - 1] + '\u2026'
+
+
+def letter_example(letter: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+  """``dead letter -> (reason, example)`` with every text field truncated; never raises.
+
+  The record is shown as its JSON text (a raw line stays the string it was).
+  """
+  record = letter.get('record')
+  if isinstance(record, str):
+    record_text = record
+  else:
+    try:
+      record_text = json_lines.dumps(record)
+    except (TypeError, ValueError):
+      record_text = repr(record)
+  example = {
+      'stage': truncate(str(letter.get('stage'))),
+      'message': truncate(str(letter.get('message'))),
+      'site_id': None if letter.get('site_id') is None else truncate(str(letter['site_id'])),
+      'source': None if letter.get('source') is None else truncate(str(letter['source'])),
+      'record': truncate(record_text),
+  }
+  return str(letter.get('reason') or 'unknown'), example
+
+
+def content_hash(value: Any) -> int:
+  """A stable 32-bit hash of ``value``'s repr (the same in every process, unlike ``hash``)."""
+  return zlib.crc32(repr(value).encode('utf-8', 'backslashreplace'))
+
+
+class BottomKPerKeyFn(beam.CombineFn):
+  """``(key, value)`` pairs -> ``{key: [value]}`` keeping per key the ``k`` values with the
+  smallest :func:`content_hash` (ties by repr), in that order."""
+
+  def __init__(self, k: int):
+    if k < 1:
+      raise ValueError(f'k must be >= 1, got {k}')
+    self._k = k
+
+  def create_accumulator(self) -> Dict[Any, List[Tuple[int, str, Any]]]:
+    return {}
+
+  def add_input(self, accumulator, element):
+    key, value = element
+    kept = accumulator.setdefault(key, [])
+    kept.append((content_hash(value), repr(value), value))
+    if len(kept) >= 2 * self._k:
+      accumulator[key] = self._trim(kept)
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    merged: Dict[Any, List[Tuple[int, str, Any]]] = {}
+    for accumulator in accumulators:
+      for key, kept in accumulator.items():
+        merged[key] = self._trim(merged.get(key, []) + kept)
+    return merged
+
+  def extract_output(self, accumulator):
+    return {key: [v for _, _, v in self._trim(kept)] for key, kept in accumulator.items()}
+
+  def _trim(self, kept):
+    return sorted(kept, key=lambda item: item[:2])[:self._k]
+
+
+class SampleDeadLetters(beam.PTransform):
+  """Dead letters -> one ``{reason: [example]}`` with at most ``per_reason`` examples each
+  (:func:`letter_example`); ``{}`` when there are none."""
+
+  def __init__(self, *, per_reason: int = DEFAULT_LETTERS_PER_REASON):
+    super().__init__()
+    self._per_reason = per_reason
+
+  def expand(self, letters):
+    return (
+        letters
+        | 'ByReason' >> beam.Map(letter_example)
+        | 'Sample' >> beam.CombineGlobally(BottomKPerKeyFn(self._per_reason)))
+
+
+def time_value(value: Any) -> Optional[Tuple[float, bool]]:
+  """A row's time field -> ``(x, is_datetime)``; numbers as they are, ISO 8601 text as
+  POSIX seconds (naive times read as UTC); None when it is neither."""
+  if isinstance(value, bool):
+    return None
+  if isinstance(value, (int, float)):
+    try:
+      number = float(value)
+    except OverflowError:
+      return None
+    return (number, False) if math.isfinite(number) else None
+  if isinstance(value, str):
+    try:
+      parsed = datetime.datetime.fromisoformat(value.strip())
+    except ValueError:
+      return None
+    if parsed.tzinfo is None:
+      parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp(), True
+  return None
+
+
+def row_time(instance: Dict[str, Any], time_field: str) -> Optional[Tuple[float, bool, str]]:
+  """The row's ``(x, is_datetime, field name)`` from ``time_field`` or (``AUTO``) the
+  first usable :data:`TIME_FIELDS`; None when there is none."""
+  names = TIME_FIELDS if time_field == AUTO else (time_field,)
+  for name in names:
+    if name in instance:
+      found = time_value(instance[name])
+      if found is not None:
+        return found + (name,)
+  return None
+
+
+def first_number(value: Any) -> Optional[float]:
+  """The first finite number of an output value (its first element for a list)."""
+  values, _ = numeric_values(value)
+  for number in values.tolist():
+    if math.isfinite(number):
+      return number
+  return None
+
+
+def series_points(batch, sites: Sequence[Optional[str]], time_field: str
+                  ) -> Iterable[Tuple[str, Point]]:
+  """``List[Prediction] -> (site, Point)`` for predictions of ``sites`` that have a time."""
+  wanted = set(sites)
+  for prediction in batch:
+    site = site_key(prediction.site_id)
+    if site not in wanted:
+      continue
+    found = row_time(prediction.instance, time_field)
+    if found is None:
+      continue
+    values = {}
+    for name in sorted(prediction.outputs)[:MAX_SERIES_OUTPUTS]:
+      number = first_number(prediction.outputs[name])
+      if number is not None:
+        values[name] = number
+    if values:
+      yield site, (found[0], found[1], values, found[2])
+
+
+def _has_predictions(line: Dict[str, Any]) -> bool:
+  return line['site_id'] is not None and line['predicted'] > 0
+
+
+def _site_ids(lines: List[Dict[str, Any]]) -> List[str]:
+  return [line['site_id'] for line in sorted(lines, key=worst_first)]
+
+
+def _series(by_site: Dict[str, List[Point]], sites: List[str]) -> List[Dict[str, Any]]:
+  out = []
+  for site in sites:
+    points = sorted(by_site.get(site, []), key=lambda p: p[0])
+    if points:
+      out.append({'site_id': site, 'datetime': all(p[1] for p in points),
+                  'time_field': points[0][3],
+                  'x': [p[0] for p in points], 'values': [p[2] for p in points]})
+  return out
+
+
+class SampleSeries(beam.PTransform):
+  """``List[Prediction]`` batches -> one ``[{'site_id', 'datetime', 'time_field', 'x', 'values'}]``.
+
+  The sites are the ``max_sites`` worst (:func:`worst_first`) of the site
+  lines that have predictions; each gets a sample of at most
+  ``points_per_site`` predictions that have a time, sorted by time, with the
+  first number of up to three outputs. ``time_field=None`` turns it off (``[]``).
+  """
+
+  def __init__(self, *, site_lines: beam.PCollection, time_field: Optional[str] = AUTO,
+               max_sites: int = DEFAULT_SERIES_SITES,
+               points_per_site: int = DEFAULT_POINTS_PER_SITE):
+    super().__init__()
+    self._site_lines = site_lines
+    self._time_field = time_field
+    self._max_sites = max_sites
+    self._points_per_site = points_per_site
+
+  def expand(self, batches):
+    if self._time_field is None:
+      return batches.pipeline | 'NoSeries' >> beam.Create([[]])
+    sites = (
+        self._site_lines
+        | 'WithPredictions' >> beam.Filter(_has_predictions)
+        | 'SeriesSites' >> beam.combiners.Top.Of(self._max_sites, key=worst_first, reverse=True)
+        | 'SiteIds' >> beam.Map(_site_ids))
+    return (
+        batches
+        | 'Points' >> beam.FlatMap(series_points, sites=beam.pvalue.AsSingleton(sites),
+                                   time_field=self._time_field)
+        | 'Sample' >> beam.CombineGlobally(BottomKPerKeyFn(self._points_per_site))
+        | 'Series' >> beam.Map(_series, sites=beam.pvalue.AsSingleton(sites)))
