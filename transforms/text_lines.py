@@ -20,7 +20,9 @@ Two things differ:
   line's place. One element per line either way, so counting the read
   elements counts the input records; the parse step turns a
   :class:`RefusedLine` into the dead letter of :meth:`RefusedLine.dead_letter`
-  (reason ``line_too_long``).
+  (reason ``line_too_long``). Memory per reader is bounded by about twice
+  ``max_line_bytes`` (a line at the limit, joined) plus one chunk: a line is
+  known to be too long only once that many bytes are read.
 
 Error policy: nothing here raises for file contents; a file that cannot be
 opened or read raises as with Beam's reader (the runner retries the bundle).
