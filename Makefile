@@ -36,7 +36,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-nodeps.t
 	$(PY) -m pip install -q --retries 0 --timeout 20 --index-url $(TORCH_CPU_INDEX) \
 	    $$(grep '^torch==' requirements.txt) 2>/dev/null \
 	  || $(PY) -m pip install -q $$(grep '^torch==' requirements.txt)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[detect,test]'
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(PY) -c "from duckdb_extensions import import_extension as i; i('spatial'); i('avro')"
 	touch $@

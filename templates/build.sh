@@ -3,6 +3,11 @@
 #
 #   PROJECT=my-project REGION=europe-west4 BUCKET=my-bucket templates/build.sh
 #
+# Build args per job (templates/Dockerfile): site_predictions gets JOB only (the
+# wheel without extras, no torch); detect_images gets JOB, TORCH_VERSION (the pin
+# in requirements.txt) and TORCH_INDEX_URL (DETECT_TORCH_INDEX_URL, default
+# PyPI's CUDA build for GPU workers; https://download.pytorch.org/whl/cpu for CPU ones).
+#
 # Writes gs://$BUCKET/templates/site_predictions.json and detect_images.json;
 # the trigger function's SITE_PREDICTIONS_TEMPLATE / DETECT_IMAGES_TEMPLATE point at them.
 set -euo pipefail
@@ -13,15 +18,15 @@ TAG=${TAG:-$(git rev-parse --short HEAD)}
 REGISTRY="$REGION-docker.pkg.dev/$PROJECT/$REPO"
 TORCH_VERSION=$(sed -n 's/^torch==//p' requirements.txt)
 
-build() {  # job torch-index-url
-  local job=$1 index=$2 image="$REGISTRY/$1:$TAG" config
+build() {  # job [docker build args...]
+  local job=$1 image="$REGISTRY/$1:$TAG" config arg args=""
+  shift
+  for arg in JOB="$job" "$@"; do args+=" --build-arg, $arg,"; done
   config=$(mktemp)
   cat >"$config" <<YAML
 steps:
 - name: gcr.io/cloud-builders/docker
-  args: [build, -f, templates/Dockerfile, --build-arg, JOB=$job,
-         --build-arg, TORCH_VERSION=$TORCH_VERSION, --build-arg, TORCH_INDEX_URL=$index,
-         -t, $image, .]
+  args: [build, -f, templates/Dockerfile,$args -t, $image, .]
 images: [$image]
 YAML
   gcloud builds submit . --project "$PROJECT" --region "$REGION" --config "$config"
@@ -36,6 +41,6 @@ YAML
   echo "template gs://$BUCKET/templates/$job.json -> $image"
 }
 
-build site_predictions https://download.pytorch.org/whl/cpu
-# GPU workers: PyPI's torch wheel is the CUDA build (driver installed by Dataflow).
-build detect_images https://pypi.org/simple
+build site_predictions
+build detect_images TORCH_VERSION="$TORCH_VERSION" \
+  TORCH_INDEX_URL="${DETECT_TORCH_INDEX_URL:-https://pypi.org/simple}"
