@@ -191,7 +191,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
 
 PROGRESS = progress.Plan(
     taps=(progress.Tap('WriteSummary', functools.partial(
-        progress.stats, fields=('images_read', 'images_ok', 'failed', 'annotated'))),),
+        progress.stats, fields=('images_read', 'images_ok', 'annotated'))),
+          progress.Tap('WriteDeadLetters', functools.partial(progress.each, field='failed'))),
     fields=(progress.Field('images_read', 'images read', 'images'),
             progress.Field('images_ok', 'done', 'images'),
             progress.Field('failed', 'failed'),

@@ -11,13 +11,13 @@ step that consumes them, and a daemon thread logs the counts every
   118,900 predictions written, 12 failed (9,850 predictions/s)
 
 The rate is that of the last counter in the line that moved since the
-previous line. The taps count into a per-run tally held in this process
-(``_TALLIES``, the one piece of process-wide state here: the runner
-unpickles its own copy of each step, so nothing else reaches both sides);
-steps run in another process (``--direct_running_mode=multi_processing``)
-count nothing, and :func:`reporting` does not start there. Dataflow runs
-get no taps: the job's Beam counters in the Dataflow console are the
-progress view there.
+previous line; a last line gives the final counts. The taps count into a
+per-run tally held in this process (``_TALLIES``, the one piece of
+process-wide state here: the runner unpickles its own copy of each step, so
+nothing else reaches both sides); steps run in another process
+(``--direct_running_mode=multi_processing``) would count nothing, so
+:func:`reporting` is not used there. Dataflow runs get no taps: the job's
+Beam counters in the Dataflow console are the progress view there.
 
 Lines are logged at INFO by ``beam_jobs.progress``: by default only when
 stderr is a terminal (``--progress=auto``); ``--progress=on`` forces them
@@ -153,8 +153,21 @@ def attach(pipeline: beam.Pipeline, plan: Plan, token: str) -> List[str]:
     if pcoll is None:
       missing.append(tap.consumer)
       continue
-    _ = pcoll | f'Progress{i}{tap.consumer}' >> beam.ParDo(_CountInto(token, tap.count))
+    for j, source in enumerate(sources(pcoll)):
+      _ = source | f'Progress{i}.{j}{tap.consumer}' >> beam.ParDo(_CountInto(token, tap.count))
   return missing
+
+
+def sources(pcoll: beam.PCollection) -> List[beam.PCollection]:
+  """``pcoll``, or if a Flatten made it, the PCollections flattened (recursively).
+
+  The local runner runs a Flatten of several inputs apart, after all of
+  them are complete; a tap on its inputs counts as their elements are made.
+  """
+  producer = pcoll.producer
+  if producer is not None and isinstance(producer.transform, beam.Flatten):
+    return [s for pc in producer.inputs for s in sources(pc)]
+  return [pcoll]
 
 
 def enabled(mode: str, stream) -> bool:
@@ -195,7 +208,8 @@ class Reporter:
 @contextlib.contextmanager
 def reporting(pipeline: beam.Pipeline, plan: Plan, *, interval_s: float) -> Iterator[Tally]:
   """Taps ``pipeline`` (built, not yet run) and logs a progress line every ``interval_s``
-  seconds while the block runs (run and wait inside it); yields the run's tally."""
+  seconds while the block runs (run and wait inside it), and one with the final counts
+  when it ends without an exception; yields the run's tally."""
   token = uuid.uuid4().hex
   tally = Tally()
   with _TALLIES_LOCK:
@@ -210,6 +224,9 @@ def reporting(pipeline: beam.Pipeline, plan: Plan, *, interval_s: float) -> Iter
   thread.start()
   try:
     yield tally
+    stop.set()
+    thread.join()
+    _LOGGER.info('%s', reporter.line())   # the final counts
   finally:
     stop.set()
     thread.join()

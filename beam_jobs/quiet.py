@@ -31,7 +31,8 @@ LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 TF_LOG_ENV = 'TF_CPP_MIN_LOG_LEVEL'
 TF_QUIET = '3'
 
-_ABSL_PREFIX = r'[IWE]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ '
+# absl's early-line prefix: severity, MMDD, time (or seconds since the epoch), thread id.
+_ABSL_PREFIX = r'[IWE]\d{4} [\d:.]+\s+\d+ '
 BENIGN_STDERR_LINES = tuple(re.compile(p) for p in (
     # absl's notice that precedes its first early line.
     r'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR',

@@ -288,13 +288,14 @@ PROGRESS = progress.Plan(
     taps=(progress.Tap('CountRead', functools.partial(progress.each, field='records_read')),
           progress.Tap('CountWritten', functools.partial(progress.size,
                                                          field='predictions_written')),
+          progress.Tap('WriteDeadLetters', functools.partial(progress.each, field='failed')),
           progress.Tap('WriteSummary', functools.partial(progress.stats,
-                                                         fields=('sites_seen', 'failed')))),
+                                                         fields=('sites_seen',)))),
     fields=(progress.Field('records_read', 'records read', 'records'),
             progress.Field('sites_seen', 'sites seen'),
             progress.Field('predictions_written', 'predictions written', 'predictions'),
             progress.Field('failed', 'failed')))
-"""Progress lines of local runs: the inputs of the steps that count for summary.json."""
+"""Progress lines of local runs: what the steps that make summary.json count, as it comes."""
 
 
 def run(argv: Optional[Sequence[str]] = None):
