@@ -27,12 +27,25 @@ Needs the model files (local or gs://) and, with ``--device cuda``, a GPU.
   python -m beam_jobs.detect_images --input gs://b/images-input/ \\
       --output gs://b/detections/run-1 --model_config yolov3.cfg \\
       --model_weights yolov3.weights --class_names coco.names --classes zebra
+
+Progress: local runs log images read, done and failed every
+``--progress_interval_s`` seconds with ``--progress=on`` (default: when
+stderr is a terminal); on Dataflow, the job's counters in the Dataflow
+console.
 """
+import sys
+
+if __name__ == '__main__':
+  # Run as a script or with -m: the console entry answers --help before the
+  # imports below (Beam, torch) and imports this module by name to run.
+  from beam_jobs import cli
+  sys.exit(cli.detect_images())
+
+# pylint: disable=wrong-import-position
 import dataclasses
 import functools
 import logging
 import os
-import sys
 import time
 from typing import List, Optional, Sequence
 
@@ -41,10 +54,11 @@ import torch
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
+from beam_jobs import flags_detect
 from beam_jobs import output_folder
+from beam_jobs import progress
 from beam_jobs import runtime
 from beam_jobs.io_options import JobIOOptions
-from beam_jobs.io_options import flag_value
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
@@ -56,7 +70,6 @@ from common import paths
 from transforms.detection import objects as detection
 from transforms.detection.annotate import AnnotateImages
 from transforms.dead_letters import WriteDeadLetters
-from transforms.detection.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.detection.image_files import ListImages
 from transforms.detection.image_files import resolve_input
 from transforms.detection.input_cleanup import CleanUpInputs
@@ -74,49 +87,10 @@ class DetectImagesOptions(PipelineOptions):
   def _add_argparse_args(cls, parser):
     # --input (images: folder, prefix or glob, recursive; the first folder
     # below it names the site) and --output (a fresh folder per run, never
-    # inside --input) are shared with the other job: see JobIOOptions.
-    parser.add_argument('--model', type=str, default=None, help=(
-        'TorchScript YOLO export with the Ultralytics output layout [B, 4+nc, N]. '
-        'Alternative to --model_config/--model_weights.'))
-    parser.add_argument('--model_config', type=str, default=None,
-                        help='Darknet .cfg (YOLOv3, yolov3-tiny and relatives).')
-    parser.add_argument('--model_weights', type=str, default=None,
-                        help='Darknet .weights matching --model_config exactly.')
-    parser.add_argument('--class_names', type=str, default=None, help=(
-        'Class names, one per line (coco.names). Required with Darknet; with '
-        '--model it overrides the names stored in the file.'))
-    parser.add_argument('--classes', type=str, default=None, help=(
-        'Comma-separated labels to keep (e.g. "zebra,person"); annotated copies '
-        'are then written only for images containing one. Default: all.'))
-    parser.add_argument('--image_size', type=int, default=None, help=(
-        'Side of the square network input, a multiple of 32. Default: 416 for '
-        'Darknet, the export\'s size (else 640) for --model.'))
-    parser.add_argument('--score_threshold', type=float,
-                        default=yolo_handler.DEFAULT_SCORE_THRESHOLD,
-                        help='Keep detections scoring above this (0-1).')
-    parser.add_argument('--iou_threshold', type=float,
-                        default=yolo_handler.DEFAULT_IOU_THRESHOLD,
-                        help='Class-aware NMS overlap threshold (0-1).')
-    parser.add_argument('--max_detections', type=int,
-                        default=yolo_handler.DEFAULT_MAX_DETECTIONS,
-                        help='Most detections kept per image.')
-    parser.add_argument('--batch_size', type=int, default=yolo_handler.DEFAULT_BATCH_SIZE,
-                        help='Images per forward pass.')
-    parser.add_argument('--device', type=str, default='cpu', choices=yolo_handler.DEVICES,
-                        help='Where the model runs; cuda fails at start-up without a GPU.')
-    parser.add_argument('--cpu_threads', type=int, default=None, help=(
-        'torch threads per worker process on CPU (default: torch\'s, all cores). '
-        'On Dataflow, where each vCPU runs its own SDK process, 1 avoids '
-        'oversubscribing the cores.'))
-    parser.add_argument('--max_image_pixels', type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
-                        help=('Images with more pixels (width x height, read from the '
-                              'header) are dead-lettered as image_too_large.'))
-    parser.add_argument('--delete_inputs', type=flag_value, nargs='?', const=True, default=False,
-                        help='Delete each processed input once all outputs are committed '
-                             '(--delete_inputs or --delete_inputs=true).')
-    parser.add_argument('--move_inputs_to', type=str, default=None, help=(
-        'Move each processed input below this folder (keeping its path below '
-        '--input) once all outputs are committed.'))
+    # inside --input) are shared with the other job: see JobIOOptions. The
+    # flags are defined in beam_jobs.flags_detect, which --help reads without
+    # Beam or torch.
+    flags_detect.add_flags(parser)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +189,17 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
              committed, input_root=config.input_root, move_to=config.move_to))
 
 
+PROGRESS = progress.Plan(
+    taps=(progress.Tap('WriteSummary', functools.partial(
+        progress.stats, fields=('images_read', 'images_ok', 'annotated'))),
+          progress.Tap('WriteDeadLetters', functools.partial(progress.each, field='failed'))),
+    fields=(progress.Field('images_read', 'images read', 'images'),
+            progress.Field('images_ok', 'done', 'images'),
+            progress.Field('failed', 'failed'),
+            progress.Field('annotated', 'annotated')))
+"""Progress lines of local runs: the stats summary.json is made of, as they come."""
+
+
 def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
   """Validates every flag, then runs the job (local runs wait and print the summary).
 
@@ -224,11 +209,12 @@ def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
   options = runtime.parse_options(sys.argv[1:] if argv is None else argv)
   config = validate(options.view_as(DetectImagesOptions), local_runner=runtime.is_local(options))
   return runtime.launch(options, functools.partial(build_pipeline, config=config),
-                        output_dir=config.output)
+                        output_dir=config.output, progress_plan=PROGRESS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Console script ``detect-images``: exit 0, or 2 with a one-line usage error."""
+  """The console script's run (``beam_jobs.cli.detect_images`` answers --help first):
+  exit 0, 1 for a failed run, or 2 with a one-line usage error."""
   return runtime.main(run, argv, prog='detect-images', description=__doc__,
                       options_classes=(DetectImagesOptions,))
 
@@ -325,6 +311,3 @@ def _check_classes(spec: Optional[str], names: Sequence[str]) -> Optional[List[s
     raise UsageError('classes', f'unknown label(s) {unknown}; the model knows: {", ".join(names)}')
   return classes or None
 
-
-if __name__ == '__main__':
-  sys.exit(main())

@@ -13,8 +13,12 @@ Exit status of the console scripts: 0 for a run whose summary says ``ok``;
 before anything runs; 1 for a local run that wrote its outputs but failed
 (``summary.json`` ``status`` is ``failed``, reason on stderr). Remote runs
 fail their Dataflow job instead (see ``transforms.run_summary``).
+
+Local runs on the in-process runner log a progress line every
+``--progress_interval_s`` seconds when asked (``--progress``, see
+``beam_jobs.progress``); the console scripts' ``--help`` and quiet start-up
+live in ``beam_jobs.cli`` and ``beam_jobs.quiet``.
 """
-import argparse
 import json
 import logging
 import sys
@@ -25,7 +29,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.runner import PipelineResult
 
+from beam_jobs import cli
 from beam_jobs import output_folder
+from beam_jobs import progress
+from beam_jobs import quiet
+from beam_jobs.io_options import ConsoleOptions
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import check_flags
@@ -61,11 +69,12 @@ def parse_options(argv: Sequence[str]) -> PipelineOptions:
 
 def launch(options: PipelineOptions,
            build: Callable[[beam.Pipeline, PipelineOptions], None],
-           *, output_dir: str) -> PipelineResult:
+           *, output_dir: str, progress_plan: Optional[progress.Plan] = None) -> PipelineResult:
   """Claims the output folder, builds and runs the pipeline.
 
   Local runs wait, print the summary and raise RunFailed if it says the run
-  failed; remote runs (Dataflow, Flex templates) return at once: a Flex
+  failed; with ``progress_plan`` and ``--progress`` they log progress lines
+  meanwhile. Remote runs (Dataflow, Flex templates) return at once: a Flex
   template launcher must not block on the job.
   """
   output_folder.prepare(output_dir, overwrite=options.view_as(JobIOOptions).overwrite)
@@ -73,19 +82,27 @@ def launch(options: PipelineOptions,
   pipeline = beam.Pipeline(options=options)
   build(pipeline, options)
   _LOGGER.info('Starting on %s', runner)
-  result = pipeline.run()
-  if is_local(options):
-    result.wait_until_finish()
-    summary = read_summary(output_dir)
-    print(f'Outputs are under {output_dir}')
-    path = paths.join(output_dir, 'summary.json')
-    if summary is None:
-      raise RunFailed('no summary.json was written', path)
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    if summary.get('status', OK) != OK:
-      raise RunFailed(summary.get('status_reason', 'see the summary'), path)
-  else:
+  if not is_local(options):
+    result = pipeline.run()
     _LOGGER.info('Submitted; outputs will appear under %s', output_dir)
+    return result
+  console = options.view_as(ConsoleOptions)
+  if (progress_plan is not None and progress.enabled(console.progress, sys.stderr)
+      and progress.in_this_process(options)):
+    with progress.reporting(pipeline, progress_plan, interval_s=console.progress_interval_s):
+      result = pipeline.run()
+      result.wait_until_finish()
+  else:
+    result = pipeline.run()
+    result.wait_until_finish()
+  summary = read_summary(output_dir)
+  print(f'Outputs are under {output_dir}')
+  path = paths.join(output_dir, 'summary.json')
+  if summary is None:
+    raise RunFailed('no summary.json was written', path)
+  print(json.dumps(summary, indent=2, sort_keys=True))
+  if summary.get('status', OK) != OK:
+    raise RunFailed(summary.get('status_reason', 'see the summary'), path)
   return result
 
 
@@ -97,30 +114,28 @@ def read_summary(output_dir: str) -> Optional[dict]:
 
 
 def print_help(prog: str, description: str, options_classes: Sequence[type]) -> None:
-  """The job's own flags (Beam's parser would print none of them)."""
-  # pylint: disable=protected-access
-  parser = argparse.ArgumentParser(
-      prog=prog, description=description.strip().split('\n\n', 1)[0],
-      epilog='Beam/Dataflow pipeline options (--runner, --project, --region, '
-             '--temp_location, ...) are accepted too; any other flag is an error. '
-             'Exit status: 0 run ok; 1 run failed (outputs written, reason in '
-             'summary.json); 2 usage error (nothing run).')
-  for options_class in (JobIOOptions, *options_classes):
-    options_class._add_argparse_args(parser)
-  parser.print_help()
+  """The job's own flags (Beam's parser would print none of them): the console
+  script's help for a known ``prog``, else one built from ``options_classes``."""
+  job = cli.JOBS.get(prog)
+  if job is None:
+    def add_flags(parser):
+      for options_class in options_classes:
+        options_class._add_argparse_args(parser)  # pylint: disable=protected-access
+    job = cli.Job(prog=prog, module='', add_flags=add_flags,
+                  description=description.strip().split('\n\n', 1)[0])
+  cli.print_help(job)
 
 
 def main(run: Callable[[Optional[Sequence[str]]], PipelineResult],
          argv: Optional[Sequence[str]] = None, *, prog: str = '', description: str = '',
          options_classes: Sequence[type] = ()) -> int:
-  """Console-script body: --help, logging, usage errors (exit 2) and failed runs (exit 1)
-  as one line on stderr."""
+  """Console-script body: --help, logging (``beam_jobs.quiet``), usage errors (exit 2) and
+  failed runs (exit 1) as one line on stderr."""
   args = sys.argv[1:] if argv is None else list(argv)
-  if {'-h', '--help'} & set(args):
+  if cli.help_requested(args):
     print_help(prog, description, options_classes)
     return 0
-  logging.basicConfig(
-      level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  quiet.configure_logging(quiet.log_level_in(args))
   try:
     run(args)
   except UsageError as e:

@@ -20,10 +20,24 @@ Runs on Dataflow, or locally (default) with Beam's in-process runner.
 predicted nothing, or failed more than ``--max_failed_fraction`` of its
 records exits 1 (locally) or fails the Dataflow job, after writing all of
 the above.
+
+Progress: local runs log records read, sites seen, predictions written and
+failed records every ``--progress_interval_s`` seconds with ``--progress=on``
+(default: when stderr is a terminal); on Dataflow, the job's counters
+(``site_models``, ``dead_letters``) in the Dataflow console.
 """
+import sys
+
+if __name__ == '__main__':
+  # Run as a script or with -m: the console entry answers --help before the
+  # imports below (Beam, TensorFlow) and imports this module by name to run.
+  from beam_jobs import cli
+  sys.exit(cli.site_predictions())
+
+# pylint: disable=wrong-import-position
+import functools
 import logging
 import re
-import sys
 import time
 import uuid
 from typing import Any, Dict, Optional, Sequence
@@ -33,7 +47,9 @@ from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs import flags_site
 from beam_jobs import output_folder
+from beam_jobs import progress
 from beam_jobs import runtime
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
@@ -41,26 +57,18 @@ from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
 from beam_jobs.usage import require_fraction
 from beam_jobs.usage import require_matches
-from models.site.pool import DEFAULT_MAX_BYTES
-from models.site.pool import DEFAULT_MAX_MODELS
-from transforms.site.bigquery_output import FILE_LOADS
-from transforms.site.bigquery_output import WRITE_METHODS
 from transforms.site.bigquery_output import WriteDeadLettersToBigQuery
 from transforms.site.bigquery_output import WritePredictionsToBigQuery
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import WriteDeadLetters
 from transforms.site.prediction_output import AIPLATFORM
-from transforms.site.prediction_output import JSONL
-from transforms.site.prediction_output import OUTPUT_FORMATS
 from transforms.site.prediction_output import WriteErrorStats
 from transforms.site.prediction_output import WritePredictions
 from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
-from transforms.site.inference import DEFAULT_ROWS_PER_CHUNK
 from transforms.site.inference import PredictPerSite
 from transforms.site.rows import PackBySite
 from transforms.site.rows import PackJsonLinesBySite
-from transforms.text_lines import DEFAULT_MAX_LINE_BYTES
 from transforms.text_lines import ReadLinesWithFileName
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,69 +82,9 @@ class SitePredictionOptions(PipelineOptions):
 
   @classmethod
   def _add_argparse_args(cls, parser):
-    # --input and --output: beam_jobs.io_options.JobIOOptions.
-    source = parser.add_argument_group('input (exactly one of --input, --input_table, --input_query)')
-    source.add_argument(
-        '--input_table',
-        help='BigQuery table PROJECT:DATASET.TABLE (or DATASET.TABLE) read with DIRECT_READ.')
-    source.add_argument('--input_query', help='BigQuery standard SQL query to read instances from.')
-    parser.add_argument(
-        '--selected_fields', default=None,
-        help='With --input_table: comma-separated columns to read (must include --site_field).')
-    parser.add_argument(
-        '--row_restriction', default=None,
-        help="With --input_table: SQL filter applied by the Storage Read API, e.g. \"day = '2026-11-20'\".")
-    parser.add_argument(
-        '--bigquery_temp_dataset', default=None,
-        help='Existing dataset (PROJECT:DATASET or DATASET) for BigQuery temporary tables '
-             '(default: Beam creates and deletes one).')
-    parser.add_argument(
-        '--site_field', default='site_id',
-        help='Field naming the site of each row (default: site_id).')
-    parser.add_argument(
-        '--max_line_bytes', type=int, default=DEFAULT_MAX_LINE_BYTES,
-        help='With --input: longest line read, in bytes, line end not counted; a longer '
-             f'line becomes a line_too_long dead letter (default: {DEFAULT_MAX_LINE_BYTES}).')
-    parser.add_argument(
-        '--key_field', default=None,
-        help='Optional field copied to each prediction line as "key".')
-    parser.add_argument(
-        '--model_root', required=False,
-        help='Folder (local or gs://) with {site}/{version}/saved_model.pb or {site}/saved_model.pb.')
-    parser.add_argument(
-        '--model_version', default=None,
-        help='Integer version folder to use for every site (default: highest present).')
-    parser.add_argument(
-        '--signature', default='serving_default',
-        help='SavedModel signature to call (default: serving_default).')
-    parser.add_argument(
-        '--output_format', default=JSONL, choices=OUTPUT_FORMATS,
-        help='jsonl: our prediction lines (default); aiplatform: legacy batch '
-             'prediction files prediction.results-* and prediction.errors_stats-*.')
-    parser.add_argument(
-        '--output_table', default=None,
-        help='Also write one row per prediction to this BigQuery table PROJECT:DATASET.TABLE '
-             '(created if needed, appended to).')
-    parser.add_argument(
-        '--errors_table', default=None,
-        help='Also write dead letters to this BigQuery table PROJECT:DATASET.TABLE.')
-    parser.add_argument(
-        '--bigquery_write_method', default=FILE_LOADS, choices=WRITE_METHODS,
-        help='How --output_table/--errors_table are written: FILE_LOADS (default; batch '
-             'load jobs, needs a gs:// --temp_location) or STREAMING_INSERTS.')
-    parser.add_argument(
-        '--run_id', default=None,
-        help='Identifier stored with BigQuery rows and in summary.json (default: UTC time + random suffix).')
-    parser.add_argument(
-        '--rows_per_chunk', type=int, default=DEFAULT_ROWS_PER_CHUNK,
-        help=f'Most rows of one site per model call (default: {DEFAULT_ROWS_PER_CHUNK}).')
-    parser.add_argument(
-        '--max_models_per_worker', type=int, default=DEFAULT_MAX_MODELS,
-        help=f'Most site models one worker process keeps loaded (default: {DEFAULT_MAX_MODELS}).')
-    parser.add_argument(
-        '--max_model_mb_per_worker', type=int, default=DEFAULT_MAX_BYTES >> 20,
-        help='Most estimated MiB of site models one worker process keeps loaded '
-             f'(default: {DEFAULT_MAX_BYTES >> 20}).')
+    # --input and --output: beam_jobs.io_options.JobIOOptions. The flags are
+    # defined in beam_jobs.flags_site, which --help reads without Beam or TF.
+    flags_site.add_flags(parser)
 
 
 def validate(options: SitePredictionOptions) -> None:
@@ -336,6 +284,20 @@ def status_policy(max_failed_fraction: float) -> StatusPolicy:
                       max_failed_fraction=max_failed_fraction)
 
 
+PROGRESS = progress.Plan(
+    taps=(progress.Tap('CountRead', functools.partial(progress.each, field='records_read')),
+          progress.Tap('CountWritten', functools.partial(progress.size,
+                                                         field='predictions_written')),
+          progress.Tap('WriteDeadLetters', functools.partial(progress.each, field='failed')),
+          progress.Tap('WriteSummary', functools.partial(progress.stats,
+                                                         fields=('sites_seen',)))),
+    fields=(progress.Field('records_read', 'records read', 'records'),
+            progress.Field('sites_seen', 'sites seen'),
+            progress.Field('predictions_written', 'predictions written', 'predictions'),
+            progress.Field('failed', 'failed')))
+"""Progress lines of local runs: what the steps that make summary.json count, as it comes."""
+
+
 def run(argv: Optional[Sequence[str]] = None):
   """Validates the flags, builds and runs the job; local runs wait and print the summary.
 
@@ -345,13 +307,12 @@ def run(argv: Optional[Sequence[str]] = None):
   options = runtime.parse_options(sys.argv[1:] if argv is None else argv)
   opts = options.view_as(SitePredictionOptions)
   validate(opts)
-  return runtime.launch(options, build_pipeline, output_dir=options.view_as(JobIOOptions).output)
+  return runtime.launch(options, build_pipeline, output_dir=options.view_as(JobIOOptions).output,
+                        progress_plan=PROGRESS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The console script's run (``beam_jobs.cli.site_predictions`` answers --help first)."""
   return runtime.main(run, argv, prog='site-predictions', description=__doc__,
                       options_classes=(SitePredictionOptions,))
 
-
-if __name__ == '__main__':
-  sys.exit(main())

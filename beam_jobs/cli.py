@@ -1,0 +1,124 @@
+"""The console scripts ``site-predictions`` and ``detect-images``.
+
+``--help`` is answered from the light flag modules (``beam_jobs.flags_*``,
+argparse only), before Beam, TensorFlow or torch is imported; a run then
+sets up quiet logging (:mod:`beam_jobs.quiet`), imports the job's module
+(the heavy part, its start-up noise filtered) and runs its ``main``.
+
+Console scripts (``setup.py`` ``entry_points``)::
+
+    site-predictions=beam_jobs.cli:site_predictions
+    detect-images=beam_jobs.cli:detect_images
+
+``python -m beam_jobs.site_predictions`` (and the job files run as
+scripts, as the Flex template launcher does) come here too.
+
+Exit status: 0 run ok; 1 a local run that wrote its outputs but failed;
+2 a usage error, one line on stderr, nothing run (see ``beam_jobs.runtime``).
+"""
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+import textwrap
+from typing import Callable, Optional, Sequence
+
+from beam_jobs import flags_detect
+from beam_jobs import flags_io
+from beam_jobs import flags_site
+from beam_jobs import quiet
+
+_NOTES = (
+    'Beam/Dataflow pipeline options (--runner, --project, --region, --temp_location, ...) '
+    'are accepted too; any other flag is an error. Local runs (the default) use Beam\'s '
+    'in-process runner; on Dataflow the job\'s Beam counters in the Dataflow console '
+    'show its progress.',
+    'exit status: 0 run ok; 1 run failed (outputs written, reason in summary.json); '
+    '2 usage error (nothing run).')
+_WIDTH = 79
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """What a console script needs before it imports its job."""
+  prog: str
+  module: str                       # imported only to run
+  add_flags: Callable[[argparse.ArgumentParser], None]
+  description: str
+  usage: Optional[str] = None
+  example: Optional[str] = None
+  input_help: str = flags_io.INPUT_HELP
+  input_metavar: str = 'PATH'
+  input_required: bool = True
+
+
+SITE = Job(prog=flags_site.PROG, module='beam_jobs.site_predictions',
+           add_flags=flags_site.add_flags, description=flags_site.DESCRIPTION,
+           usage=flags_site.USAGE, example=flags_site.EXAMPLE,
+           input_help=flags_site.INPUT_HELP + ' One of --input, --input_table, --input_query.',
+           input_metavar='GLOB', input_required=False)
+DETECT = Job(prog=flags_detect.PROG, module='beam_jobs.detect_images',
+             add_flags=flags_detect.add_flags, description=flags_detect.DESCRIPTION,
+             usage=flags_detect.USAGE, example=flags_detect.EXAMPLE,
+             input_help=flags_detect.INPUT_HELP, input_metavar='DIR')
+JOBS = {job.prog: job for job in (SITE, DETECT)}
+
+
+def site_predictions(argv: Optional[Sequence[str]] = None) -> int:
+  """Console script ``site-predictions``; returns the exit status."""
+  return console(SITE, argv)
+
+
+def detect_images(argv: Optional[Sequence[str]] = None) -> int:
+  """Console script ``detect-images``; returns the exit status."""
+  return console(DETECT, argv)
+
+
+def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
+  """``--help`` without importing the job; otherwise quiet set-up, then the job's ``main``."""
+  args = sys.argv[1:] if argv is None else list(argv)
+  if help_requested(args):
+    print_help(job)
+    return 0
+  level = quiet.log_level_in(args)
+  quiet.quiet_tensorflow(os.environ, level)
+  quiet.configure_logging(level)
+  with quiet.quiet_imports(level):
+    module = importlib.import_module(job.module)
+  return module.main(args)
+
+
+def help_requested(args: Sequence[str]) -> bool:
+  return bool({'-h', '--help'} & set(args))
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+  """Epilog kept as written; ``(default: X)`` after every flag that has one."""
+
+  def _get_help_string(self, action):
+    text = action.help or ''
+    if (not action.option_strings or '(default' in text
+        or action.default in (None, False, argparse.SUPPRESS)):
+      return text
+    return f'{text} (default: %(default)s)'
+
+
+def help_parser(job: Job) -> argparse.ArgumentParser:
+  """The parser ``--help`` prints: shared flags, the job's, then the console ones."""
+  epilog = '\n\n'.join(((f'example:\n{job.example}',) if job.example else ())
+                       + tuple(textwrap.fill(note, _WIDTH) for note in _NOTES))
+  parser = argparse.ArgumentParser(
+      prog=job.prog, usage=job.usage, description=textwrap.fill(job.description, _WIDTH),
+      epilog=epilog,
+      formatter_class=HelpFormatter, allow_abbrev=False)
+  flags_io.add_flags(parser, input_help=job.input_help, input_metavar=job.input_metavar,
+                     input_required=job.input_required)
+  job.add_flags(parser)
+  flags_io.add_console_flags(parser.add_argument_group(
+      'local runs (what this machine prints)'))
+  return parser
+
+
+def print_help(job: Job) -> None:
+  help_parser(job).print_help()

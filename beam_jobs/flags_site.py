@@ -1,0 +1,98 @@
+"""The per-site prediction job's flags and ``--help`` text, without Beam or TensorFlow.
+
+``beam_jobs.site_predictions.SitePredictionOptions`` registers these flags
+with Beam; the console script prints ``--help`` from here before importing
+anything heavy. The defaults below are the library's own
+(``models.site.pool``, ``transforms.site.inference``, ``transforms.text_lines``,
+``transforms.site.prediction_output``, ``transforms.site.bigquery_output``),
+repeated so that importing this module stays light; a test keeps them equal.
+"""
+DEFAULT_MAX_MODELS = 256
+DEFAULT_MAX_BYTES = 1 << 30
+DEFAULT_ROWS_PER_CHUNK = 1000
+DEFAULT_MAX_LINE_BYTES = 64 << 20
+JSONL = 'jsonl'
+AIPLATFORM = 'aiplatform'
+OUTPUT_FORMATS = (JSONL, AIPLATFORM)
+FILE_LOADS = 'FILE_LOADS'
+WRITE_METHODS = (FILE_LOADS, 'STREAMING_INSERTS')
+
+PROG = 'site-predictions'
+DESCRIPTION = ("Per-site batch predictions: every site's rows through that site's own "
+               'TensorFlow SavedModel, {model_root}/{site}/[{version}/]saved_model.pb. '
+               'Writes predictions/, errors/ (one dead letter per failed record) and '
+               'summary.json under --output.')
+USAGE = (f'{PROG} (--input=GLOB | --input_table=TABLE | --input_query=SQL) '
+         '\n       --model_root=DIR --output=DIR [flag=value ...]')
+EXAMPLE = (f"  {PROG} --input='readings/*.jsonl' --model_root=models/ --output=out/run-1\n"
+           '  (on Dataflow, with gs:// paths: add --runner=DataflowRunner --project=P\n'
+           '   --region=R --temp_location=gs://B/tmp)')
+INPUT_HELP = ('JSON-lines file or glob (local or gs://), one instance object per line, '
+              'AI Platform batch-prediction format.')
+
+
+def add_flags(parser) -> None:
+  """Adds the job's own flags (``--input``/``--output``: ``beam_jobs.flags_io``)."""
+  source = parser.add_argument_group(
+      'input (required: exactly one of --input, --input_table, --input_query)')
+  source.add_argument(
+      '--input_table', metavar='TABLE',
+      help='BigQuery table PROJECT:DATASET.TABLE (or DATASET.TABLE) read with DIRECT_READ.')
+  source.add_argument('--input_query', metavar='SQL',
+                      help='BigQuery standard SQL query to read instances from.')
+  parser.add_argument(
+      '--selected_fields', default=None, metavar='A,B,...',
+      help='With --input_table: comma-separated columns to read (must include --site_field).')
+  parser.add_argument(
+      '--row_restriction', default=None, metavar='SQL',
+      help="With --input_table: SQL filter applied by the Storage Read API, e.g. \"day = '2026-11-20'\".")
+  parser.add_argument(
+      '--bigquery_temp_dataset', default=None, metavar='DATASET',
+      help='Existing dataset (PROJECT:DATASET or DATASET) for BigQuery temporary tables '
+           '(default: Beam creates and deletes one).')
+  parser.add_argument(
+      '--site_field', default='site_id', help='Field naming the site of each row.')
+  parser.add_argument(
+      '--max_line_bytes', type=int, default=DEFAULT_MAX_LINE_BYTES, metavar='BYTES',
+      help='With --input: longest line read, in bytes, line end not counted; a longer '
+           'line becomes a line_too_long dead letter.')
+  parser.add_argument(
+      '--key_field', default=None,
+      help='Optional field copied to each prediction line as "key".')
+  parser.add_argument(
+      '--model_root', required=False, metavar='DIR',
+      help='(required) Folder (local or gs://) with {site}/{version}/saved_model.pb or '
+           '{site}/saved_model.pb.')
+  parser.add_argument(
+      '--model_version', default=None, metavar='N',
+      help='Integer version folder to use for every site (default: highest present).')
+  parser.add_argument(
+      '--signature', default='serving_default', help='SavedModel signature to call.')
+  parser.add_argument(
+      '--output_format', default=JSONL, choices=OUTPUT_FORMATS,
+      help='jsonl: our prediction lines; aiplatform: legacy batch '
+           'prediction files prediction.results-* and prediction.errors_stats-*.')
+  parser.add_argument(
+      '--output_table', default=None, metavar='TABLE',
+      help='Also write one row per prediction to this BigQuery table PROJECT:DATASET.TABLE '
+           '(created if needed, appended to).')
+  parser.add_argument(
+      '--errors_table', default=None, metavar='TABLE',
+      help='Also write dead letters to this BigQuery table PROJECT:DATASET.TABLE.')
+  parser.add_argument(
+      '--bigquery_write_method', default=FILE_LOADS, choices=WRITE_METHODS,
+      help='How --output_table/--errors_table are written: FILE_LOADS (batch '
+           'load jobs, needs a gs:// --temp_location) or STREAMING_INSERTS.')
+  parser.add_argument(
+      '--run_id', default=None,
+      help='Identifier stored with BigQuery rows and in summary.json (default: UTC time + '
+           'random suffix).')
+  parser.add_argument(
+      '--rows_per_chunk', type=int, default=DEFAULT_ROWS_PER_CHUNK, metavar='N',
+      help='Most rows of one site per model call.')
+  parser.add_argument(
+      '--max_models_per_worker', type=int, default=DEFAULT_MAX_MODELS, metavar='N',
+      help='Most site models one worker process keeps loaded.')
+  parser.add_argument(
+      '--max_model_mb_per_worker', type=int, default=DEFAULT_MAX_BYTES >> 20, metavar='MIB',
+      help='Most estimated MiB of site models one worker process keeps loaded.')
