@@ -120,22 +120,32 @@ def apply_instance_config(row: Mapping[str, Any], config: InstanceConfig
     SiteModelError: ``missing_feature``: an array instance lacks a field, or
       holds null in it.
   """
+  return fed_of(row, config), echo_of(row, config)
+
+
+def echo_of(row: Mapping[str, Any], config: InstanceConfig) -> Dict[str, Any]:
+  """The fields of ``row`` the output echoes, in the row's order; never raises."""
   if config.feeds_whole_row:
-    return row, row
+    return row
   travelling = config.travelling()
   if config.included_fields is not None:
     included = set(config.included_fields)
-    echo = {k: v for k, v in row.items() if k in included or k in travelling}
-  else:
-    excluded = set(config.excluded_fields or ())
-    echo = {k: v for k, v in row.items() if k not in excluded or k in travelling}
+    return {k: v for k, v in row.items() if k in included or k in travelling}
+  excluded = set(config.excluded_fields or ())
+  return {k: v for k, v in row.items() if k not in excluded or k in travelling}
+
+
+def fed_of(row: Mapping[str, Any], config: InstanceConfig) -> Fed:
+  """What the model is given for ``row`` (see :func:`apply_instance_config`)."""
+  if config.feeds_whole_row:
+    return row
   if config.instance_type == ARRAY:
-    return _array(row, config.included_fields), echo
+    return _array(row, config.included_fields)
   if config.included_fields is not None:
-    fed = {k: v for k, v in row.items() if k in included}
-  else:
-    fed = {k: v for k, v in row.items() if k not in excluded}
-  return fed, echo
+    included = set(config.included_fields)
+    return {k: v for k, v in row.items() if k in included}
+  excluded = set(config.excluded_fields or ())
+  return {k: v for k, v in row.items() if k not in excluded}
 
 
 def _array(row: Mapping[str, Any], order: Iterable[str]) -> List[Any]:

@@ -36,9 +36,11 @@ the caller fails that row alone, as :mod:`models.site.signature_inputs` does.
 """
 import decimal
 import json
+import math
 import re
 from typing import Any, Dict, Mapping
 
+import numpy as np
 import tensorflow as tf
 
 from models.site.errors import BAD_FEATURE
@@ -125,13 +127,16 @@ def _integer(spec: InputSpec, text: str, stripped: str) -> int:
 
 
 def _checked_int(spec: InputSpec, value: int, shown: Any) -> int:
-  if not spec.dtype.min <= value <= spec.dtype.max:
+  if not int(spec.dtype.min) <= value <= int(spec.dtype.max):
     raise _bad(spec, shown, f'is out of range for {spec.dtype.name}')
   return value
 
 
 def _checked_float(spec: InputSpec, value: float, shown: Any) -> float:
-  if not abs(value) <= spec.dtype.max:   # also catches an overflow to infinity
+  """``value`` unless it overflows to infinity in the input's dtype."""
+  with np.errstate(over='ignore'):
+    finite = math.isfinite(value) and np.isfinite(spec.dtype.as_numpy_dtype(value))
+  if not finite:
     raise _bad(spec, shown, f'is out of range for {spec.dtype.name}')
   return value
 
