@@ -86,12 +86,22 @@ def read_file_list(list_path: str) -> List[Tuple[int, str]]:
   if not entries:
     raise FileListError(f'file list {list_path} names no files')
   folder = _folder(list_path)
-  return [(number, entry if _is_absolute(entry) else paths.join(folder, entry))
+  return [(number, entry if _is_absolute(entry) else _resolved(folder, entry))
           for number, entry in entries]
 
 
 def _folder(path: str) -> str:
   return posixpath.dirname(path) if not paths.is_local(path) else os.path.dirname(path)
+
+
+def _resolved(folder: str, entry: str) -> str:
+  """``entry`` relative to ``folder``, ``..`` resolved (object stores keep it literally)."""
+  if paths.is_local(folder):
+    return os.path.normpath(os.path.join(folder, entry))
+  scheme, rest = folder.split('://', 1)
+  bucket, _, prefix = rest.partition('/')
+  relative = posixpath.normpath(posixpath.join('/', prefix, entry)).lstrip('/')
+  return f'{scheme}://{bucket}/{relative}'
 
 
 def _is_absolute(entry: str) -> bool:
