@@ -1,6 +1,7 @@
 """CSV text typed by the signature's dtypes: strict parsing, never a guess, never NaN."""
 import math
 
+import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -98,6 +99,35 @@ def test_a_float32_written_as_text_reads_back_as_the_same_float32(value):
     got = typed(F32, text)
     assert np.float32(got) == np.float32(value)
     assert to_array(F32, {'f': got}).item() == np.float32(value)
+
+
+@pytest.mark.parametrize('spec', [F32, InputSpec('h', tf.float16, ()),
+                                  InputSpec('bf', tf.bfloat16, ())])
+def test_floats_are_refused_exactly_where_the_dtype_overflows(spec):
+  info = ml_dtypes.finfo(spec.dtype.as_numpy_dtype)
+  edge = float(info.max) + 2.0**(info.maxexp - 1) * float(info.eps) / 2   # max + half an ulp
+  below = float(np.nextafter(edge, 0))
+  with np.errstate(over='ignore'):
+    assert np.isfinite(np.asarray(below).astype(spec.dtype.as_numpy_dtype))
+    assert not np.isfinite(np.asarray(edge).astype(spec.dtype.as_numpy_dtype))
+  assert typed(spec, repr(below)) == below
+  assert typed(spec, repr(-below)) == -below
+  assert refused(spec, repr(edge))[0] == 'bad_feature'
+  assert refused(spec, repr(-edge))[0] == 'bad_feature'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=3.0e38, max_value=3.5e38) | st.floats(min_value=6.5e4, max_value=6.6e4))
+def test_a_float_is_accepted_iff_the_dtype_holds_it_finite(value):
+  for spec in (F32, InputSpec('h', tf.float16, ())):
+    with np.errstate(over='ignore'):
+      holds = bool(np.isfinite(np.asarray(value).astype(spec.dtype.as_numpy_dtype)))
+    try:
+      typed(spec, repr(value))
+      accepted = True
+    except SiteModelError:
+      accepted = False
+    assert accepted == holds
 
 
 @settings(max_examples=300, deadline=None)

@@ -21,7 +21,7 @@ from models.site.instance_config import fed_of
 from models.site.instance_config import signature_row
 from models.site.signature_inputs import InputSpec
 from models.site.site_model import RowResult
-from models.site.text_features import typed_row
+from models.site.text_features import TextTyper
 
 
 class FedRows(NamedTuple):
@@ -40,13 +40,14 @@ def feed_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]],
   """
   if (config is None or config.feeds_whole_row) and not text_values:
     return FedRows(list(range(len(rows))), list(rows), [])
+  typed = TextTyper(specs) if text_values else None
   indices, fed, failures = [], [], []
   for index, row in enumerate(rows):
     try:
       value = fed_of(row, config) if config is not None else row
       value = signature_row(specs, value)
-      if text_values:
-        value = typed_row(specs, value)
+      if typed is not None:
+        value = typed(value)
     except SiteModelError as e:
       failures.append((index, e))
       continue

@@ -38,9 +38,8 @@ import decimal
 import json
 import math
 import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 from models.site.errors import BAD_FEATURE
@@ -55,6 +54,60 @@ _SPACES = ' \t'
 # A whole decimal with a larger exponent cannot fit any integer dtype; refusing
 # it early keeps int(Decimal('1e999999999')) from building a huge number.
 _MAX_INTEGER_EXPONENT = 40
+_MANTISSA_BITS = {'float16': 10, 'bfloat16': 7, 'float32': 23}
+
+STRING, BOOL, INTEGER, FLOAT = 'string', 'bool', 'integer', 'float'
+
+
+class _Input(NamedTuple):
+  """What typing needs of one signature input, read from its spec once."""
+  name: str
+  dtype_name: str
+  kind: str
+  dims: int
+  width_one: bool    # row shape (1,): a plain cell is taken too
+  low: float         # integers: the dtype's range; floats: -high
+  high: float        # floats: the magnitude from which a value rounds to infinity
+
+
+def _overflow_at(dtype: tf.dtypes.DType) -> float:
+  """The smallest magnitude a float dtype rounds to infinity (ties go to even: infinity)."""
+  bits = _MANTISSA_BITS.get(dtype.name)
+  if bits is None:
+    return math.inf   # float64 (and others): only an infinite double overflows
+  top = float(dtype.max)
+  return top + 2.0 ** (math.frexp(top)[1] - 2 - bits)   # max plus half its ulp
+
+
+def _input(spec: InputSpec) -> _Input:
+  dims, width_one = len(spec.row_shape), spec.row_shape == (1,)
+  if spec.dtype == tf.string:
+    return _Input(spec.name, spec.dtype.name, STRING, dims, width_one, 0, 0)
+  if spec.dtype == tf.bool:
+    return _Input(spec.name, spec.dtype.name, BOOL, dims, width_one, 0, 0)
+  if spec.dtype.is_integer:
+    return _Input(spec.name, spec.dtype.name, INTEGER, dims, width_one,
+                  int(spec.dtype.min), int(spec.dtype.max))
+  high = _overflow_at(spec.dtype)
+  return _Input(spec.name, spec.dtype.name, FLOAT, dims, width_one, -high, high)
+
+
+class TextTyper:
+  """:func:`typed_row` for many rows of one signature: its specs are read once.
+
+  ``TextTyper(specs)(row)`` equals ``typed_row(specs, row)``; build one per
+  chunk (TF dtype checks cost microseconds each).
+  """
+
+  def __init__(self, specs: Mapping[str, InputSpec]):
+    self._inputs = [_input(spec) for spec in specs.values()]
+
+  def __call__(self, row: Mapping[str, Any]) -> Dict[str, Any]:
+    typed = dict(row)
+    for spec in self._inputs:
+      if spec.name in row:
+        typed[spec.name] = _typed_value(spec, row[spec.name], spec.dims)
+    return typed
 
 
 def typed_row(specs: Mapping[str, InputSpec], row: Mapping[str, Any]) -> Dict[str, Any]:
@@ -73,14 +126,10 @@ def typed_row(specs: Mapping[str, InputSpec], row: Mapping[str, Any]) -> Dict[st
     SiteModelError: ``missing_feature`` for an empty cell, ``bad_feature``
       for text that is not a value of the input's dtype.
   """
-  typed = dict(row)
-  for name, spec in specs.items():
-    if name in row:
-      typed[name] = _typed_value(spec, row[name], len(spec.row_shape))
-  return typed
+  return TextTyper(specs)(row)
 
 
-def _typed_value(spec: InputSpec, value: Any, dims: int) -> Any:
+def _typed_value(spec: _Input, value: Any, dims: int) -> Any:
   """One input's value, a cell (text) or a list of cells, with ``dims`` dims left."""
   if isinstance(value, list):
     return [_typed_value(spec, item, max(dims - 1, 0)) for item in value]
@@ -88,56 +137,48 @@ def _typed_value(spec: InputSpec, value: Any, dims: int) -> Any:
     return value
   if not value.strip(_SPACES):
     raise SiteModelError(MISSING_FEATURE, f'feature {spec.name!r} is an empty cell')
-  if spec.is_string and (dims == 0 or spec.row_shape == (1,)):
+  if spec.kind == STRING and (dims == 0 or spec.width_one):
     return value
-  if dims == 0 or (spec.row_shape == (1,) and not value.lstrip(_SPACES).startswith('[')):
+  if dims == 0 or (spec.width_one and not value.lstrip(_SPACES).startswith('[')):
     return _scalar(spec, value)
   return _json_array(spec, value)
 
 
-def _scalar(spec: InputSpec, text: str) -> Any:
+def _scalar(spec: _Input, text: str) -> Any:
   stripped = text.strip(_SPACES)
-  if spec.dtype == tf.bool:
+  if spec.kind == BOOL:
     lowered = stripped.lower()
     if lowered in ('true', 'false'):
       return lowered == 'true'
     raise _bad(spec, text, 'is not true or false')
-  if stripped.lower().lstrip('+-') in _NOT_FINITE:
-    raise _bad(spec, text, 'is not finite: NaN and infinity are not feature values')
-  if spec.dtype.is_integer:
-    return _integer(spec, text, stripped)
+  if spec.kind == INTEGER and _INTEGER.match(stripped):
+    return _checked_int(spec, int(stripped), text)
   if not _DECIMAL.match(stripped):
+    if stripped.lower().lstrip('+-') in _NOT_FINITE:
+      raise _bad(spec, text, 'is not finite: NaN and infinity are not feature values')
+    if spec.kind == INTEGER:
+      raise _bad(spec, text, f'is not an integer ({spec.dtype_name})')
     raise _bad(spec, text, 'is not a decimal number')
+  if spec.kind == INTEGER:
+    number = decimal.Decimal(stripped)
+    if number.adjusted() > _MAX_INTEGER_EXPONENT:
+      raise _bad(spec, text, f'is out of range for {spec.dtype_name}')
+    if number != number.to_integral_value():
+      raise _bad(spec, text, f'is not a whole number ({spec.dtype_name})')
+    return _checked_int(spec, int(number), text)
   return _checked_float(spec, float(stripped), text)
 
 
-def _integer(spec: InputSpec, text: str, stripped: str) -> int:
-  if _INTEGER.match(stripped):
-    value = int(stripped)
-  elif _DECIMAL.match(stripped):
-    number = decimal.Decimal(stripped)
-    if number.adjusted() > _MAX_INTEGER_EXPONENT:
-      raise _bad(spec, text, f'is out of range for {spec.dtype.name}')
-    if number != number.to_integral_value():
-      raise _bad(spec, text, f'is not a whole number ({spec.dtype.name})')
-    value = int(number)
-  else:
-    raise _bad(spec, text, f'is not an integer ({spec.dtype.name})')
-  return _checked_int(spec, value, text)
-
-
-def _checked_int(spec: InputSpec, value: int, shown: Any) -> int:
-  if not int(spec.dtype.min) <= value <= int(spec.dtype.max):
-    raise _bad(spec, shown, f'is out of range for {spec.dtype.name}')
+def _checked_int(spec: _Input, value: int, shown: Any) -> int:
+  if not spec.low <= value <= spec.high:
+    raise _bad(spec, shown, f'is out of range for {spec.dtype_name}')
   return value
 
 
-def _checked_float(spec: InputSpec, value: float, shown: Any) -> float:
-  """``value`` unless it overflows to infinity in the input's dtype."""
-  with np.errstate(over='ignore'):
-    finite = math.isfinite(value) and np.isfinite(spec.dtype.as_numpy_dtype(value))
-  if not finite:
-    raise _bad(spec, shown, f'is out of range for {spec.dtype.name}')
+def _checked_float(spec: _Input, value: float, shown: Any) -> float:
+  """``value`` unless it is, or rounds to, infinity in the input's dtype."""
+  if not -spec.high < value < spec.high or not math.isfinite(value):
+    raise _bad(spec, shown, f'is out of range for {spec.dtype_name}')
   return value
 
 
@@ -145,7 +186,7 @@ def _refuse_constant(name: str):
   raise ValueError(f'{name} is not a feature value')
 
 
-def _json_array(spec: InputSpec, text: str) -> list:
+def _json_array(spec: _Input, text: str) -> list:
   try:
     value = json.loads(text, parse_constant=_refuse_constant)
   except (ValueError, RecursionError) as e:
@@ -155,31 +196,31 @@ def _json_array(spec: InputSpec, text: str) -> list:
   return _check_items(spec, value, text)
 
 
-def _check_items(spec: InputSpec, items: list, text: str) -> list:
+def _check_items(spec: _Input, items: list, text: str) -> list:
   """Checks JSON items are of the dtype's kind; ints range-checked, whole floats kept."""
   checked = []
   for item in items:
     if isinstance(item, list):
       checked.append(_check_items(spec, item, text))
-    elif spec.is_string:
+    elif spec.kind == STRING:
       if not isinstance(item, str):
         raise _bad(spec, text, 'must hold JSON strings')
       checked.append(item)
-    elif spec.dtype == tf.bool:
+    elif spec.kind == BOOL:
       if not isinstance(item, bool):
         raise _bad(spec, text, 'must hold true or false')
       checked.append(item)
     elif isinstance(item, bool) or not isinstance(item, (int, float)):
-      raise _bad(spec, text, f'must hold JSON numbers ({spec.dtype.name})')
-    elif spec.dtype.is_integer:
+      raise _bad(spec, text, f'must hold JSON numbers ({spec.dtype_name})')
+    elif spec.kind == INTEGER:
       if isinstance(item, float) and not item.is_integer():
-        raise _bad(spec, text, f'must hold whole numbers ({spec.dtype.name})')
+        raise _bad(spec, text, f'must hold whole numbers ({spec.dtype_name})')
       checked.append(_checked_int(spec, int(item), text))
     else:
       checked.append(_checked_float(spec, item, text))
   return checked
 
 
-def _bad(spec: InputSpec, text: Any, problem: str) -> SiteModelError:
+def _bad(spec: _Input, text: Any, problem: str) -> SiteModelError:
   shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + '...'
   return SiteModelError(BAD_FEATURE, f'feature {spec.name!r}: {shown} {problem}')

@@ -147,10 +147,8 @@ def example_row(data: bytes) -> Dict[str, Any]:
     raise BadRecord(PARSE_STAGE, 'bad_tfrecord',
                     'not a tf.train.Example (it has fields Example does not; a SequenceExample?)',
                     _b64(data))
-  features = example.features.feature
   row: Dict[str, Any] = {}
-  for name in sorted(features):
-    feature = features[name]
+  for name, feature in sorted(example.features.feature.items()):
     kind = feature.WhichOneof('kind')
     if kind == 'int64_list':
       values: List[Any] = list(feature.int64_list.value)
