@@ -100,7 +100,8 @@ def test_a_file_without_a_final_line_ending_keeps_its_last_row():
 
 _CELL = st.text(
     alphabet=st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00'),
-    max_size=12) | st.sampled_from(['', ',', '"', '""', '\n', '\r\n', '\r', ' a, "b" ', '✓\u2028'])
+    max_size=12) | st.sampled_from(
+        ['', ',', '"', '""', '\n', '\r\n', '\r', ' a, "b" ', '✓\u2028'])
 
 
 @settings(max_examples=150, deadline=None)

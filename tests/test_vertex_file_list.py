@@ -1,4 +1,4 @@
-"""File lists (Vertex's file-list input): expanded at launch, one format, read by the format's reader."""
+"""File lists (Vertex's file-list input): expanded at launch, one format, read by its reader."""
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline

@@ -1,4 +1,4 @@
-"""The same instances as JSON-lines, CSV (csv module and pandas) and TFRecord: same rows, same predictions.
+"""The same instances as JSON-lines, CSV (csv, pandas) and TFRecord: same rows, same predictions.
 
 Each format goes the job's way up to the model: read, packed per site
 (``PackJsonLinesBySite`` / ``PackBySite``), unpacked and parsed as
@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
 
 from models.site.layout import locate
 from models.site.row_feed import predict_rows
@@ -22,9 +25,11 @@ from models.site.site_model import load_site_model
 from models.site.text_features import typed_row
 from transforms.dead_letters import FAILED
 from transforms.site.csv_rows import csv_records
+from transforms.site.inference import PredictPerSite
 from transforms.site.rows import PackBySite
 from transforms.site.rows import PackJsonLinesBySite
 from transforms.site.rows import unpack
+from transforms.site.tfrecord_rows import ReadTfRecordRows
 from transforms.site.tfrecord_rows import tfrecord_records
 
 FIELDS = ('site_id', 'temp', 'count', 'label', 'pair')
@@ -81,8 +86,7 @@ def unpacked(dofn, elements):
   outputs += [windowed.value for windowed in dofn.finish_bundle()]
   letters = [out.value for out in outputs if isinstance(out, beam.pvalue.TaggedOutput)]
   assert letters == []
-  return [json.loads(text) for _, block in outputs if not isinstance(block, beam.pvalue.TaggedOutput)
-          for _, text in unpack(block)]
+  return [json.loads(text) for _, block in outputs for _, text in unpack(block)]
 
 
 def records(outputs):
@@ -138,11 +142,12 @@ def write_tfrecord(tmp_path, rows) -> bytes:
     return f.read()
 
 
-def rows_by_format(tmp_path, site_model):
+def rows_by_format(tmp_path):
   rows = instances()
   jsonl = unpacked(PackJsonLinesBySite('site_id'),
                    [('in.jsonl', line) for line in as_jsonl(rows).splitlines()])
-  from_csv = unpacked(PackBySite('site_id'), records(csv_records('in.csv', io.BytesIO(as_csv(rows)))))
+  from_csv = unpacked(PackBySite('site_id'),
+                      records(csv_records('in.csv', io.BytesIO(as_csv(rows)))))
   from_pandas = unpacked(PackBySite('site_id'),
                          records(csv_records('p.csv', io.BytesIO(as_pandas_csv(rows)))))
   tfrecord = unpacked(PackBySite('site_id'), records(tfrecord_records(
@@ -151,7 +156,7 @@ def rows_by_format(tmp_path, site_model):
 
 
 def test_every_format_gives_the_same_rows_once_csv_is_typed(tmp_path, site_model):
-  rows, found = rows_by_format(tmp_path, site_model)
+  rows, found = rows_by_format(tmp_path)
   assert found['jsonl'] == rows
   for name in ('csv', 'pandas'):
     assert all(isinstance(v, str) for row in found[name] for v in row.values())
@@ -170,7 +175,7 @@ def direct(site_model, rows):
 
 
 def test_every_format_predicts_what_the_model_does_when_called_directly(tmp_path, site_model):
-  rows, found = rows_by_format(tmp_path, site_model)
+  rows, found = rows_by_format(tmp_path)
   want = direct(site_model, rows)
   for name, got_rows in found.items():
     results = predict_rows(site_model, got_rows, text_values=name in ('csv', 'pandas'))
@@ -200,3 +205,22 @@ def test_text_rows_fed_untyped_are_refused_not_guessed(site_model):
   assert result.reason == 'bad_feature'
   (result,) = predict_rows(site_model, [row], text_values=True)
   assert result.reason is None
+
+
+def test_tfrecord_rows_go_through_the_jobs_prediction_unchanged(tmp_path, site_model):
+  """TFRecord rows are typed already: reader -> PackBySite -> PredictPerSite works as is."""
+  rows = instances()
+  (tmp_path / 'in.tfrecord').write_bytes(write_tfrecord(tmp_path, rows))
+  model_root = site_model.location.path.rsplit('/plant-7/', 1)[0]
+  want = direct(site_model, rows)
+  expected = [(row['label'], float(score), int(bucket))
+              for row, score, bucket in zip(rows, want['score'], want['bucket'])]
+  with TestPipeline(runner='FnApiRunner') as p:
+    read = p | ReadTfRecordRows(str(tmp_path / 'in.tfrecord'))
+    packed = read.rows | beam.ParDo(PackBySite('site_id')).with_outputs(FAILED, main='rows')
+    result = packed.rows | PredictPerSite(model_root=model_root)
+    got = result.prediction_batches | beam.FlatMap(lambda batch: [
+        (p.instance['label'], p.outputs['score'], p.outputs['bucket']) for p in batch])
+    assert_that(got, equal_to(expected), label='predictions')
+    assert_that((read[FAILED], packed[FAILED], result.failed) | beam.Flatten(), equal_to([]),
+                label='no_failures')

@@ -1,4 +1,4 @@
-"""Instance config: fields fed and echoed, array instances into a one-tensor signature, flag checks."""
+"""Instance config: fields fed and echoed, array instances for one-tensor signatures, flags."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -15,9 +15,9 @@ from models.site.layout import locate
 from models.site.row_feed import feed_rows
 from models.site.row_feed import predict_rows
 from models.site.site_model import load_site_model
-from tests.savedmodel_builders import call_directly
-from tests.savedmodel_builders import save_linear
-from tests.savedmodel_builders import save_two_in_two_out
+from savedmodel_builders import call_directly
+from savedmodel_builders import save_linear
+from savedmodel_builders import save_two_in_two_out
 
 ROW = {'site_id': 's1', 'id': 'k-1', 'a': 1.5, 'b': 2, 'c': 'x', 'extra': [1, 2]}
 

@@ -1,4 +1,4 @@
-"""Per-site version manifests: pins, the default for other sites, no silent fallback, line-exact errors."""
+"""Per-site version manifests: pins, defaults for other sites, no silent fallback, exact lines."""
 import json
 
 import pytest
@@ -9,7 +9,7 @@ from models.site.layout import locate
 from models.site.pool import SiteModelPool
 from models.site.version_manifest import load_manifest
 from models.site.version_manifest import pinned_version
-from tests.savedmodel_builders import save_linear
+from savedmodel_builders import save_linear
 
 
 def write(tmp_path, name, text):
@@ -20,7 +20,8 @@ def write(tmp_path, name, text):
 
 def test_json_and_csv_manifests_give_the_same_pins(tmp_path):
   as_json = write(tmp_path, 'v.json', '{\n  "site-a": "3",\n  "007": 12,\n  "é x": "003"\n}\n')
-  as_csv = write(tmp_path, 'v.csv', '\ufeffversion,site_id\r\n3,site-a\r\n\r\n12,007\r\n003,é x\r\n')
+  as_csv = write(tmp_path, 'v.csv',
+                 '\ufeffversion,site_id\r\n3,site-a\r\n\r\n12,007\r\n003,é x\r\n')
   want = {'site-a': '3', '007': '12', 'é x': '003'}
   assert load_manifest(as_json) == want
   assert load_manifest(as_csv) == want

@@ -42,10 +42,12 @@ def refused(spec, text):
 
 @pytest.mark.parametrize('spec,text,value', [
     (F32, '12.5', 12.5), (F32, ' -1e-3 ', -0.001), (F32, '.5', 0.5), (F32, '+7', 7.0),
-    (F64, '3.4e38', 3.4e38), (F32, '3.4028235e+38', 3.4028235e38), (I64, '12', 12), (I64, '-0', 0), (I64, '12.0', 12),
+    (F64, '3.4e38', 3.4e38), (F32, '3.4028235e+38', 3.4028235e38),
+    (I64, '12', 12), (I64, '-0', 0), (I64, '12.0', 12),
     (I64, '1e3', 1000), (I64, '9223372036854775807', 2**63 - 1), (U8, '255', 255),
     (B, 'True', True), (B, 'false', False), (S, '007', '007'), (S, ' x, "y" ', ' x, "y" '),
-    (S1, '[1]', '[1]'), (F1, '2.5', 2.5), (F1, '[2.5]', [2.5]), (F3, '[1, 2.5, -3e2]', [1, 2.5, -300.0]),
+    (S1, '[1]', '[1]'), (F1, '2.5', 2.5), (F1, '[2.5]', [2.5]),
+    (F3, '[1, 2.5, -3e2]', [1, 2.5, -300.0]),
     (I2, '[3, 4.0]', [3, 4]), (S2, '["a", "b,c"]', ['a', 'b,c']), (M22, '[[1, 2], [3, 4]]',
                                                                    [[1, 2], [3, 4]]),
 ])
@@ -61,9 +63,11 @@ def test_text_becomes_the_value_of_the_inputs_dtype(spec, text, value):
     (F32, '0x10', 'not a decimal'), (F32, 'true', 'not a decimal'),
     (I64, '12.5', 'whole'), (I64, '9223372036854775808', 'out of range'),
     (I64, '1e400', 'out of range'), (I32, '3000000000', 'out of range for int32'),
-    (U8, '-1', 'out of range for uint8'), (I64, 'NaN', 'not finite'), (I64, 'abc', 'not an integer'),
+    (U8, '-1', 'out of range for uint8'), (I64, 'NaN', 'not finite'),
+    (I64, 'abc', 'not an integer'),
     (B, '1', 'true or false'), (B, 'yes', 'true or false'),
-    (F3, '1, 2, 3', 'JSON array'), (F3, '[1, NaN, 3]', 'JSON array'), (F3, '{"a": 1}', 'JSON array'),
+    (F3, '1, 2, 3', 'JSON array'), (F3, '[1, NaN, 3]', 'JSON array'),
+    (F3, '{"a": 1}', 'JSON array'),
     (F3, '[1, "2", 3]', 'JSON numbers'), (F3, '[true, 1, 2]', 'JSON numbers'),
     (I2, '[1, 2.5]', 'whole'), (S2, '["a", 1]', 'JSON strings'), (F1, '[1', 'JSON array'),
 ])
