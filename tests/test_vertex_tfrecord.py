@@ -16,6 +16,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from common import paths
+from models.site.layout import locate
+from models.site.site_model import load_site_model
 from transforms.dead_letters import FAILED
 from transforms.site.tfrecord_rows import ReadTfRecordRows
 from transforms.site.tfrecord_rows import example_row
@@ -183,3 +185,28 @@ def test_the_reader_reads_plain_and_gzip_files_and_gcs(tmp_path, gcs_bucket):
   remote = f'{gcs_bucket}/in/part-0'   # gzip without the extension: Vertex's tf-record-gzip
   paths.write_bytes(remote, gzip.compress(_framed(example(n=[5]))))
   _run([remote], [(remote, 5)], [], compression='gzip')
+
+
+class _ParsesExamples(tf.Module):
+  """serving_default(examples: string[None]) -> parses tf.Example itself, as TFX exports do."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def serve(self, examples):
+    parsed = tf.io.parse_example(examples, {
+        'x': tf.io.FixedLenFeature([2], tf.float32), 'n': tf.io.FixedLenFeature([], tf.int64)})
+    return {'y': tf.reduce_sum(parsed['x'], axis=1) * tf.cast(parsed['n'], tf.float32)}
+
+
+def test_a_signature_parsing_serialized_examples_gets_each_record_as_b64(tmp_path):
+  module = _ParsesExamples()
+  tf.saved_model.save(module, str(tmp_path / 'm' / 'tfx' / '1'),
+                      signatures={'serving_default': module.serve})
+  model = load_site_model(locate(str(tmp_path / 'm'), 'tfx'), 'serving_default')
+  records = [example(site_id=[b'tfx'], x=[0.1, 2.5], n=[i]) for i in range(1, 4)]
+  outputs = list(tfrecord_records('f', io.BytesIO(_framed(*records)), serialized_field='examples'))
+  rows = [json.loads(json.dumps(row)) for _, row in outputs]
+  assert [row['site_id'] for row in rows] == ['tfx'] * 3
+  assert [base64.b64decode(row['examples']['b64']) for row in rows] == records
+  results = model.predict(rows)
+  want = module.serve(tf.constant(records))['y'].numpy()
+  np.testing.assert_array_equal([r.outputs['y'] for r in results], want)

@@ -33,6 +33,12 @@ Dead letters (stage ``parse``; ``record``: base64 of the record's bytes):
 * ``bad_value``: a float feature holding NaN or infinity (JSON outputs
   cannot carry them).
 * ``bad_file`` (no record): a compressed file that stops decompressing.
+
+Models whose signature parses serialized Examples itself (a ``tf.string``
+input fed to ``tf.io.parse_example``, as TFX and Estimator exports have):
+with ``serialized_field`` each row also carries its record, as ``{"b64":
+...}``, under that name, which the signature's string input takes; the
+parsed features still give the site (and key) fields.
 """
 import base64
 import math
@@ -132,8 +138,13 @@ def _text_or_b64(value: bytes) -> Union[str, Dict[str, str]]:
     return {'b64': _b64(value)}
 
 
-def example_row(data: bytes) -> Dict[str, Any]:
+def example_row(data: bytes, *, serialized_field: Optional[str] = None) -> Dict[str, Any]:
   """One serialized ``tf.train.Example`` as a row dict (see the module doc).
+
+  Args:
+    data: the record.
+    serialized_field: also keep the record itself, as ``{"b64": ...}``, in
+      this field (it replaces a feature of that name).
 
   Raises:
     BadRecord: ``bad_tfrecord`` (not an Example) or ``bad_value`` (NaN).
@@ -159,22 +170,25 @@ def example_row(data: bytes) -> Dict[str, Any]:
     else:
       values = []
     row[name] = None if not values else values[0] if len(values) == 1 else values
+  if serialized_field is not None:
+    row[serialized_field] = {'b64': _b64(data)}
   return row
 
 
-def tfrecord_records(source: str, stream: BinaryIO
+def tfrecord_records(source: str, stream: BinaryIO, *, serialized_field: Optional[str] = None
                      ) -> Iterator[Union[Record, beam.pvalue.TaggedOutput]]:
   """One TFRecord file's rows as ``(source, row)``, its dead letters on :data:`FAILED`.
 
   Args:
     source: the file's name, kept with every row and dead letter.
     stream: the file's (decompressed) bytes, read to the end; not closed here.
+    serialized_field: see :func:`example_row`.
   """
   for frame in _frames(stream):
     try:
       if isinstance(frame, BadRecord):
         raise frame
-      row = example_row(frame)
+      row = example_row(frame, serialized_field=serialized_field)
     except BadRecord as e:
       yield failed(e.dead_letter(source))
       continue
@@ -184,11 +198,14 @@ def tfrecord_records(source: str, stream: BinaryIO
 class _ReadTfRecordFile(beam.DoFn):
   """``ReadableFile -> (file name, row)``, dead letters on :data:`FAILED`."""
 
+  def __init__(self, serialized_field: Optional[str]):
+    self._serialized_field = serialized_field
+
   def process(self, readable_file):
     path = readable_file.metadata.path
     try:
       with open_binary(readable_file) as stream:
-        yield from tfrecord_records(path, stream)
+        yield from tfrecord_records(path, stream, serialized_field=self._serialized_field)
     except DECOMPRESSION_ERRORS as e:
       yield bad_file(path, e)
 
@@ -197,18 +214,22 @@ class ReadTfRecordRows(beam.PTransform):
   """``PBegin -> (file name, row dict)`` on ``rows``, dead letters on ``failed``.
 
   ``patterns``: one file pattern or a list (local, gs://); ``compression``:
-  a Beam ``CompressionTypes`` value (default: by extension). Every record of
-  every file is in exactly one output.
+  a Beam ``CompressionTypes`` value (default: by extension);
+  ``serialized_field``: also keep each record, as ``{"b64": ...}``, in this
+  field (for signatures that parse serialized Examples themselves). Every
+  record of every file is in exactly one output.
   """
 
-  def __init__(self, patterns, *, compression: Optional[str] = None):
+  def __init__(self, patterns, *, compression: Optional[str] = None,
+               serialized_field: Optional[str] = None):
     super().__init__()
     self._patterns = patterns
     self._compression = compression
+    self._serialized_field = serialized_field
 
   def expand(self, pbegin):
     return (pbegin
             | 'MatchAndOpen' >> MatchAndOpen(self._patterns, compression=self._compression)
-            | 'ParseExamples' >> beam.ParDo(_ReadTfRecordFile()).with_outputs(
+            | 'ParseExamples' >> beam.ParDo(_ReadTfRecordFile(self._serialized_field)).with_outputs(
                 FAILED, main='rows'))
 
