@@ -147,7 +147,8 @@ def _floats(spec: InputSpec, leaves: List[Any]) -> np.ndarray:
     raise _bad(spec, f'is out of range for {spec.dtype.name}') from e
   if not np.isfinite(wide).all():
     raise _bad(spec, f'must be finite numbers, got {_first_non_finite(wide)}')
-  array = wide.astype(spec.dtype.as_numpy_dtype)
+  with np.errstate(over='ignore'):   # overflow is checked right after
+    array = wide.astype(spec.dtype.as_numpy_dtype)
   if not np.isfinite(array).all():
     raise _bad(spec, f'is out of range for {spec.dtype.name}: '
                      f'{wide.ravel()[~np.isfinite(array).ravel()][0]!r}')
@@ -280,7 +281,8 @@ def _fast_column(spec: InputSpec, column: List[Any]) -> Optional[np.ndarray]:
       wide = np.array(column, dtype=np.float64)
       if not np.isfinite(wide).all():
         return None
-      array = wide.astype(spec.dtype.as_numpy_dtype)
+      with np.errstate(over='ignore'):
+        array = wide.astype(spec.dtype.as_numpy_dtype)
       if not np.isfinite(array).all():
         return None
     elif kind == 'i' and types <= {int}:
