@@ -252,60 +252,136 @@ class FeatureBatch(NamedTuple):
   tensors: Dict[str, np.ndarray]
 
 
-def _leaf_column(spec: InputSpec, column: List[Any]) -> Optional[List[Any]]:
-  """The leaves of a column of plain nested lists of the row shape; None if not plain."""
-  depth = len(spec.row_shape)
-  if spec.row_shape == (1,) and not any(isinstance(v, _LISTS) for v in column):
-    depth = 0
-  leaves = column
-  for _ in range(depth):
-    if not all(type(v) is list for v in leaves):   # pylint: disable=unidiomatic-typecheck
-      return None
-    leaves = list(itertools.chain.from_iterable(leaves))
-  return leaves
+def _plain_width(spec: InputSpec) -> Optional[int]:
+  """Values of ``spec`` that vectorise: 0 = one value per row, k = a list of k; None = none."""
+  if spec.row_shape == ():
+    return 0
+  if len(spec.row_shape) == 1 and spec.row_shape[0]:
+    return spec.row_shape[0]
+  return None
 
 
-def _fast_column(spec: InputSpec, column: List[Any]) -> Optional[np.ndarray]:
-  """The whole column as one array, when every value is plain and passes the rule.
+_PLAIN_LEAVES = {'f': _PLAIN_NUMBERS, 'i': frozenset({int}), 'b': frozenset({bool}),
+                 's': frozenset({str})}
 
-  Exactly what stacking :func:`convert` of each value gives, or None (the
-  column is then converted value by value).
+
+def _plain_leaves(spec: InputSpec, kind: str, column: List[Any]) -> Optional[List[Any]]:
+  """The leaves of a column, row-major, when every value is plain: a value of
+  the plain leaf type of ``kind``, or (fixed width k) a list of k of them."""
+  width, allowed = _plain_width(spec), _PLAIN_LEAVES.get(kind)
+  if width is None or allowed is None or kind == 's' and width != 0:
+    return None
+  types = set(map(type, column))
+  if width == 0 or width == 1 and list not in types:   # a plain value fills a width-one input
+    leaves = column
+  elif types == {list} and set(map(len, column)) == {width}:
+    leaves = list(itertools.chain.from_iterable(column))
+    types = set(map(type, leaves))
+  else:
+    return None
+  return leaves if allowed.issuperset(types) else None
+
+
+def _stack(spec: InputSpec, kind: str, leaves: List[Any], rows: int
+           ) -> Tuple[np.ndarray, np.ndarray]:
+  """Plain leaves (:func:`_plain_leaves`) of ``rows`` rows as one array, and
+  which rows pass the rule (each as :func:`convert` would decide).
+
+  Raises:
+    ValueError, OverflowError: the leaves do not convert at once (an int
+      beyond int64 or float64, a lone surrogate): convert them one by one.
   """
-  kind = _kind(spec)
-  leaves = _leaf_column(spec, column)
-  if leaves is None:
-    return None
-  types = set(map(type, leaves))
-  try:
-    if kind == 'f' and _PLAIN_NUMBERS.issuperset(types):
-      wide = np.array(column, dtype=np.float64)
-      if not np.isfinite(wide).all():
-        return None
-      with np.errstate(over='ignore'):
-        array = wide.astype(spec.dtype.as_numpy_dtype)
-      if not np.isfinite(array).all():
-        return None
-    elif kind == 'i' and types <= {int}:
-      array = np.array(column, dtype=np.int64)
-      low, high = _integer_bounds(spec)
-      if array.size and (array.min() < low or array.max() > high):
-        return None
-      array = array.astype(spec.dtype.as_numpy_dtype)
-    elif kind == 'b' and types <= {bool}:
-      array = np.array(column, dtype=bool)
-    elif kind == 's' and types <= {str} and leaves is column:   # one string per row
-      array = np.empty(len(column), dtype=object)
-      array[:] = [text.encode('utf-8') for text in column]
+  if kind == 's':
+    array = np.empty(len(leaves), dtype=object)
+    array[:] = [text.encode('utf-8') for text in leaves]
+    passed = np.ones(rows, dtype=bool)
+  elif kind == 'b':
+    array, passed = np.array(leaves, dtype=bool), np.ones(rows, dtype=bool)
+  elif kind == 'i':
+    wide = np.array(leaves, dtype=np.int64)
+    low, high = _integer_bounds(spec)
+    if spec.dtype == tf.int64:   # np.array checked the bounds
+      passed = np.ones(rows, dtype=bool)
     else:
-      return None
-  except (ValueError, OverflowError):   # ragged lists, int beyond int64, lone surrogate
-    return None
-  if spec.row_shape == (1,) and array.ndim == 1:
-    array = array.reshape(-1, 1)
-  if array.ndim != 1 + len(spec.row_shape) or any(
-      want is not None and want != got for want, got in zip(spec.row_shape, array.shape[1:])):
-    return None
-  return array
+      passed = ((wide >= low) & (wide <= high)).reshape(rows, -1).all(axis=1)
+    array = wide.astype(spec.dtype.as_numpy_dtype)
+  else:
+    wide = np.array(leaves, dtype=np.float64)
+    with np.errstate(over='ignore', invalid='ignore'):
+      array = wide.astype(spec.dtype.as_numpy_dtype)
+    # NaN and infinities stay so in the cast; values beyond the dtype become inf.
+    finite = np.isfinite(array)
+    passed = np.ones(rows, dtype=bool) if finite.all() else finite.reshape(rows, -1).all(axis=1)
+  return array.reshape((rows,) + spec.row_shape), passed
+
+
+def _is_plain_value(spec: InputSpec, kind: str):
+  """A per-value :func:`_plain_leaves` (for columns that are not all plain)."""
+  width, allowed = _plain_width(spec), _PLAIN_LEAVES.get(kind)
+  if width is None or allowed is None or kind == 's' and width != 0:
+    return lambda value: False
+  if width == 0:
+    return lambda value: type(value) in allowed
+  if width == 1:
+    return lambda value: type(value) in allowed or (
+        type(value) is list and len(value) == 1 and type(value[0]) in allowed)
+  return lambda value: type(value) is list and len(value) == width and allowed.issuperset(
+      map(type, value))
+
+
+class _Column:
+  """One input's values for the rows of a chunk, and the rows it fails (by index)."""
+
+  def __init__(self, stacked: Optional[np.ndarray], positions: Dict[int, int],
+               singles: Dict[int, np.ndarray], errors: Dict[int, SiteModelError]):
+    self.stacked, self.positions, self.singles, self.errors = (
+        stacked, positions, singles, errors)
+
+  @classmethod
+  def of(cls, spec: InputSpec, rows: Sequence[Mapping[str, Any]],
+              stacked: Optional[np.ndarray] = None, passed: Optional[np.ndarray] = None
+              ) -> '_Column':
+    """Plain values stacked in one go (``stacked``/``passed``: already done for
+    every row), the others converted one by one with :func:`to_array`."""
+    kind = _kind(spec)
+    if stacked is not None:
+      plain = list(range(len(rows)))
+      others = []
+    else:
+      is_plain = _is_plain_value(spec, kind)
+      column = [row.get(spec.name) for row in rows]
+      plain = [i for i, value in enumerate(column) if is_plain(value)]
+      others = [i for i, value in enumerate(column) if not is_plain(value)]
+      if plain:
+        values = [column[i] for i in plain]
+        if _plain_width(spec):
+          values = [[v] if type(v) is not list else v for v in values]  # pylint: disable=unidiomatic-typecheck
+          values = list(itertools.chain.from_iterable(values))
+        try:
+          stacked, passed = _stack(spec, kind, values, len(plain))
+        except (ValueError, OverflowError):
+          others.extend(plain)
+          plain = []
+    positions = {i: pos for pos, i in enumerate(plain) if passed[pos]}
+    others.extend(i for pos, i in enumerate(plain) if not passed[pos])
+    singles, errors = {}, {}
+    for index in others:
+      try:
+        singles[index] = to_array(spec, rows[index])
+      except SiteModelError as e:
+        errors[index] = e
+    return cls(stacked, positions, singles, errors)
+
+  def shape(self, index: int) -> Tuple[int, ...]:
+    if index in self.positions:
+      return self.stacked.shape[1:]
+    return self.singles[index].shape
+
+  def take(self, indices: List[int]) -> np.ndarray:
+    if not self.singles:
+      return self.stacked[[self.positions[i] for i in indices]]
+    return np.stack([self.stacked[self.positions[i]] if i in self.positions
+                     else self.singles[i] for i in indices])
 
 
 def batch_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]]
@@ -314,7 +390,9 @@ def batch_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]]
 
   Each row's outcome is that of :func:`to_array` on it alone (the first
   failing input, in signature order, names its error); the values of a row
-  are the same in any chunk.
+  are the same in any chunk. Plain values (numbers, or lists of k numbers,
+  of the input's leaf type; one string per row) are converted a column at a
+  time; only the others one by one.
 
   Returns:
     (batches, failures): batches of rows with equal value shapes, in row
@@ -323,33 +401,38 @@ def batch_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]]
   if not rows:
     return [], []
   fast: Dict[str, np.ndarray] = {}
-  slow: List[InputSpec] = []
+  slow: Dict[str, _Column] = {}
   for name, spec in specs.items():
-    array = _fast_column(spec, [row.get(name) for row in rows])
-    if array is None:
-      slow.append(spec)
+    kind = _kind(spec)
+    leaves = _plain_leaves(spec, kind, [row.get(name) for row in rows])
+    stacked = passed = None
+    if leaves is not None:
+      try:
+        stacked, passed = _stack(spec, kind, leaves, len(rows))
+      except (ValueError, OverflowError):
+        pass
+    if stacked is not None and passed.all():
+      fast[name] = stacked
     else:
-      fast[name] = array
+      slow[name] = _Column.of(spec, rows, stacked, passed)
   if not slow:
     return [FeatureBatch(list(range(len(rows))), fast)], []
 
-  failures = []
-  by_shape: Dict[tuple, Tuple[List[int], Dict[str, List[np.ndarray]]]] = {}
-  for index, row in enumerate(rows):
-    try:
-      values = [to_array(spec, row) for spec in slow]
-    except SiteModelError as e:
-      failures.append((index, e))
-      continue
-    shape_key = tuple(v.shape for v in values)
-    indices, columns = by_shape.setdefault(shape_key, ([], {s.name: [] for s in slow}))
-    indices.append(index)
-    for spec, value in zip(slow, values):
-      columns[spec.name].append(value)
+  failed = {}
+  for column in reversed(slow.values()):   # the first failing input in signature order wins
+    failed.update(column.errors)
+  failures = sorted(failed.items())
+  good = [i for i in range(len(rows)) if i not in failed]
+  groups: Dict[tuple, List[int]] = {}
+  if all(None not in specs[name].row_shape for name in slow):
+    groups[()] = good   # fixed shapes: every good row has them
+  else:
+    for index in good:
+      groups.setdefault(tuple(c.shape(index) for c in slow.values()), []).append(index)
   batches = []
-  for indices, columns in by_shape.values():
-    tensors = {}
-    for name in specs:
-      tensors[name] = np.stack(columns[name]) if name in columns else fast[name][indices]
-    batches.append(FeatureBatch(indices, tensors))
+  for indices in groups.values():
+    if indices:
+      tensors = {name: slow[name].take(indices) if name in slow else fast[name][indices]
+                 for name in specs}
+      batches.append(FeatureBatch(indices, tensors))
   return batches, failures
