@@ -16,12 +16,14 @@ from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.transforms.window import GlobalWindows
 
+from models.site_model_errors import BAD_SITE
 from models.site_model_handler import SiteChunk
 from models.site_model_handler import SiteModelHandler
 from models.site_model_pool import DEFAULT_MAX_BYTES
 from models.site_model_pool import DEFAULT_MAX_MODELS
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
+from transforms.instances import SITE_STAGE
 from transforms.site_rows import SiteRows
 from transforms.site_rows import unpack
 
@@ -77,6 +79,9 @@ class SplitOutcomes(beam.DoFn):
 
   Every row of the chunk ends in exactly one of the first two outputs; the
   predictions of a chunk travel as one list (none when every row failed).
+  Dead letters are stage ``predict``, except ``bad_site`` (an id the model
+  lookup refused before any I/O, e.g. too long for the model root), which
+  is stage ``key_by_site`` as when the packing step refuses it.
   """
 
   def process(self, result: PredictionResult):
@@ -95,8 +100,9 @@ class SplitOutcomes(beam.DoFn):
         predictions.append(
             Prediction(chunk.site_id, source, row, row_result.outputs, outcome.model_version))
       else:
+        stage = SITE_STAGE if row_result.reason == BAD_SITE else PREDICT_STAGE
         yield failed(dead_letter(
-            PREDICT_STAGE, row_result.reason, row_result.message,
+            stage, row_result.reason, row_result.message,
             site_id=chunk.site_id, source=source, record=row))
     if predictions:
       yield predictions
