@@ -159,8 +159,8 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions):
     # so does a line over --max_line_bytes (read as a RefusedLine, never whole).
     raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(
         input_path, max_line_bytes=options.max_line_bytes)
-    packed = raw | 'ParseAndPackBySite' >> beam.ParDo(
-        PackJsonLinesBySite(options.site_field)).with_outputs(FAILED, main='rows')
+    packed = raw | 'ParseAndPackBySite' >> beam.ParDo(PackJsonLinesBySite(
+        options.site_field, model_root=options.model_root)).with_outputs(FAILED, main='rows')
     return raw, packed.rows, packed[FAILED]
   source = f'bigquery:{options.input_table}' if options.input_table else 'bigquery:query'
   project = options.view_as(GoogleCloudOptions).project
@@ -173,7 +173,8 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions):
       method=beam.io.ReadFromBigQuery.Method.DIRECT_READ)
   packed = (rows
             | 'Source' >> beam.Map(_with_source, source)
-            | 'PackBySite' >> beam.ParDo(PackBySite(options.site_field)).with_outputs(
+            | 'PackBySite' >> beam.ParDo(PackBySite(
+                options.site_field, model_root=options.model_root)).with_outputs(
                 FAILED, main='rows'))
   return rows, packed.rows, packed[FAILED]
 

@@ -18,16 +18,16 @@ from beam_jobs import detect_images
 from beam_jobs import runtime
 from beam_jobs import site_predictions
 from beam_jobs.io_options import JobIOOptions
-from models.site_model_handler import SiteModelHandler
-from transforms import detection
+from models.site.handler import SiteModelHandler
+from transforms.detection import objects as detection
 from transforms import reporting
-from transforms.annotate import AnnotateImages
+from transforms.detection.annotate import AnnotateImages
 from transforms.dead_letters import WriteDeadLetters
-from transforms.image_files import ListImages
-from transforms.prediction_output import WritePredictions
+from transforms.detection.image_files import ListImages
+from transforms.site.prediction_output import WritePredictions
 from transforms.run_summary import WriteRunSummary
-from transforms.site_inference import ChunkSite
-from transforms.site_inference import SplitOutcomes
+from transforms.site.inference import ChunkSite
+from transforms.site.inference import SplitOutcomes
 
 
 def model_load_facts(result):

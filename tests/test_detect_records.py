@@ -82,3 +82,18 @@ def test_sites_and_input_forms(tmp_path):
   assert resolve_input(f'{tmp_path}/**/*.JPG') == (f'{tmp_path}/**/*.JPG', str(tmp_path))
   assert resolve_input('gs://b/in/**/*.jpg') == ('gs://b/in/**/*.jpg', 'gs://b/in')
   assert resolve_input('gs://b/in/') == ('gs://b/in/**', 'gs://b/in')
+
+
+def test_detections_with_non_finite_numbers_are_a_dead_letter_not_an_invalid_line():
+  fn = detection._ToDetectedFn('m', None)  # pylint: disable=protected-access
+  nan_box = [dict(DETS[0]), {**DETS[1], 'box': [5.0, float('nan'), 7.0, float('inf')]}]
+  (out,) = fn.process(_result(nan_box))
+  assert out.tag == dead_letters.FAILED
+  assert (out.value['reason'], out.value['site_id']) == ('non_finite_output', 'cam1')
+  assert 'person' in out.value['message'] and out.value['record'] == SOURCE.as_record()
+  (nan_score,) = fn.process(_result([{**DETS[0], 'score': float('nan')}]))
+  assert nan_score.value['reason'] == 'non_finite_output'
+  # Filtered out by --classes: the image keeps its (finite) record.
+  (kept,) = detection._ToDetectedFn('m', ['zebra']).process(  # pylint: disable=protected-access
+      _result(nan_box))
+  assert kept.record['detections'] == [DETS[0]]

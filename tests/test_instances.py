@@ -12,7 +12,8 @@ from transforms.site.instances import site_of
 
 
 @pytest.mark.parametrize('value,expected', [
-    ('store-1', 'store-1'), (17, '17'), (17.0, '17'), (2.5, '2.5'), (' a ', 'a')])
+    ('store-1', 'store-1'), (17, '17'), (17.0, '17'), (2.5, '2.5'), (' a ', ' a '),
+    ('twin ', 'twin '), ('caf\u00e9', 'caf\u00e9')])
 def test_site_ids_from_strings_and_numbers(value, expected):
   assert site_id_of(value) == expected
 

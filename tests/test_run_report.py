@@ -20,14 +20,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from storage import paths
+from common import paths
 from transforms.reporting import histograms as hist
 from transforms.reporting import render
 from transforms.reporting import samples
 from transforms.reporting import site_outcomes as so
 from transforms.reporting import thumbnails
 from transforms.reporting import write
-from transforms.site_inference import Prediction
+from transforms.site.inference import Prediction
 import report_pipelines
 import savedmodel_builders
 import site_job_data

@@ -5,6 +5,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
 from apache_beam.transforms import window
 
 from models.site.site_model import RowResult
@@ -70,3 +72,22 @@ def test_predict_per_site_refuses_windowed_input_at_construction():
               | beam.WindowInto(window.FixedWindows(60)))
   with pytest.raises(ValueError, match='global window'):
     _ = windowed | PredictPerSite(model_root='/models')
+
+
+def test_ids_the_model_lookup_refuses_are_bad_sites_of_the_keying_stage():
+  chunk = SiteChunk('s' * 200, [{'x': 1}, {'x': 2}], ['f', 'f'])
+  found = _split(chunk, [RowResult(0, None, 'bad_site', 'too long for the root'),
+                         RowResult(1, None, 'non_finite_output', "model output is not finite")])
+  assert [(l['stage'], l['reason']) for l in found['failed']] == [
+      ('key_by_site', 'bad_site'), ('predict', 'non_finite_output')]
+
+
+def test_predict_per_site_dead_letters_ids_too_long_for_a_gcs_root():
+  """No I/O happens for such an id: the root's bucket does not even exist."""
+  root = 'gs://no-such-bucket/' + 'p' * 900
+  with TestPipeline() as pipeline:
+    result = (pipeline
+              | beam.Create([('s' * 150, pack((('f', 1),), ['{"x": 1}']))])
+              | PredictPerSite(model_root=root))
+    letters = result.failed | beam.Map(lambda l: (l['stage'], l['reason'], l['site_id']))
+    assert_that(letters, equal_to([('key_by_site', 'bad_site', 's' * 150)]))

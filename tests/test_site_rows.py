@@ -146,3 +146,14 @@ def test_blocks_group_by_site_under_a_pipeline():
                    site, sorted(json.loads(text)['i'] for b in blocks for _, text in unpack(b)))))
     assert_that(grouped, equal_to([(f's{s}', list(range(s, 200, 5))) for s in range(5)]))
     assert_that(packed[FAILED], equal_to([]), label='no_failures')
+
+
+def test_with_a_model_root_ids_too_long_for_it_are_refused_while_packing():
+  line = ('f', json.dumps({'site_id': 's' * 150, 'x': 1}))
+  root = 'gs://bucket/' + 'p' * 900
+  blocks, letters = run_bundle(PackJsonLinesBySite('site_id', model_root=root), [line])
+  assert not blocks and [(l['stage'], l['reason']) for l in letters] == [
+      ('key_by_site', 'bad_site')]
+  assert 'GCS object name' in letters[0]['message']
+  blocks, letters = run_bundle(PackJsonLinesBySite('site_id'), [line])
+  assert not letters and list(rows_by_site(blocks)) == ['s' * 150]

@@ -1,16 +1,44 @@
 """Small helpers shared by test modules."""
 import json
+import math
 import pathlib
-from typing import List
+from typing import Any, List
+
+
+def _refuse(name: str) -> Any:
+  raise ValueError(f'{name} is not JSON')
+
+
+def _finite(text: str) -> float:
+  value = float(text)
+  if not math.isfinite(value):
+    raise ValueError(f'{text} overflows a double')
+  return value
+
+
+def loads_strict(line: str) -> Any:
+  """json.loads refusing NaN, Infinity, -Infinity and numbers overflowing a double."""
+  return json.loads(line, parse_constant=_refuse, parse_float=_finite)
+
+
+def strict_json(line: str) -> Any:
+  """``line`` parsed as a strict RFC 8259 parser would (BigQuery loads, jq,
+  Java, Go, JavaScript): ``NaN``, ``Infinity``, numbers overflowing a double
+  and blank lines fail the test."""
+  assert line.strip(), 'blank line'
+  return loads_strict(line)
 
 
 def read_jsonl(folder: pathlib.Path) -> List[dict]:
-  """Every JSON line of every file in ``folder``; a blank line fails the test."""
+  """Every JSON line of every file in ``folder``, parsed strictly (:func:`strict_json`)."""
   records = []
   for path in sorted(pathlib.Path(folder).iterdir()):
     text = path.read_text()
     assert not text or text.endswith('\n'), path
-    for line in text.split('\n')[:-1]:
-      assert line.strip(), f'blank line in {path}'
-      records.append(json.loads(line))
+    for number, line in enumerate(text.split('\n')[:-1], 1):
+      assert line.strip(), f'blank line {number} in {path}'
+      try:
+        records.append(loads_strict(line))
+      except ValueError as e:
+        raise AssertionError(f'{path} line {number} is not strict JSON: {e}: {line[:200]}') from e
   return records

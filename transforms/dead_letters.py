@@ -5,6 +5,12 @@ Every composite that can fail returns its failures as dicts built by
 schema is a contract (docs/contracts.md)::
 
   {"stage", "reason", "message", "site_id", "source", "record"}
+
+Written lines are strict JSON. The record is the input as the stage that
+refused it had it: the line's text for lines that did not parse, the row
+object otherwise; a non-finite float in it (``NaN`` in an input line, a
+BigQuery FLOAT64 NaN) is written as the string ``"NaN"``, ``"Infinity"`` or
+``"-Infinity"``.
 """
 from typing import Any, Dict, Optional
 
@@ -17,6 +23,11 @@ FAILED = 'failed'
 """Tag of the failed output of every DoFn in this package."""
 
 METRICS_NAMESPACE = 'dead_letters'
+
+
+def encode_dead_letter(letter: Dict[str, Any]) -> str:
+  """A dead letter as one strict JSON line (non-finite floats as strings)."""
+  return json_lines.dumps(letter, non_finite=json_lines.AS_STRING)
 
 
 def dead_letter(stage: str, reason: str, message: str, *,
@@ -53,5 +64,5 @@ class WriteDeadLetters(beam.PTransform):
   def expand(self, letters):
     return (
         letters
-        | 'Encode' >> beam.Map(json_lines.dumps)
+        | 'Encode' >> beam.Map(encode_dead_letter)
         | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))

@@ -1,11 +1,36 @@
-"""JSON-lines encoding that accepts what TF, NumPy and BigQuery hand us."""
+"""JSON-lines encoding that accepts what TF, NumPy and BigQuery hand us.
+
+Every line written is strict RFC 8259 JSON: parsers that refuse ``NaN`` and
+``Infinity`` (BigQuery loads, jq, Java, Go, JavaScript) read all of them.
+What happens to a non-finite float is the caller's choice, per encoder:
+
+* :data:`RAISE` (default): ``ValueError``. For values that are finite by
+  construction (model outputs are checked before they get here).
+* :data:`AS_STRING`: written as the strings ``"NaN"``, ``"Infinity"`` and
+  ``"-Infinity"`` (the convention of protobuf's JSON mapping). For records
+  echoed as they came (instances, dead-letter records), whose unfed fields
+  may hold such values: Python's ``json`` reads ``NaN`` in input lines, and
+  BigQuery FLOAT64 columns hold NaN and infinities. Such a value then reads
+  back like the string of the same text.
+* :data:`PYTHON`: bare ``NaN``/``Infinity`` (not JSON). Only for text the
+  job reads back itself with Python's ``json`` (rows packed for the shuffle).
+
+:func:`loads_strict` is the matching reader: it refuses what a strict
+parser refuses.
+"""
 import base64
 import datetime
 import decimal
 import json
+import math
 from typing import Any, Callable
 
 import numpy as np
+
+RAISE = 'raise'
+AS_STRING = 'string'
+PYTHON = 'python'
+NON_FINITE_POLICIES = (RAISE, AS_STRING, PYTHON)
 
 
 def _default(value: Any) -> Any:
@@ -26,18 +51,83 @@ def _default(value: Any) -> Any:
   raise TypeError(f'{type(value).__name__} is not JSON serializable')
 
 
-def encoder() -> Callable[[Any], str]:
-  """A reusable :func:`dumps` (one encoder for many values: cheaper per value)."""
-  return json.JSONEncoder(default=_default, separators=(',', ':')).encode
+def non_finite_text(value: float) -> str:
+  """``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` for a non-finite float."""
+  if math.isnan(value):
+    return 'NaN'
+  return 'Infinity' if value > 0 else '-Infinity'
 
 
-def dumps(value: Any) -> str:
+def _finite_copy(value: Any) -> Any:
+  """``value`` with every non-finite float (NumPy's included) as its string."""
+  if isinstance(value, dict):
+    return {k: _finite_copy(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_finite_copy(v) for v in value]
+  if isinstance(value, (np.ndarray, np.generic)):
+    return _finite_copy(value.tolist() if isinstance(value, np.ndarray) else value.item())
+  if isinstance(value, decimal.Decimal) and not value.is_finite():
+    return 'NaN' if value.is_nan() else non_finite_text(float(value))
+  if isinstance(value, float) and not math.isfinite(value):
+    return non_finite_text(value)
+  return value
+
+
+def encoder(*, non_finite: str = RAISE) -> Callable[[Any], str]:
+  """A reusable :func:`dumps` (one encoder for many values: cheaper per value).
+
+  Args:
+    non_finite: :data:`RAISE`, :data:`AS_STRING` or :data:`PYTHON` (module doc).
+
+  Raises:
+    ValueError: unknown ``non_finite``; the encoder raises ValueError for a
+      non-finite float under :data:`RAISE`, TypeError for a value JSON
+      cannot hold.
+  """
+  if non_finite not in NON_FINITE_POLICIES:
+    raise ValueError(f'non_finite must be one of {NON_FINITE_POLICIES}, got {non_finite!r}')
+  encode = json.JSONEncoder(default=_default, separators=(',', ':'),
+                            allow_nan=non_finite == PYTHON).encode
+  if non_finite != AS_STRING:
+    return encode
+
+  def encode_as_string(value: Any) -> str:
+    try:
+      return encode(value)
+    except ValueError:
+      # Rare: only a value holding a non-finite float pays for the copy.
+      return encode(_finite_copy(value))
+  return encode_as_string
+
+
+def dumps(value: Any, *, non_finite: str = RAISE) -> str:
   """One compact JSON line, ASCII only.
 
   Non-ASCII text is written as ``\\uXXXX`` escapes: a line never holds a
   character some readers split lines on (U+2028, U+0085), and text that is
   not valid Unicode (a lone surrogate from a ``"\\ud800"`` escape in the
   input) is written back as it came instead of failing the encode.
-  NaN/Infinity are kept as JSON extensions Python reads back.
+  Non-finite floats: see :func:`encoder`.
   """
-  return encoder()(value)
+  return encoder(non_finite=non_finite)(value)
+
+
+def _refuse_constant(name: str) -> Any:
+  raise ValueError(f'{name} is not JSON (RFC 8259)')
+
+
+def _finite_float(text: str) -> float:
+  value = float(text)
+  if not math.isfinite(value):
+    raise ValueError(f'number {text} is beyond the range of a double')
+  return value
+
+
+def loads_strict(text: str) -> Any:
+  """Parses ``text`` as a strict RFC 8259 parser would.
+
+  Raises:
+    ValueError: invalid JSON, ``NaN``/``Infinity``/``-Infinity``, or a
+      number that overflows a double (``1e400``).
+  """
+  return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)

@@ -1,4 +1,11 @@
-"""One site's loaded SavedModel signature, and prediction with per-row isolation."""
+"""One site's loaded SavedModel signature, and prediction with per-row isolation.
+
+Error policy of :meth:`SiteModel.predict`: a row the signature cannot take
+(:mod:`models.site.signature_inputs`) or whose inference fails is a failed
+:class:`RowResult`; so is a row for which the model outputs NaN or an
+infinity (``non_finite_output``, naming the outputs): outputs are written
+as strict JSON, which has no such values.
+"""
 import contextlib
 import logging
 import os
@@ -15,6 +22,8 @@ from models.site.errors import SiteModelError
 from models.site.layout import SAVED_MODEL_FILE
 from models.site.layout import ModelLocation
 from common import paths
+from models.site.errors import NON_FINITE_OUTPUT
+from models.site.errors import is_permanent_storage_error
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -107,8 +116,11 @@ class SiteModel:
     # Plain Python values (one tolist per output, not per row): cheaper to
     # pass between pipeline steps and to encode as JSON than NumPy scalars.
     columns = {name: value.tolist() for name, value in outputs.items()}
+    non_finite = _non_finite_rows(outputs)
     return [
         RowResult(row, {name: column[pos] for name, column in columns.items()})
+        if pos not in non_finite else
+        RowResult(row, None, NON_FINITE_OUTPUT, non_finite[pos])
         for pos, row in enumerate(batch.row_indices)]
 
   def _call(self, tensors: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
@@ -120,6 +132,21 @@ class SiteModel:
             f'output {name!r} has shape {list(value.shape)}, not one value per row '
             f'(batch of {batch_size})')
     return outputs
+
+
+def _non_finite_rows(outputs: Dict[str, np.ndarray]) -> Dict[int, str]:
+  """Batch positions whose outputs hold NaN or infinities -> a message naming them."""
+  bad: Dict[int, List[str]] = {}
+  for name, value in sorted(outputs.items()):
+    if value.dtype.kind not in 'fc' and value.dtype.name != 'bfloat16':
+      continue
+    finite = np.isfinite(value).reshape(value.shape[0], -1)
+    if finite.all():
+      continue
+    for pos in np.flatnonzero(~finite.all(axis=1)).tolist():
+      first = value[pos].ravel()[~finite[pos]][0]
+      bad.setdefault(pos, []).append(f'{name!r} ({first})')
+  return {pos: 'model output is not finite: ' + ', '.join(names) for pos, names in bad.items()}
 
 
 def _single_row(batch: signature_inputs.FeatureBatch, pos: int) -> signature_inputs.FeatureBatch:
@@ -141,12 +168,22 @@ def load_site_model(location: ModelLocation, signature_name: str) -> SiteModel:
 
   Raises:
     SiteModelError: ``model_load_failed`` when the folder is not a loadable
-      SavedModel or lacks the signature. I/O errors while copying a remote
-      folder propagate, so the runner retries them.
+      SavedModel or lacks the signature, or copying it fails in a way
+      retrying cannot fix (:func:`is_permanent_storage_error`). Other I/O
+      errors while copying a remote folder propagate, so the runner retries them.
   """
   started = time.perf_counter()
-  with paths.localize_tree(location.path) as local_dir:
-    return load_local(location, local_dir, signature_name, started)
+  try:
+    with paths.localize_tree(location.path) as local_dir:
+      return load_local(location, local_dir, signature_name, started)
+  except SiteModelError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if not is_permanent_storage_error(e):
+      raise
+    raise SiteModelError(
+        MODEL_LOAD_FAILED,
+        f'cannot read SavedModel {location.path}: {type(e).__name__}: {str(e)[:300]}') from e
 
 
 def load_local(location: ModelLocation, local_dir: str, signature_name: str,

@@ -12,9 +12,13 @@ The detections line (docs/contracts.md)::
   {"image", "site_id", "width", "height", "model",
    "detections": [{"label", "class_id", "score", "box": [x1, y1, x2, y2]}]}
 
-with boxes in original-image pixels (after EXIF orientation).
+with boxes in original-image pixels (after EXIF orientation). Lines are
+strict JSON: an image whose detections hold a non-finite score or box
+coordinate (a model producing NaN or infinities) is a ``non_finite_output``
+dead letter instead.
 """
 import dataclasses
+import math
 from typing import Any, Dict, Iterable, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -52,7 +56,8 @@ class _ToDetectedFn(beam.DoFn):
 
   Keeps only ``classes`` when given (every image still gets its record).
   Error policy: an ``InferenceError`` from the handler becomes a dead letter
-  with reason ``inference_failed``; nothing raises.
+  with reason ``inference_failed``, detections with a non-finite score or
+  box one with reason ``non_finite_output``; nothing raises.
   """
 
   def __init__(self, model_name: str, classes: Optional[Sequence[str]]):
@@ -69,6 +74,15 @@ class _ToDetectedFn(beam.DoFn):
       return
     detections = [d for d in result.inference
                   if self._classes is None or d['label'] in self._classes]
+    bad = [d for d in detections if not _finite_detection(d)]
+    if bad:
+      yield dead_letters.failed(dead_letters.dead_letter(
+          STAGE, 'non_finite_output',
+          f'{len(bad)} of {len(detections)} detections have a non-finite score or box, '
+          f'first: label {bad[0].get("label")!r} score {bad[0].get("score")} '
+          f'box {bad[0].get("box")}',
+          site_id=source.site_id, source=source.uri, record=source.as_record()))
+      return
     geometry = decoded.letterboxed.geometry
     record = {
         'image': source.uri,
@@ -79,6 +93,11 @@ class _ToDetectedFn(beam.DoFn):
         'detections': detections,
     }
     yield Detected(source, decoded.image, record)
+
+
+def _finite_detection(detection: Dict[str, Any]) -> bool:
+  numbers = [detection['score'], *detection['box']]
+  return all(math.isfinite(v) for v in numbers)
 
 
 class DetectObjects(beam.PTransform):

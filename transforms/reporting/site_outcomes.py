@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 
-from storage import paths
+from common import paths
 from transforms import json_lines
 
 OK = 'ok'

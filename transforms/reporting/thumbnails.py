@@ -16,8 +16,8 @@ import apache_beam as beam
 from PIL import Image
 from PIL import ImageOps
 
-from storage import paths
-from transforms.image_files import annotated_path
+from common import paths
+from transforms.detection.image_files import annotated_path
 
 _LOGGER = logging.getLogger(__name__)
 

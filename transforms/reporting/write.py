@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import apache_beam as beam
 
-from storage import paths
+from common import paths
 from transforms.reporting import render
 from transforms.reporting.histograms import DEFAULT_BINS
 from transforms.reporting.histograms import OutputHistograms

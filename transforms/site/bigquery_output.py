@@ -3,8 +3,13 @@
 Models of different sites may have different outputs, so the prediction
 table has a fixed schema and keeps the named outputs (and the instance) as
 JSON text; query them with ``JSON_VALUE(prediction, '$.energy_kwh[0]')``.
+
+JSON text columns are strict JSON (``PARSE_JSON`` reads them): a non-finite
+float of an instance or dead-letter record is written as the string
+``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, as in the JSON-lines outputs.
 """
 import datetime
+import math
 from typing import Any, Dict, Iterator, List, Optional
 
 import apache_beam as beam
@@ -47,18 +52,25 @@ def _now() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
+def _json(value: Any) -> str:
+  return json_lines.dumps(value, non_finite=json_lines.AS_STRING)
+
+
 def _text(value: Any) -> Optional[str]:
+  """A STRING column's value: text as it is, anything else as its JSON."""
   if value is None or isinstance(value, str):
     return value
-  return json_lines.dumps(value)
+  if isinstance(value, float) and not math.isfinite(value):
+    return json_lines.non_finite_text(value)
+  return _json(value)
 
 
 def prediction_row(prediction: Prediction, key_field: Optional[str], run_id: str) -> Dict[str, Any]:
   return {
       'site_id': prediction.site_id,
       'key': _text(prediction.instance.get(key_field)) if key_field else None,
-      'prediction': json_lines.dumps(prediction.outputs),
-      'instance': json_lines.dumps(prediction.instance),
+      'prediction': _json(prediction.outputs),
+      'instance': _json(prediction.instance),
       'model_version': prediction.model_version,
       'run_id': run_id,
       'predicted_at': _now(),
@@ -83,7 +95,7 @@ def rejected_row(table: str, element) -> Dict[str, Any]:
   """A row BigQuery refused, as a dead letter (it is still in the JSON-lines output)."""
   destination, row, errors = element
   return {'stage': 'write_bigquery', 'reason': 'bigquery_rejected',
-          'message': json_lines.dumps(errors)[:2000], 'site_id': row.get('site_id'),
+          'message': _json(errors)[:2000], 'site_id': row.get('site_id'),
           'source': str(destination or table), 'record': row}
 
 

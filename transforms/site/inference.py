@@ -24,6 +24,8 @@ from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
 from transforms.site.rows import SiteRows
 from transforms.site.rows import unpack
+from models.site.errors import BAD_SITE
+from transforms.site.instances import SITE_STAGE
 
 PREDICT_STAGE = 'predict'
 DEFAULT_ROWS_PER_CHUNK = 1000
@@ -77,6 +79,9 @@ class SplitOutcomes(beam.DoFn):
 
   Every row of the chunk ends in exactly one of the first two outputs; the
   predictions of a chunk travel as one list (none when every row failed).
+  Dead letters are stage ``predict``, except ``bad_site`` (an id the model
+  lookup refused before any I/O, e.g. too long for the model root), which
+  is stage ``key_by_site`` as when the packing step refuses it.
   """
 
   def process(self, result: PredictionResult):
@@ -95,8 +100,9 @@ class SplitOutcomes(beam.DoFn):
         predictions.append(
             Prediction(chunk.site_id, source, row, row_result.outputs, outcome.model_version))
       else:
+        stage = SITE_STAGE if row_result.reason == BAD_SITE else PREDICT_STAGE
         yield failed(dead_letter(
-            PREDICT_STAGE, row_result.reason, row_result.message,
+            stage, row_result.reason, row_result.message,
             site_id=chunk.site_id, source=source, record=row))
     if predictions:
       yield predictions

@@ -5,18 +5,24 @@ the instance as a dict. Only the site field is read; a JSON-lines row travels
 as the line it was read from, a BigQuery row as its JSON.
 Both checks raise :class:`BadRecord`, which the DoFns of
 :mod:`transforms.site.rows` turn into dead letters.
+
+Lines may hold ``NaN``, ``Infinity`` and ``-Infinity`` (Python's ``json``
+reads them, pandas writes them): such a row is kept. A non-finite value in a
+model input is then a ``bad_feature`` dead letter; anywhere else in the row
+it is echoed in the outputs as the string ``"NaN"``, ``"Infinity"`` or
+``"-Infinity"`` (:mod:`transforms.json_lines`).
 """
 import json
 import math
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
+from models.site.layout import site_id_problem
 from transforms.dead_letters import dead_letter
 
 Record = Tuple[str, Dict[str, Any]]
 
 PARSE_STAGE = 'parse'
 SITE_STAGE = 'key_by_site'
-_FORBIDDEN_IN_SITE = set('/\\*?[]') | {'\x00'}
 # Deeper rows are refused: later steps (pickling, JSON encoding) recurse per level.
 MAX_NESTING = 100
 
@@ -85,11 +91,15 @@ def _depth(value: Any) -> int:
   return deepest
 
 
-def site_id_of(value: Any) -> str:
+def site_id_of(value: Any, *, model_root: Optional[str] = None) -> str:
   """The site id as a string, or ValueError saying why it is unusable.
 
-  Site ids name folders under the model root, so path separators, glob
-  characters and ``.``/``..`` are refused.
+  Strings are used verbatim (no stripping: ``"twin "`` is not ``"twin"``).
+  Numbers become their decimal text, whole floats without the fraction
+  (``17``, ``17.0`` -> ``"17"``; ``2.5`` -> ``"2.5"``): BigQuery FLOAT64
+  columns and pandas (ints become floats next to a NaN) write ids so.
+  Ids that cannot name a model folder under ``model_root`` are refused
+  (:func:`models.site.layout.site_id_problem`), with no I/O.
   """
   if isinstance(value, bool) or not isinstance(value, (str, int, float)):
     raise ValueError(f'site id must be a string or a number, got {type(value).__name__}')
@@ -97,14 +107,15 @@ def site_id_of(value: Any) -> str:
     if not math.isfinite(value):
       raise ValueError(f'site id must be finite, got {value}')
     value = int(value) if value.is_integer() else value
-  site_id = str(value).strip()
-  if site_id in ('', '.', '..') or _FORBIDDEN_IN_SITE & set(site_id):
-    raise ValueError(f'site id {site_id!r} cannot name a model folder')
+  site_id = str(value)
+  problem = site_id_problem(site_id, model_root)
+  if problem is not None:
+    raise ValueError(problem)
   return site_id
 
 
-def site_of(row: Dict[str, Any], site_field: str) -> str:
-  """The row's site id.
+def site_of(row: Dict[str, Any], site_field: str, *, model_root: Optional[str] = None) -> str:
+  """The row's site id (:func:`site_id_of`).
 
   Raises:
     BadRecord: ``missing_site`` (no field, or null) or ``bad_site``.
@@ -113,6 +124,6 @@ def site_of(row: Dict[str, Any], site_field: str) -> str:
   if value is None:
     raise BadRecord(SITE_STAGE, 'missing_site', f'no {site_field!r} field', row)
   try:
-    return site_id_of(value)
+    return site_id_of(value, model_root=model_root)
   except ValueError as e:
     raise BadRecord(SITE_STAGE, 'bad_site', str(e), row) from e

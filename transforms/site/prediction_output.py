@@ -12,6 +12,13 @@
 
 The legacy service counted failed *batches* in errors_stats; we count failed
 *instances*, and every failed instance is also in ``errors/`` in full.
+
+Every line is strict JSON. Model outputs are finite (a row whose outputs are
+not is a ``non_finite_output`` dead letter before it gets here), and so are
+the fed features of the echoed instance (``bad_feature`` otherwise). Other
+fields of the instance are echoed as they came, except that a non-finite
+float (``NaN`` in an input line, a BigQuery FLOAT64 NaN) is written as the
+string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
 """
 from typing import Any, Dict, List, Optional
 
@@ -27,7 +34,7 @@ OUTPUT_FORMATS = (JSONL, AIPLATFORM)
 
 
 def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[str, Any]:
-  """The default output record (docs/contracts.md)."""
+  """The default output record: ``{"site_id", "key"?, "instance", "prediction"}`` (docs/contracts.md)."""
   line: Dict[str, Any] = {'site_id': prediction.site_id}
   if key_field and key_field in prediction.instance:
     line['key'] = prediction.instance[key_field]
@@ -38,12 +45,13 @@ def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[st
 
 def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str:
   """A chunk's prediction lines, as one newline-joined text (written as it is)."""
-  encode = json_lines.encoder()
+  encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
   return '\n'.join(encode(prediction_line(p, key_field)) for p in batch)
 
 
 def encode_aiplatform_results(batch: List[Prediction]) -> str:
-  encode = json_lines.encoder()
+  """A chunk's ``{output_name: value}`` lines, newline-joined."""
+  encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
   return '\n'.join(encode(p.outputs) for p in batch)
 
 

@@ -10,8 +10,9 @@ So each bundle collects its rows per site and emits them as blocks::
   data: zlib of the rows' JSON texts joined by newlines
 
 A JSON-lines row is packed as the line it was read from (no re-encoding); a
-BigQuery row as its JSON (:func:`transforms.json_lines.dumps`, the same text
-the outputs use). Blocks are compressed (JSON rows compress 6-18x), which
+BigQuery row as its JSON (:func:`transforms.json_lines.encoder`; NaN and
+infinities stay bare ``NaN``/``Infinity``, as in an input line: this text is
+only read back by the job itself). Blocks are compressed (JSON rows compress 6-18x), which
 also shrinks the shuffle Dataflow bills by the byte. A block holds at most
 ``max_block_rows`` rows, and a bundle buffers at most ``max_buffered_bytes``
 of row text (counted in characters) before it emits everything it holds. The
@@ -19,11 +20,12 @@ input must be in the global window (batch input): blocks emitted at the end
 of a bundle go there.
 
 Error policy: a row that cannot be parsed or has no usable site is a dead
-letter (:class:`transforms.site.instances.BadRecord`); nothing raises.
+letter (:class:`transforms.site.instances.BadRecord`); nothing raises. With
+``model_root``, ids too long for a model path under it are ``bad_site`` too.
 """
 import collections
 import zlib
-from typing import Any, Dict, Iterator, List, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -107,20 +109,29 @@ class PackBySite(beam.DoFn):
   Dead letters: ``missing_site``, ``bad_site`` (stage ``key_by_site``), and
   ``bad_value`` (stage ``parse``) for a row holding a value JSON cannot
   encode (the record is then the row's ``repr``).
+
+  Args:
+    site_field: the field holding each row's site id.
+    model_root: the model root sites are looked up under: ids whose model
+      path would be too long there are ``bad_site`` here, before any I/O.
+      None checks the id alone.
+    max_block_rows, max_buffered_bytes: packing bounds (module doc).
   """
 
-  def __init__(self, site_field: str, *, max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
+  def __init__(self, site_field: str, *, model_root: Optional[str] = None,
+               max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
                max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES):
     if max_block_rows < 1 or max_buffered_bytes < 1:
       raise ValueError('max_block_rows and max_buffered_bytes must be >= 1')
     self._site_field = site_field
+    self._model_root = model_root
     self._max_block_rows = max_block_rows
     self._max_buffered_bytes = max_buffered_bytes
     self._buffer = None
     self._encode = None
 
   def setup(self):
-    self._encode = json_lines.encoder()
+    self._encode = json_lines.encoder(non_finite=json_lines.PYTHON)
 
   def start_bundle(self):
     self._buffer = _SiteBuffer()
@@ -128,7 +139,7 @@ class PackBySite(beam.DoFn):
   def process(self, record: Record):
     source, row = record
     try:
-      site_id = site_of(row, self._site_field)
+      site_id = site_of(row, self._site_field, model_root=self._model_root)
       text = self._encode(row)
     except BadRecord as e:
       yield failed(e.dead_letter(source))
@@ -169,7 +180,7 @@ class PackJsonLinesBySite(PackBySite):
       return
     try:
       line = decode_line(line)
-      site_id = site_of(parse_line(line), self._site_field)
+      site_id = site_of(parse_line(line), self._site_field, model_root=self._model_root)
     except BadRecord as e:
       yield failed(e.dead_letter(source))
       return
