@@ -173,7 +173,7 @@ def test_twin_sites_get_their_own_models_and_unusable_ids_fail_alone(tmp_path):
   (tmp_path / 'in.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
   out = tmp_path / 'out'
   site_predictions.run([f'--input={tmp_path}/in.jsonl', f'--model_root={models}',
-                        f'--output={out}', '--key_field=rid'])
+                        f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
 
   lines = read_jsonl(out / 'predictions')
   assert sorted(l['key'] for l in lines) == sorted(r['rid'] for r in good)

@@ -85,7 +85,7 @@ def test_a_job_over_nan_inputs_and_non_finite_outputs_writes_only_strict_json(tm
   (tmp_path / 'in.jsonl').write_text('\n'.join(lines.values()) + '\n')
   out = tmp_path / 'out'
   site_predictions.run([f'--input={tmp_path}/in.jsonl', f'--model_root={models}',
-                        f'--output={out}', '--key_field=rid'])
+                        f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
   [line] = read_jsonl(out / 'predictions')
   assert line['key'] == 'ok' and line['instance']['note'] == 'NaN'
   assert line['instance']['extra'] == ['Infinity', '-Infinity']
