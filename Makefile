@@ -18,7 +18,7 @@ APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 export GOOGLE_APPLICATION_CREDENTIALS := $(CURDIR)/samples/local_credentials.json
 export NO_GCE_CHECK := true
 export GOOGLE_CLOUD_PROJECT ?= local-project
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: install browser demo demo-cloud trigger-demo test bench clean check-python
 

@@ -69,6 +69,7 @@ from models.detector import yolo_handler
 from common import paths
 from transforms.detection import objects as detection
 from transforms.detection.annotate import AnnotateImages
+from transforms import reporting
 from transforms.dead_letters import WriteDeadLetters
 from transforms.detection.image_files import ListImages
 from transforms.detection.image_files import resolve_input
@@ -181,6 +182,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
       outputs={'detections': detection_files, 'errors': error_files,
                'annotated': annotated_folder},
       policy=config.policy, fail_job=not runtime.is_local(options))
+  _ = summary | 'WriteRunReport' >> reporting.WriteDetectionReport(
+      config.output, input_root=config.input_root, records=annotated.records, failed=failed)
   if config.delete_inputs or config.move_to:
     committed = summary | 'OnlyIfOk' >> beam.Map(_cleanup_signal)
     _ = (annotated.records

@@ -101,6 +101,10 @@ def launch(options: PipelineOptions,
   if summary is None:
     raise RunFailed('no summary.json was written', path)
   print(json.dumps(summary, indent=2, sort_keys=True))
+  from transforms.reporting.write import REPORT_NAME  # pylint: disable=import-outside-toplevel
+  report = paths.join(output_dir, REPORT_NAME)
+  if paths.exists(report):
+    print(f'Run report: {report}')
   if summary.get('status', OK) != OK:
     raise RunFailed(summary.get('status_reason', 'see the summary'), path)
   return result

@@ -59,6 +59,7 @@ from beam_jobs.usage import require_fraction
 from beam_jobs.usage import require_matches
 from transforms.site.bigquery_output import WriteDeadLettersToBigQuery
 from transforms.site.bigquery_output import WritePredictionsToBigQuery
+from transforms import reporting
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import WriteDeadLetters
 from transforms.site.prediction_output import AIPLATFORM
@@ -251,7 +252,10 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   failures = ((unusable, inference.failed)
               | 'AllFailures' >> beam.Flatten())
 
+  site_lines = inference.prediction_batches | 'SiteOutcomes' >> reporting.SiteOutcomes(
+      failed=failures, model_loads=inference.model_loads)
   outputs = {
+      'sites': site_lines | 'WriteSiteOutcomes' >> reporting.WriteSiteOutcomes(output),
       'predictions': inference.prediction_batches | 'WritePredictions' >> WritePredictions(
           output, output_format=opts.output_format, key_field=opts.key_field),
       'errors': failures | 'WriteDeadLetters' >> WriteDeadLetters(output),
@@ -271,11 +275,14 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
       inference.stats,
   ) + ((rejected | 'CountRejected' >> beam.Map(_stat, 'bigquery_rejected'),)
        if rejected is not None else ()) | 'AllStats' >> beam.Flatten()
-  _ = stats | 'WriteSummary' >> WriteRunSummary(
+  summary = stats | 'WriteSummary' >> WriteRunSummary(
       output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
       extra={'run_id': opts.run_id},
       policy=status_policy(options.view_as(JobIOOptions).max_failed_fraction),
       fail_job=not runtime.is_local(options))
+  _ = summary | 'WriteRunReport' >> reporting.WriteSiteReport(
+      output, prediction_batches=inference.prediction_batches, failed=failures,
+      site_lines=site_lines)
 
 
 def status_policy(max_failed_fraction: float) -> StatusPolicy:

@@ -5,6 +5,8 @@ import logging
 import os
 import sys
 
+from beam_jobs import quiet
+
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__)
@@ -15,10 +17,12 @@ def main(argv=None) -> int:
                            'to gs:// on local servers).')
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING)
+  quiet.quiet_tensorflow(os.environ, 'INFO')
   output = os.path.abspath(args.output)
   jobs = set(args.jobs.split(','))
   if 'sites' in jobs:
-    from samples import site_demo  # pylint: disable=import-outside-toplevel
+    with quiet.quiet_imports('INFO'):
+      from samples import site_demo  # pylint: disable=import-outside-toplevel
     print('== Per-site energy predictions ==', flush=True)
     site_demo.run_demo(output)
   if 'cloud' in jobs:

@@ -44,6 +44,7 @@ class SiteInferenceResult(NamedTuple):
   prediction_batches: beam.PCollection   # List[Prediction], one list per chunk
   failed: beam.PCollection               # dead-letter dicts
   stats: beam.PCollection                # (key tuple, number) for summary.json
+  model_loads: beam.PCollection          # (site_id, {model_version, fast_path, load_ms})
 
 
 class ChunkSite(beam.DoFn):
@@ -87,6 +88,9 @@ class SplitOutcomes(beam.DoFn):
   def process(self, result: PredictionResult):
     chunk, outcome = result.example, result.inference
     if outcome.model_loaded:
+      yield beam.pvalue.TaggedOutput('model_loads', (chunk.site_id, {
+          'model_version': outcome.model_version, 'fast_path': outcome.model_fast_path,
+          'load_ms': round(outcome.model_load_ms, 1)}))
       yield beam.pvalue.TaggedOutput('stats', (('models_loaded',), 1))
       yield beam.pvalue.TaggedOutput(
           'stats', (('model_load_ms_total',), round(outcome.model_load_ms, 1)))
@@ -143,7 +147,8 @@ class PredictPerSite(beam.PTransform):
         chunks.chunks
         | 'RunSiteModels' >> RunInference(self._handler)
         | 'SplitOutcomes' >> beam.ParDo(SplitOutcomes()).with_outputs(
-            'failed', 'stats', main='predictions'))
+            'failed', 'stats', 'model_loads', main='predictions'))
     stats = ((chunks.stats, outcomes.stats)
              | 'MergeStats' >> beam.Flatten())
-    return SiteInferenceResult(outcomes.predictions, outcomes.failed, stats)
+    return SiteInferenceResult(outcomes.predictions, outcomes.failed, stats,
+                               outcomes.model_loads)
