@@ -1,84 +1,91 @@
-"""Benchmark data for the per-site job: thousands of site SavedModels and their rows.
+"""Benchmark data for the per-site job: site SavedModels made by real exports, and their rows.
 
-Exporting a Keras model takes about a second (and a fresh process about ten),
-so 3,000 separate trainings are out of reach. What varies between real
-trainings of one architecture is (1) the weights and (2) the order in which
-Keras 3 lays out the exported graph's variables, which differs per process.
-Both are reproduced cheaply:
+Each export *style* is how some team makes its per-site models
+(``site_bench_export.py`` does the exporting, in worker processes):
 
-1. a few "trainings" per architecture are exported, each in its own fresh
-   Python process (so their variable orders genuinely differ), with
-   different weights;
-2. each site's SavedModel is a copy of one training's export whose variables
-   checkpoint is rewritten with new values under the same keys
-   (``tf.raw_ops.SaveV2`` with every key of the original, the object graph
-   ``_CHECKPOINTABLE_OBJECT_GRAPH`` included). Every checkpoint key of a
-   variable gets the same new value, as a real export would have.
+=================  ==========================================================
+``loop-named``     one training loop: a fresh Keras model per site, explicit
+                   layer names, ``model.export``, no ``clear_session``
+``loop-generated`` the same loop with Keras-generated layer names
+``processes``      every site as if exported by its own process (names of a
+                   fresh session), spread over ``PROCESSES`` processes whose
+                   variable orders differ as separate trainings' do
+``module``         a plain ``tf.Module`` with unnamed variables,
+                   ``tf.saved_model.save``, in a loop
+``versions``       sites retrained and re-exported: version 1 of every site
+                   from one loop, version 2 of every other site from a later
+                   loop in another process (the pool serves the highest)
+``mixed``          one loop over sites of three architectures (i mod 3)
+``distinct``       one loop, every site its own architecture (hidden units
+                   differ): nothing can share a graph
+=================  ==========================================================
 
-Everything is cached under the data folder: reruns only read it.
+Model roots are cached under the data folder (by default ``.bench-cache/``
+in the checkout, git-ignored): a root made for N sites serves every smaller
+size too (the benchmark feeds rows of the first n sites only) and is
+extended when more are asked for. Exports run in ``WORKERS`` processes at a
+time (about 0.4 s per Keras site on one core).
 """
 import json
 import os
 import shutil
 import subprocess
 import sys
-from typing import Dict, List
+import tempfile
+from typing import Dict, List, NamedTuple, Tuple
 
 import numpy as np
 
+import site_bench_export
+from site_bench_export import site_name  # pylint: disable=unused-import
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FEATURES = ('temperature_c', 'occupancy', 'floor_area_m2')
-OUTPUT = 'energy_kwh'
-# Architecture name -> hidden layers (units, activation). "energy" is the
-# sample's own model (samples/energy_sites.py).
-ARCHITECTURES = {
-    'energy': None,
-    'wide': [(16, 'tanh')],
-    'deep': [(8, 'relu'), (4, 'relu')],
-}
+DEFAULT_DATA_DIR = os.path.join(REPO, '.bench-cache', 'site-bench')
+WORKERS = 2
+PROCESSES = 6
+_MIXED = ('energy', 'wide', 'deep')
 _DONE = '.complete'
+_COUNT = '.sites'
 
 
-def export_training(architecture: str, seed: int, path: str) -> None:
-  """One training's export (run in a fresh process by :func:`training_dirs`)."""
-  import keras  # pylint: disable=import-outside-toplevel
-  from samples import energy_sites  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(seed)
-  if ARCHITECTURES[architecture] is None:
-    model = energy_sites.build_keras_model(energy_sites.random_profile(rng))
-  else:
-    keras.utils.set_random_seed(seed)
-    inputs = {name: keras.Input(shape=(1,), name=name) for name in FEATURES}
-    x = keras.layers.Concatenate(name='features')([inputs[n] for n in FEATURES])
-    x = keras.layers.Normalization(mean=[15.0, 0.5, 2500.0], variance=[81.0, 0.1, 1.6e6],
-                                   name='scale')(x)
-    for i, (units, activation) in enumerate(ARCHITECTURES[architecture]):
-      x = keras.layers.Dense(units, activation=activation, name=f'hidden{i}')(x)
-    model = keras.Model(inputs, {OUTPUT: keras.layers.Dense(1, name=OUTPUT)(x)})
-  model.export(path, verbose=False)
+class Job(NamedTuple):
+  """One worker process: how it exports, and its sites (index, version, architecture)."""
+  how: str
+  sites: List[Tuple[int, int, str]]
 
 
-def training_dirs(data_dir: str, architecture: str, trainings: int,
-                  parallel: int = 2) -> List[str]:
-  """Exports (once) ``trainings`` trainings of ``architecture``, each in a fresh process."""
-  dirs = [os.path.join(data_dir, 'trainings', f'{architecture}-{t}') for t in range(trainings)]
-  missing = [(t, d) for t, d in enumerate(dirs) if not os.path.exists(os.path.join(d, _DONE))]
-  code = ('import sys; sys.path.insert(0, sys.argv[1]); import site_bench_data as d; '
-          'd.export_training(sys.argv[2], int(sys.argv[3]), sys.argv[4])')
-  seed_base = 1000 * (list(ARCHITECTURES).index(architecture) + 1)
-  for start in range(0, len(missing), parallel):
-    running = []
-    for t, path in missing[start:start + parallel]:
-      shutil.rmtree(path, ignore_errors=True)
-      print(f'  exporting training {architecture}-{t} in a fresh process', flush=True)
-      running.append((path, subprocess.Popen(
-          [sys.executable, '-c', code, os.path.dirname(os.path.abspath(__file__)),
-           architecture, str(seed_base + t), path], env=child_env(), cwd=REPO)))
-    for path, proc in running:
-      if proc.wait() != 0:
-        raise RuntimeError(f'exporting {path} failed (exit {proc.returncode})')
-      open(os.path.join(path, _DONE), 'w').close()
-  return dirs
+def _loop(how: str, indices: range, architecture=lambda i: 'energy', version: int = 1,
+          workers: int = WORKERS) -> List[Job]:
+  """A training loop over ``indices``, cut into ``workers`` contiguous loops run in parallel."""
+  indices = list(indices)
+  step = max(1, -(-len(indices) // workers))
+  return [Job(how, [(i, version, architecture(i)) for i in indices[k:k + step]])
+          for k in range(0, len(indices), step)]
+
+
+def plan(style: str, start: int, stop: int) -> List[List[Job]]:
+  """Export jobs for sites [start, stop) of ``style``, in phases run one after another."""
+  sites = range(start, stop)
+  if style == 'loop-named':
+    return [_loop('keras-named', sites)]
+  if style == 'loop-generated':
+    return [_loop('keras-generated', sites)]
+  if style == 'processes':
+    return [[Job('keras-fresh', [(i, 1, 'energy') for i in sites if i % PROCESSES == p])
+             for p in range(PROCESSES) if any(i % PROCESSES == p for i in sites)]]
+  if style == 'module':
+    return [_loop('module', sites)]
+  if style == 'versions':
+    retrained = range(start + start % 2, stop, 2)
+    return [_loop('keras-named', sites, version=1), _loop('keras-named', retrained, version=2)]
+  if style == 'mixed':
+    return [_loop('keras-named', sites, lambda i: _MIXED[i % len(_MIXED)])]
+  if style == 'distinct':
+    return [_loop('keras-named', sites, lambda i: f'u{2 + i}')]
+  raise ValueError(f'unknown style {style!r}; known: {", ".join(STYLES)}')
+
+
+STYLES = ('loop-named', 'loop-generated', 'processes', 'module', 'versions', 'mixed', 'distinct')
 
 
 def child_env() -> Dict[str, str]:
@@ -93,58 +100,43 @@ def child_env() -> Dict[str, str]:
   return env
 
 
-def site_name(index: int) -> str:
-  return f'site-{index:05d}'
+def _run_jobs(root: str, jobs: List[Job], workers: int) -> None:
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'site_bench_export.py')
+  with tempfile.TemporaryDirectory(prefix='site-bench-jobs-') as tmp:
+    pending = list(enumerate(jobs))
+    running = []
+    while pending or running:
+      while pending and len(running) < workers:
+        k, job = pending.pop(0)
+        spec = os.path.join(tmp, f'job-{k}.json')
+        with open(spec, 'w', encoding='utf-8') as f:
+          json.dump({'how': job.how, 'root': root, 'sites': job.sites}, f)
+        running.append((job, subprocess.Popen([sys.executable, script, spec],
+                                              env=child_env(), cwd=REPO)))
+      job, proc = running.pop(0)
+      if proc.wait() != 0:
+        raise RuntimeError(f'exporting {len(job.sites)} {job.how} sites failed '
+                           f'(exit {proc.returncode})')
 
 
-class _Checkpoint:
-  """A training's checkpoint: every key, and each key's variable name."""
-
-  def __init__(self, model_dir: str):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=import-outside-toplevel
-    reader = tf.train.load_checkpoint(os.path.join(model_dir, 'variables', 'variables'))
-    self.values = {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
-    graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
-        self.values['_CHECKPOINTABLE_OBJECT_GRAPH'])
-    self.names = {a.checkpoint_key: a.full_name for n in graph.nodes for a in n.attributes}
-
-  def write_perturbed(self, prefix: str, rng: np.random.Generator) -> None:
-    """Writes this checkpoint with new values for every variable, under the same keys."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    new = {}
-    keys, tensors = [], []
-    for key, value in sorted(self.values.items()):
-      if key in self.names and np.issubdtype(np.asarray(value).dtype, np.floating):
-        name = self.names[key]
-        if name not in new:
-          new[name] = (value * rng.uniform(0.5, 1.5, np.shape(value))
-                       + rng.normal(0, 0.1, np.shape(value))).astype(value.dtype)
-        value = new[name]
-      keys.append(key)
-      tensors.append(tf.constant(value))
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=keys,
-                      shape_and_slices=[''] * len(keys), tensors=tensors)
-
-
-def model_root(data_dir: str, sites: int, architectures: List[str], trainings: int) -> str:
-  """``{root}/{site}/1/`` for ``sites`` sites; site i has architecture i mod len(architectures)."""
-  root = os.path.join(data_dir, f'models-{sites}-{"+".join(architectures)}-t{trainings}')
-  if os.path.exists(os.path.join(root, _DONE)):
+def model_root(data_dir: str, style: str, sites: int, workers: int = WORKERS) -> str:
+  """``{root}/{site}/{version}/`` holding at least ``sites`` sites of ``style`` (cached)."""
+  root = os.path.join(data_dir, f'models-{style}')
+  have = 0
+  if os.path.exists(os.path.join(root, _COUNT)):
+    with open(os.path.join(root, _COUNT), encoding='ascii') as f:
+      have = int(f.read())
+  if have >= sites:
     return root
-  shutil.rmtree(root, ignore_errors=True)
-  sources = {a: training_dirs(data_dir, a, trainings) for a in architectures}
-  checkpoints = {d: _Checkpoint(d) for dirs in sources.values() for d in dirs}
-  print(f'  deriving {sites} site models from {len(checkpoints)} trainings', flush=True)
-  rng = np.random.default_rng(sites)
-  for i in range(sites):
-    arch = architectures[i % len(architectures)]
-    source = sources[arch][(i // len(architectures)) % trainings]
-    target = os.path.join(root, site_name(i), '1')
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns('variables', _DONE))
-    os.makedirs(os.path.join(target, 'variables'))
-    checkpoints[source].write_perturbed(os.path.join(target, 'variables', 'variables'), rng)
-  open(os.path.join(root, _DONE), 'w').close()
+  if have == 0:
+    shutil.rmtree(root, ignore_errors=True)
+  os.makedirs(root, exist_ok=True)
+  print(f'  exporting sites {have}..{sites - 1} of style {style} '
+        f'({workers} worker processes at a time)', flush=True)
+  for phase in plan(style, have, sites):
+    _run_jobs(root, phase, workers)
+  with open(os.path.join(root, _COUNT), 'w', encoding='ascii') as f:
+    f.write(str(sites))
   return root
 
 
@@ -176,3 +168,7 @@ def input_dir(data_dir: str, sites: int, rows: int, files: int = 8) -> str:
       f.close()
   open(os.path.join(folder, _DONE), 'w').close()
   return folder
+
+
+def site_list(sites: int) -> List[str]:
+  return [site_name(i) for i in range(sites)]

@@ -1,11 +1,9 @@
 """Tiny SavedModels for tests, written to a temporary folder."""
 import os
-import shutil
 from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 
 class _Linear(tf.Module):
@@ -119,7 +117,9 @@ def save_doubler(path: str, input_name: str) -> str:
 
 
 # Models for the shared-graph fast path (tests/test_architecture_key.py,
-# tests/test_fast_path*.py, tests/test_pool_memory*.py).
+# tests/test_fast_path*.py, tests/test_pool_memory*.py), exported the way
+# users export them: fresh models in a loop, separate processes, Keras or
+# plain tf.Module, each site with its own weights.
 
 TWO_LAYER_VARIABLES = {
     'hidden/kernel': (3, 4), 'hidden/bias': (4,), 'mix/kernel': (4, 4), 'mix/bias': (4,),
@@ -140,22 +140,31 @@ class _TwoLayer(tf.Module):
   object-graph node ids and checkpoint keys (list positions) differ between
   exports made with different orders, as Keras 3's do between trainings,
   while the traced program (which reads them by name) is the same.
+  ``wiring``: ``"plain"``; ``"swapped"`` feeds ``mix/bias`` to the first
+  layer and ``hidden/bias`` to the second (same program, variables renamed);
+  ``"after"`` adds the first bias after the activation (another program).
   """
 
-  def __init__(self, values, order, activation, input_name, output_name, constant):
+  def __init__(self, values, order, activation, input_name, output_name, constant, wiring):
     super().__init__()
     self.all_variables = [tf.Variable(values[name], name=name) for name in order]
     self.by_name = {v.name.split(':')[0]: v for v in self.all_variables}
     self._activation = {'relu': tf.nn.relu, 'tanh': tf.tanh}[activation]
     self._output_name = output_name
     self._constant = None if constant is None else tf.constant(constant, tf.float32)
+    self._wiring = wiring
     self.serve = tf.function(
         self._serve, input_signature=[tf.TensorSpec([None, 3], tf.float32, name=input_name)])
 
   def _serve(self, x):
     v = self.by_name
-    h = self._activation(tf.matmul(x, v['hidden/kernel']) + v['hidden/bias'])
-    h = self._activation(tf.matmul(h, v['mix/kernel']) + v['mix/bias'])
+    first, second = ('mix/bias', 'hidden/bias') if self._wiring == 'swapped' else (
+        'hidden/bias', 'mix/bias')
+    if self._wiring == 'after':
+      h = self._activation(tf.matmul(x, v['hidden/kernel'])) + v[first]
+    else:
+      h = self._activation(tf.matmul(x, v['hidden/kernel']) + v[first])
+    h = self._activation(tf.matmul(h, v['mix/kernel']) + v[second])
     y = tf.reduce_sum(h * v['out/scale'], axis=1)
     if self._constant is not None:
       y = y + self._constant
@@ -165,10 +174,96 @@ class _TwoLayer(tf.Module):
 def save_two_layer(path: str, values: Dict[str, np.ndarray], *,
                    order: Sequence[str] = tuple(TWO_LAYER_VARIABLES),
                    activation: str = 'relu', input_name: str = 'x',
-                   output_name: str = 'y', constant=None) -> str:
+                   output_name: str = 'y', constant=None, wiring: str = 'plain',
+                   signature_names: Sequence[str] = ('serving_default',)) -> str:
   """A two-layer tf.Module export; see :class:`_TwoLayer`."""
-  m = _TwoLayer(values, order, activation, input_name, output_name, constant)
-  return _save(m, m.serve.get_concrete_function(), path)
+  m = _TwoLayer(values, order, activation, input_name, output_name, constant, wiring)
+  function = m.serve.get_concrete_function()
+  tf.saved_model.save(m, path, signatures={name: function for name in signature_names})
+  return path
+
+
+KERAS_FEATURES = ('temperature_c', 'occupancy', 'floor_area_m2')
+
+
+def keras_model(seed: int, *, named: bool = True, units: int = 4, activation: str = 'relu',
+                mean: Sequence[float] = (15.0, 0.5, 2500.0), train: bool = False):
+  """A fresh Keras functional model: 3 named inputs -> normalization -> dense -> dense.
+
+  ``named``: explicit layer names (else Keras's ``dense``, ``dense_1``, ...).
+  ``train``: a short ``fit`` on random rows (as a training loop would), else
+  random weights. The Keras model scope counts up per model built in the
+  process, as in any training loop without ``clear_session``.
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  inputs = {n: keras.Input(shape=(1,), name=n) for n in KERAS_FEATURES}
+  x = keras.layers.Concatenate(name='features' if named else None)(
+      [inputs[n] for n in KERAS_FEATURES])
+  x = keras.layers.Normalization(mean=list(mean), variance=[81.0, 0.1, 1.6e6],
+                                 name='scale' if named else None)(x)
+  hidden = keras.layers.Dense(units, activation=activation, name='hidden' if named else None)
+  out = keras.layers.Dense(1, name='energy_kwh' if named else None)
+  model = keras.Model(inputs, {'energy_kwh': out(hidden(x))})
+  for layer in (hidden, out):
+    layer.set_weights([rng.normal(0, 1, w.shape).astype(np.float32) for w in layer.get_weights()])
+  if train:
+    model.compile(optimizer='adam', loss='mse')
+    features = {n: rng.normal(0, 1, (32, 1)).astype(np.float32) for n in KERAS_FEATURES}
+    model.fit(features, {'energy_kwh': rng.normal(0, 1, (32, 1))}, epochs=1, verbose=0)
+  return model
+
+
+def export_keras(path: str, seed: int, **options) -> str:
+  """``model.export(path)`` of :func:`keras_model` (Keras 3's SavedModel export)."""
+  keras_model(seed, **options).export(path, verbose=False)
+  return path
+
+
+def keras_rows(seed: int, count: int = 5):
+  """Rows for the Keras and tf.Module site models (plain numbers, distinct per row)."""
+  rng = np.random.default_rng(seed)
+  return [{'temperature_c': float(np.round(rng.normal(15, 9), 1)),
+           'occupancy': float(np.round(rng.uniform(0, 1), 2)),
+           'floor_area_m2': float(rng.integers(300, 5000))} for _ in range(count)]
+
+
+class _SiteModule(tf.Module):
+  """The Keras model's program as a plain tf.Module with unnamed variables."""
+
+  def __init__(self, seed: int, units: int):
+    super().__init__()
+    rng = np.random.default_rng(seed)
+    self.layers = [
+        (tf.Variable(rng.normal(0, 0.01, (3, units)).astype(np.float32)),
+         tf.Variable(rng.normal(0, 1, (units,)).astype(np.float32))),
+        (tf.Variable(rng.normal(0, 1, (units, 1)).astype(np.float32)),
+         tf.Variable(rng.normal(0, 1, (1,)).astype(np.float32)))]
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name=n)
+                                for n in KERAS_FEATURES])
+  def serve(self, temperature_c, occupancy, floor_area_m2):
+    x = tf.concat([temperature_c, occupancy, floor_area_m2], axis=1)
+    (k1, b1), (k2, b2) = self.layers
+    return {'energy_kwh': tf.matmul(tf.nn.relu(tf.matmul(x, k1) + b1), k2) + b2}
+
+
+def save_site_module(path: str, seed: int, units: int = 4) -> str:
+  """A tf.Module site model with unnamed ``tf.Variable``s, ``tf.saved_model.save``."""
+  m = _SiteModule(seed, units)
+  return _save(m, m.serve, path)
+
+
+def full_load_outputs(path: str, rows, signature: str = 'serving_default') -> Dict[str, np.ndarray]:
+  """A site's outputs for ``rows`` (one batch) from its own ``tf.saved_model.load``."""
+  loaded = tf.saved_model.load(path)
+  fn = loaded.signatures[signature]
+  _, specs = fn.structured_input_signature
+  feed = {}
+  for name, spec in specs.items():
+    value = np.asarray([row[name] for row in rows], spec.dtype.as_numpy_dtype)
+    feed[name] = tf.constant(value.reshape([-1] + spec.shape.as_list()[1:]))
+  return {name: value.numpy() for name, value in fn(**feed).items()}
 
 
 class _Counter(tf.Module):
@@ -207,30 +302,3 @@ def save_lookup(path: str) -> str:
   """A signature capturing a lookup table: cannot share a graph."""
   m = _Lookup()
   return _save(m, m.serve, path)
-
-
-def copy_with_new_weights(source: str, target: str, seed: int) -> str:
-  """Copies a SavedModel and rewrites its variables checkpoint with new values.
-
-  Every key of the original (the object graph included) is written again;
-  all checkpoint keys of one variable get the same new value.
-  """
-  rng = np.random.default_rng(seed)
-  shutil.copytree(source, target, ignore=shutil.ignore_patterns('variables'))
-  os.makedirs(os.path.join(target, 'variables'))
-  reader = tf.train.load_checkpoint(os.path.join(source, 'variables', 'variables'))
-  graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
-      reader.get_tensor('_CHECKPOINTABLE_OBJECT_GRAPH'))
-  names = {a.checkpoint_key: a.full_name for n in graph.nodes for a in n.attributes}
-  keys, tensors, new = [], [], {}
-  for key in sorted(reader.get_variable_to_shape_map()):
-    value = reader.get_tensor(key)
-    if key in names and np.asarray(value).dtype == np.float32:
-      if names[key] not in new:
-        new[names[key]] = rng.normal(0, 1, np.shape(value)).astype(np.float32)
-      value = new[names[key]]
-    keys.append(key)
-    tensors.append(tf.constant(value))
-  tf.raw_ops.SaveV2(prefix=os.path.join(target, 'variables', 'variables'),
-                    tensor_names=keys, shape_and_slices=[''] * len(keys), tensors=tensors)
-  return target

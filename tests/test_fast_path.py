@@ -1,5 +1,6 @@
-"""The shared-graph fast path: exact predictions, sharing only one program, fallbacks, threads."""
+"""The shared-graph fast path: every export style shares, predictions are a full load's, bit for bit."""
 import concurrent.futures
+import gc
 import os
 import random
 
@@ -9,7 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 import numpy as np
 import pytest
-import tensorflow as tf
+from tensorflow.python.eager import context as eager_context
 
 from beam_jobs.site_predictions import finalize_summary
 from models.site import architecture_key
@@ -26,90 +27,128 @@ import savedmodel_builders as builders
 
 NAMES = list(builders.TWO_LAYER_VARIABLES)
 ROWS = [{'x': [0.5, -1.0, 2.0]}, {'x': [1.5, 0.25, -0.75]}, {'x': [-2.0, 3.0, 0.1]}]
-# Architectures: relu (a b c d nofp), tanh (t1 t2), linear (lin1 lin2), renamed output.
-RELU = ['a', 'b', 'c', 'd', 'nofp']
+KERAS_ROWS = builders.keras_rows(1, 6)
+# Sites by program; within a group every site after the first takes the fast path.
+GROUPS = {
+    'keras': ['kn0', 'kn1', 'kn2', 'kg0', 'kg1', 'kg2', 'kv'],   # named, generated, versions
+    'module': ['mod0', 'mod1', 'mod2'],                          # tf.Module, unnamed variables
+    'relu': ['a', 'b', 'swapped'],                               # other variable orders, renamed
+    'tanh': ['t1', 't2'],
+    'after': ['after'], 'renamed': ['renamed'], 'const2': ['c2a', 'c2b'], 'const3': ['c3'],
+    'linear': ['lin1', 'lin2'],
+}
+SITES = [s for group in GROUPS.values() for s in group]
 
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-  """Sites exported the realistic way: fresh modules, other variable orders, new weights."""
-  base = tmp_path_factory.mktemp('fast_path')
-  sites = base / 'models'
-  a = builders.save_two_layer(str(sites / 'a' / '1'), builders.two_layer_values(1))
-  b = builders.save_two_layer(str(sites / 'b' / '1'), builders.two_layer_values(2),
-                              order=NAMES[::-1])
-  builders.copy_with_new_weights(a, str(sites / 'c' / '1'), seed=3)
-  builders.copy_with_new_weights(b, str(sites / 'd' / '1'), seed=4)
-  builders.copy_with_new_weights(a, str(sites / 'nofp' / '1'), seed=5)
-  os.remove(sites / 'nofp' / '1' / 'fingerprint.pb')
-  builders.save_two_layer(str(sites / 't1' / '1'), builders.two_layer_values(1),
-                          activation='tanh')
-  builders.save_two_layer(str(sites / 't2' / '1'), builders.two_layer_values(6),
-                          activation='tanh', order=[NAMES[i] for i in (2, 0, 4, 1, 3)])
-  builders.save_linear(str(sites / 'lin1' / '1'), [1.0, 2.0, 3.0], 0.5)
-  builders.save_linear(str(sites / 'lin2' / '1'), [-1.0, 0.5, 0.25], 2.0)
-  builders.save_two_layer(str(sites / 'renamed' / '1'), builders.two_layer_values(1),
-                          output_name='score')
+  """Sites exported the way users export them, in loops in this process, each with new weights."""
+  sites = tmp_path_factory.mktemp('fast_path') / 'models'
+  def at(site, version='1'):
+    return str(sites / site / version)
+  for i in range(3):
+    builders.export_keras(at(f'kn{i}'), i)
+    builders.export_keras(at(f'kg{i}'), 10 + i, named=False)
+    builders.save_site_module(at(f'mod{i}'), 20 + i)
+  # Retrained and re-exported: version 2 (another training) must be served.
+  builders.export_keras(at('kv', '1'), 30)
+  builders.export_keras(at('kv', '2'), 31, named=False, train=True)
+  values = builders.two_layer_values
+  builders.save_two_layer(at('a'), values(1))
+  builders.save_two_layer(at('b'), values(2), order=NAMES[::-1])
+  builders.save_two_layer(at('swapped'), values(3), wiring='swapped')
+  builders.save_two_layer(at('t1'), values(1), activation='tanh')
+  builders.save_two_layer(at('t2'), values(6), activation='tanh',
+                          order=[NAMES[i] for i in (2, 0, 4, 1, 3)])
+  builders.save_two_layer(at('after'), values(1), wiring='after')
+  builders.save_two_layer(at('renamed'), values(1), output_name='score')
+  builders.save_two_layer(at('c2a'), values(7), constant=2.0)
+  builders.save_two_layer(at('c2b'), values(8), constant=2.0)
+  builders.save_two_layer(at('c3'), values(7), constant=3.0)
+  builders.save_linear(at('lin1'), [1.0, 2.0, 3.0], 0.5)
+  builders.save_linear(at('lin2'), [-1.0, 0.5, 0.25], 2.0)
   return str(sites)
 
 
-def full_load_outputs(path, rows):
-  """A site's outputs from its own ``tf.saved_model.load``."""
-  fn = tf.saved_model.load(path).signatures['serving_default']
-  outputs = fn(x=tf.constant([r['x'] for r in rows], tf.float32))
-  return {name: value.numpy().tolist() for name, value in outputs.items()}
+def rows_for(site):
+  return KERAS_ROWS if site.startswith(('k', 'mod')) else ROWS
+
+
+def served(root, site):
+  versions = sorted(os.listdir(os.path.join(root, site)), key=int)
+  return os.path.join(root, site, versions[-1])
 
 
 @pytest.fixture(scope='module')
 def expected(root):
-  return {site: full_load_outputs(os.path.join(root, site, '1'), ROWS)
-          for site in os.listdir(root)}
+  return {site: builders.full_load_outputs(served(root, site), rows_for(site)) for site in SITES}
 
 
-def outputs_of(model, rows=ROWS):
+def outputs_of(model, rows):
   results = model.predict(rows)
   assert [r.reason for r in results] == [None] * len(rows)
-  return {name: [r.outputs[name] for r in results] for name in model.output_names}
+  return {name: np.asarray([r.outputs[name] for r in results]) for name in model.output_names}
+
+
+def assert_bit_equal(got, want, site):
+  assert sorted(got) == sorted(want), site
+  for name in want:
+    assert np.array_equal(got[name], want[name]), (site, name, got[name], want[name])
 
 
 def make_pool(root, **kwargs):
   return SiteModelPool(model_root=root, signature='serving_default', **kwargs)
 
 
-def test_interleaved_sites_predict_exactly_as_their_own_full_load(root, expected):
+def test_every_export_style_shares_and_predicts_exactly_as_its_own_full_load(root, expected):
   pool = make_pool(root)
-  order = ['a', 't1', 'b', 'lin1', 'c', 't2', 'renamed', 'd', 'lin2', 'nofp']
+  order = SITES[:]
+  random.Random(0).shuffle(order)
   fast = {}
   for site in order + order[::-1] + order:
     model, loaded_now = pool.get(site)
     if loaded_now:
       fast[site] = model.fast_path
-    assert outputs_of(model) == expected[site], site   # bit-identical
-  # The first site of each program loads its graph; the others only weights.
-  assert fast == {'a': False, 't1': False, 'b': True, 'lin1': False, 'c': True,
-                  't2': True, 'renamed': False, 'd': True, 'lin2': True, 'nofp': True}
-  assert pool.num_graphs == 4
+    assert_bit_equal(outputs_of(model, rows_for(site)), expected[site], site)
+  for group, sites in GROUPS.items():
+    first = min(sites, key=order.index)
+    assert {s: fast[s] for s in sites} == {s: s != first for s in sites}, group
+  assert pool.num_graphs == len(GROUPS)
+  assert pool.get('kv').model.version == '2'
+
+
+def test_swapped_biases_get_each_value_where_its_own_export_uses_it(root, expected):
+  """A name-bound restore would put ``hidden/bias`` into the first layer here; roles do not."""
+  pool = make_pool(root)
+  pool.get('a')
+  model = pool.get('swapped').model
+  assert model.fast_path
+  assert_bit_equal(outputs_of(model, ROWS), expected['swapped'], 'swapped')
+  assert not np.array_equal(expected['swapped']['y'], builders.full_load_outputs(
+      builders.save_two_layer(os.path.join(root, '..', 'plain3'), builders.two_layer_values(3)),
+      ROWS)['y'])
 
 
 def test_near_misses_do_not_share_a_graph(root):
-  keys = {site: architecture_key.read_architecture(os.path.join(root, site, '1'),
-                                                   'serving_default').key
-          for site in ('a', 'b', 't1', 'renamed')}
-  assert keys['a'] == keys['b']
-  assert len({keys['a'], keys['t1'], keys['renamed']}) == 3
+  keys = {site: architecture_key.read_architecture(served(root, site), 'serving_default').key
+          for site in SITES}
+  for group, sites in GROUPS.items():
+    assert len({keys[s] for s in sites}) == 1, group
+  assert len({keys[sites[0]] for sites in GROUPS.values()}) == len(GROUPS)
 
 
-def test_unreadable_metadata_falls_back_to_a_full_load(root, expected, monkeypatch):
-  def unreadable(*unused_args):
-    raise architecture_key.NotShareable('simulated unreadable checkpoint')
+def test_unreadable_weights_or_a_refused_graph_fall_back_to_a_full_load(root, expected,
+                                                                        monkeypatch):
+  def refuse(*unused_args):
+    raise architecture_key.NotShareable('simulated')
   graphs = shared_graphs.SharedGraphs()
-  location = ModelLocation('a', os.path.join(root, 'a', '1'), '1')
-  for target in ('read_weights', 'bound_variables'):
+  location = ModelLocation('a', served(root, 'a'), '1')
+  for target, attribute in ((variable_restore, 'read_weights'), (shared_graphs, 'SharedGraph')):
     with monkeypatch.context() as patch:
-      patch.setattr(variable_restore, target, unreadable)
+      patch.setattr(target, attribute, refuse)
       model = shared_graphs.load_sharing_graphs(location, 'serving_default', graphs)
     assert model.graph is None and not model.fast_path
-    assert outputs_of(model) == expected['a']
+    assert_bit_equal(outputs_of(model, ROWS), expected['a'], 'a')
   assert graphs.size == 0
 
 
@@ -127,46 +166,52 @@ def test_signatures_that_cannot_share_load_in_full(tmp_path):
 
 
 def test_threads_hammering_interleaved_sites_never_mix_weights(root, expected):
-  pool = make_pool(root, max_models=3)   # evictions and reloads while threads run
+  pool = make_pool(root, max_models=4)   # evictions and reloads while threads run
   rng = random.Random(0)
-  tasks = [(rng.choice(RELU + ['t1', 't2', 'lin1', 'lin2']), ROWS[rng.randrange(3):])
-           for _ in range(400)]
+  tasks = [(site, rng.randrange(3)) for site in (rng.choice(SITES) for _ in range(300))]
   def run(task):
-    site, rows = task
-    return site, rows, outputs_of(pool.get(site).model, rows)
+    site, skip = task
+    return site, skip, outputs_of(pool.get(site).model, rows_for(site)[skip:])
   with concurrent.futures.ThreadPoolExecutor(8) as executor:
     results = list(executor.map(run, tasks))
-  for site, rows, got in results:
-    skip = len(ROWS) - len(rows)
-    assert got == {k: v[skip:] for k, v in expected[site].items()}, site
+  for site, skip, got in results:
+    assert_bit_equal(got, {k: v[skip:] for k, v in expected[site].items()}, site)
 
 
-def test_a_graph_goes_with_the_last_site_using_it(root):
+def test_a_graph_and_its_functions_go_with_the_last_site_using_it(root):
   pool = make_pool(root, max_models=2)
   pool.get('a')
-  pool.get('b')
-  assert pool.num_graphs == 1
+  graph = pool.get('b').model.graph
+  names = [f.signature.name for f in architecture_key.read_architecture(
+      served(root, 'a'), 'serving_default').program.functions]
+  assert pool.num_graphs == 1 and all(eager_context.context().has_function(n) for n in names)
   pool.get('lin1')
   pool.get('lin2')                 # evicts a and b: their graph goes too
   assert pool.size == 2 and pool.num_graphs == 1
-  linear_graph = 4 * 4 + os.path.getsize(os.path.join(root, 'lin1', '1', 'saved_model.pb'))
-  assert pool.num_bytes == linear_graph + sum(
+  linear = pool.get('lin1').model.graph
+  assert pool.num_bytes == linear.num_bytes + sum(
       pool.get(site).model.num_bytes for site in ('lin1', 'lin2'))
-  model, loaded_now = pool.get('c')
-  assert loaded_now and not model.fast_path   # the relu graph is loaded again
+  del graph
+  gc.collect()
+  assert not any(eager_context.context().has_function(n) for n in names)
+  model, loaded_now = pool.get('c2a')
+  assert loaded_now and not model.fast_path
 
 
 def test_byte_bound_counts_site_weights_and_shared_graphs(root):
   probe = make_pool(root)
   probe.get('a')
-  graph_and_one_site = probe.num_bytes
   site_bytes = probe.get('a').model.num_bytes
   assert site_bytes == sum(np.prod(s) for s in builders.TWO_LAYER_VARIABLES.values()) * 4 \
       + shared_graphs.SITE_OVERHEAD_BYTES
-  pool = make_pool(root, max_bytes=graph_and_one_site + 2 * site_bytes)
-  for site in RELU:
+  keras = make_pool(root)
+  keras_site = keras.get('kn0').model.num_bytes
+  bound = keras.num_bytes + 2 * keras_site     # a graph and three sites
+  pool = make_pool(root, max_bytes=bound)
+  for site in GROUPS['keras']:
     pool.get(site)
-  assert pool.size == 3 and pool.num_bytes <= graph_and_one_site + 2 * site_bytes
+    assert pool.num_bytes <= bound
+  assert pool.size == 3 and pool.num_graphs == 1
 
 
 def test_handler_reports_fast_path_loads_and_split_counts_them(root):
@@ -191,23 +236,26 @@ def test_sharing_can_be_switched_off(root):
   assert model.graph is None and not model.fast_path and pool.num_graphs == 0
 
 
-def test_predict_per_site_counts_fast_path_loads_in_beam_metrics(root, expected):
-  records = [('input.jsonl', dict(row, site=site)) for site in RELU for row in ROWS]
+def test_predict_per_site_counts_fast_path_loads_in_beam_metrics(root):
+  """One row per chunk: a row's bits can depend on its batch, so each is compared alone."""
+  sites = GROUPS['keras']
+  want = {site: {row['temperature_c']: builders.full_load_outputs(
+      served(root, site), [row])['energy_kwh'][0].tolist() for row in KERAS_ROWS}
+          for site in sites}
+  records = [('input.jsonl', dict(row, site=site)) for site in sites for row in KERAS_ROWS]
   pipeline = TestPipeline(runner='FnApiRunner')
   result = (pipeline
             | beam.Create(records)
             | beam.ParDo(PackBySite('site', max_block_rows=2))
-            | PredictPerSite(model_root=root, rows_per_chunk=2))
+            | PredictPerSite(model_root=root, rows_per_chunk=1))
   def check(batches):
     got = {}
-    assert max(map(len, batches)) <= 2
+    assert max(map(len, batches)) == 1
     for p in (p for batch in batches for p in batch):
-      got.setdefault(p.site_id, []).append((p.instance['x'], p.outputs['y']))
-    for site in RELU:
-      want = list(zip([r['x'] for r in ROWS], expected[site]['y']))
-      assert sorted(got[site]) == sorted(want), site
+      got.setdefault(p.site_id, {})[p.instance['temperature_c']] = p.outputs['energy_kwh']
+    assert got == want
   assert_that(result.prediction_batches, check)
   run = pipeline.run()
   run.wait_until_finish()
   counters = run.metrics().query(MetricsFilter().with_name('models_fast_path'))['counters']
-  assert sum(c.committed for c in counters) == len(RELU) - 1
+  assert sum(c.committed for c in counters) == len(sites) - 1

@@ -1,79 +1,103 @@
-"""An exact "same program" key for a SavedModel signature, without loading it.
+"""An exact "same program up to renaming" key for a SavedModel signature, without loading it.
 
 Sites trained by one script share an architecture and differ only in their
-variable values, so one loaded graph can serve them all if each site's
-variables are restored into it. That is only safe when the two SavedModels
-compute exactly the same function of (inputs, variables), which this module
-decides from ``saved_model.pb`` alone (a protobuf parse, about a millisecond).
+variable values, so one graph can serve them all if each site's values are
+bound to it. That is only safe when the two SavedModels' signatures compute
+the same function of (inputs, variables), which this module decides from
+``saved_model.pb`` alone (a protobuf parse and a pass over the signature's
+functions, under a millisecond for a small Keras model).
 
-``fingerprint.pb`` cannot decide it: its ``graph_def_program_hash`` covers the
-whole graph, whose variable nodes (and the save/restore functions) Keras 3
-orders differently in every export, so two trainings of one architecture hash
-differently; its signature and object-graph hashes ignore the function bodies,
-so they would accept different programs. The key here covers exactly what the
-signature runs:
+What two exports of one architecture differ in, and why none of it is in
+the key: node names (Keras's model scope counts up per model built in a
+process: ``functional_1/hidden_1/...``, ``functional_1_1/hidden_1/...``),
+argument names derived from them, generated function names
+(``__inference___call___727``), variable names (``dense/kernel`` vs
+``dense_3/kernel`` with Keras-generated layer names, ``Variable`` for every
+unnamed ``tf.Variable``), object-graph node ids and checkpoint keys (Keras 3
+orders its variable lists differently in every process), the SignatureDef's
+tensor names, and ``fingerprint.pb`` (its program hash covers all of the
+above). The key covers exactly what the signature runs, with names made
+canonical by :mod:`models.site.canonical_function`:
 
-- the ``SignatureDef`` of the signature (names, dtypes, shapes of inputs and
-  outputs) and the signature's concrete function metadata (argument keywords,
-  input and output structure);
-- every library function reachable from the signature's function (through
-  call ops and function-valued attributes), serialized deterministically with
-  the generated function names (``__inference_..._123``, whose numbers depend
-  on what the exporting process traced before) replaced by their order of
-  discovery and the arguments' ``_user_specified_name`` hints (process-wide
-  tensor ids for captures) dropped; every op, attribute, constant, edge and
-  arity stays in the key;
-- the inputs the signature captures, in capture order: variables by name,
-  dtype and shape (not by node id or checkpoint key, which Keras 3 numbers
-  differently per export; variables that share a name, such as tf.Module
-  variables left as "Variable", also by their first path in the object
-  graph, e.g. ``dense/w``), constants (e.g. a Keras ``Normalization``
-  layer's mean) by their full value.
+- the signature's name and its ``SignatureDef`` with tensor names cleared
+  (input and output keys, dtypes, shapes, method name stay);
+- the signature's concrete function metadata: argument keywords, input and
+  output structure (``TensorSpec`` names there are the signature's keys);
+- the canonical form of the signature's function, which names every library
+  function it reaches by a digest of that function's canonical form, so the
+  whole call tree (ops, attributes, constants, wiring) is in the key;
+- the captured inputs, in the order the function takes them (its arguments
+  are positional): variables by dtype, shape and structural role (below),
+  constants (e.g. a Keras ``Normalization`` layer's mean) by their value.
+
+**Structural role of a variable**: where its value goes, in canonical
+terms: the canonical node(s) and input slot(s) consuming the signature
+function's argument it is bound to, followed through call ops into the
+callee's argument, down to the ops that read it, e.g.
+``n0:6>n3:0`` (node 0 of the signature function passes it as input 6 to a
+function whose node 3 reads it). Two exports with one key have the same
+roles in the same places, and each site's values are bound to the shared
+graph by role; names, capture positions and checkpoint keys are only used
+to find a value within one export (:mod:`models.site.variable_restore`).
 
 Everything else in the file (top-level graph nodes, save/restore functions,
-unused variables, other signatures) does not run when the signature is called
-and is left out. A signature that captures anything but variables (assets,
-lookup tables) or assigns to its variables is not shareable: such sites
-are loaded fully, each on its own.
+other signatures, unused variables) does not run when the signature is
+called and is left out. A signature that captures anything but variables
+and constants (assets, lookup tables), or that changes or names resources,
+is not shareable: such sites are loaded fully, each on its own.
 """
 import hashlib
 import os
-import re
 from typing import Dict, List, NamedTuple, Tuple
 
 from tensorflow.core.framework import function_pb2
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models.site.layout import SAVED_MODEL_FILE
+from models.site.canonical_function import CanonicalFunction
+from models.site.canonical_function import NotShareable
+from models.site.canonical_function import called_functions
+from models.site.canonical_function import canonicalize
 
-KEY_VERSION = b'site-architecture-v1'
+__all__ = ['Architecture', 'CapturedConstant', 'CapturedVariable', 'NotShareable', 'Program',
+           'architecture_of', 'read_architecture']
 
-# Ops that change variables: a site whose signature runs one would carry
-# state from chunk to chunk in a graph of its own, which a shared graph
-# (weights re-assigned per chunk) would not reproduce.
-_MUTATING_OPS = re.compile(
-    r'^(Assign\w*VariableOp|ResourceScatter\w*|Resource(Sparse)?Apply\w*|'
-    r'ResourceStridedSliceAssign|DestroyResourceOp)$')
-
-
-class NotShareable(Exception):
-  """The SavedModel cannot share a graph; it is loaded on its own."""
+KEY_VERSION = b'site-architecture-v2'
 
 
 class CapturedVariable(NamedTuple):
-  """A variable the signature captures: its identity and where it lives."""
-  node_id: int             # in the object graph (and the checkpoint's)
+  """A variable the signature captures: its role, and where this export keeps it."""
+  node_id: int             # in this export's object graph (and its checkpoint's)
   position: int            # among the signature's captured inputs
-  name: str                # the variable's name, e.g. "dense/kernel"
+  role: str                # structural role (module docstring)
+  name: str                # this export's name for it (messages and checks only)
   dtype: int               # DataType enum
   shape: Tuple[int, ...]
-  path: str = ''           # first object-graph path, only when names collide
+
+
+class CapturedConstant(NamedTuple):
+  position: int                  # among the signature's captured inputs
+  value: tensor_pb2.TensorProto
+
+
+class Program(NamedTuple):
+  """What a shared graph registers and how it is called."""
+  function_name: str                                # canonical signature function
+  functions: Tuple[function_pb2.FunctionDef, ...]   # callees before callers
+  argument_keywords: Tuple[str, ...]                # order of the signature's inputs
+  input_signature: bytes     # StructuredValue: ((), {keyword: TensorSpec})
+  output_signature: bytes    # StructuredValue: {output key: TensorSpec}
+  constants: Tuple[CapturedConstant, ...]
+  num_captures: int
 
 
 class Architecture(NamedTuple):
-  """A signature's program key and its captured variables in capture order."""
+  """A signature's key, its captured variables in capture order, and its program."""
   key: str
   variables: Tuple[CapturedVariable, ...]
+  program: Program
 
 
 def read_architecture(model_dir: str, signature_name: str) -> Architecture:
@@ -106,30 +130,60 @@ def architecture_of(saved_model: saved_model_pb2.SavedModel,
   concrete = graph.concrete_functions.get(function_name)
   if concrete is None:
     raise NotShareable(f'no concrete function {function_name}')
-  variables, constants = _captures(meta_graph, concrete.bound_inputs)
 
   library = {f.signature.name: f for f in meta_graph.graph_def.library.function}
-  reachable = _reachable_functions(library, function_name)
-  canonical = {name: f'fn{i}' for i, name in enumerate(reachable)}
+  if function_name not in library:
+    raise NotShareable(f'function {function_name} is not in the library')
+  canonical: Dict[str, CanonicalFunction] = {}
+  names: Dict[str, str] = {}
+  for name in _callees_first(library, function_name):
+    canonical[name] = canonicalize(library[name], names)
+    names[name] = canonical[name].name
+  root = canonical[function_name]
+
+  num_inputs = len(bare.argument_keywords)
+  arg_types = [a.type for a in library[function_name].signature.input_arg]
+  if len(arg_types) != num_inputs + len(concrete.bound_inputs):
+    raise NotShareable('the signature function does not take its inputs and captures')
+  variables, constants = _captures(meta_graph, concrete.bound_inputs)
+  roles = {}
+  for i, variable in enumerate(variables):
+    if arg_types[num_inputs + variable.position] != types_pb2.DT_RESOURCE:
+      raise NotShareable(f'captured variable {variable.name!r} is not passed as a resource')
+    role = _role(canonical, function_name, num_inputs + variable.position, {})
+    if role in roles:
+      raise NotShareable(f'variables {roles[role]!r} and {variable.name!r} have one role')
+    roles[role] = variable.name
+    variables[i] = variable._replace(role=role)
 
   digest = hashlib.sha256(KEY_VERSION)
   _add(digest, signature_name.encode())
-  _add(digest, meta_graph.signature_def[signature_name].SerializeToString(deterministic=True))
+  _add(digest, _unnamed_signature_def(meta_graph.signature_def[signature_name]))
   bare_copy = type(bare)()
   bare_copy.CopyFrom(bare)
-  bare_copy.concrete_function_name = canonical[function_name]
+  bare_copy.concrete_function_name = root.name
   _add(digest, bare_copy.SerializeToString(deterministic=True))
   _add(digest, concrete.canonicalized_input_signature.SerializeToString(deterministic=True))
   _add(digest, concrete.output_signature.SerializeToString(deterministic=True))
   for variable in variables:
-    _add(digest, repr((variable.position, variable.name, variable.dtype,
-                       variable.shape, variable.path)).encode())
-  for position, value in constants:
-    _add(digest, repr(position).encode())
-    _add(digest, value)
-  for name in reachable:
-    _add(digest, _canonical_function(library[name], canonical))
-  return Architecture(digest.hexdigest(), tuple(variables))
+    _add(digest, repr(('variable', variable.position, variable.dtype, variable.shape,
+                       variable.role)).encode())
+  for constant in constants:
+    _add(digest, repr(('constant', constant.position)).encode())
+    _add(digest, constant.value.SerializeToString(deterministic=True))
+  _add(digest, root.name.encode())
+
+  functions, seen = [], set()
+  for name in canonical:
+    if canonical[name].name not in seen:
+      seen.add(canonical[name].name)
+      functions.append(canonical[name].definition)
+  program = Program(
+      root.name, tuple(functions), tuple(bare.argument_keywords),
+      concrete.canonicalized_input_signature.SerializeToString(),
+      concrete.output_signature.SerializeToString(), tuple(constants),
+      len(concrete.bound_inputs))
+  return Architecture(digest.hexdigest(), tuple(variables), program)
 
 
 def _add(digest, data: bytes) -> None:
@@ -155,15 +209,28 @@ def _signature_function(graph, signature_name: str):
   return node.bare_concrete_function.concrete_function_name, node.bare_concrete_function
 
 
-def _captures(meta_graph, bound_inputs) -> Tuple[List[CapturedVariable], List[Tuple[int, bytes]]]:
-  """The signature's captured variables, and its captured constants' values."""
+def _unnamed_signature_def(signature_def) -> bytes:
+  """The SignatureDef without its graph tensor names (TF2's loader does not use them)."""
+  copy = type(signature_def)()
+  copy.CopyFrom(signature_def)
+  for infos in (copy.inputs, copy.outputs):
+    for info in infos.values():
+      if info.WhichOneof('encoding') != 'name':
+        raise NotShareable(f'signature tensor encoded as {info.WhichOneof("encoding")}')
+      info.ClearField('name')
+  return copy.SerializeToString(deterministic=True)
+
+
+def _captures(meta_graph, bound_inputs) -> Tuple[List[CapturedVariable], List[CapturedConstant]]:
+  """The signature's captured variables (roles still empty) and constants."""
   graph = meta_graph.object_graph_def
   variables, constants = [], []
   for position, node_id in enumerate(bound_inputs):
     node = graph.nodes[node_id]
     kind = node.WhichOneof('kind')
     if kind == 'constant':
-      constants.append((position, _constant_value(meta_graph, node.constant.operation)))
+      constants.append(CapturedConstant(position, _constant_value(meta_graph,
+                                                                  node.constant.operation)))
       continue
     if kind != 'variable':
       raise NotShareable(f'the signature captures a {kind} (node {node_id})')
@@ -173,104 +240,53 @@ def _captures(meta_graph, bound_inputs) -> Tuple[List[CapturedVariable], List[Tu
       raise NotShareable(f'variable {spec.name!r} has no fixed shape')
     if spec.experimental_distributed_variable_components:
       raise NotShareable(f'variable {spec.name!r} is distributed')
-    variables.append(CapturedVariable(node_id, position, spec.name, spec.dtype, shape))
-  names = [v.name for v in variables]
-  if len(set(names)) != len(names):
-    # The name alone cannot tell these apart across exports: add the path.
-    paths = _first_paths(graph)
-    variables = [v._replace(path=paths.get(v.node_id, '')) for v in variables]
-    identities = [(v.name, v.path) for v in variables]
-    if len(set(identities)) != len(identities):
-      raise NotShareable('captured variables share names and paths')
+    variables.append(CapturedVariable(node_id, position, '', spec.name, spec.dtype, shape))
   return variables, constants
 
 
-def _first_paths(graph) -> Dict[int, str]:
-  """Each node's first path from the root, breadth first in child order."""
-  paths, queue = {0: ''}, [0]
-  while queue:
-    node_id = queue.pop(0)
-    for ref in graph.nodes[node_id].children:
-      if ref.node_id not in paths:
-        paths[ref.node_id] = f'{paths[node_id]}/{ref.local_name}'.lstrip('/')
-        queue.append(ref.node_id)
-  return paths
-
-
-def _constant_value(meta_graph, operation: str) -> bytes:
+def _constant_value(meta_graph, operation: str) -> tensor_pb2.TensorProto:
   for node in meta_graph.graph_def.node:
     if node.name == operation and node.op == 'Const':
-      return node.attr['value'].SerializeToString(deterministic=True)
+      return node.attr['value'].tensor
   raise NotShareable(f'captured constant {operation!r} is not in the graph')
 
 
-def _referenced_functions(function: function_pb2.FunctionDef, library) -> List[str]:
-  """Library functions ``function`` calls, in node order (then attribute name order)."""
-  found = []
-  for node in function.node_def:
-    if _MUTATING_OPS.match(node.op):
-      raise NotShareable(f'function runs {node.op}, which changes a variable')
-    if node.op in library:
-      found.append(node.op)
-    for key in sorted(node.attr):
-      found.extend(_attr_functions(node.attr[key]))
-  for key in sorted(function.attr):
-    found.extend(_attr_functions(function.attr[key]))
-  return found
-
-
-def _attr_functions(value) -> List[str]:
-  kind = value.WhichOneof('value')
-  if kind == 'func':
-    return [value.func.name]
-  if kind == 'list':
-    return [f.name for f in value.list.func]
-  return []
-
-
-def _reachable_functions(library: Dict[str, function_pb2.FunctionDef], root: str) -> List[str]:
-  """``root`` and every library function it reaches, in deterministic discovery order."""
-  if root not in library:
-    raise NotShareable(f'function {root} is not in the library')
-  order, queue, seen = [], [root], {root}
-  while queue:
-    name = queue.pop(0)
-    order.append(name)
-    for ref in _referenced_functions(library[name], library):
-      if ref not in library:
-        # A function-valued attribute naming an op or a missing function:
-        # leave it as is (it is in the serialized bytes either way).
-        continue
-      if ref not in seen:
-        seen.add(ref)
-        queue.append(ref)
+def _callees_first(library: Dict[str, function_pb2.FunctionDef], root: str) -> List[str]:
+  """``root`` and every library function it reaches, each after the ones it calls."""
+  order: List[str] = []
+  state: Dict[str, bool] = {}     # False while being visited, True when done
+  stack = [(root, iter(called_functions(library[root], library)))]
+  state[root] = False
+  while stack:
+    name, callees = stack[-1]
+    for callee in callees:
+      if callee not in state:
+        state[callee] = False
+        stack.append((callee, iter(called_functions(library[callee], library))))
+        break
+      if state[callee] is False:
+        raise NotShareable(f'functions {name} and {callee} call each other')
+    else:
+      stack.pop()
+      state[name] = True
+      order.append(name)
   return order
 
 
-def _rename_attr(value, canonical: Dict[str, str]) -> None:
-  kind = value.WhichOneof('value')
-  if kind == 'func' and value.func.name in canonical:
-    value.func.name = canonical[value.func.name]
-  elif kind == 'list':
-    for func in value.list.func:
-      if func.name in canonical:
-        func.name = canonical[func.name]
-
-
-def _canonical_function(function: function_pb2.FunctionDef, canonical: Dict[str, str]) -> bytes:
-  """The function's bytes with every library function name made canonical."""
-  copy = function_pb2.FunctionDef()
-  copy.CopyFrom(function)
-  copy.signature.name = canonical[function.signature.name]
-  for node in copy.node_def:
-    if node.op in canonical:
-      node.op = canonical[node.op]
-    for value in node.attr.values():
-      _rename_attr(value, canonical)
-  for value in copy.attr.values():
-    _rename_attr(value, canonical)
-  for arg in copy.arg_attr.values():
-    # A naming hint only; for captured inputs it holds a process-wide tensor
-    # id that differs between exports.
-    arg.attr.pop('_user_specified_name', None)
-  return copy.SerializeToString(deterministic=True)
+def _role(canonical: Dict[str, CanonicalFunction], function: str, arg: int,
+          memo: Dict[Tuple[str, int], str]) -> str:
+  """Where argument ``arg`` of ``function`` goes, in canonical node positions."""
+  if (function, arg) in memo:
+    return memo[(function, arg)]
+  fn = canonical[function]
+  paths = []
+  for node, slot in fn.arg_uses[arg]:
+    if node < 0:
+      paths.append(f'o{slot}')
+    elif node in fn.calls:
+      inner = _role(canonical, fn.calls[node], slot, memo)
+      paths.extend(f'n{node}:{slot}>{p}' for p in inner.split(';'))
+    else:
+      paths.append(f'n{node}:{slot}')
+  memo[(function, arg)] = ';'.join(sorted(paths)) or '-'
+  return memo[(function, arg)]

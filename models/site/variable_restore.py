@@ -1,13 +1,14 @@
-"""Reading a site's variables by identity, and putting them into a shared graph.
+"""Reading a site's variables by identity, and binding them to a shared graph by role.
 
-A site that shares a loaded graph (see :mod:`models.site.architecture_key`) keeps
-only its variable values, as NumPy arrays in the signature's capture order.
-They are read from the site's own checkpoint by identity: the SavedModel's
-object graph says which node each capture is bound to, and the checkpoint's
-object graph (same node numbering) gives that node's full variable name and
-checkpoint key. The name is checked, so a checkpoint key that names another
-variable in this export (Keras 3 numbers its variable lists per export) is
-never used by position.
+A site that shares a graph (see :mod:`models.site.shared_graphs`) keeps only its
+variable values, as NumPy arrays. They are read from the site's own
+checkpoint by identity: the SavedModel's object graph says which node each
+capture is bound to, and the checkpoint's object graph (same node numbering)
+gives that node's full variable name and checkpoint key. The name is
+checked, so a checkpoint key that names another variable in this export
+(Keras 3 numbers its variable lists per export) is never used by position.
+Values are then bound to the shared graph's variables by structural role
+(:mod:`models.site.architecture_key`), never by name or position.
 """
 import os
 from typing import Any, Sequence, Tuple
@@ -15,6 +16,7 @@ from typing import Any, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
+from tensorflow.python.ops import gen_resource_variable_ops
 
 from models.site.architecture_key import Architecture
 from models.site.architecture_key import NotShareable
@@ -69,39 +71,26 @@ def read_weights(model_dir: str, architecture: Architecture) -> Weights:
   return tuple(values)
 
 
-def bound_variables(signature: Any, architecture: Architecture) -> Tuple[tf.Variable, ...]:
-  """The loaded signature's variables, checked against the architecture.
-
-  TF's loader binds a concrete function's captures in the order of its
-  ``bound_inputs``, the order of ``architecture.variables``; each one is
-  checked by name, dtype, shape and captured handle anyway.
+def by_roles(architecture: Architecture, weights: Weights, roles: Sequence[str]) -> Weights:
+  """``weights`` (in ``architecture``'s capture order) reordered to the capture order of ``roles``.
 
   Raises:
-    NotShareable: the loaded signature does not capture exactly those variables.
+    NotShareable: the roles are not exactly the architecture's.
   """
-  variables = tuple(signature.variables)
-  captured = tuple(signature.captured_inputs)
-  if len(variables) != len(architecture.variables):
-    raise NotShareable(
-        f'loaded signature captures {len(variables)} variables, '
-        f'expected {len(architecture.variables)}')
-  for variable, want in zip(variables, architecture.variables):
-    name = variable.name[:-2] if variable.name.endswith(':0') else variable.name
-    if (name != want.name or variable.dtype.as_datatype_enum != want.dtype
-        or tuple(variable.shape.as_list()) != want.shape
-        or want.position >= len(captured) or captured[want.position] is not variable.handle):
-      raise NotShareable(f'loaded variable {variable.name} does not match {want.name!r}')
-  return variables
+  by_role = {v.role: w for v, w in zip(architecture.variables, weights)}
+  if len(by_role) != len(roles) or any(role not in by_role for role in roles):
+    raise NotShareable('the variables do not have the shared graph\'s roles')
+  return tuple(by_role[role] for role in roles)
 
 
-def assign(variables: Sequence[tf.Variable], weights: Weights) -> None:
-  """Puts ``weights`` into ``variables`` (dtypes and shapes already checked).
+def assign(handles: Sequence[Any], weights: Weights) -> None:
+  """Puts ``weights`` into the variables behind ``handles`` (dtypes and shapes already checked).
 
-  One ``AssignVariableOp`` each: about 50 us for a small array, where
-  ``Variable.assign`` takes about 300 us.
+  One ``AssignVariableOp`` each, called through its generated wrapper:
+  about 30 us for a small array, where ``Variable.assign`` takes about 300 us.
   """
-  for variable, value in zip(variables, weights):
-    tf.raw_ops.AssignVariableOp(resource=variable.handle, value=value)
+  for handle, value in zip(handles, weights):
+    gen_resource_variable_ops.assign_variable_op(handle, value)
 
 
 def weights_bytes(weights: Weights) -> int:
