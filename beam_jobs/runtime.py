@@ -100,11 +100,11 @@ def launch(options: PipelineOptions,
   path = paths.join(output_dir, 'summary.json')
   if summary is None:
     raise RunFailed('no summary.json was written', path)
-  print(json.dumps(summary, indent=2, sort_keys=True))
   from transforms.reporting.write import REPORT_NAME  # pylint: disable=import-outside-toplevel
   report = paths.join(output_dir, REPORT_NAME)
   if paths.exists(report):
     print(f'Run report: {report}')
+  print(json.dumps(summary, indent=2, sort_keys=True))
   if summary.get('status', OK) != OK:
     raise RunFailed(summary.get('status_reason', 'see the summary'), path)
   return result

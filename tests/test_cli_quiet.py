@@ -186,5 +186,5 @@ def test_a_successful_console_run_prints_only_our_lines(tiny_site_job):
   assert not [l for l in lines if NOISE.search(l)], proc.stderr
   # 'Starting on FnApiRunner' and at most one line per model loaded (2 sites).
   assert 1 <= len(lines) <= 3, proc.stderr
-  assert all(re.match(r'\d{4}-\d\d-\d\d [\d:,]+ INFO (beam_jobs|models)\.', l) for l in lines)
+  assert all(re.match(r'\d{4}-\d\d-\d\d [\d:,]+ INFO (beam_jobs|models|transforms)\.', l) for l in lines)
   assert json.loads(proc.stdout[proc.stdout.index('{'):])['predictions_written'] == 40
