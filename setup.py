@@ -52,8 +52,8 @@ setuptools.setup(
     extras_require=_EXTRAS,
     entry_points={
         'console_scripts': [
-            'site-predictions=beam_jobs.site_predictions:main',
-            'detect-images=beam_jobs.detect_images:main',
+            'site-predictions=beam_jobs.cli:site_predictions',
+            'detect-images=beam_jobs.cli:detect_images',
         ],
     },
 )

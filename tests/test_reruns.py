@@ -65,7 +65,7 @@ def test_rerun_with_overwrite_ends_with_exactly_the_new_set(layout, tmp_path, ca
   assert _run(layout, out, '--overwrite') == 0
   summary = json.loads((out / 'summary.json').read_text())
   listed = {paths.relative_to(f, str(out)) for files in summary['outputs'].values() for f in files}
-  assert set(_files(out)) == listed | {'summary.json'}
+  assert set(_files(out)) == listed | {'summary.json', 'report.html'}
   assert not any('beam-temp' in f or 'of-00005' in f for f in _files(out))
   assert sorted(l['key'] for l in read_jsonl(out / 'predictions')) == [f'r{i}' for i in range(6)]
   assert [l['record']['rid'] for l in read_jsonl(out / 'errors')] == ['bad']
