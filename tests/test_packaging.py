@@ -114,8 +114,8 @@ def test_base_requirements_are_requirements_txt_without_torch(wheel):
 
 def test_console_scripts_point_at_the_jobs(wheel):
   entry_points = dist_info(wheel, 'entry_points.txt')
-  assert 'site-predictions = beam_jobs.site_predictions:main' in entry_points
-  assert 'detect-images = beam_jobs.detect_images:main' in entry_points
+  assert 'site-predictions = beam_jobs.cli:site_predictions' in entry_points
+  assert 'detect-images = beam_jobs.cli:detect_images' in entry_points
 
 
 def _closure(requirements):
