@@ -14,6 +14,7 @@ class RunStats(NamedTuple):
   peak_process_rss_mb: float   # largest single-process peak RSS (getrusage via wait4)
   returncode: int
   log_tail: str
+  cpu_s: float = 0.0           # user + system CPU seconds of the process and its waited-for children
 
 
 def descendants(pid: int) -> List[int]:
@@ -60,4 +61,5 @@ def run_measured(command: Sequence[str], *, env: Dict[str, str], cwd: str,
   with open(log_path, 'rb') as f:
     tail = f.read()[-3000:].decode('utf-8', 'replace')
   # ru_maxrss is in KiB on Linux and covers the child's waited-for children.
-  return RunStats(wall, peak / 2**20, usage.ru_maxrss / 1024, proc.returncode, tail)
+  return RunStats(wall, peak / 2**20, usage.ru_maxrss / 1024, proc.returncode, tail,
+                  usage.ru_utime + usage.ru_stime)
