@@ -266,6 +266,25 @@ def full_load_outputs(path: str, rows, signature: str = 'serving_default') -> Di
   return {name: value.numpy() for name, value in fn(**feed).items()}
 
 
+class _Embedding(tf.Module):
+  """serving_default(ids: int64[None]) -> {"v": float32[None, 3]}: a sparse read of a table."""
+
+  def __init__(self, seed: int):
+    super().__init__()
+    self.table = tf.Variable(np.random.default_rng(seed).normal(0, 1, (5, 3)).astype(np.float32))
+    self.scale = tf.Variable(np.float32(seed + 1))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name='ids')])
+  def serve(self, ids):
+    return {'v': tf.gather(self.table, ids) * self.scale}
+
+
+def save_embedding(path: str, seed: int) -> str:
+  """A signature reading a variable with ``ResourceGather``: shares, holding variables."""
+  m = _Embedding(seed)
+  return _save(m, m.serve, path)
+
+
 class _Counter(tf.Module):
   """serving_default(x: float32[None]) -> {"y": x + calls}; every call adds 1 to ``calls``."""
 

@@ -48,18 +48,17 @@ is not shareable: such sites are loaded fully, each on its own.
 """
 import hashlib
 import os
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from tensorflow.core.framework import function_pb2
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from models.site.layout import SAVED_MODEL_FILE
 from models.site.canonical_function import CanonicalFunction
 from models.site.canonical_function import NotShareable
-from models.site.canonical_function import called_functions
 from models.site.canonical_function import canonicalize
+from models.site.layout import SAVED_MODEL_FILE
 
 __all__ = ['Architecture', 'CapturedConstant', 'CapturedVariable', 'NotShareable', 'Program',
            'architecture_of', 'read_architecture']
@@ -134,11 +133,7 @@ def architecture_of(saved_model: saved_model_pb2.SavedModel,
   library = {f.signature.name: f for f in meta_graph.graph_def.library.function}
   if function_name not in library:
     raise NotShareable(f'function {function_name} is not in the library')
-  canonical: Dict[str, CanonicalFunction] = {}
-  names: Dict[str, str] = {}
-  for name in _callees_first(library, function_name):
-    canonical[name] = canonicalize(library[name], names)
-    names[name] = canonical[name].name
+  canonical = _canonical_library(library, function_name)
   root = canonical[function_name]
 
   num_inputs = len(bare.argument_keywords)
@@ -251,26 +246,26 @@ def _constant_value(meta_graph, operation: str) -> tensor_pb2.TensorProto:
   raise NotShareable(f'captured constant {operation!r} is not in the graph')
 
 
-def _callees_first(library: Dict[str, function_pb2.FunctionDef], root: str) -> List[str]:
-  """``root`` and every library function it reaches, each after the ones it calls."""
-  order: List[str] = []
-  state: Dict[str, bool] = {}     # False while being visited, True when done
-  stack = [(root, iter(called_functions(library[root], library)))]
-  state[root] = False
-  while stack:
-    name, callees = stack[-1]
-    for callee in callees:
-      if callee not in state:
-        state[callee] = False
-        stack.append((callee, iter(called_functions(library[callee], library))))
-        break
-      if state[callee] is False:
-        raise NotShareable(f'functions {name} and {callee} call each other')
-    else:
-      stack.pop()
-      state[name] = True
-      order.append(name)
-  return order
+def _canonical_library(library: Dict[str, function_pb2.FunctionDef],
+                       root: str) -> Dict[str, CanonicalFunction]:
+  """``root`` and every library function it reaches, canonical, each after its callees."""
+  done: Dict[str, CanonicalFunction] = {}
+  active = set()
+
+  def resolve(name: str) -> Optional[str]:
+    if name in done:
+      return done[name].name
+    if name not in library:
+      return None
+    if name in active:
+      raise NotShareable(f'function {name} calls itself')
+    active.add(name)
+    done[name] = canonicalize(library[name], resolve)
+    active.discard(name)
+    return done[name].name
+
+  resolve(root)
+  return done
 
 
 def _role(canonical: Dict[str, CanonicalFunction], function: str, arg: int,

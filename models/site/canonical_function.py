@@ -34,10 +34,15 @@ so that every name is a function of the structure alone:
 - ``experimental_debug_info`` (original node names) is cleared and the
   ``description`` fields are dropped.
 
-Everything else stays byte for byte: ops, every other attribute (dtypes,
-shapes, ``_output_shapes``, ``_read_only_resource_inputs`` (input indices),
-``_XlaMustCompile``, ``config_proto``, constant values), devices, edges and
-their order. The result is still an executable ``FunctionDef`` (its name:
+Everything else stays byte for byte: ops, devices, edges and their order,
+and every other attribute. In particular, attributes that could look like
+noise but are not names stay: ``_output_shapes`` and ``_input_shapes`` (the
+shapes a trace inferred; one program traced for one signature records the
+same ones, and a different one is a different trace), ``_read_only_resource_inputs``
+(input *positions*), ``_XlaMustCompile``, ``_noinline``, ``config_proto``,
+``executor_type`` (how the function is compiled and run, which can change
+its numerics), ``_construction_context``, dtypes and constant values. The
+result is still an executable ``FunctionDef`` (its name:
 ``CANONICAL_PREFIX`` + digest), which is what a shared graph registers.
 
 Refused (:class:`NotShareable`): ops that change a variable (state would
@@ -47,19 +52,17 @@ is a name, so renaming could change which state they share), references to
 nodes or arguments that do not exist, and cycles.
 """
 import hashlib
-import re
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from tensorflow.core.framework import function_pb2
+from tensorflow.python.framework import op_def_registry
 
 CANONICAL_PREFIX = '__site_fn_'
 CALL_OPS = frozenset({'PartitionedCall', 'StatefulPartitionedCall'})
 
-# Ops that change variables or destroy resources.
-_MUTATING_OPS = re.compile(
-    r'^(Assign\w*VariableOp|ResourceScatter\w*|Resource(Sparse)?Apply\w*|'
-    r'ResourceStridedSliceAssign|DestroyResourceOp)$')
-_RESOURCE_NAME_ATTRS = ('shared_name', 'container')
+# Ops that change variables or destroy resources (by name prefix).
+_MUTATING_OPS = ('Assign', 'ResourceScatter', 'ResourceApply', 'ResourceSparseApply',
+                 'ResourceStridedSliceAssign', 'DestroyResourceOp')
 
 
 class NotShareable(Exception):
@@ -78,65 +81,42 @@ class CanonicalFunction(NamedTuple):
   calls: Dict[int, str]
 
 
-def called_functions(function: function_pb2.FunctionDef, library) -> List[str]:
-  """Library functions ``function`` references, in node order, then attribute order."""
-  found = []
-  for node in function.node_def:
-    if node.op in library:
-      found.append(node.op)
-    for key in sorted(node.attr):
-      found.extend(_attr_functions(node.attr[key]))
-  for key in sorted(function.attr):
-    found.extend(_attr_functions(function.attr[key]))
-  return [name for name in found if name in library]
+Resolver = Callable[[str], Optional[str]]
 
 
-def _attr_functions(value) -> List[str]:
+def _func_attr_names(op: str) -> Optional[Tuple[str, ...]]:
+  """Attributes of ``op`` that hold functions (from its OpDef); None: unknown op, look at all."""
+  op_def = op_def_registry.get(op)
+  if op_def is None:
+    return None
+  return tuple(a.name for a in op_def.attr if a.type in ('func', 'list(func)'))
+
+
+def _rename_attr(value, resolve: Resolver) -> None:
   kind = value.WhichOneof('value')
   if kind == 'func':
-    return [value.func.name] + [n for v in value.func.attr.values() for n in _attr_functions(v)]
-  if kind == 'list' and value.list.func:
-    return [f.name for f in value.list.func] + [
-        n for f in value.list.func for v in f.attr.values() for n in _attr_functions(v)]
-  return []
-
-
-def _rename_attr(value, names: Dict[str, str]) -> None:
-  kind = value.WhichOneof('value')
-  if kind == 'func':
-    _rename_func(value.func, names)
+    _rename_func(value.func, resolve)
   elif kind == 'list':
     for func in value.list.func:
-      _rename_func(func, names)
+      _rename_func(func, resolve)
 
 
-def _rename_func(func, names: Dict[str, str]) -> None:
-  if func.name in names:
-    func.name = names[func.name]
+def _rename_func(func, resolve: Resolver) -> None:
+  name = resolve(func.name)
+  if name is not None:
+    func.name = name
   for value in func.attr.values():
-    _rename_attr(value, names)
+    _rename_attr(value, resolve)
 
 
-class _Ref(NamedTuple):
-  node: int       # -1 for an argument
-  output: str     # output arg name of the op (part of the op's definition)
-  index: int      # output index, or the argument's position
+def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> CanonicalFunction:
+  """``function`` in canonical form.
 
-
-def _parse_ref(text: str, nodes: Dict[str, int], args: Dict[str, int]) -> _Ref:
-  parts = text.split(':')
-  if len(parts) == 1:
-    if text not in args:
-      raise NotShareable(f'input {text!r} names no argument')
-    return _Ref(-1, '', args[text])
-  if len(parts) == 3 and parts[0] in nodes and parts[2].isdigit():
-    return _Ref(nodes[parts[0]], parts[1], int(parts[2]))
-  raise NotShareable(f'input {text!r} names no node output')
-
-
-def canonicalize(function: function_pb2.FunctionDef,
-                 names: Dict[str, str]) -> CanonicalFunction:
-  """``function`` in canonical form; ``names`` maps its callees to their canonical names.
+  Args:
+    function: a library function.
+    resolve: the canonical name of a library function (canonicalizing it
+      first if need be), or None for a name that is not one; called for
+      every op and function-valued attribute.
 
   Raises:
     NotShareable: see the module docstring.
@@ -148,85 +128,111 @@ def canonicalize(function: function_pb2.FunctionDef,
   index = {node.name: i for i, node in enumerate(nodes)}
   if len(index) != len(nodes):
     raise NotShareable('two nodes share a name')
-  data: List[List[_Ref]] = []
+  # Per node: data input sources (node index, or -1 - argument position),
+  # the ":output:index" part of each, control input sources.
+  sources: List[List[int]] = []
+  tails: List[List[str]] = []
   control: List[List[int]] = []
   ops: List[str] = []
-  for node in nodes:
+  calls: Dict[int, str] = {}
+  func_attrs: Dict[str, Optional[Tuple[str, ...]]] = {}
+  for position, node in enumerate(nodes):
     op = node.op
-    if _MUTATING_OPS.match(op):
+    if op.startswith(_MUTATING_OPS):
       raise NotShareable(f'function runs {op}, which changes a variable')
     attrs = node.attr
-    for attr in _RESOURCE_NAME_ATTRS:
-      if attr in attrs:
-        raise NotShareable(f'{op} names a resource ({attr})')
-    if op in names:
-      node.op = names[op]
-    for value in attrs.values():
-      kind = value.WhichOneof('value')
-      if kind == 'func' or (kind == 'list' and value.list.func):
-        _rename_attr(value, names)
-    refs, controls = [], []
+    if 'shared_name' in attrs or 'container' in attrs:
+      raise NotShareable(f'{op} names a resource')
+    callee = resolve(op)
+    if callee is not None:
+      node.op = callee
+      calls[position] = op
+    if op not in func_attrs:
+      func_attrs[op] = None if callee is not None else _func_attr_names(op)
+    named = func_attrs[op]
+    for key in (attrs if named is None else named):
+      if key in attrs:
+        value = attrs[key]
+        kind = value.WhichOneof('value')
+        if kind == 'func' or (kind == 'list' and value.list.func):
+          if op in CALL_OPS and key == 'f':
+            calls[position] = value.func.name
+          _rename_attr(value, resolve)
+    node_sources, node_tails, node_control = [], [], []
     for text in node.input:
       if text[0] == '^':
         source = index.get(text[1:])
         if source is None:
           raise NotShareable(f'control input {text!r} names no node')
-        controls.append(source)
-      else:
-        refs.append(_parse_ref(text, index, args))
-    data.append(refs)
-    control.append(controls)
+        node_control.append(source)
+        continue
+      head, colon, tail = text.partition(':')
+      source = index.get(head) if colon else -1 - args.get(text, -1)
+      if source is None or source == 0 and not colon:
+        raise NotShareable(f'input {text!r} names no node output or argument')
+      node_sources.append(source)
+      node_tails.append(colon + tail)
+    sources.append(node_sources)
+    tails.append(node_tails)
+    control.append(node_control)
     ops.append(op)
 
   outputs = [a.name for a in fdef.signature.output_arg]
   if set(fdef.ret) != set(outputs):
     raise NotShareable('ret does not match the output arguments')
-  ret_refs = [_parse_ref(fdef.ret[name], index, args) for name in outputs]
+  rets = []
+  for name in outputs:
+    text = fdef.ret[name]
+    head, colon, tail = text.partition(':')
+    source = index.get(head) if colon else -1 - args.get(text, -1)
+    if source is None or source == 0 and not colon:
+      raise NotShareable(f'output {text!r} names no node output or argument')
+    rets.append((source, colon + tail))
   control_rets = []
   for target in fdef.control_ret.values():
     if target not in index:
       raise NotShareable(f'control output {target!r} names no node')
     control_rets.append(index[target])
 
-  number = _number(data, control, ops, [r.node for r in ret_refs if r.node >= 0], control_rets)
-
-  def ref_text(ref: _Ref) -> str:
-    return f'a{ref.index}' if ref.node < 0 else f'n{number[ref.node]}:{ref.output}:{ref.index}'
-
-  node_names = {name: f'n{number[i]}' for name, i in index.items()}
+  number = _number(sources, control, ops, [r for r, _ in rets if r >= 0], control_rets)
+  names = [f'n{k}' for k in number]
   for i, node in enumerate(nodes):
-    node.name = f'n{number[i]}'
+    node.name = names[i]
     del node.input[:]
-    node.input.extend([ref_text(ref) for ref in data[i]])
+    node.input.extend([names[x] + t if x >= 0 else f'a{-1 - x}'
+                       for x, t in zip(sources[i], tails[i])])
     if control[i]:
-      node.input.extend(sorted({f'^n{number[c]}' for c in control[i]}))
+      node.input.extend(sorted({'^' + names[c] for c in control[i]}))
     if '_class' in node.attr:
       located = node.attr['_class'].list.s
-      renamed = sorted(_colocated(text, node_names) for text in located)
+      renamed = sorted(_colocated(text, index, names) for text in located)
       del located[:]
       located.extend(renamed)
     if node.HasField('experimental_debug_info'):
       node.ClearField('experimental_debug_info')
-  nodes.sort(key=lambda node: int(node.name[1:]))
+  if any(number[i] != i for i in range(len(number))):
+    nodes.sort(key=lambda node: int(node.name[1:]))
 
   signature = fdef.signature
   signature.ClearField('description')
   for i, arg in enumerate(signature.input_arg):
     arg.name = f'a{i}'
-    arg.ClearField('description')
+    if arg.description:
+      arg.ClearField('description')
   for j, arg in enumerate(signature.output_arg):
     arg.name = f'o{j}'
-    arg.ClearField('description')
+    if arg.description:
+      arg.ClearField('description')
   del signature.control_output[:]
-  signature.control_output.extend(sorted({f'n{number[i]}' for i in control_rets}))
+  signature.control_output.extend(sorted({names[i] for i in control_rets}))
   fdef.ClearField('ret')
-  for j, ref in enumerate(ret_refs):
-    fdef.ret[f'o{j}'] = ref_text(ref)
+  for j, (source, tail) in enumerate(rets):
+    fdef.ret[f'o{j}'] = names[source] + tail if source >= 0 else f'a{-1 - source}'
   fdef.ClearField('control_ret')
   for i in control_rets:
-    fdef.control_ret[f'n{number[i]}'] = f'n{number[i]}'
+    fdef.control_ret[names[i]] = names[i]
   for value in fdef.attr.values():
-    _rename_attr(value, names)
+    _rename_attr(value, resolve)
   for attrs in fdef.arg_attr.values():
     if '_user_specified_name' in attrs.attr:
       del attrs.attr['_user_specified_name']
@@ -241,12 +247,19 @@ def canonicalize(function: function_pb2.FunctionDef,
   signature.name = ''
   signature.name = CANONICAL_PREFIX + hashlib.sha256(
       fdef.SerializeToString(deterministic=True)).hexdigest()
-  return CanonicalFunction(signature.name, fdef,
-                           _arg_uses(len(args), data, ret_refs, number),
-                           _calls(fdef.node_def, names))
+  uses: List[List[Tuple[int, int]]] = [[] for _ in args]
+  for i, node_sources in enumerate(sources):
+    for slot, source in enumerate(node_sources):
+      if source < 0:
+        uses[-1 - source].append((number[i], slot))
+  for position, (source, _) in enumerate(rets):
+    if source < 0:
+      uses[-1 - source].append((-1, position))
+  return CanonicalFunction(signature.name, fdef, tuple(tuple(sorted(u)) for u in uses),
+                           {number[i]: callee for i, callee in calls.items()})
 
 
-def _number(data: Sequence[Sequence[_Ref]], control: Sequence[Sequence[int]],
+def _number(sources: Sequence[Sequence[int]], control: Sequence[Sequence[int]],
             ops: Sequence[str], output_nodes: Sequence[int],
             control_rets: Sequence[int]) -> List[int]:
   """Canonical node numbers: a depth-first postorder (inputs before their consumers).
@@ -257,21 +270,22 @@ def _number(data: Sequence[Sequence[_Ref]], control: Sequence[Sequence[int]],
   nothing depends on), by op. Only nodes alike in all of that are ordered
   by their position in the file.
   """
-  count = len(data)
+  count = len(sources)
   number = [-1] * count
   active = [False] * count
-  counter = [0]
+  next_number = 0
 
   def by_structure(i: int):
     return (number[i] < 0, number[i], ops[i], i)
 
   def children(i: int) -> List[int]:
-    kids = [r.node for r in data[i] if r.node >= 0]
+    kids = [s for s in sources[i] if s >= 0]
     if control[i]:
       kids.extend(sorted(set(control[i]), key=by_structure))
     return kids
 
   def walk(root: int) -> None:
+    nonlocal next_number
     if number[root] >= 0:
       return
     active[root] = True
@@ -288,8 +302,8 @@ def _number(data: Sequence[Sequence[_Ref]], control: Sequence[Sequence[int]],
       else:
         stack.pop()
         active[node] = False
-        number[node] = counter[0]
-        counter[0] += 1
+        number[node] = next_number
+        next_number += 1
 
   for root in output_nodes:
     walk(root)
@@ -300,33 +314,9 @@ def _number(data: Sequence[Sequence[_Ref]], control: Sequence[Sequence[int]],
   return number
 
 
-def _colocated(text: bytes, node_names: Dict[str, str]) -> bytes:
+def _colocated(text: bytes, index: Dict[str, int], names: List[str]) -> bytes:
   if text.startswith(b'loc:@'):
     target = text[5:].decode('utf-8', 'replace')
-    if target in node_names:
-      return b'loc:@' + node_names[target].encode()
+    if target in index:
+      return b'loc:@' + names[index[target]].encode()
   return text
-
-
-def _arg_uses(num_args, data, ret_refs, number):
-  uses: List[List[Tuple[int, int]]] = [[] for _ in range(num_args)]
-  for i, refs in enumerate(data):
-    for slot, ref in enumerate(refs):
-      if ref.node < 0:
-        uses[ref.index].append((number[i], slot))
-  for position, ref in enumerate(ret_refs):
-    if ref.node < 0:
-      uses[ref.index].append((-1, position))
-  return tuple(tuple(sorted(u)) for u in uses)
-
-
-def _calls(nodes, names: Dict[str, str]) -> Dict[int, str]:
-  """Call nodes whose data inputs are exactly a library function's arguments."""
-  calls = {}
-  originals = {v: k for k, v in names.items()}
-  for node in nodes:
-    if node.op in originals:
-      calls[int(node.name[1:])] = originals[node.op]
-    elif node.op in CALL_OPS and 'f' in node.attr and node.attr['f'].func.name in originals:
-      calls[int(node.name[1:])] = originals[node.attr['f'].func.name]
-  return calls

@@ -4,16 +4,17 @@ This is the "model" Beam's ``RunInference`` holds for the per-site job: one
 pool per worker process (shared by its threads), so nothing per-site happens
 at pipeline construction and any number of sites can pass through a worker.
 
-Sites of one architecture share one loaded graph and keep only their own
-weights (:mod:`models.site.shared_graphs`): the first site of an architecture
-costs a full ``tf.saved_model.load``, every further one a read of its
-variables (the "fast path"). Sites that cannot share are loaded in full.
+Sites of one architecture share one registered graph and keep only their
+own weights (:mod:`models.site.shared_graphs`): the first site of an
+architecture registers the signature's canonical functions, every further
+one only reads its variables (the "fast path"); neither runs
+``tf.saved_model.load``. Sites that cannot share are loaded in full.
 
 Bounds, per worker process: ``max_models`` site models, and ``max_bytes`` of
-estimated model memory: the sum over site models (weights plus 1 KiB
+estimated model memory: the sum over site models (weights plus 6 KiB
 for a site sharing a graph; variables plus ``saved_model.pb`` size for a site
 loaded on its own) plus every shared graph still used by a site in the pool
-(its variables plus ``saved_model.pb`` size). Beyond either bound the least
+(its variables plus the size of its function definitions). Beyond either bound the least
 recently used site models are evicted; a shared graph goes with the last site
 using it. Permanent failures (no model, corrupt model) are remembered so a
 site's later chunks fail fast without new I/O.

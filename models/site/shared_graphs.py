@@ -6,16 +6,19 @@ recreates its object graph and restores its checkpoint: tens of
 milliseconds even for a two-layer network. What a site's signature runs is
 much less: its canonical functions (:mod:`models.site.architecture_key`) and its
 captured inputs. A :class:`SharedGraph` registers those functions once per
-architecture in TensorFlow's eager context (the way the loader registers the
-functions it rebuilds), keeps one variable per captured variable, and calls
-the signature's function the way a loaded signature does (one eager call
-with the inputs in the signature's argument order, then the captures), so
-outputs are bit for bit those of the site's own full load.
+architecture in TensorFlow's eager context (as the loader registers the
+functions it rebuilds) and calls the signature's function as a loaded
+signature does: one eager call, the inputs in the signature's argument
+order, then the captures. Outputs are bit for bit those of the site's own
+full load.
 
-Each site model keeps only its own variable values, bound to the graph's
-variables by structural role. Before a site's rows run, its values are
-assigned under the graph's lock, so threads of a worker never see two sites'
-weights mixed; consecutive chunks of one site skip the assignment.
+Each site model keeps only its own variable values, bound to the graph by
+structural role. When the signature only reads its variables (the usual
+case), the graph takes values as inputs (:mod:`models.site.value_binding`) and
+each site calls it with its own: no assignment, no lock, sites of one
+architecture run concurrently. Otherwise the graph holds one variable per
+captured variable, and a site's values are assigned under the graph's lock
+before its rows run (consecutive chunks of one site skip the assignment).
 
 :class:`SharedGraphs` counts each graph's users (site models in the pool):
 when the pool evicts the last site of an architecture, the graph goes too;
@@ -32,63 +35,73 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 import weakref
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import tensorflow as tf
+from tensorflow.core.protobuf import struct_pb2
+from tensorflow.python.eager import context as eager_context
+from tensorflow.python.ops import gen_resource_variable_ops
+
+from models.site import signature_inputs
 from models.site import variable_restore
+from models.site.architecture_key import Architecture
 from models.site.architecture_key import NotShareable
 from models.site.architecture_key import read_architecture
 from models.site.site_model import SiteModel
 from models.site.site_model import load_local
 from models.site.layout import ModelLocation
+from models.site.value_binding import value_program
 from common import paths
-import tensorflow as tf
-from tensorflow.core.protobuf import struct_pb2
-from tensorflow.python.eager import context as eager_context
-from tensorflow.python.ops import gen_resource_variable_ops
-from tensorflow.python.saved_model import nested_structure_coder
-from models.site import signature_inputs
-from models.site.architecture_key import Architecture
 
 _LOGGER = logging.getLogger(__name__)
 
-# Python objects of a site model sharing a graph (the SiteModel, its weight
-# tuple, array headers), measured with tracemalloc: about 0.8 KiB.
-SITE_OVERHEAD_BYTES = 1024
+# What a site model sharing a graph adds besides its weights (the SiteModel,
+# its bound signature, one eager tensor per weight), measured as RSS growth
+# over 1,000 Keras sites of four variables: about 5.5 KiB.
+SITE_OVERHEAD_BYTES = 6 * 1024
+
+
+class _Call(NamedTuple):
+  """How a registered signature function is called: one per shared graph."""
+  name: bytes                       # the registered function
+  keywords: Tuple[str, ...]         # the signature's inputs, in argument order
+  specs: Tuple[tf.TensorSpec, ...]  # their specs, in that order
+  output_keys: Tuple[str, ...]      # the outputs, in result order (sorted, as a dict flattens)
+  input_specs: Dict[str, tf.TensorSpec]
+  output_specs: Dict[str, tf.TensorSpec]
 
 
 class BoundSignature:
-  """The signature callable of a shared graph: ``(**inputs) -> {output key: tensor}``.
+  """A site's signature on a shared graph: ``(**inputs) -> {output key: tensor}``.
 
-  Checks inputs as a loaded signature does (every keyword, dtype, shape
-  compatible with its spec) and raises ``TypeError`` otherwise.
+  Calls the registered function with the inputs in argument order, then
+  the captures (this site's values, or the graph's variables, and
+  constants), as a loaded signature does. Inputs are checked as a loaded
+  signature checks them (every keyword, dtype, shape compatible with its
+  spec); ``TypeError`` otherwise.
   """
 
-  def __init__(self, function_name: str, keywords: Sequence[str],
-               specs: Dict[str, tf.TensorSpec], output_specs: Dict[str, tf.TensorSpec],
-               captures: Sequence[tf.Tensor]):
-    self._name = function_name.encode()
-    self._keywords = tuple(keywords)
-    self._specs = [specs[k] for k in self._keywords]
-    self._output_keys = tuple(sorted(output_specs))   # the flat order of a dict
-    self._output_specs = dict(output_specs)
+  __slots__ = ('_call', '_captures')
+
+  def __init__(self, call: _Call, captures: Sequence[tf.Tensor]):
+    self._call = call
     self._captures = list(captures)
-    self._input_specs = dict(specs)
 
   @property
   def structured_input_signature(self):
-    return (), dict(self._input_specs)
+    return (), dict(self._call.input_specs)
 
   @property
   def structured_outputs(self):
-    return dict(self._output_specs)
+    return dict(self._call.output_specs)
 
   def __call__(self, **inputs) -> Dict[str, tf.Tensor]:
-    if len(inputs) != len(self._keywords) or any(k not in inputs for k in self._keywords):
-      raise TypeError(f'expected inputs {list(self._keywords)}, got {sorted(inputs)}')
+    call = self._call
+    if len(inputs) != len(call.keywords) or any(k not in inputs for k in call.keywords):
+      raise TypeError(f'expected inputs {list(call.keywords)}, got {sorted(inputs)}')
     flat = []
-    for keyword, spec in zip(self._keywords, self._specs):
+    for keyword, spec in zip(call.keywords, call.specs):
       value = inputs[keyword]
       if not isinstance(value, tf.Tensor):
         value = tf.convert_to_tensor(value, spec.dtype)
@@ -97,12 +110,41 @@ class BoundSignature:
                         f'the signature takes {spec.dtype.name}{spec.shape}')
       flat.append(value)
     outputs = eager_context.context().call_function(
-        self._name, flat + self._captures, len(self._output_keys))
-    return dict(zip(self._output_keys, outputs))
+        call.name, flat + self._captures, len(call.output_keys))
+    return dict(zip(call.output_keys, outputs))
 
 
-def _decode(data: bytes):
-  return nested_structure_coder.decode_proto(struct_pb2.StructuredValue.FromString(data))
+def _tensor_specs(value) -> Dict[str, tf.TensorSpec]:
+  """A ``dict_value`` of ``tensor_spec_value``s as TensorSpecs by key.
+
+  Raises:
+    NotShareable: any other structure (nested, composite, not a mapping).
+  """
+  if value.WhichOneof('kind') != 'dict_value':
+    raise NotShareable('the signature does not map names to tensors')
+  specs = {}
+  for key, field in value.dict_value.fields.items():
+    if field.WhichOneof('kind') != 'tensor_spec_value':
+      raise NotShareable(f'signature value {key!r} is not a plain tensor')
+    spec = field.tensor_spec_value
+    shape = None if spec.shape.unknown_rank else [
+        None if d.size < 0 else d.size for d in spec.shape.dim]
+    specs[key] = tf.TensorSpec(shape, tf.dtypes.as_dtype(spec.dtype), spec.name or None)
+  return specs
+
+
+def _signature_specs(program) -> Tuple[Dict[str, tf.TensorSpec], Dict[str, tf.TensorSpec]]:
+  """The signature's input specs (keyword arguments only) and output specs."""
+  inputs = struct_pb2.StructuredValue.FromString(program.input_signature)
+  if (inputs.WhichOneof('kind') != 'tuple_value' or len(inputs.tuple_value.values) != 2
+      or inputs.tuple_value.values[0].WhichOneof('kind') != 'tuple_value'
+      or inputs.tuple_value.values[0].tuple_value.values):
+    raise NotShareable('the signature takes positional arguments')
+  specs = _tensor_specs(inputs.tuple_value.values[1])
+  outputs = _tensor_specs(struct_pb2.StructuredValue.FromString(program.output_signature))
+  if set(specs) != set(program.argument_keywords):
+    raise NotShareable('the signature\'s keywords are not its inputs')
+  return specs, outputs
 
 
 def _release(function_names: Sequence[str], handles: Sequence[tf.Tensor]) -> None:
@@ -121,10 +163,17 @@ def _release(function_names: Sequence[str], handles: Sequence[tf.Tensor]) -> Non
 
 
 class SharedGraph:
-  """An architecture's functions, registered once, and one variable per captured variable."""
+  """An architecture's functions, registered once; sites bind their values by role.
+
+  When every captured variable is only read (:mod:`models.site.value_binding`),
+  each site passes its own values as inputs (:meth:`bind`): nothing is
+  assigned, nothing is locked. Otherwise the graph holds one variable per
+  captured variable and :meth:`activated` assigns a site's values under the
+  graph's lock.
+  """
 
   def __init__(self, architecture: Architecture, weights: variable_restore.Weights) -> None:
-    """Registers the program and creates its variables holding ``weights``.
+    """Registers the program (with variables holding ``weights`` if it needs them).
 
     Raises:
       NotShareable: the signature's structure is not a flat mapping of
@@ -133,49 +182,71 @@ class SharedGraph:
     program = architecture.program
     self.key = architecture.key
     self.roles = tuple(v.role for v in architecture.variables)
-    unused, specs = _decode(program.input_signature)
-    output_specs = _decode(program.output_signature)
-    if (unused != () or not isinstance(specs, dict) or set(specs) != set(program.argument_keywords)
-        or not isinstance(output_specs, dict)
-        or not all(isinstance(s, tf.TensorSpec) for s in (*specs.values(), *output_specs.values()))):
-      raise NotShareable('the signature does not map names to tensors')
+    self._positions = tuple(v.position for v in architecture.variables)
+    specs, output_specs = _signature_specs(program)
     root = next(f for f in program.functions if f.signature.name == program.function_name)
     if len(output_specs) != len(root.signature.output_arg):
       raise NotShareable('the signature function does not return one tensor per output')
+    values = value_program(program, architecture.variables)
+    self.binds_values = values is not None
+    functions = values.functions if values else program.functions
+    name = values.function_name if values else program.function_name
 
     ctx = eager_context.context()
     registered: List[str] = []
     handles: List[tf.Tensor] = []
     self._finalizer = weakref.finalize(self, _release, registered, handles)
+    self._finalizer.atexit = False   # the eager context goes with the process anyway
     try:
-      for function in program.functions:
+      for function in functions:
         ctx.add_function_def(function)
         registered.append(function.signature.name)
       captures: List[Optional[tf.Tensor]] = [None] * program.num_captures
       for constant in program.constants:
         captures[constant.position] = tf.constant(tf.make_ndarray(constant.value))
-      for variable, value in zip(architecture.variables, weights):
-        handle = gen_resource_variable_ops.var_handle_op(
-            dtype=tf.dtypes.as_dtype(variable.dtype), shape=variable.shape,
-            shared_name=f'site_graph_{uuid.uuid4().hex}')
-        handles.append(handle)
-        captures[variable.position] = handle
-      variable_restore.assign(handles, weights)
+      if not self.binds_values:
+        for variable in architecture.variables:
+          # The anonymous name keeps TensorFlow's kernel cache from growing per variable.
+          handle = gen_resource_variable_ops.var_handle_op(
+              dtype=tf.dtypes.as_dtype(variable.dtype), shape=variable.shape,
+              shared_name=eager_context.anonymous_name())
+          handles.append(handle)
+          captures[variable.position] = handle
+        variable_restore.assign(handles, weights)
     except (tf.errors.OpError, ValueError, TypeError) as e:
       self._finalizer()
       raise NotShareable(f'TensorFlow refused the shared graph: {e}') from e
+    self.function_names = tuple(registered)
     self._handles = tuple(handles)
+    self._captures = tuple(captures)
     self._lock = threading.Lock()
-    self._active: Optional[variable_restore.Weights] = weights
-    self.signature = BoundSignature(program.function_name, program.argument_keywords, specs,
-                                    output_specs, captures)
-    self.inputs = signature_inputs.signature_inputs(self.signature)
+    self._active: Optional[variable_restore.Weights] = None if self.binds_values else weights
+    keywords = tuple(program.argument_keywords)
+    self._call = _Call(name.encode(), keywords, tuple(specs[k] for k in keywords),
+                       tuple(sorted(output_specs)), specs, output_specs)
+    self._shared_signature = BoundSignature(self._call, captures)
+    self.inputs = signature_inputs.signature_inputs(self._shared_signature)
     self.output_names = sorted(output_specs)
     self.num_bytes = (variable_restore.weights_bytes(weights)
-                      + sum(f.ByteSize() for f in program.functions))
+                      + sum(f.ByteSize() for f in functions))
+
+  def bind(self, weights: variable_restore.Weights) -> BoundSignature:
+    """The signature a site with ``weights`` (in this graph's role order) calls."""
+    if not self.binds_values:
+      return self._shared_signature
+    captures = list(self._captures)
+    for position, value in zip(self._positions, weights):
+      captures[position] = tf.constant(value)
+    return BoundSignature(self._call, captures)
+
+  def activated(self, weights: Optional[variable_restore.Weights]):
+    """Holds the graph for a site with ``weights``: nothing to do when values are bound."""
+    if self.binds_values:
+      return contextlib.nullcontext()
+    return self._variables_holding(weights)
 
   @contextlib.contextmanager
-  def activated(self, weights: variable_restore.Weights):
+  def _variables_holding(self, weights: variable_restore.Weights):
     """Holds the graph exclusively with ``weights`` in its variables."""
     with self._lock:
       if self._active is not weights:
@@ -285,8 +356,8 @@ def load_sharing_graphs(location: ModelLocation, signature_name: str,
       with paths.localize_tree(location.path) as local_dir:
         return load_local(location, local_dir, signature_name, started)
   return SiteModel(
-      location, graph.signature,
+      location, graph.bind(weights),
       num_bytes=variable_restore.weights_bytes(weights) + SITE_OVERHEAD_BYTES,
       load_ms=(time.perf_counter() - started) * 1000,
-      graph=graph, weights=weights, fast_path=not made_now,
+      graph=graph, weights=None if graph.binds_values else weights, fast_path=not made_now,
       inputs=graph.inputs, output_names=graph.output_names)
