@@ -12,9 +12,10 @@ step that consumes them, and a daemon thread logs the counts every
 
 The rate is that of the last counter in the line that moved since the
 previous line; a last line gives the final counts. The taps count into a
-per-run tally held in this process (``_TALLIES``, the one piece of
-process-wide state here: the runner unpickles its own copy of each step, so
-nothing else reaches both sides); steps run in another process
+per-run tally shared in this process through Beam's own
+:class:`apache_beam.utils.shared.Shared` handle (the runner unpickles its own
+copy of each step, so the handle, not the tally, travels with the steps; the
+launcher holds the tally for the length of the run); steps run in another process
 (``--direct_running_mode=multi_processing``) would count nothing, so
 :func:`reporting` is not used there. Dataflow runs get no taps: the job's
 Beam counters in the Dataflow console are the progress view there.
@@ -28,13 +29,13 @@ import dataclasses
 import logging
 import threading
 import time
-import uuid
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
+from apache_beam.utils import shared
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,26 +81,18 @@ class Tally:
       return dict(self._counts)
 
 
-_TALLIES: Dict[str, Tally] = {}
-_TALLIES_LOCK = threading.Lock()
-
-
-def _tally_of(token: str) -> Optional[Tally]:
-  with _TALLIES_LOCK:
-    return _TALLIES.get(token)
-
-
 class _CountInto(beam.DoFn):
-  """element -> nothing; adds ``count(element)`` to this process's tally of the run."""
+  """element -> nothing; adds ``count(element)`` to this process's tally of the run
+  (a tally of its own, read by no one, where the launcher's is not in this process)."""
 
-  def __init__(self, token: str, count: Callable[[Any], Counts]):
+  def __init__(self, handle: shared.Shared, count: Callable[[Any], Counts]):
     super().__init__()
-    self._token = token
+    self._handle = handle
     self._count = count
     self._tally: Optional[Tally] = None
 
   def setup(self):
-    self._tally = _tally_of(self._token)
+    self._tally = self._handle.acquire(Tally)
 
   def process(self, element):
     if self._tally is not None:
@@ -143,8 +136,9 @@ class _Consumers(PipelineVisitor):
         self.found[label] = first
 
 
-def attach(pipeline: beam.Pipeline, plan: Plan, token: str) -> List[str]:
-  """Adds the plan's taps to ``pipeline``; returns the consumer labels not found."""
+def attach(pipeline: beam.Pipeline, plan: Plan, handle: shared.Shared) -> List[str]:
+  """Adds the plan's taps, counting into ``handle``'s tally, to ``pipeline``; returns the
+  consumer labels not found."""
   finder = _Consumers([tap.consumer for tap in plan.taps])
   pipeline.visit(finder)
   missing = []
@@ -154,7 +148,7 @@ def attach(pipeline: beam.Pipeline, plan: Plan, token: str) -> List[str]:
       missing.append(tap.consumer)
       continue
     for j, source in enumerate(sources(pcoll)):
-      _ = source | f'Progress{i}.{j}{tap.consumer}' >> beam.ParDo(_CountInto(token, tap.count))
+      _ = source | f'Progress{i}.{j}{tap.consumer}' >> beam.ParDo(_CountInto(handle, tap.count))
   return missing
 
 
@@ -210,11 +204,9 @@ def reporting(pipeline: beam.Pipeline, plan: Plan, *, interval_s: float) -> Iter
   """Taps ``pipeline`` (built, not yet run) and logs a progress line every ``interval_s``
   seconds while the block runs (run and wait inside it), and one with the final counts
   when it ends without an exception; yields the run's tally."""
-  token = uuid.uuid4().hex
-  tally = Tally()
-  with _TALLIES_LOCK:
-    _TALLIES[token] = tally
-  missing = attach(pipeline, plan, token)
+  handle = shared.Shared()
+  tally = handle.acquire(Tally)        # held here for the run: the taps acquire this one
+  missing = attach(pipeline, plan, handle)
   if missing:
     _LOGGER.warning('progress: no step labelled %s; those counts stay 0', ', '.join(missing))
   reporter = Reporter(plan, tally)
@@ -230,8 +222,6 @@ def reporting(pipeline: beam.Pipeline, plan: Plan, *, interval_s: float) -> Iter
   finally:
     stop.set()
     thread.join()
-    with _TALLIES_LOCK:
-      del _TALLIES[token]
 
 
 def _report_until(stop: threading.Event, reporter: Reporter, interval_s: float) -> None:

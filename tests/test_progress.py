@@ -77,6 +77,20 @@ def test_taps_count_each_element_once_through_flattens():
             progress.Tap('Stats', functools.partial(progress.stats, fields=('even',))),
             progress.Tap('NoSuchStep', functools.partial(progress.each, field='never'))),
       fields=(progress.Field('all', 'elements'),))
+  pipeline, merged = _flattened_pipeline()
+  assert [p.producer.full_label.split('/')[0] for p in progress.sources(merged)] == [
+      'A', 'B', 'C']
+  with progress.reporting(pipeline, plan, interval_s=60) as tally:
+    pipeline.run().wait_until_finish()
+  assert tally.snapshot() == {'all': 18, 'even': 5 + 4 + 1}
+  # Each run counts into its own tally: a second run does not add to the first.
+  pipeline, _ = _flattened_pipeline()
+  with progress.reporting(pipeline, plan, interval_s=60) as again:
+    pipeline.run().wait_until_finish()
+  assert again is not tally and again.snapshot() == tally.snapshot()
+
+
+def _flattened_pipeline():
   pipeline = beam.Pipeline(options=PipelineOptions(['--runner=FnApiRunner']))
   a = pipeline | 'A' >> beam.Create(range(10))
   b = pipeline | 'B' >> beam.Create(range(100, 107))
@@ -85,12 +99,7 @@ def test_taps_count_each_element_once_through_flattens():
   merged = (ab, c) | 'ABC' >> beam.Flatten()
   _ = merged | 'Sink' >> beam.Map(_same)
   _ = merged | 'AsStats' >> beam.Map(_stat_of) | 'Stats' >> beam.Map(_same)
-  assert [p.producer.full_label.split('/')[0] for p in progress.sources(merged)] == [
-      'A', 'B', 'C']
-  with progress.reporting(pipeline, plan, interval_s=60) as tally:
-    pipeline.run().wait_until_finish()
-  assert tally.snapshot() == {'all': 18, 'even': 5 + 4 + 1}
-  assert not progress._TALLIES  # pylint: disable=protected-access
+  return pipeline, merged
 
 
 def _progress_lines(caplog):
