@@ -19,6 +19,7 @@ Exit status: 0 run ok; 1 a local run that wrote its outputs but failed;
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import os
 import sys
 import textwrap
@@ -51,6 +52,8 @@ class Job:
   input_help: str = flags_io.INPUT_HELP
   input_metavar: str = 'PATH'
   input_required: bool = True
+  needs: Sequence[str] = ()           # top-level modules an install may lack (an extra)
+  install_hint: str = ''
 
 
 SITE = Job(prog=flags_site.PROG, module='beam_jobs.site_predictions',
@@ -61,7 +64,9 @@ SITE = Job(prog=flags_site.PROG, module='beam_jobs.site_predictions',
 DETECT = Job(prog=flags_detect.PROG, module='beam_jobs.detect_images',
              add_flags=flags_detect.add_flags, description=flags_detect.DESCRIPTION,
              usage=flags_detect.USAGE, example=flags_detect.EXAMPLE,
-             input_help=flags_detect.INPUT_HELP, input_metavar='DIR')
+             input_help=flags_detect.INPUT_HELP, input_metavar='DIR',
+             needs=('torch',),
+             install_hint="pip install 'beam-batch-inference[detect]' (see the README's set-up)")
 JOBS = {job.prog: job for job in (SITE, DETECT)}
 
 
@@ -81,12 +86,30 @@ def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
   if help_requested(args):
     print_help(job)
     return 0
+  missing = missing_modules(job)
+  if missing:
+    print(f'error: {job.prog} needs {", ".join(missing)}, which is not installed: '
+          f'{job.install_hint}', file=sys.stderr)
+    return 2
   level = quiet.log_level_in(args)
   quiet.quiet_tensorflow(os.environ, level)
   quiet.configure_logging(level)
   with quiet.quiet_imports(level):
     module = importlib.import_module(job.module)
   return module.main(args)
+
+
+def missing_modules(job: Job) -> Sequence[str]:
+  """The modules of ``job.needs`` this interpreter cannot import (found without importing)."""
+  missing = []
+  for name in job.needs:
+    try:
+      found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):      # a module set to None in sys.modules: blocked
+      found = False
+    if not found:
+      missing.append(name)
+  return missing
 
 
 def help_requested(args: Sequence[str]) -> bool:

@@ -140,11 +140,12 @@ def _closure(requirements):
   return {name for name, _ in seen}
 
 
-def test_nothing_the_base_requires_pulls_in_torch():
+def test_nothing_the_base_requires_pulls_in_torch_or_scipy():
   """The per-site image installs the base only; torch must not come in transitively
-  (checked against the versions installed here)."""
+  (checked against the versions installed here), nor SciPy, which TensorFlow imports
+  whenever it is installed."""
   base = requirement_sections()['']
   closure = _closure(base.values())
   assert {'apache-beam', 'tensorflow'} <= closure
-  assert 'torch' not in closure
+  assert 'torch' not in closure and 'scipy' not in closure
   assert 'torch' in _closure(requirement_sections()['detect'].values())
