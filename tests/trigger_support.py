@@ -24,7 +24,24 @@ FUNCTION_SOURCE = REPO / 'functions' / 'trigger' / 'main.py'
 FINALIZED = 'google.cloud.storage.object.v1.finalized'
 
 
-class RecordingDataflow:
+class _LocalServer:
+  """An HTTP server on a free 127.0.0.1 port, serving in a thread inside ``with``."""
+
+  def _serve(self, handler) -> None:
+    self._server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    self.url = f'http://127.0.0.1:{self._server.server_address[1]}'
+    self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._server.shutdown()
+    self._server.server_close()
+
+
+class RecordingDataflow(_LocalServer):
   """Answers ``flexTemplates:launch`` like Dataflow: 409 while a job name is active."""
 
   def __init__(self, delay_s: float = 0.0):
@@ -68,17 +85,7 @@ class RecordingDataflow:
       def log_message(self, *args):
         pass
 
-    self._server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    self.url = f'http://127.0.0.1:{self._server.server_address[1]}'
-    self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-  def __enter__(self):
-    self._thread.start()
-    return self
-
-  def __exit__(self, *exc):
-    self._server.shutdown()
-    self._server.server_close()
+    self._serve(Handler)
 
   def finish(self, name: str) -> None:
     with self._lock:
@@ -246,7 +253,7 @@ def fake_bucket(fake_gcs, monkeypatch):
   return bucket
 
 
-class CountingProxy:
+class CountingProxy(_LocalServer):
   """Forwards HTTP to a GCS server and records each request's Range and body size."""
 
   def __init__(self, upstream: str):
@@ -282,17 +289,7 @@ class CountingProxy:
       def log_message(self, *args):
         pass
 
-    self._server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    self.url = f'http://127.0.0.1:{self._server.server_address[1]}'
-    self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-  def __enter__(self):
-    self._thread.start()
-    return self
-
-  def __exit__(self, *exc):
-    self._server.shutdown()
-    self._server.server_close()
+    self._serve(Handler)
 
   def downloads(self, object_name: str) -> List[Dict]:
     quoted = urllib.parse.quote(object_name, safe='')
