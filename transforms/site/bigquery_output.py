@@ -61,81 +61,64 @@ FILE_LOADS = 'FILE_LOADS'
 STREAMING_INSERTS = 'STREAMING_INSERTS'
 WRITE_METHODS = (FILE_LOADS, STREAMING_INSERTS)
 
+def _field(name: str, kind: str, mode: str = 'NULLABLE', description: Optional[str] = None,
+           fields: Optional[List[dict]] = None) -> Dict[str, Any]:
+  field: Dict[str, Any] = {'name': name, 'type': kind, 'mode': mode}
+  if description:
+    field['description'] = description
+  if fields:
+    field['fields'] = fields
+  return field
+
+
+_SITE = _field('site_id', 'STRING', 'REQUIRED')
+_VERSION = _field('model_version', 'STRING', description='version folder used (null: unversioned)')
+_RUN_ID = _field('run_id', 'STRING', 'REQUIRED')
+_PREDICTED_AT = _field('predicted_at', 'TIMESTAMP', 'REQUIRED')
+_FAILED_AT = _field('failed_at', 'TIMESTAMP', 'REQUIRED')
+_STAGE = _field('stage', 'STRING', 'REQUIRED')
+_REASON = _field('reason', 'STRING', 'REQUIRED')
+_LETTER_SITE = _field('site_id', 'STRING')
+_SOURCE = _field('source', 'STRING')
+
 PREDICTION_SCHEMA = {'fields': [
-    {'name': 'site_id', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'key', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'prediction', 'type': 'STRING', 'mode': 'REQUIRED',
-     'description': 'JSON object of the named model outputs'},
-    {'name': 'instance', 'type': 'STRING', 'mode': 'REQUIRED',
-     'description': 'JSON of the input row, untouched'},
-    {'name': 'model_version', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'run_id', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'predicted_at', 'type': 'TIMESTAMP', 'mode': 'REQUIRED'},
-]}
+    _SITE, _field('key', 'STRING'),
+    _field('prediction', 'STRING', 'REQUIRED', 'JSON object of the named model outputs'),
+    _field('instance', 'STRING', 'REQUIRED', 'JSON of the input row, untouched'),
+    _VERSION, _RUN_ID, _PREDICTED_AT]}
 
 DEAD_LETTER_SCHEMA = {'fields': [
-    {'name': 'stage', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'reason', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'message', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'site_id', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'source', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'record', 'type': 'STRING', 'mode': 'NULLABLE',
-     'description': 'JSON of the failed input record'},
-    {'name': 'run_id', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'failed_at', 'type': 'TIMESTAMP', 'mode': 'REQUIRED'},
-]}
-
+    _STAGE, _REASON, _field('message', 'STRING'), _LETTER_SITE, _SOURCE,
+    _field('record', 'STRING', description='JSON of the failed input record'),
+    _RUN_ID, _FAILED_AT]}
 
 VERTEX_PREDICTIONS_TABLE = 'predictions'
 VERTEX_ERRORS_TABLE = 'errors'
 
 VERTEX_PREDICTION_SCHEMA = {'fields': [
-    {'name': 'key', 'type': 'STRING', 'mode': 'NULLABLE',
-     'description': 'value of the key field (--key_field)'},
-    {'name': 'instance', 'type': 'JSON', 'mode': 'REQUIRED', 'description': 'the input row'},
-    {'name': 'prediction', 'type': 'JSON', 'mode': 'REQUIRED',
-     'description': 'object of the named model outputs'},
-    {'name': 'site_id', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'model_version', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'run_id', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'predicted_at', 'type': 'TIMESTAMP', 'mode': 'REQUIRED'},
-]}
+    _field('key', 'STRING', description='value of the key field (--key_field)'),
+    _field('instance', 'JSON', 'REQUIRED', 'the input row'),
+    _field('prediction', 'JSON', 'REQUIRED', 'object of the named model outputs'),
+    _SITE, _VERSION, _RUN_ID, _PREDICTED_AT]}
 
 VERTEX_ERROR_SCHEMA = {'fields': [
-    {'name': 'key', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'instance', 'type': 'JSON', 'mode': 'NULLABLE',
-     'description': 'the failed record (a line that did not parse: its text)'},
-    {'name': 'errors', 'type': 'RECORD', 'mode': 'NULLABLE', 'fields': [
-        {'name': 'code', 'type': 'INT64', 'mode': 'NULLABLE',
-         'description': 'google.rpc.Code'},
-        {'name': 'message', 'type': 'STRING', 'mode': 'NULLABLE'}]},
-    {'name': 'stage', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'reason', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'site_id', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'source', 'type': 'STRING', 'mode': 'NULLABLE'},
-    {'name': 'run_id', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'failed_at', 'type': 'TIMESTAMP', 'mode': 'REQUIRED'},
-]}
+    _field('key', 'STRING'),
+    _field('instance', 'JSON', description='the failed record (a line that did not parse: '
+           'its text)'),
+    _field('errors', 'RECORD', fields=[_field('code', 'INT64', description='google.rpc.Code'),
+                                       _field('message', 'STRING')]),
+    _STAGE, _REASON, _LETTER_SITE, _SOURCE, _RUN_ID, _FAILED_AT]}
 
 SITE_OUTCOME_SCHEMA = {'fields': [
-    {'name': 'site_id', 'type': 'STRING', 'mode': 'NULLABLE',
-     'description': 'null: rows that never had a usable site'},
-    {'name': 'status', 'type': 'STRING', 'mode': 'REQUIRED',
-     'description': 'ok, partial or failed'},
-    {'name': 'rows', 'type': 'INT64', 'mode': 'REQUIRED'},
-    {'name': 'predicted', 'type': 'INT64', 'mode': 'REQUIRED'},
-    {'name': 'failed', 'type': 'INT64', 'mode': 'REQUIRED'},
-    {'name': 'failed_fraction', 'type': 'FLOAT64', 'mode': 'REQUIRED'},
-    {'name': 'failed_by_reason', 'type': 'RECORD', 'mode': 'REPEATED', 'fields': [
-        {'name': 'reason', 'type': 'STRING', 'mode': 'REQUIRED'},
-        {'name': 'count', 'type': 'INT64', 'mode': 'REQUIRED'}]},
-    {'name': 'model_versions', 'type': 'STRING', 'mode': 'REPEATED'},
-    {'name': 'models_loaded', 'type': 'INT64', 'mode': 'NULLABLE'},
-    {'name': 'models_fast_path', 'type': 'INT64', 'mode': 'NULLABLE'},
-    {'name': 'model_load_ms', 'type': 'FLOAT64', 'mode': 'NULLABLE'},
-    {'name': 'run_id', 'type': 'STRING', 'mode': 'REQUIRED'},
-    {'name': 'written_at', 'type': 'TIMESTAMP', 'mode': 'REQUIRED'},
-]}
+    _field('site_id', 'STRING', description='null: rows that never had a usable site'),
+    _field('status', 'STRING', 'REQUIRED', 'ok, partial or failed'),
+    _field('rows', 'INT64', 'REQUIRED'), _field('predicted', 'INT64', 'REQUIRED'),
+    _field('failed', 'INT64', 'REQUIRED'), _field('failed_fraction', 'FLOAT64', 'REQUIRED'),
+    _field('failed_by_reason', 'RECORD', 'REPEATED', fields=[
+        _field('reason', 'STRING', 'REQUIRED'), _field('count', 'INT64', 'REQUIRED')]),
+    _field('model_versions', 'STRING', 'REPEATED'), _field('models_loaded', 'INT64'),
+    _field('models_fast_path', 'INT64'), _field('model_load_ms', 'FLOAT64'),
+    _RUN_ID, _field('written_at', 'TIMESTAMP', 'REQUIRED')]}
 
 # google.rpc.Code numbers of the Vertex-style errors table.
 INVALID_ARGUMENT = 3
