@@ -57,6 +57,7 @@ from apache_beam.runners.runner import PipelineResult
 from beam_jobs import flags_detect
 from beam_jobs import output_folder
 from beam_jobs import progress
+from beam_jobs import provenance
 from beam_jobs import runtime
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
@@ -75,6 +76,7 @@ from transforms.detection.image_files import ListImages
 from transforms.detection.image_files import resolve_input
 from transforms.detection.input_cleanup import CleanUpInputs
 from transforms.run_summary import OK
+from transforms.run_summary import FailJobIfRunFailed
 from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
 
@@ -151,8 +153,13 @@ def status_policy(max_failed_fraction: float) -> StatusPolicy:
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
-                   config: Optional[JobConfig] = None) -> None:
-  """Adds the detection job to ``pipeline`` (validating the flags unless ``config`` is given)."""
+                   config: Optional[JobConfig] = None, *, fail_job: Optional[bool] = None) -> None:
+  """Adds the detection job to ``pipeline`` (validating the flags unless ``config`` is given).
+
+  ``fail_job``: end with a step that fails the job when the summary says
+  ``failed`` (after the summary and report are written); default: on remote
+  runners.
+  """
   if config is None:
     config = validate(options.view_as(DetectImagesOptions),
                       local_runner=runtime.is_local(options))
@@ -181,9 +188,16 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
       config.output, started_at=started_at, finalize=detection.finalize_summary,
       outputs={'detections': detection_files, 'errors': error_files,
                'annotated': annotated_folder},
-      policy=config.policy, fail_job=not runtime.is_local(options))
-  _ = summary | 'WriteRunReport' >> reporting.WriteDetectionReport(
+      extra={'provenance': provenance.detection_job(
+          options.view_as(DetectImagesOptions), pattern=config.pattern,
+          max_failed_fraction=config.policy.max_failed_fraction)},
+      policy=config.policy)
+  report = summary | 'WriteRunReport' >> reporting.WriteDetectionReport(
       config.output, input_root=config.input_root, records=annotated.records, failed=failed)
+  if fail_job is None:
+    fail_job = not runtime.is_local(options)
+  if fail_job:
+    _ = summary | 'FailJobIfRunFailed' >> FailJobIfRunFailed(config.output, after=[report])
   if config.delete_inputs or config.move_to:
     committed = summary | 'OnlyIfOk' >> beam.Map(_cleanup_signal)
     _ = (annotated.records

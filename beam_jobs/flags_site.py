@@ -75,7 +75,8 @@ def add_flags(parser) -> None:
   parser.add_argument(
       '--output_table', default=None, metavar='TABLE',
       help='Also write one row per prediction to this BigQuery table PROJECT:DATASET.TABLE '
-           '(created if needed, appended to).')
+           '(created if needed, appended to); or, naming a dataset PROJECT:DATASET, tables '
+           'predictions and errors there, laid out as Vertex AI batch prediction does.')
   parser.add_argument(
       '--errors_table', default=None, metavar='TABLE',
       help='Also write dead letters to this BigQuery table PROJECT:DATASET.TABLE.')
@@ -96,3 +97,8 @@ def add_flags(parser) -> None:
   parser.add_argument(
       '--max_model_mb_per_worker', type=int, default=DEFAULT_MAX_BYTES >> 20, metavar='MIB',
       help='Most estimated MiB of site models one worker process keeps loaded.')
+  # Outputs (reporting): one block, kept together.
+  parser.add_argument(
+      '--sites_table', default=None, metavar='TABLE',
+      help='Also write one row per site (counts by outcome and reason, model versions) to '
+           'this BigQuery table PROJECT:DATASET.TABLE, as in sites/sites-*.jsonl.')

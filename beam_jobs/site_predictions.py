@@ -12,7 +12,12 @@ batch-prediction instance format: one JSON object per line) or BigQuery
                                     status ok/failed (see --max_failed_fraction)
 
 and, with ``--output_table`` / ``--errors_table``, the same predictions and
-dead letters as BigQuery rows.
+dead letters as BigQuery rows (``--output_table=PROJECT:DATASET``: tables
+``predictions`` and ``errors`` there, as Vertex AI batch prediction lays
+them out), and with ``--sites_table`` one row per site (see
+``transforms.site.bigquery_output``). ``summary.json`` also records the
+run's provenance: input, model root, pinned versions, code version and the
+flags that shape the outputs (``beam_jobs.provenance``).
 
 Runs on Dataflow, or locally (default) with Beam's in-process runner.
 ``--output`` must be new or empty (or ``--overwrite``) and outside what
@@ -50,6 +55,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs import flags_site
 from beam_jobs import output_folder
 from beam_jobs import progress
+from beam_jobs import provenance
 from beam_jobs import runtime
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
@@ -57,14 +63,17 @@ from beam_jobs.usage import require
 from beam_jobs.usage import require_exists
 from beam_jobs.usage import require_fraction
 from beam_jobs.usage import require_matches
+from transforms.site import bigquery_output
 from transforms.site.bigquery_output import WriteDeadLettersToBigQuery
 from transforms.site.bigquery_output import WritePredictionsToBigQuery
+from transforms.site.bigquery_output import WriteSiteOutcomesToBigQuery
 from transforms import reporting
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import WriteDeadLetters
 from transforms.site.prediction_output import AIPLATFORM
 from transforms.site.prediction_output import WriteErrorStats
 from transforms.site.prediction_output import WritePredictions
+from transforms.run_summary import FailJobIfRunFailed
 from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
 from transforms.site.inference import PredictPerSite
@@ -98,10 +107,11 @@ def validate(options: SitePredictionOptions) -> None:
                      + (f' (got {", ".join("--" + s for s in sources)})' if sources else ''))
   if io.input:
     require_matches('input', io.input)
-  for flag in ('input_table', 'output_table', 'errors_table'):
+  for flag in ('input_table', 'errors_table', 'sites_table'):
     value = getattr(options, flag)
     if value is not None and not TABLE_SPEC.match(value):
       raise UsageError(flag, f'{value!r} is not PROJECT:DATASET.TABLE')
+  validate_output_table(options)
   if (options.selected_fields or options.row_restriction) and not options.input_table:
     raise UsageError('selected_fields' if options.selected_fields else 'row_restriction',
                      'only applies with --input_table')
@@ -125,6 +135,21 @@ def validate(options: SitePredictionOptions) -> None:
       raise UsageError(flag, f'must be at least 1, got {getattr(options, flag)}')
   if not options.site_field:
     raise UsageError('site_field', 'must not be empty')
+
+
+def validate_output_table(options: SitePredictionOptions) -> None:
+  """``--output_table``: a table, or a dataset (then not with ``--errors_table``)."""
+  value = options.output_table
+  if value is None:
+    return
+  if bigquery_output.is_dataset(value):
+    if not DATASET_SPEC.match(value):
+      raise UsageError('output_table', f'{value!r} is not PROJECT:DATASET.TABLE or PROJECT:DATASET')
+    if options.errors_table:
+      raise UsageError('errors_table', f'not with a dataset --output_table (dead letters go to '
+                       f'{bigquery_output.vertex_tables(value)["errors"]})')
+  elif not TABLE_SPEC.match(value):
+    raise UsageError('output_table', f'{value!r} is not PROJECT:DATASET.TABLE or PROJECT:DATASET')
 
 
 def finalize_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
@@ -215,16 +240,24 @@ def _failure_stat(letter: Dict[str, Any]):
   return ('failed', letter['reason']), 1
 
 
-def _write_bigquery(predictions, failures, opts: SitePredictionOptions):
+def _write_bigquery(predictions, failures, site_lines, opts: SitePredictionOptions):
   """Optional BigQuery sinks; returns rows BigQuery rejected (as dead letters) or None."""
   rejected = []
-  if opts.output_table:
+  method = opts.bigquery_write_method
+  vertex = bool(opts.output_table) and bigquery_output.is_dataset(opts.output_table)
+  tables = bigquery_output.vertex_tables(opts.output_table) if vertex else {
+      'predictions': opts.output_table, 'errors': opts.errors_table}
+  if tables['predictions']:
     rejected.append(predictions | 'WritePredictionsToBigQuery' >> WritePredictionsToBigQuery(
-        opts.output_table, run_id=opts.run_id, key_field=opts.key_field,
-        method=opts.bigquery_write_method))
-  if opts.errors_table:
+        tables['predictions'], run_id=opts.run_id, key_field=opts.key_field, method=method,
+        vertex=vertex))
+  if tables['errors']:
     rejected.append(failures | 'WriteDeadLettersToBigQuery' >> WriteDeadLettersToBigQuery(
-        opts.errors_table, run_id=opts.run_id, method=opts.bigquery_write_method))
+        tables['errors'], run_id=opts.run_id, method=method, vertex=vertex,
+        key_field=opts.key_field))
+  if opts.sites_table:
+    rejected.append(site_lines | 'WriteSiteOutcomesToBigQuery' >> WriteSiteOutcomesToBigQuery(
+        opts.sites_table, run_id=opts.run_id, method=method))
   if not rejected:
     return None
   return rejected | 'AllRejected' >> beam.Flatten()
@@ -235,10 +268,16 @@ def new_run_id() -> str:
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
-                   started_at: Optional[float] = None) -> None:
-  """Adds the whole job to ``pipeline`` (tests pass a TestPipeline)."""
+                   started_at: Optional[float] = None, *, fail_job: Optional[bool] = None) -> None:
+  """Adds the whole job to ``pipeline`` (tests pass a TestPipeline).
+
+  ``fail_job``: end with a step that fails the job when the summary says
+  ``failed`` (after the summary and report are written); default: on remote
+  runners.
+  """
   opts = options.view_as(SitePredictionOptions)
-  output = options.view_as(JobIOOptions).output
+  io = options.view_as(JobIOOptions)
+  output = io.output
   started_at = time.time() if started_at is None else started_at
   if opts.run_id is None:
     opts.run_id = new_run_id()
@@ -262,7 +301,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   }
   if opts.output_format == AIPLATFORM:
     outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(output)
-  rejected = _write_bigquery(inference.prediction_batches, failures, opts)
+  rejected = _write_bigquery(inference.prediction_batches, failures, site_lines, opts)
   if rejected is not None:
     outputs['bigquery_rejected'] = rejected | 'WriteRejected' >> WriteDeadLetters(
         output, name='bigquery_rejected')
@@ -277,12 +316,16 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
        if rejected is not None else ()) | 'AllStats' >> beam.Flatten()
   summary = stats | 'WriteSummary' >> WriteRunSummary(
       output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
-      extra={'run_id': opts.run_id},
-      policy=status_policy(options.view_as(JobIOOptions).max_failed_fraction),
-      fail_job=not runtime.is_local(options))
-  _ = summary | 'WriteRunReport' >> reporting.WriteSiteReport(
+      extra={'run_id': opts.run_id, 'provenance': provenance.site_job(
+          opts, input_path=io.input, max_failed_fraction=io.max_failed_fraction)},
+      policy=status_policy(io.max_failed_fraction))
+  report = summary | 'WriteRunReport' >> reporting.WriteSiteReport(
       output, prediction_batches=inference.prediction_batches, failed=failures,
       site_lines=site_lines)
+  if fail_job is None:
+    fail_job = not runtime.is_local(options)
+  if fail_job:
+    _ = summary | 'FailJobIfRunFailed' >> FailJobIfRunFailed(output, after=[report])
 
 
 def status_policy(max_failed_fraction: float) -> StatusPolicy:

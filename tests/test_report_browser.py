@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 import detect_helpers
-import report_pipelines
-from report_pipelines import page_stats
+import report_pages
+from report_pages import page_stats
 from samples import energy_sites
 from samples import site_demo
 
@@ -86,8 +86,8 @@ def site_report(tmp_path_factory):
   energy_sites.write_jsonl(str(root / 'input' / 'readings.jsonl'),
                            energy_sites.generate_rows(sites, HOURS), site_demo.BAD_LINES)
   out = root / 'out'
-  report_pipelines.run_site_job(input_glob=f'{root}/input/*.jsonl', model_root=f'{root}/models',
-                                output=str(out), key_field='reading_id')
+  report_pages.run_site_job(input_glob=f'{root}/input/*.jsonl', model_root=f'{root}/models',
+                            output=str(out), extra=['--key_field=reading_id'])
   return out
 
 
@@ -103,7 +103,7 @@ def detection_report(tmp_path_factory):
   h.truncated_jpeg(images / 'kitchen' / 'truncated.jpg')
   (images / 'garage' / 'empty.jpeg').write_bytes(b'')
   out = root / 'out'
-  report_pipelines.run_detection_job(input_dir=str(images), output=str(out))
+  report_pages.run_detection_job(input_dir=str(images), output=str(out))
   return out
 
 

@@ -28,10 +28,10 @@ from transforms.reporting import site_outcomes as so
 from transforms.reporting import thumbnails
 from transforms.reporting import write
 from transforms.site.inference import Prediction
-import report_pipelines
+import report_pages
 import savedmodel_builders
 import site_job_data
-from report_pipelines import page_stats
+from report_pages import page_stats
 from tests_support import read_jsonl
 
 
@@ -439,8 +439,8 @@ def site_run(tmp_path_factory):
   savedmodel_builders.build_model_root(str(root / 'models'))
   site_job_data.write_inputs(root / 'input')
   out = root / 'out'
-  report_pipelines.run_site_job(input_glob=f'{root}/input/*.jsonl', model_root=f'{root}/models',
-                                output=str(out), key_field='rid')
+  report_pages.run_site_job(input_glob=f'{root}/input/*.jsonl', model_root=f'{root}/models',
+                            output=str(out), extra=['--key_field=rid'])
   return out
 
 

@@ -151,31 +151,43 @@ def _stats(read, written, failed):
           (('failed', 'no_model'), failed)]
 
 
-def test_on_a_remote_runner_the_summary_step_fails_the_job_after_writing(tmp_path):
+def test_the_summary_step_never_raises_the_last_step_fails_the_job(tmp_path):
+  with test_pipeline.TestPipeline(runner='FnApiRunner') as p:
+    summary = (p | beam.Create(_stats(3, 0, 3))
+               | run_summary.WriteRunSummary(
+                   str(tmp_path), started_at=0.0, outputs={},
+                   finalize=site_predictions.finalize_summary, policy=POLICY))
+  assert json.loads((tmp_path / 'summary.json').read_text())['status'] == 'failed'
   with pytest.raises(Exception, match='run failed: 0 of 3 records predicted'):
     with test_pipeline.TestPipeline(runner='FnApiRunner') as p:
-      _ = (p | beam.Create(_stats(3, 0, 3))
-           | run_summary.WriteRunSummary(
-               str(tmp_path), started_at=0.0, outputs={},
-               finalize=site_predictions.finalize_summary, policy=POLICY, fail_job=True))
-  summary = json.loads((tmp_path / 'summary.json').read_text())
+      summary = (p | beam.Create(_stats(3, 0, 3))
+                 | run_summary.WriteRunSummary(
+                     str(tmp_path / 'remote'), started_at=0.0, outputs={},
+                     finalize=site_predictions.finalize_summary, policy=POLICY))
+      _ = summary | run_summary.FailJobIfRunFailed(str(tmp_path / 'remote'))
+  summary = json.loads((tmp_path / 'remote' / 'summary.json').read_text())
   assert summary['status'] == 'failed' and summary['records_read'] == 3
 
 
 def test_a_retried_summary_step_leaves_the_first_attempts_file(tmp_path, monkeypatch):
   path = str(tmp_path / 'summary.json')
-  fn = run_summary._WriteSummaryFn(  # pylint: disable=protected-access
-      path, 0.0, site_predictions.finalize_summary, {'run_id': 'r1'}, POLICY, True)
-  with pytest.raises(run_summary.RunFailed):
-    list(fn.process(None, _stats(3, 0, 3), []))
+  first_summary = run_summary.build_summary(
+      _stats(3, 0, 3), [], finalize=site_predictions.finalize_summary,
+      extra={'run_id': 'r1'}, policy=POLICY)
+  first_summary['wall_time_s'] = 1.0
+  assert run_summary.write_once(path, dict(first_summary)) == first_summary
   first = (tmp_path / 'summary.json').read_bytes()
-  monkeypatch.setattr(run_summary.time, 'time', lambda: 10_000.0)   # a later attempt
-  with pytest.raises(run_summary.RunFailed, match='0 of 3 records predicted'):
-    list(fn.process(None, _stats(3, 0, 3), []))
+  # A later attempt of the same step: same counts, another wall time.
+  again = dict(first_summary, wall_time_s=10_000.0)
+  assert run_summary.write_once(path, again) == first_summary
   assert (tmp_path / 'summary.json').read_bytes() == first
+  with pytest.raises(run_summary.RunFailed, match='0 of 3 records predicted'):
+    run_summary.fail_if_failed(again, [], summary_path=path)
   # Different counts (not a retry of the same step) are written.
-  ok = run_summary._WriteSummaryFn(  # pylint: disable=protected-access
-      path, 0.0, site_predictions.finalize_summary, {'run_id': 'r1'}, POLICY, True)
-  (written,) = list(ok.process(None, _stats(3, 3, 0), []))
+  ok = run_summary.build_summary(_stats(3, 3, 0), [], finalize=site_predictions.finalize_summary,
+                                 extra={'run_id': 'r1'}, policy=POLICY)
+  ok['wall_time_s'] = 10_000.0
+  written = run_summary.write_once(path, ok)
   assert json.loads((tmp_path / 'summary.json').read_text()) == written
   assert written['status'] == 'ok' and written['wall_time_s'] == 10_000.0
+  assert run_summary.fail_if_failed(written, [], summary_path=path) is written

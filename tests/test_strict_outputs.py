@@ -39,7 +39,8 @@ def test_writers_write_non_finite_record_values_as_strings(tmp_path):
   [written_letter] = read_jsonl(tmp_path / 'out' / 'errors')
   assert written_letter['record'] == ECHOED
   [line] = read_jsonl(tmp_path / 'out' / 'predictions')
-  assert line == {'site_id': 's', 'key': 'NaN', 'instance': ECHOED, 'prediction': {'y': [0.5]}}
+  assert line == {'site_id': 's', 'key': 'NaN', 'model_version': '1', 'instance': ECHOED,
+                  'prediction': {'y': [0.5]}}
   assert read_jsonl(tmp_path / 'ai') == [{'y': [0.5]}]
   assert read_jsonl(tmp_path / 'out' / 'detections') == [{'image': 'a.jpg', 'detections': []}]
 

@@ -7,17 +7,19 @@ are summed per key, nested into a dict, completed by a job-specific function
 (``status`` ``ok`` or ``failed`` and a one-line ``status_reason``) and
 written beside the outputs as strict JSON.
 
-A failed run still writes every output and its summary. Then, on a remote
-runner (``fail_job=True``), the summary step raises :class:`RunFailed` so
-the Dataflow job fails; the runner retries the step, and a retry leaves the
-summary the first attempt wrote (same counts, same ``wall_time_s``). Local
-launches read the summary back instead and exit non-zero.
+A failed run still writes every output, its summary and its report. Then,
+on a remote runner, :class:`FailJobIfRunFailed` (a last step that waits for
+the summary and whatever else is given, e.g. ``report.html``) raises
+:class:`RunFailed` so the Dataflow job fails. The summary step itself never
+raises for a failed run; a retried summary step leaves the summary the first
+attempt wrote (same counts, same ``wall_time_s``). Local launches read the
+summary back instead and exit non-zero.
 """
 import dataclasses
 import json
 import logging
 import time
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -109,57 +111,75 @@ def _stable(summary: Mapping[str, Any]) -> Dict[str, Any]:
   return {k: v for k, v in summary.items() if k not in _VOLATILE}
 
 
+def build_summary(stats: Iterable[Tuple[StatKey, Any]], output_files: Iterable[Tuple[str, str]],
+                  *, finalize: Optional[Finalizer] = None,
+                  extra: Optional[Mapping[str, Any]] = None,
+                  policy: Optional[StatusPolicy] = None) -> Dict[str, Any]:
+  """The summary dict, before ``wall_time_s``: summed stats nested, ``extra``
+  added, ``finalize`` applied, judged by ``policy`` (``status``,
+  ``status_reason``, ``max_failed_fraction``), and ``outputs`` listing the
+  ``(output name, file)`` pairs, each name's files sorted.
+  """
+  summary = nest(stats)
+  summary.update(extra or {})
+  if finalize:
+    summary = finalize(summary)
+  if policy:
+    summary['status'], summary['status_reason'] = policy.judge(summary)
+    summary['max_failed_fraction'] = policy.max_failed_fraction
+  listed: Dict[str, list] = {}
+  for name, path in output_files:
+    listed.setdefault(name, []).append(path)
+  summary['outputs'] = {name: sorted(files) for name, files in listed.items()}
+  return summary
+
+
 class _WriteSummaryFn(beam.DoFn):
   """Builds, judges and writes ``summary.json``; runs once (input: a single dummy element).
 
-  Raises RunFailed after writing when the run failed and ``fail_job`` is set;
-  storage errors raise (the runner retries).
+  Yields the summary, whatever its status; storage errors raise (the runner
+  retries).
   """
 
   def __init__(self, path: str, started_at: float, finalize: Optional[Finalizer],
-               extra: Mapping[str, Any], policy: Optional[StatusPolicy], fail_job: bool):
+               extra: Mapping[str, Any], policy: Optional[StatusPolicy]):
     self._path = path
     self._started_at = started_at
     self._finalize = finalize
     self._extra = dict(extra)
     self._policy = policy
-    self._fail_job = fail_job
 
   def process(self, unused_element, stats, output_files):
-    summary = nest(stats)
-    summary.update(self._extra)
-    if self._finalize:
-      summary = self._finalize(summary)
-    if self._policy:
-      summary['status'], summary['status_reason'] = self._policy.judge(summary)
-      summary['max_failed_fraction'] = self._policy.max_failed_fraction
-    listed: Dict[str, list] = {}
-    for name, path in output_files:
-      listed.setdefault(name, []).append(path)
-    summary['outputs'] = {name: sorted(files) for name, files in listed.items()}
+    summary = build_summary(stats, output_files, finalize=self._finalize, extra=self._extra,
+                            policy=self._policy)
     summary['wall_time_s'] = round(time.time() - self._started_at, 3)
     summary = write_once(self._path, summary)
     if summary.get('status', OK) != OK:
       _LOGGER.error('Run failed: %s (%s)', summary['status_reason'], self._path)
-      if self._fail_job:
-        raise RunFailed(summary['status_reason'], self._path)
     yield summary
+
+
+def fail_if_failed(summary: Mapping[str, Any], unused_after, *, summary_path: str
+                   ) -> Mapping[str, Any]:
+  """Raises RunFailed when ``summary`` says ``failed``; returns it otherwise."""
+  if summary.get('status', OK) != OK:
+    raise RunFailed(summary.get('status_reason', 'see the summary'), summary_path)
+  return summary
 
 
 class WriteRunSummary(beam.PTransform):
   """Writes ``<output>/summary.json`` after the given outputs are committed.
 
   Input: PCollection of ``(tuple key, number)`` stats.
-  Output: PCollection with the one summary dict (empty if the run failed
-  with ``fail_job``: the step raised).
+  Output: PCollection with the one summary dict, also when the run failed
+  (apply :class:`FailJobIfRunFailed` to it to fail the job).
   """
 
   def __init__(self, output_dir: str, *, started_at: float,
                outputs: Mapping[str, beam.PCollection],
                finalize: Optional[Finalizer] = None,
                extra: Optional[Mapping[str, Any]] = None,
-               policy: Optional[StatusPolicy] = None,
-               fail_job: bool = False):
+               policy: Optional[StatusPolicy] = None):
     """
     Args:
       output_dir: folder of the run's outputs.
@@ -169,8 +189,6 @@ class WriteRunSummary(beam.PTransform):
       finalize: module-level function adding derived fields to the summary.
       extra: constant fields to include (e.g. the run id).
       policy: adds ``status``/``status_reason``; None leaves them out.
-      fail_job: raise RunFailed after writing a failed summary (remote
-        runners: fails the job).
     """
     super().__init__()
     self._path = paths.join(output_dir, 'summary.json')
@@ -179,7 +197,6 @@ class WriteRunSummary(beam.PTransform):
     self._finalize = finalize
     self._extra = dict(extra or {})
     self._policy = policy
-    self._fail_job = fail_job
 
   def expand(self, stats):
     totals = (
@@ -196,10 +213,30 @@ class WriteRunSummary(beam.PTransform):
         | 'Once' >> beam.Create([None])
         | 'Write' >> beam.ParDo(
             _WriteSummaryFn(self._path, self._started_at, self._finalize, self._extra,
-                            self._policy, self._fail_job),
+                            self._policy),
             stats=beam.pvalue.AsSingleton(totals),
             output_files=beam.pvalue.AsList(output_files)))
 
 
 def _named(path: str, name: str) -> Tuple[str, str]:
   return name, path
+
+
+class FailJobIfRunFailed(beam.PTransform):
+  """The summary (one dict) -> the same summary; raises RunFailed if it says ``failed``.
+
+  The job's last step on remote runners: it runs once every PCollection in
+  ``after`` is complete (e.g. the written ``report.html`` path), so a failed
+  Dataflow job still leaves its outputs, summary and report. Local runs
+  leave it out and exit non-zero from the summary they read back.
+  """
+
+  def __init__(self, output_dir: str, *, after: Sequence[beam.PCollection] = ()):
+    super().__init__()
+    self._summary_path = paths.join(output_dir, 'summary.json')
+    self._after = list(after)
+
+  def expand(self, summary):
+    after = (self._after or [summary]) | 'After' >> beam.Flatten(pipeline=summary.pipeline)
+    return summary | 'FailIfFailed' >> beam.Map(
+        fail_if_failed, beam.pvalue.AsList(after), summary_path=self._summary_path)

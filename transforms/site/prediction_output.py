@@ -3,7 +3,12 @@
 ``jsonl`` (default)::
 
   <output>/predictions/predictions-SSSSS-of-NNNNN.jsonl
-  {"site_id": ..., "key": ... (with --key_field), "instance": {...}, "prediction": {...}}
+  {"site_id": ..., "key": ... (with --key_field), "model_version": "3",
+   "instance": {...}, "prediction": {...}}
+
+``model_version`` is the version folder the site's model was loaded from
+(``{model_root}/{site}/{version}/``), null for a site whose SavedModel sits
+directly in ``{model_root}/{site}/``.
 
 ``aiplatform`` (drop-in for legacy batch prediction consumers)::
 
@@ -11,7 +16,10 @@
   <output>/prediction.errors_stats-SSSSS-of-NNNNN  ('reason: message', count)
 
 The legacy service counted failed *batches* in errors_stats; we count failed
-*instances*, and every failed instance is also in ``errors/`` in full.
+*instances*, and every failed instance is also in ``errors/`` in full. The
+results lines stay as the legacy service wrote them (only the outputs, no
+model version): the version of each site is in ``sites/sites-*.jsonl`` and
+``summary.json`` lists the flags and model root of the run.
 
 Every line is strict JSON. Model outputs are finite (a row whose outputs are
 not is a ``non_finite_output`` dead letter before it gets here), and so are
@@ -34,10 +42,14 @@ OUTPUT_FORMATS = (JSONL, AIPLATFORM)
 
 
 def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[str, Any]:
-  """The default output record: ``{"site_id", "key"?, "instance", "prediction"}`` (docs/contracts.md)."""
+  """The default output record: ``{"site_id", "key"?, "model_version", "instance", "prediction"}``.
+
+  ``key`` only when ``key_field`` is given and the instance has that field.
+  """
   line: Dict[str, Any] = {'site_id': prediction.site_id}
   if key_field and key_field in prediction.instance:
     line['key'] = prediction.instance[key_field]
+  line['model_version'] = prediction.model_version
   line['instance'] = prediction.instance
   line['prediction'] = prediction.outputs
   return line
