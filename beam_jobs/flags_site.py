@@ -62,8 +62,8 @@ def add_flags(parser) -> None:
            'their extensions, which must agree).')
   formats.add_argument(
       '--input_compression', default=AUTO, choices=COMPRESSIONS,
-      help='Compression of the input files; auto: by extension (.gz, .bz2, .zst, .xz, '
-           '.deflate).')
+      help='Compression of the input files; auto: by extension (.gz, .bz2, .zst/.zstd, '
+           '.xz/.lzma, .deflate; anything else is read as it is).')
   formats.add_argument(
       '--tfrecord_serialized_field', default=None, metavar='FIELD',
       help='TFRecord input: also give each instance its serialized tf.Example, as '

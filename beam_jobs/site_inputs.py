@@ -28,6 +28,7 @@ from typing import NamedTuple, Optional, Tuple
 import apache_beam as beam
 
 from beam_jobs import output_folder
+from beam_jobs.flags_site import AUTO
 from beam_jobs.usage import UsageError
 from transforms.dead_letters import FAILED
 from transforms.site import file_list
@@ -36,8 +37,6 @@ from transforms.site.rows import PackBySite
 from transforms.site.rows import PackJsonLinesBySite
 from transforms.site.tfrecord_rows import ReadTfRecordRows
 from transforms.text_lines import ReadLinesWithFileName
-
-AUTO = 'auto'
 
 
 class SiteInput(NamedTuple):
