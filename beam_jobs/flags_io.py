@@ -19,9 +19,10 @@ PROGRESS_MODES = ('auto', 'on', 'off')
 DEFAULT_PROGRESS = 'auto'
 DEFAULT_PROGRESS_INTERVAL_S = 10.0
 
-INPUT_HELP = ('What the job reads, local or gs://. site_predictions: JSON-lines file or glob, '
-              'one instance object per line. detect_images: folder, prefix or glob of images '
-              '(recursive; the first folder below it names the site).')
+INPUT_HELP = ('What the job reads, local or gs://. site_predictions: file or glob of '
+              'JSON-lines, CSV or TFRecord instances, or a file list (--input_format). '
+              'detect_images: folder, prefix or glob of images (recursive; the first folder '
+              'below it names the site).')
 OUTPUT_HELP = ('Folder (local or gs://) for the job\'s outputs, dead letters (errors/) and '
                'summary.json. Must be new or empty (see --overwrite) and hold nothing '
                '--input can match.')

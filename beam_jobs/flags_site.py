@@ -16,6 +16,11 @@ AIPLATFORM = 'aiplatform'
 OUTPUT_FORMATS = (JSONL, AIPLATFORM)
 FILE_LOADS = 'FILE_LOADS'
 WRITE_METHODS = (FILE_LOADS, 'STREAMING_INSERTS')
+INPUT_FORMATS = ('jsonl', 'csv', 'tfrecord', 'file_list')
+LISTED_FORMATS = ('jsonl', 'csv', 'tfrecord')
+AUTO = 'auto'
+COMPRESSIONS = (AUTO, 'gzip', 'bzip2', 'zstd', 'lzma', 'deflate', 'uncompressed')
+INSTANCE_TYPES = ('object', 'array')
 
 PROG = 'site-predictions'
 DESCRIPTION = ("Per-site batch predictions: every site's rows through that site's own "
@@ -27,8 +32,9 @@ USAGE = (f'{PROG} (--input=GLOB | --input_table=TABLE | --input_query=SQL) '
 EXAMPLE = (f"  {PROG} --input='readings/*.jsonl' --model_root=models/ --output=out/run-1\n"
            '  (on Dataflow, with gs:// paths: add --runner=DataflowRunner --project=P\n'
            '   --region=R --temp_location=gs://B/tmp)')
-INPUT_HELP = ('JSON-lines file or glob (local or gs://), one instance object per line, '
-              'AI Platform batch-prediction format.')
+INPUT_HELP = ('File or glob (local or gs://) of instances: JSON-lines (one object per line, '
+              'AI Platform batch-prediction format), CSV or TFRecord, or a file list; see '
+              '--input_format.')
 
 
 def add_flags(parser) -> None:
@@ -40,6 +46,41 @@ def add_flags(parser) -> None:
       help='BigQuery table PROJECT:DATASET.TABLE (or DATASET.TABLE) read with DIRECT_READ.')
   source.add_argument('--input_query', metavar='SQL',
                       help='BigQuery standard SQL query to read instances from.')
+  formats = parser.add_argument_group('input format (with --input)')
+  formats.add_argument(
+      '--input_format', default=None, metavar='|'.join(INPUT_FORMATS),
+      help='What --input holds. jsonl: one JSON object per line; csv: a header row naming '
+           'the fields, then one instance per record (values typed by each site\'s '
+           'signature dtypes); tfrecord: serialized tf.train.Example records, features by '
+           'name; file_list: --input is a text file naming input files (one a line, '
+           'relative to the list\'s folder, globs allowed), all of one format. Default: '
+           'from --input\'s extension (.csv, .tfrecord/.tfrecords/.tfr/.tfrec, a .gz etc. '
+           'suffix ignored), else jsonl.')
+  formats.add_argument(
+      '--file_list_format', default=None, metavar='|'.join(LISTED_FORMATS),
+      help='With --input_format=file_list: the format of the listed files (default: from '
+           'their extensions, which must agree).')
+  formats.add_argument(
+      '--input_compression', default=AUTO, choices=COMPRESSIONS,
+      help='Compression of the input files; auto: by extension (.gz, .bz2, .zst/.zstd, '
+           '.xz/.lzma, .deflate; anything else is read as it is).')
+  formats.add_argument(
+      '--tfrecord_serialized_field', default=None, metavar='FIELD',
+      help='TFRecord input: also give each instance its serialized tf.Example, as '
+           '{"b64": ...}, in this field (for signatures that parse Examples themselves).')
+  instances = parser.add_argument_group('instance config (what is fed to the model and echoed)')
+  instances.add_argument(
+      '--included_fields', default=None, metavar='A,B,...',
+      help='Feed only these fields (in this order for array instances); predictions echo '
+           'them plus --site_field and --key_field. Not with --excluded_fields.')
+  instances.add_argument(
+      '--excluded_fields', default=None, metavar='A,B,...',
+      help='Feed every field but these; predictions do not echo them either (--site_field '
+           'and --key_field are always echoed). Not with --included_fields.')
+  instances.add_argument(
+      '--instance_type', default='object', metavar='|'.join(INSTANCE_TYPES),
+      help='object: fields fed by signature input name; array: the --included_fields '
+           'values, in that order, fed as one list to a signature with exactly one input.')
   parser.add_argument(
       '--selected_fields', default=None, metavar='A,B,...',
       help='With --input_table: comma-separated columns to read (must include --site_field).')
@@ -65,7 +106,14 @@ def add_flags(parser) -> None:
            '{site}/saved_model.pb.')
   parser.add_argument(
       '--model_version', default=None, metavar='N',
-      help='Integer version folder to use for every site (default: highest present).')
+      help='Integer version folder to use for every site not pinned by --model_versions '
+           '(default: highest present).')
+  parser.add_argument(
+      '--model_versions', default=None, metavar='MANIFEST',
+      help='JSON ({"site": "version", ...}) or CSV (header site_id,version) file, local or '
+           'gs://, pinning the version of listed sites; others take --model_version or the '
+           'highest. A pinned version that does not exist fails that site\'s rows '
+           '(no_model), never falling back to another version.')
   parser.add_argument(
       '--signature', default='serving_default', help='SavedModel signature to call.')
   parser.add_argument(

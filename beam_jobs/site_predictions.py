@@ -1,10 +1,14 @@
 """Per-site batch predictions: every site's rows through that site's own SavedModel.
 
-Reads instances from JSON-lines files (``--input``, local or gs://, AI Platform
-batch-prediction instance format: one JSON object per line) or BigQuery
-(``--input_table`` / ``--input_query``), groups them by ``--site_field``, runs
-``{model_root}/{site}/[{version}/]saved_model.pb`` for each site inside Beam's
-``RunInference``, and writes under ``--output``:
+Reads instances from files (``--input``, local or gs://: JSON-lines in AI
+Platform's batch-prediction instance format, CSV, TFRecord of ``tf.Example``,
+or a file list naming such files; see :mod:`beam_jobs.site_inputs`) or
+BigQuery (``--input_table`` / ``--input_query``), groups them by
+``--site_field``, runs ``{model_root}/{site}/[{version}/]saved_model.pb`` for
+each site inside Beam's ``RunInference`` (the version pinned for the site by
+``--model_versions``, else ``--model_version``, else the highest), feeding
+each row as the instance config says (``--included_fields`` /
+``--excluded_fields`` / ``--instance_type``), and writes under ``--output``:
 
   predictions/predictions-*.jsonl   (or prediction.results-* with --output_format=aiplatform)
   errors/errors-*.jsonl             one dead letter per failed input record
@@ -45,7 +49,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.gcp.internal.clients import bigquery as bigquery_api
@@ -57,6 +61,7 @@ from beam_jobs import output_folder
 from beam_jobs import progress
 from beam_jobs import provenance
 from beam_jobs import runtime
+from beam_jobs import site_inputs
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import require
@@ -76,10 +81,10 @@ from transforms.site.prediction_output import WritePredictions
 from transforms.run_summary import FailJobIfRunFailed
 from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
+from models.site import instance_config
+from models.site.version_manifest import load_manifest
 from transforms.site.inference import PredictPerSite
 from transforms.site.rows import PackBySite
-from transforms.site.rows import PackJsonLinesBySite
-from transforms.text_lines import ReadLinesWithFileName
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,8 +102,20 @@ class SitePredictionOptions(PipelineOptions):
     flags_site.add_flags(parser)
 
 
-def validate(options: SitePredictionOptions) -> None:
-  """Raises UsageError for anything the user must fix before the job runs."""
+class JobPlan(NamedTuple):
+  """What the flags resolve to at launch (files read, pins, instance config)."""
+  site_input: Optional[site_inputs.SiteInput]   # None: BigQuery input
+  model_versions: Optional[Dict[str, str]]       # --model_versions manifest
+  instance_config: instance_config.InstanceConfig
+
+
+def validate(options: SitePredictionOptions) -> JobPlan:
+  """Raises UsageError for anything the user must fix before the job runs.
+
+  Returns:
+    The :class:`JobPlan` the flags give (the file list expanded, the
+    manifest read), for :func:`build_pipeline`.
+  """
   io = options.view_as(JobIOOptions)
   sources = [flag for flag, value in (('input', io.input), ('input_table', options.input_table),
                                       ('input_query', options.input_query)) if value]
@@ -135,6 +152,38 @@ def validate(options: SitePredictionOptions) -> None:
       raise UsageError(flag, f'must be at least 1, got {getattr(options, flag)}')
   if not options.site_field:
     raise UsageError('site_field', 'must not be empty')
+  return resolve_plan(options)
+
+
+def resolve_plan(options: SitePredictionOptions) -> JobPlan:
+  """The :class:`JobPlan` of the input, manifest and instance-config flags.
+
+  Raises:
+    UsageError: one of those flags is wrong (the file list names a missing
+      file, the manifest is malformed, ...).
+  """
+  io = options.view_as(JobIOOptions)
+  site_input = site_inputs.resolve_input(options, io.input, io.output)
+  problem = instance_config.flag_problem(
+      included_fields=options.included_fields, excluded_fields=options.excluded_fields,
+      instance_type=options.instance_type)
+  if problem is not None:
+    raise UsageError(*problem)
+  config = instance_config.config_from_flags(
+      site_field=options.site_field, key_field=options.key_field,
+      included_fields=options.included_fields, excluded_fields=options.excluded_fields,
+      instance_type=options.instance_type)
+  manifest = None
+  if options.model_versions is not None:
+    require_exists('model_versions', options.model_versions)
+    try:
+      manifest = load_manifest(options.model_versions)
+    except ValueError as e:
+      raise UsageError('model_versions', str(e)) from e
+    except Exception as e:  # pylint: disable=broad-except
+      raise UsageError('model_versions', f'cannot read {options.model_versions!r}: '
+                                         f'{type(e).__name__}: {e}') from e
+  return JobPlan(site_input, manifest, config)
 
 
 def validate_output_table(options: SitePredictionOptions) -> None:
@@ -177,17 +226,19 @@ def _dataset_reference(spec: Optional[str], default_project: Optional[str]):
   return bigquery_api.DatasetReference(projectId=project or default_project, datasetId=dataset)
 
 
-def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions):
-  """Source -> (raw elements, (site_id, SiteRows) blocks, failures before inference)."""
-  input_path = options.view_as(JobIOOptions).input
-  if input_path:
-    # Bytes: a line that is not UTF-8 becomes a dead letter, not a failed read;
-    # so does a line over --max_line_bytes (read as a RefusedLine, never whole).
-    raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(
-        input_path, max_line_bytes=options.max_line_bytes)
-    packed = raw | 'ParseAndPackBySite' >> beam.ParDo(PackJsonLinesBySite(
-        options.site_field, model_root=options.model_root)).with_outputs(FAILED, main='rows')
-    return raw, packed.rows, packed[FAILED]
+def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions,
+                    plan: Optional[JobPlan] = None):
+  """Source -> (raw elements, (site_id, SiteRows) blocks, failures before inference).
+
+  Raw elements are one per input record (counted as ``records_read``).
+  ``plan``: default resolved here.
+  """
+  site_input = (resolve_plan(options) if plan is None else plan).site_input
+  if site_input is not None:
+    return site_inputs.read_files(
+        pipeline, site_input, site_field=options.site_field, model_root=options.model_root,
+        max_line_bytes=options.max_line_bytes,
+        serialized_field=options.tfrecord_serialized_field)
   source = f'bigquery:{options.input_table}' if options.input_table else 'bigquery:query'
   project = options.view_as(GoogleCloudOptions).project
   rows = pipeline | 'ReadRows' >> beam.io.ReadFromBigQuery(
@@ -268,24 +319,30 @@ def new_run_id() -> str:
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
-                   started_at: Optional[float] = None, *, fail_job: Optional[bool] = None) -> None:
+                   started_at: Optional[float] = None, *, fail_job: Optional[bool] = None,
+                   plan: Optional[JobPlan] = None) -> None:
   """Adds the whole job to ``pipeline`` (tests pass a TestPipeline).
 
   ``fail_job``: end with a step that fails the job when the summary says
   ``failed`` (after the summary and report are written); default: on remote
-  runners.
+  runners. ``plan``: what :func:`validate` returned (default: resolved here,
+  raising UsageError).
   """
   opts = options.view_as(SitePredictionOptions)
+  plan = resolve_plan(opts) if plan is None else plan
   io = options.view_as(JobIOOptions)
   output = io.output
   started_at = time.time() if started_at is None else started_at
   if opts.run_id is None:
     opts.run_id = new_run_id()
 
-  raw, site_rows, unusable = _read_site_rows(pipeline, opts)
+  raw, site_rows, unusable = _read_site_rows(pipeline, opts, plan)
   inference = site_rows | 'PredictPerSite' >> PredictPerSite(
       model_root=opts.model_root, signature=opts.signature,
-      model_version=opts.model_version, rows_per_chunk=opts.rows_per_chunk,
+      model_version=opts.model_version, model_versions=plan.model_versions,
+      instance_config=plan.instance_config,
+      text_values=plan.site_input is not None and plan.site_input.text_values,
+      rows_per_chunk=opts.rows_per_chunk,
       max_models_per_worker=opts.max_models_per_worker,
       max_model_bytes_per_worker=opts.max_model_mb_per_worker << 20)
   failures = ((unusable, inference.failed)
@@ -357,9 +414,9 @@ def run(argv: Optional[Sequence[str]] = None):
   """
   options = runtime.parse_options(sys.argv[1:] if argv is None else argv)
   opts = options.view_as(SitePredictionOptions)
-  validate(opts)
-  return runtime.launch(options, build_pipeline, output_dir=options.view_as(JobIOOptions).output,
-                        progress_plan=PROGRESS)
+  plan = validate(opts)
+  return runtime.launch(options, functools.partial(build_pipeline, plan=plan),
+                        output_dir=options.view_as(JobIOOptions).output, progress_plan=PROGRESS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

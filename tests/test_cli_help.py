@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from apache_beam.io.filesystem import CompressionTypes
 
 from beam_jobs import cli
 from beam_jobs import detect_images
@@ -18,9 +19,11 @@ from beam_jobs import site_predictions
 from beam_jobs.io_options import ConsoleOptions
 from beam_jobs.io_options import JobIOOptions
 from models.detector import yolo_handler
+from models.site import instance_config
 from models.site import pool
 from transforms.detection import image_decode
 from transforms.site import bigquery_output
+from transforms.site import file_list
 from transforms.site import inference
 from transforms.site import prediction_output
 from transforms import text_lines
@@ -129,6 +132,11 @@ def test_light_defaults_are_the_librarys():
   assert flags_site.OUTPUT_FORMATS == prediction_output.OUTPUT_FORMATS
   assert flags_site.FILE_LOADS == bigquery_output.FILE_LOADS
   assert flags_site.WRITE_METHODS == bigquery_output.WRITE_METHODS
+  assert flags_site.INPUT_FORMATS == file_list.INPUT_FORMATS
+  assert flags_site.LISTED_FORMATS == file_list.FORMATS
+  assert flags_site.INSTANCE_TYPES == instance_config.INSTANCE_TYPES
+  assert set(flags_site.COMPRESSIONS) == {
+      v for k, v in vars(CompressionTypes).items() if k.isupper()}
   assert flags_detect.DEFAULT_BATCH_SIZE == yolo_handler.DEFAULT_BATCH_SIZE
   assert flags_detect.DEFAULT_SCORE_THRESHOLD == yolo_handler.DEFAULT_SCORE_THRESHOLD
   assert flags_detect.DEFAULT_IOU_THRESHOLD == yolo_handler.DEFAULT_IOU_THRESHOLD

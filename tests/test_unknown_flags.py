@@ -94,7 +94,7 @@ def test_flex_launcher_flags_and_every_template_parameter_are_known(job):
 def _valid_value(parameter) -> str:
   """A value the template's regexes accept (what the launcher would pass)."""
   for value in ('true', '1', '416', '0.5', 'jsonl', 'FILE_LOADS', 'cpu', 'gs://my-bucket/x',
-                'p:d.t', 'x'):
+                'p:d.t', 'x', 'auto', 'object'):
     if all(re.fullmatch(r, value) for r in parameter['regexes']):
       return value
   raise AssertionError(parameter['name'])

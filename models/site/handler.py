@@ -4,19 +4,23 @@ Beam's own TF handlers cannot load plain SavedModel folders on this stack
 (they go through ``tf.keras.models.load_model``) and hold one model per
 transform; its ``KeyedModelHandler`` needs every key at construction. Here
 the "model" handed to ``RunInference`` is a :class:`SiteModelPool`, and each
-element is a :class:`SiteChunk`: rows of one site.
+element is a :class:`SiteChunk`: rows of one site. What each row feeds is
+decided here, once the site's signature is known
+(:mod:`models.site.row_feed`: the instance config, and typing of text rows).
 """
 import sys
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
 from models.site.site_model import RowResult
 from models.site.errors import SiteModelError
+from models.site.instance_config import InstanceConfig
 from models.site.pool import DEFAULT_MAX_BYTES
 from models.site.pool import DEFAULT_MAX_MODELS
 from models.site.pool import SiteModelPool
+from models.site.row_feed import predict_rows
 
 
 class SiteChunk(NamedTuple):
@@ -43,7 +47,8 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
 
   Error policy: a site without a usable model fails all its rows (reason
   from :class:`SiteModelError`) and no other site's; a row the signature
-  cannot take, or whose inference fails, fails alone. Transient errors
+  cannot take (or cannot feed: :mod:`models.site.row_feed`), or whose
+  inference fails, fails alone. Transient errors
   (reading a remote model folder) propagate so the runner retries.
   """
 
@@ -52,18 +57,25 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
                max_models: int = DEFAULT_MAX_MODELS,
                max_bytes: int = DEFAULT_MAX_BYTES,
                share_graphs: bool = True,
-               chunks_per_batch: int = 1):
+               chunks_per_batch: int = 1,
+               model_versions: Optional[Mapping[str, str]] = None,
+               instance_config: Optional[InstanceConfig] = None,
+               text_values: bool = False):
     """
     Args:
       model_root: folder (local or gs://) with one subfolder per site.
       signature: signature name to call in every site's SavedModel.
       model_version: pin this integer version folder instead of the highest.
+      model_versions: per-site pins ``site_id -> version`` that win over
+        ``model_version`` (a missing pinned version is ``no_model``).
       max_models: most site models one worker process keeps loaded.
       max_bytes: most estimated model bytes one worker process keeps loaded.
       share_graphs: sites of one architecture share one loaded graph and
         keep only their weights (see :mod:`models.site.shared_graphs`).
       chunks_per_batch: chunks handed to one ``run_inference`` call; chunks
         are already site batches, so 1 keeps per-call latency low.
+      instance_config: what each row feeds (None: the whole row, by name).
+      text_values: rows hold text to type by the signature's dtypes (CSV).
     """
     super().__init__(min_batch_size=1, max_batch_size=chunks_per_batch)
     self._model_root = model_root
@@ -72,18 +84,24 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
     self._max_models = max_models
     self._max_bytes = max_bytes
     self._share_graphs = share_graphs
+    self._model_versions = dict(model_versions) if model_versions else None
+    self._instance_config = instance_config
+    self._text_values = text_values
 
   def load_model(self) -> SiteModelPool:
     # No I/O: site models load lazily, on the first chunk of each site.
     return SiteModelPool(
         model_root=self._model_root, signature=self._signature,
         model_version=self._model_version, max_models=self._max_models,
-        max_bytes=self._max_bytes, share_graphs=self._share_graphs)
+        max_bytes=self._max_bytes, share_graphs=self._share_graphs,
+        model_versions=self._model_versions)
 
   def run_inference(self, batch: Sequence[SiteChunk], model: SiteModelPool,
                     inference_args: Optional[Dict[str, Any]] = None
                     ) -> Iterable[PredictionResult]:
-    return [PredictionResult(chunk, predict_chunk(model, chunk), model_id=chunk.site_id)
+    return [PredictionResult(chunk, predict_chunk(model, chunk, config=self._instance_config,
+                                                  text_values=self._text_values),
+                             model_id=chunk.site_id)
             for chunk in batch]
 
   def get_num_bytes(self, batch: Sequence[SiteChunk]) -> int:
@@ -101,13 +119,22 @@ def _estimated_bytes(chunk: SiteChunk) -> int:
   return sum(sys.getsizeof(row) + sum(map(sys.getsizeof, row.values())) for row in chunk.rows)
 
 
-def predict_chunk(pool: SiteModelPool, chunk: SiteChunk) -> ChunkOutcome:
-  """Runs one chunk; site-level failures become one RowResult per row."""
+def predict_chunk(pool: SiteModelPool, chunk: SiteChunk, *,
+                  config: Optional[InstanceConfig] = None,
+                  text_values: bool = False) -> ChunkOutcome:
+  """Runs one chunk; site-level failures become one RowResult per row.
+
+  ``config`` and ``text_values``: see :func:`models.site.row_feed.predict_rows`.
+  """
   try:
     model, loaded_now = pool.get(chunk.site_id)
   except SiteModelError as e:
     return ChunkOutcome(None, [RowResult(i, None, e.reason, e.message)
                                for i in range(len(chunk.rows))])
-  return ChunkOutcome(model.version, model.predict(chunk.rows), loaded_now,
+  if text_values or (config is not None and not config.feeds_whole_row):
+    results = predict_rows(model, chunk.rows, config=config, text_values=text_values)
+  else:
+    results = model.predict(chunk.rows)
+  return ChunkOutcome(model.version, results, loaded_now,
                       model.load_ms if loaded_now else 0.0,
                       loaded_now and getattr(model, 'fast_path', False))

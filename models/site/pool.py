@@ -23,7 +23,7 @@ import collections
 import functools
 import logging
 import threading
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Callable, Dict, Mapping, NamedTuple, Optional
 
 from apache_beam.metrics import Metrics
 
@@ -34,6 +34,7 @@ from models.site.site_model import load_site_model
 from models.site.errors import SiteModelError
 from models.site.layout import ModelLocation
 from models.site.layout import locate
+from models.site.version_manifest import pinned_version
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,12 +60,16 @@ class SiteModelPool:
                max_models: int = DEFAULT_MAX_MODELS,
                max_bytes: int = DEFAULT_MAX_BYTES,
                share_graphs: bool = True,
-               loader: Optional[Loader] = None):
+               loader: Optional[Loader] = None,
+               model_versions: Optional[Mapping[str, str]] = None):
     """
     Args:
       model_root: folder (local or gs://) with one subfolder per site.
       signature: signature name to call in every site's SavedModel.
       model_version: pin this integer version folder instead of the highest.
+      model_versions: per-site pins (``site_id -> version``, a
+        :mod:`models.site.version_manifest`) that win over ``model_version``;
+        a pinned version that does not exist is the site's ``no_model``.
       max_models: most site models kept.
       max_bytes: most estimated bytes of site models and shared graphs kept.
       share_graphs: share one loaded graph among sites of one architecture.
@@ -75,6 +80,7 @@ class SiteModelPool:
     self._model_root = model_root
     self._signature = signature
     self._model_version = model_version
+    self._model_versions = dict(model_versions) if model_versions else None
     self._max_models = max_models
     self._max_bytes = max_bytes
     self._graphs = SharedGraphs()
@@ -122,8 +128,8 @@ class SiteModelPool:
       if hit is not None:
         return Acquired(hit, False)
       try:
-        model = self._loader(
-            locate(self._model_root, site_id, self._model_version), self._signature)
+        version = pinned_version(site_id, self._model_versions, self._model_version)
+        model = self._loader(locate(self._model_root, site_id, version), self._signature)
       except SiteModelError as e:
         self._load_failures.inc()
         self._remember_failure(site_id, e)

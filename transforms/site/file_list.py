@@ -16,13 +16,18 @@ ValueError whose message names the list file, the line and the entry) for a
 mistake the user must fix; I/O errors reading the list propagate.
 """
 import concurrent.futures
+import functools
 import os
 import posixpath
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filebasedsource import ReadAllFiles
+from apache_beam.io.filesystem import CompressionTypes
 
 from common import paths
+from transforms.text_lines import DEFAULT_MAX_LINE_BYTES
+from transforms.text_lines import LineSource
 
 JSONL = 'jsonl'
 CSV = 'csv'
@@ -39,6 +44,7 @@ _EXTENSIONS = {
 _COMPRESSED = ('.gz', '.gzip', '.bz2', '.zst', '.zstd', '.xz', '.lzma', '.deflate')
 _GLOB = set('*?[')
 _MATCH_THREADS = 16
+_DESIRED_BUNDLE_BYTES = 64 << 20   # as Beam's ReadAllFromText
 
 
 class FileListError(ValueError):
@@ -174,22 +180,37 @@ def list_format(files: Sequence[str], declared: Optional[str] = None, *,
   return next(iter(seen))
 
 
+def _line_source(path: str, *, max_line_bytes: int, compression: str) -> LineSource:
+  return LineSource(path, max_line_bytes=max_line_bytes, compression_type=compression,
+                    validate=False)
+
+
 class ReadJsonLinesFiles(beam.PTransform):
   """Listed JSON-lines files -> ``(file name, line bytes)``, as the ``--input`` read gives.
 
   The element :class:`transforms.site.rows.PackJsonLinesBySite` takes
-  (lines as bytes, so a line that is not UTF-8 is a dead letter there).
-  Compressed files are decompressed by extension.
+  (lines as bytes, so a line that is not UTF-8 is a dead letter there), read
+  by :class:`transforms.text_lines.LineSource`: a line over
+  ``max_line_bytes`` comes as a ``RefusedLine``. Compressed files are
+  decompressed by extension, or as ``compression`` (a Beam
+  ``CompressionTypes`` value) says; uncompressed files are split into ranges.
   """
 
-  def __init__(self, files: Iterable[str]):
+  def __init__(self, files: Iterable[str], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+               compression: str = CompressionTypes.AUTO):
     super().__init__()
     self._files = list(files)
     if not self._files:
       raise ValueError('no files given')
+    self._max_line_bytes = max_line_bytes
+    self._compression = compression
 
   def expand(self, pbegin):
+    source = functools.partial(_line_source, max_line_bytes=self._max_line_bytes,
+                               compression=self._compression)
     return (pbegin
             | 'Files' >> beam.Create(self._files)
-            | 'ReadLines' >> beam.io.ReadAllFromText(
-                with_filename=True, coder=beam.coders.BytesCoder()))
+            | 'ReadLines' >> ReadAllFiles(
+                splittable=True, compression_type=self._compression,
+                desired_bundle_size=_DESIRED_BUNDLE_BYTES, min_bundle_size=0,
+                source_from_file=source))

@@ -9,7 +9,7 @@ Usable from any pipeline::
     result.prediction_batches, result.failed, result.stats
 """
 import json
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import PredictionResult
@@ -18,6 +18,8 @@ from apache_beam.transforms.window import GlobalWindows
 
 from models.site.handler import SiteChunk
 from models.site.handler import SiteModelHandler
+from models.site.instance_config import InstanceConfig
+from models.site.instance_config import echo_of
 from models.site.pool import DEFAULT_MAX_BYTES
 from models.site.pool import DEFAULT_MAX_MODELS
 from transforms.dead_letters import dead_letter
@@ -32,7 +34,9 @@ DEFAULT_ROWS_PER_CHUNK = 1000
 
 
 class Prediction(NamedTuple):
-  """One row's prediction, before formatting."""
+  """One row's prediction, before formatting: ``instance`` is the row as echoed
+  (:func:`models.site.instance_config.echo_of`), ``model_version`` the version
+  folder that predicted it (None for the unversioned layout)."""
   site_id: str
   source: str
   instance: Dict[str, Any]
@@ -82,8 +86,14 @@ class SplitOutcomes(beam.DoFn):
   predictions of a chunk travel as one list (none when every row failed).
   Dead letters are stage ``predict``, except ``bad_site`` (an id the model
   lookup refused before any I/O, e.g. too long for the model root), which
-  is stage ``key_by_site`` as when the packing step refuses it.
+  is stage ``key_by_site`` as when the packing step refuses it. A dead
+  letter's record is the whole row; a prediction's instance is the row as
+  ``instance_config`` echoes it.
   """
+
+  def __init__(self, instance_config: Optional[InstanceConfig] = None):
+    self._config = (instance_config if instance_config is not None
+                    and not instance_config.feeds_whole_row else None)
 
   def process(self, result: PredictionResult):
     chunk, outcome = result.example, result.inference
@@ -101,8 +111,9 @@ class SplitOutcomes(beam.DoFn):
       row = chunk.rows[row_result.index]
       source = chunk.sources[row_result.index]
       if row_result.outputs is not None:
-        predictions.append(
-            Prediction(chunk.site_id, source, row, row_result.outputs, outcome.model_version))
+        instance = row if self._config is None else echo_of(row, self._config)
+        predictions.append(Prediction(chunk.site_id, source, instance, row_result.outputs,
+                                      outcome.model_version))
       else:
         stage = SITE_STAGE if row_result.reason == BAD_SITE else PREDICT_STAGE
         yield failed(dead_letter(
@@ -119,10 +130,23 @@ class PredictPerSite(beam.PTransform):
   rows into chunks, and runs every chunk through ``RunInference`` with
   :class:`SiteModelHandler` (a lazily filled, bounded per-worker pool of
   site models). Predictions come out as one list per chunk.
+
+  Args:
+    model_root, signature, model_version: where and what each site's model is.
+    model_versions: per-site version pins (``site_id -> version``, see
+      :mod:`models.site.version_manifest`); sites not listed take
+      ``model_version`` or the highest. A pinned version that does not exist
+      fails that site's rows with ``no_model``.
+    instance_config: what each row feeds and echoes (None: the whole row).
+    text_values: rows hold text (CSV) typed by each site's signature dtypes.
+    rows_per_chunk, max_models_per_worker, max_model_bytes_per_worker: bounds.
   """
 
   def __init__(self, *, model_root: str, signature: str = 'serving_default',
                model_version: Optional[str] = None,
+               model_versions: Optional[Mapping[str, str]] = None,
+               instance_config: Optional[InstanceConfig] = None,
+               text_values: bool = False,
                rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
                max_models_per_worker: int = DEFAULT_MAX_MODELS,
                max_model_bytes_per_worker: int = DEFAULT_MAX_BYTES):
@@ -130,9 +154,12 @@ class PredictPerSite(beam.PTransform):
     if rows_per_chunk < 1:
       raise ValueError(f'rows_per_chunk must be >= 1, got {rows_per_chunk}')
     self._rows_per_chunk = rows_per_chunk
+    self._instance_config = instance_config
     self._handler = SiteModelHandler(
         model_root=model_root, signature=signature, model_version=model_version,
-        max_models=max_models_per_worker, max_bytes=max_model_bytes_per_worker)
+        max_models=max_models_per_worker, max_bytes=max_model_bytes_per_worker,
+        model_versions=model_versions, instance_config=instance_config,
+        text_values=text_values)
 
   def expand(self, site_rows):
     if not isinstance(site_rows.windowing.windowfn, GlobalWindows):
@@ -146,7 +173,7 @@ class PredictPerSite(beam.PTransform):
     outcomes = (
         chunks.chunks
         | 'RunSiteModels' >> RunInference(self._handler)
-        | 'SplitOutcomes' >> beam.ParDo(SplitOutcomes()).with_outputs(
+        | 'SplitOutcomes' >> beam.ParDo(SplitOutcomes(self._instance_config)).with_outputs(
             'failed', 'stats', 'model_loads', main='predictions'))
     stats = ((chunks.stats, outcomes.stats)
              | 'MergeStats' >> beam.Flatten())

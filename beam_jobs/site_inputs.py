@@ -1,0 +1,143 @@
+"""The per-site job's ``--input`` files: their format, checked at launch, and their reading.
+
+``--input_format`` (default: by ``--input``'s extension) picks the reader:
+
+* ``jsonl``: :class:`transforms.text_lines.ReadLinesWithFileName`, one
+  element per line, parsed and packed by
+  :class:`transforms.site.rows.PackJsonLinesBySite`;
+* ``csv``: :class:`transforms.site.csv_rows.ReadCsvRows` (rows of text,
+  typed later by each site's signature);
+* ``tfrecord``: :class:`transforms.site.tfrecord_rows.ReadTfRecordRows`;
+* ``file_list``: ``--input`` is a list of files (:mod:`transforms.site.file_list`),
+  expanded at launch and read with the reader of their one format.
+
+CSV and TFRecord rows are packed by :class:`transforms.site.rows.PackBySite`.
+The "raw" elements the job counts as ``records_read`` are one per input
+record: a line (jsonl), or a row or read dead letter (csv, tfrecord; a CSV
+header is not a record, a compressed file that stops decompressing is one
+``bad_file`` record), so ``records_read == predictions + failed`` holds for
+every format.
+
+Error policy: :func:`resolve_input` raises UsageError (one line naming the
+flag) for anything the user must fix: a format that is not one, a file list
+naming a missing file or mixing formats, a flag that does not apply to the
+input. Reading never raises for file contents: bad records are dead letters.
+"""
+from typing import NamedTuple, Optional, Tuple
+
+import apache_beam as beam
+
+from beam_jobs import output_folder
+from beam_jobs.flags_site import AUTO
+from beam_jobs.usage import UsageError
+from transforms.dead_letters import FAILED
+from transforms.site import file_list
+from transforms.site.csv_rows import ReadCsvRows
+from transforms.site.rows import PackBySite
+from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.tfrecord_rows import ReadTfRecordRows
+from transforms.text_lines import ReadLinesWithFileName
+
+
+class SiteInput(NamedTuple):
+  """What ``--input`` resolved to at launch."""
+  format: str                  # jsonl, csv or tfrecord (a file list's files' format)
+  patterns: Tuple[str, ...]    # (--input,), or the files a file list names
+  compression: str             # a Beam CompressionTypes value ('auto': by extension)
+  listed: bool = False         # the patterns come from a file list
+
+  @property
+  def text_values(self) -> bool:
+    """Rows hold text to type by each site's signature (CSV)."""
+    return self.format == file_list.CSV
+
+
+_INPUT_ONLY = ('input_format', 'file_list_format', 'tfrecord_serialized_field')
+
+
+def resolve_input(opts, input_path: Optional[str], output: Optional[str]) -> Optional[SiteInput]:
+  """The files and format ``--input`` names; None for BigQuery input.
+
+  ``opts``: the job's options (``input_format``, ``file_list_format``,
+  ``input_compression``, ``tfrecord_serialized_field``).
+
+  Raises:
+    UsageError: a flag value the user must fix (see the module doc).
+  """
+  if not input_path:
+    for flag in _INPUT_ONLY:
+      if getattr(opts, flag) is not None:
+        raise UsageError(flag, 'only applies with --input')
+    if opts.input_compression != AUTO:
+      raise UsageError('input_compression', 'only applies with --input')
+    return None
+  try:
+    fmt = file_list.input_format(input_path, opts.input_format)
+  except file_list.FileListError as e:
+    raise UsageError('input_format', str(e)) from e
+  if fmt != file_list.FILE_LIST and opts.file_list_format is not None:
+    raise UsageError('file_list_format', 'only applies with --input_format=file_list')
+  site_input = SiteInput(fmt, (input_path,), opts.input_compression)
+  if fmt == file_list.FILE_LIST:
+    site_input = _listed(opts, input_path, output)
+  if opts.tfrecord_serialized_field is not None:
+    if site_input.format != file_list.TFRECORD:
+      raise UsageError('tfrecord_serialized_field',
+                       f'only applies to TFRecord input (this input is {site_input.format})')
+    if not opts.tfrecord_serialized_field:
+      raise UsageError('tfrecord_serialized_field', 'must not be empty')
+  return site_input
+
+
+def _listed(opts, list_path: str, output: Optional[str]) -> SiteInput:
+  try:
+    entries = file_list.read_file_list(list_path)
+    files = file_list.expand_file_list(list_path)
+  except file_list.FileListError as e:
+    raise UsageError('input', str(e)) from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError('input', f'cannot read the file list {list_path!r}: '
+                              f'{type(e).__name__}: {e}') from e
+  try:
+    fmt = file_list.list_format(files, opts.file_list_format, list_path=list_path)
+  except file_list.FileListError as e:
+    raise UsageError('file_list_format' if opts.file_list_format is not None else 'input',
+                     str(e)) from e
+  if output:
+    for _, entry in entries:
+      output_folder.require_outside('output', output, 'input', entry,
+                                    given=f'{list_path} (entry {entry})')
+  return SiteInput(fmt, tuple(files), opts.input_compression, listed=True)
+
+
+def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: str,
+               model_root: Optional[str], max_line_bytes: int,
+               serialized_field: Optional[str] = None):
+  """``--input`` -> (raw elements, ``(site_id, SiteRows)`` blocks, dead letters).
+
+  Raw elements: one per input record (see the module doc), for counting.
+  """
+  compression = site_input.compression
+  if site_input.format == file_list.JSONL:
+    # Bytes: a line that is not UTF-8 becomes a dead letter, not a failed read;
+    # so does a line over max_line_bytes (read as a RefusedLine, never whole).
+    if site_input.listed:
+      raw = pipeline | 'ReadLines' >> file_list.ReadJsonLinesFiles(
+          site_input.patterns, max_line_bytes=max_line_bytes, compression=compression)
+    else:
+      raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(
+          site_input.patterns[0], max_line_bytes=max_line_bytes, compression_type=compression)
+    packed = raw | 'ParseAndPackBySite' >> beam.ParDo(PackJsonLinesBySite(
+        site_field, model_root=model_root)).with_outputs(FAILED, main='rows')
+    return raw, packed.rows, packed[FAILED]
+  patterns = list(site_input.patterns)
+  if site_input.format == file_list.CSV:
+    read = pipeline | 'ReadCsv' >> ReadCsvRows(patterns, compression=compression)
+  else:
+    read = pipeline | 'ReadTfRecords' >> ReadTfRecordRows(
+        patterns, compression=compression, serialized_field=serialized_field)
+  raw = (read.rows, read[FAILED]) | 'RecordsRead' >> beam.Flatten()
+  packed = read.rows | 'PackBySite' >> beam.ParDo(PackBySite(
+      site_field, model_root=model_root)).with_outputs(FAILED, main='rows')
+  failures = (read[FAILED], packed[FAILED]) | 'ReadFailures' >> beam.Flatten()
+  return raw, packed.rows, failures
