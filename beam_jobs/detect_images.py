@@ -75,6 +75,7 @@ from transforms.dead_letters import WriteDeadLetters
 from transforms.detection.image_files import ListImages
 from transforms.detection.image_files import resolve_input
 from transforms.detection.input_cleanup import CleanUpInputs
+from transforms import run_stats
 from transforms.run_summary import OK
 from transforms.run_summary import FailJobIfRunFailed
 from transforms.run_summary import StatusPolicy
@@ -177,13 +178,13 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
       annotated.written
       | 'CountAnnotated' >> beam.combiners.Count.Globally()
       | 'AnnotatedFolder' >> beam.FlatMap(_folder_if_any, paths.join(config.output, 'annotated')))
-  stats = (
-      listed.images | 'ImageStats' >> beam.FlatMap(detection.image_stats),
-      listed.ignored | 'IgnoredStats' >> beam.FlatMap(detection.ignored_stats),
-      annotated.records | 'RecordStats' >> beam.FlatMap(detection.record_stats),
-      failed | 'FailureStats' >> beam.FlatMap(detection.failure_stats),
-      annotated.written | 'AnnotatedStats' >> beam.FlatMap(detection.annotated_stats),
-  ) | 'AllStats' >> beam.Flatten()
+  stats = pipeline | 'RunStats' >> run_stats.RunStats({
+      'ImageStats': (listed.images, run_stats.StatsOf(detection.image_stats)),
+      'IgnoredStats': (listed.ignored, run_stats.StatsOf(detection.ignored_stats)),
+      'RecordStats': (annotated.records, run_stats.StatsOf(detection.record_stats)),
+      'FailureStats': (failed, run_stats.StatsOf(detection.failure_stats)),
+      'AnnotatedStats': (annotated.written, run_stats.StatsOf(detection.annotated_stats)),
+  })
   summary = stats | 'WriteSummary' >> WriteRunSummary(
       config.output, started_at=started_at, finalize=detection.finalize_summary,
       outputs={'detections': detection_files, 'errors': error_files,

@@ -79,6 +79,7 @@ from transforms.site.prediction_output import AIPLATFORM
 from transforms.site.prediction_output import WriteErrorStats
 from transforms.site.prediction_output import WritePredictions
 from transforms.run_summary import FailJobIfRunFailed
+from transforms import run_stats
 from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
 from models.site import instance_config
@@ -260,37 +261,6 @@ def _with_source(row: Dict[str, Any], source: str):
   return source, dict(row)
 
 
-def _stat(unused_element, key):
-  return (key,), 1
-
-
-def _total(count, key):
-  return (key,), count
-
-
-class _CountAs(beam.PTransform):
-  """Elements (or, with ``batched``, the items of list elements) -> one
-  ``((key,), count)`` stat; counted per bundle, not per element."""
-
-  def __init__(self, key: str, *, batched: bool = False):
-    super().__init__()
-    self._key = key
-    self._batched = batched
-
-  def expand(self, pcoll):
-    if self._batched:
-      counted = (pcoll
-                 | 'Sizes' >> beam.Map(len)
-                 | 'Count' >> beam.CombineGlobally(sum))
-    else:
-      counted = pcoll | 'Count' >> beam.combiners.Count.Globally()
-    return counted | 'AsStat' >> beam.Map(_total, self._key)
-
-
-def _failure_stat(letter: Dict[str, Any]):
-  return ('failed', letter['reason']), 1
-
-
 def _write_bigquery(predictions, failures, site_lines, opts: SitePredictionOptions):
   """Optional BigQuery sinks; returns rows BigQuery rejected (as dead letters) or None."""
   rejected = []
@@ -363,14 +333,15 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
     outputs['bigquery_rejected'] = rejected | 'WriteRejected' >> WriteDeadLetters(
         output, name='bigquery_rejected')
 
-  stats = (
-      raw | 'CountRead' >> _CountAs('records_read'),
-      inference.prediction_batches | 'CountWritten' >> _CountAs(
-          'predictions_written', batched=True),
-      failures | 'CountFailed' >> beam.Map(_failure_stat),
-      inference.stats,
-  ) + ((rejected | 'CountRejected' >> beam.Map(_stat, 'bigquery_rejected'),)
-       if rejected is not None else ()) | 'AllStats' >> beam.Flatten()
+  counted = {
+      'CountRead': (raw, run_stats.Count('records_read')),
+      'CountWritten': (inference.prediction_batches, run_stats.CountItems('predictions_written')),
+      'CountFailed': (failures, run_stats.StatsOf(run_stats.by_reason)),
+      'InferenceStats': (inference.stats, run_stats.AsIs()),
+  }
+  if rejected is not None:
+    counted['CountRejected'] = (rejected, run_stats.Count('bigquery_rejected'))
+  stats = pipeline | 'RunStats' >> run_stats.RunStats(counted)
   summary = stats | 'WriteSummary' >> WriteRunSummary(
       output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
       extra={'run_id': opts.run_id, 'provenance': provenance.site_job(
@@ -393,8 +364,9 @@ def status_policy(max_failed_fraction: float) -> StatusPolicy:
 
 
 PROGRESS = progress.Plan(
-    taps=(progress.Tap('CountRead', functools.partial(progress.each, field='records_read')),
-          progress.Tap('CountWritten', functools.partial(progress.size,
+    taps=(progress.Tap('RunStats/CountRead', functools.partial(progress.each,
+                                                               field='records_read')),
+          progress.Tap('RunStats/CountWritten', functools.partial(progress.size,
                                                          field='predictions_written')),
           progress.Tap('WriteDeadLetters', functools.partial(progress.each, field='failed')),
           progress.Tap('WriteSummary', functools.partial(progress.stats,
