@@ -1,5 +1,6 @@
 """``make demo``: both jobs end to end on built-in sample data, on the local runner."""
 import argparse
+import glob
 import importlib.util
 import logging
 import os
@@ -33,6 +34,11 @@ def main(argv=None) -> int:
     from samples import detection_demo  # pylint: disable=import-outside-toplevel
     print('== Image detection ==', flush=True)
     detection_demo.run_demo(output)
+  reports = sorted(glob.glob(os.path.join(output, '*', 'report.html')))
+  if reports:
+    print('== Run reports (open in a browser) ==')
+    for path in reports:
+      print(f'  {path}')
   return 0
 
 
