@@ -261,7 +261,7 @@ def _with_source(row: Dict[str, Any], source: str):
   return source, dict(row)
 
 
-def _write_bigquery(predictions, failures, site_lines, opts: SitePredictionOptions):
+def _write_bigquery(predictions, failures, site_lines, opts: SitePredictionOptions, run_id: str):
   """Optional BigQuery sinks; returns rows BigQuery rejected (as dead letters) or None."""
   rejected = []
   method = opts.bigquery_write_method
@@ -270,15 +270,15 @@ def _write_bigquery(predictions, failures, site_lines, opts: SitePredictionOptio
       'predictions': opts.output_table, 'errors': opts.errors_table}
   if tables['predictions']:
     rejected.append(predictions | 'WritePredictionsToBigQuery' >> WritePredictionsToBigQuery(
-        tables['predictions'], run_id=opts.run_id, key_field=opts.key_field, method=method,
+        tables['predictions'], run_id=run_id, key_field=opts.key_field, method=method,
         vertex=vertex))
   if tables['errors']:
     rejected.append(failures | 'WriteDeadLettersToBigQuery' >> WriteDeadLettersToBigQuery(
-        tables['errors'], run_id=opts.run_id, method=method, vertex=vertex,
+        tables['errors'], run_id=run_id, method=method, vertex=vertex,
         key_field=opts.key_field))
   if opts.sites_table:
     rejected.append(site_lines | 'WriteSiteOutcomesToBigQuery' >> WriteSiteOutcomesToBigQuery(
-        opts.sites_table, run_id=opts.run_id, method=method))
+        opts.sites_table, run_id=run_id, method=method))
   if not rejected:
     return None
   return rejected | 'AllRejected' >> beam.Flatten()
@@ -303,8 +303,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   io = options.view_as(JobIOOptions)
   output = io.output
   started_at = time.time() if started_at is None else started_at
-  if opts.run_id is None:
-    opts.run_id = new_run_id()
+  run_id = opts.run_id or new_run_id()     # the options stay as given
 
   raw, site_rows, unusable = _read_site_rows(pipeline, opts, plan)
   inference = site_rows | 'PredictPerSite' >> PredictPerSite(
@@ -328,7 +327,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   }
   if opts.output_format == AIPLATFORM:
     outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(output)
-  rejected = _write_bigquery(inference.prediction_batches, failures, site_lines, opts)
+  rejected = _write_bigquery(inference.prediction_batches, failures, site_lines, opts,
+                             run_id)
   if rejected is not None:
     outputs['bigquery_rejected'] = rejected | 'WriteRejected' >> WriteDeadLetters(
         output, name='bigquery_rejected')
@@ -344,7 +344,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   stats = pipeline | 'RunStats' >> run_stats.RunStats(counted)
   summary = stats | 'WriteSummary' >> WriteRunSummary(
       output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
-      extra={'run_id': opts.run_id, 'provenance': provenance.site_job(
+      extra={'run_id': run_id, 'provenance': provenance.site_job(
           opts, input_path=io.input, max_failed_fraction=io.max_failed_fraction)},
       policy=status_policy(io.max_failed_fraction))
   report = summary | 'WriteRunReport' >> reporting.WriteSiteReport(
