@@ -12,7 +12,7 @@ from transforms.detection import letterbox
 from transforms import dead_letters
 from transforms.detection.image_decode import DecodedImage
 from transforms.detection.image_decode import DecodeImageFn
-from transforms.detection.image_decode import ImageProblem
+from common.failures import RecordFailure
 from transforms.detection.image_decode import decode
 from transforms.detection.image_files import ImageFile
 
@@ -104,7 +104,7 @@ def test_one_pixel_image_decodes_and_letterboxes():
      'image_too_large'),
 ], ids=['truncated-jpeg', 'text-named-jpg', 'gif-named-jpg', 'zero-bytes', 'bomb-header'])
 def test_bad_files_are_classified(tmp_path, make_data, reason):
-  with pytest.raises(ImageProblem) as caught:
+  with pytest.raises(RecordFailure) as caught:
     decode(make_data(tmp_path), max_pixels=LIMIT)
   assert caught.value.reason == reason
 
@@ -113,14 +113,14 @@ def test_pixel_limit_is_checked_from_the_header_without_decoding(tmp_path):
   data = detect_helpers.png_header_only(tmp_path / 'bomb.png', 9_000, 9_000).read_bytes()
   tracemalloc.start()
   try:
-    with pytest.raises(ImageProblem, match='81000000 pixels exceeds --max_image_pixels'):
+    with pytest.raises(RecordFailure, match='81000000 pixels exceeds --max_image_pixels'):
       decode(data, max_pixels=LIMIT)
     _, peak = tracemalloc.get_traced_memory()
   finally:
     tracemalloc.stop()
   assert peak < 5_000_000  # decoding would need 243 MB
   real = _bytes(Image.fromarray(detect_helpers.coffee()), 'JPEG')
-  with pytest.raises(ImageProblem) as caught:
+  with pytest.raises(RecordFailure) as caught:
     decode(real, max_pixels=600 * 400 - 1)
   assert caught.value.reason == 'image_too_large'
   assert decode(real, max_pixels=600 * 400).size == (600, 400)

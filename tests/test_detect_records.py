@@ -42,7 +42,7 @@ def test_inference_error_becomes_a_dead_letter():
   fn = detection._ToDetectedFn('m', None)  # pylint: disable=protected-access
   (out,) = fn.process(_result(InferenceError('RuntimeError: boom')))
   assert out.tag == dead_letters.FAILED
-  assert out.value == {'stage': 'inference', 'reason': 'inference_failed',
+  assert out.value == {'stage': 'predict', 'reason': 'inference_failed',
                        'message': 'RuntimeError: boom', 'site_id': 'cam1',
                        'source': 'gs://b/in/cam1/z.jpg', 'record': SOURCE.as_record()}
 

@@ -13,11 +13,12 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
+from common import failures
 from common import paths
 from transforms import dead_letters
 from transforms.detection.image_files import annotated_path
 
-STAGE = 'annotate'
+STAGE = failures.ANNOTATE
 ANNOTATED = 'annotated'
 JPEG_QUALITY = 90
 # zlib's run-length strategy (Z_RLE): measured on a 741x500 photo, 32 ms and
@@ -109,7 +110,7 @@ class _AnnotateFn(beam.DoFn):
         data, mime = encode(item.image, item.source.relative_path)
       except (OSError, ValueError) as e:
         yield dead_letters.failed(dead_letters.dead_letter(
-            STAGE, 'annotate_failed', f'{type(e).__name__}: {e}', site_id=item.source.site_id,
+            STAGE, failures.ANNOTATE_FAILED, f'{type(e).__name__}: {e}', site_id=item.source.site_id,
             source=item.source.uri, record=item.source.as_record()))
         return
       paths.write_bytes(target, data, mime)

@@ -14,11 +14,12 @@ from PIL import ImageOps
 from PIL import UnidentifiedImageError
 
 from transforms.detection import letterbox
+from common import failures
 from common import paths
 from transforms import dead_letters
 from transforms.detection.image_files import ImageFile
 
-STAGE = 'decode'
+STAGE = failures.DECODE
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 """Width x height above which an image is refused unread (64 MP ~ 192 MB as RGB)."""
 FORMATS = ('JPEG', 'PNG')
@@ -31,12 +32,8 @@ _METADATA_ALLOWANCE_BYTES = 1 << 20
 _BACKGROUND = (255, 255, 255)
 
 
-class ImageProblem(Exception):
-  """A per-image, permanent problem; ``reason`` is the dead-letter code."""
-
-  def __init__(self, reason: str, message: str):
-    super().__init__(message)
-    self.reason = reason
+def _problem(reason: str, message: str) -> failures.RecordFailure:
+  return failures.RecordFailure(STAGE, reason, message)
 
 
 @dataclasses.dataclass
@@ -58,22 +55,22 @@ def open_checked(data: bytes, max_pixels: int) -> Image.Image:
   """Opens ``data`` reading only the header, and refuses oversized images.
 
   Raises:
-    ImageProblem: ``empty_file``, ``decode_failed`` or ``image_too_large``.
+    RecordFailure: ``empty_file``, ``decode_failed`` or ``image_too_large``.
   """
   if not data:
-    raise ImageProblem('empty_file', 'the file is empty (0 bytes)')
+    raise _problem(failures.EMPTY_FILE, 'the file is empty (0 bytes)')
   try:
     image = Image.open(io.BytesIO(data), formats=FORMATS)
   except Image.DecompressionBombError as e:
-    raise ImageProblem('image_too_large', f'refused by Pillow\'s own limit: {e}') from e
+    raise _problem(failures.IMAGE_TOO_LARGE, f'refused by Pillow\'s own limit: {e}') from e
   except UnidentifiedImageError as e:
-    raise ImageProblem('decode_failed', f'not a JPEG or PNG image ({len(data)} bytes)') from e
+    raise _problem(failures.DECODE_FAILED, f'not a JPEG or PNG image ({len(data)} bytes)') from e
   except (OSError, SyntaxError, ValueError) as e:
-    raise ImageProblem('decode_failed', f'unreadable image header: {e}') from e
+    raise _problem(failures.DECODE_FAILED, f'unreadable image header: {e}') from e
   width, height = image.size
   if width * height > max_pixels:
-    raise ImageProblem(
-        'image_too_large',
+    raise _problem(
+        failures.IMAGE_TOO_LARGE,
         f'{width}x{height} = {width * height} pixels exceeds --max_image_pixels={max_pixels}')
   return image
 
@@ -102,12 +99,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode(data: bytes, *, max_pixels: int) -> Image.Image:
-  """Bytes -> oriented RGB image. Raises :class:`ImageProblem`."""
+  """Bytes -> oriented RGB image. Raises :class:`~common.failures.RecordFailure`."""
   image = open_checked(data, max_pixels)
   try:
     image.load()
   except (OSError, SyntaxError, ValueError) as e:
-    raise ImageProblem('decode_failed', f'corrupt or truncated image data: {e}') from e
+    raise _problem(failures.DECODE_FAILED, f'corrupt or truncated image data: {e}') from e
   try:
     ImageOps.exif_transpose(image, in_place=True)
   except (OSError, SyntaxError, ValueError, KeyError, TypeError):
@@ -115,7 +112,7 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
   try:
     return to_rgb(image)
   except (OSError, ValueError) as e:
-    raise ImageProblem('decode_failed', f'cannot convert mode {image.mode} to RGB: {e}') from e
+    raise _problem(failures.DECODE_FAILED, f'cannot convert mode {image.mode} to RGB: {e}') from e
 
 
 class DecodeImageFn(beam.DoFn):
@@ -136,18 +133,18 @@ class DecodeImageFn(beam.DoFn):
 
   def process(self, item: ImageFile):
     if item.size_bytes > self._max_pixels * MAX_BYTES_PER_PIXEL + _METADATA_ALLOWANCE_BYTES:
-      yield self._failed(item, 'image_too_large',
+      yield self._failed(item, failures.IMAGE_TOO_LARGE,
                          f'the file has {item.size_bytes} bytes, more than any image within '
                          f'--max_image_pixels={self._max_pixels} needs; not read')
       return
     try:
       data = b'' if item.size_bytes == 0 else paths.read_bytes(item.uri)
       image = decode(data, max_pixels=self._max_pixels)
-    except ImageProblem as e:
+    except failures.RecordFailure as e:
       yield self._failed(item, e.reason, str(e))
       return
     except (FileNotFoundError, gcp_exceptions.NotFound) as e:
-      yield self._failed(item, 'not_found', f'the file is gone since it was listed: {e}')
+      yield self._failed(item, failures.NOT_FOUND, f'the file is gone since it was listed: {e}')
       return
     boxed = letterbox.letterbox(image, self._image_size, self._pad_value)
     yield DecodedImage(item, image, boxed)

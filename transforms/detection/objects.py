@@ -28,6 +28,7 @@ from PIL import Image
 
 from models.detector.yolo_handler import InferenceError
 from models.detector.yolo_handler import YoloModelHandler
+from common import failures
 from common import paths
 from transforms import dead_letters
 from transforms import json_lines
@@ -35,7 +36,7 @@ from transforms.detection.image_decode import DecodeImageFn
 from transforms.detection.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.detection.image_files import ImageFile
 
-STAGE = 'inference'
+STAGE = failures.PREDICT
 
 
 @dataclasses.dataclass
@@ -69,7 +70,7 @@ class _ToDetectedFn(beam.DoFn):
     source = decoded.source
     if isinstance(result.inference, InferenceError):
       yield dead_letters.failed(dead_letters.dead_letter(
-          STAGE, 'inference_failed', result.inference.message, site_id=source.site_id,
+          STAGE, failures.INFERENCE_FAILED, result.inference.message, site_id=source.site_id,
           source=source.uri, record=source.as_record()))
       return
     detections = [d for d in result.inference
@@ -77,7 +78,7 @@ class _ToDetectedFn(beam.DoFn):
     bad = [d for d in detections if not _finite_detection(d)]
     if bad:
       yield dead_letters.failed(dead_letters.dead_letter(
-          STAGE, 'non_finite_output',
+          STAGE, failures.NON_FINITE_OUTPUT,
           f'{len(bad)} of {len(detections)} detections have a non-finite score or box, '
           f'first: label {bad[0].get("label")!r} score {bad[0].get("score")} '
           f'box {bad[0].get("box")}',
