@@ -246,10 +246,10 @@ def _captures(parts: saved_model_parts.Parts,
 
 
 def _constant_value(parts: saved_model_parts.Parts, operation: str) -> tensor_pb2.TensorProto:
-  for node in parts.graph_nodes():
-    if node.name == operation and node.op == 'Const':
-      return node.attr['value'].tensor
-  raise NotShareable(f'captured constant {operation!r} is not in the graph')
+  node = parts.graph_node(operation)
+  if node is None or node.op != 'Const':
+    raise NotShareable(f'captured constant {operation!r} is not in the graph')
+  return node.attr['value'].tensor
 
 
 def _canonical_library(library: Mapping[str, function_pb2.FunctionDef],

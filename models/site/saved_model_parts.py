@@ -7,17 +7,18 @@ of a small model. :func:`read_parts` parses the file with message types
 that keep every skipped part as raw bytes (protobuf's wire format lets a
 message be read with a schema that declares fewer fields): it reads the
 object graph and the signature map, notes each library function's name,
-and parses a function (or the graph's nodes, for captured constants) only
+and parses a function (or a top-level node, for a captured constant) only
 when asked for it. What it returns holds exactly the bytes of the file, so
 the architecture computed from it is the one a full parse gives.
 """
 import functools
-from typing import Callable, Dict, Iterator, Mapping, NamedTuple, Sequence
+from typing import Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
 from google.protobuf import message_factory
 from tensorflow.core.framework import function_pb2
+from tensorflow.core.framework import node_def_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_object_graph_pb2
 
@@ -29,7 +30,8 @@ _MESSAGES = {
     'SavedModel': [('meta_graphs', 2, True, 'bytes')],
     'MetaGraph': [('graph_def', 2, False, 'Graph'), ('signature_def', 5, True, 'bytes'),
                   ('object_graph_def', 7, False, 'bytes')],
-    'Graph': [('library', 2, False, 'Library')],
+    'Graph': [('node', 1, True, 'bytes'), ('library', 2, False, 'Library')],
+    'Node': [('name', 1, False, 'string')],
     'Library': [('function', 1, True, 'bytes')],
     'Function': [('signature', 1, False, 'Name')],
     'Name': [('name', 1, False, 'string')],
@@ -88,7 +90,7 @@ class Parts(NamedTuple):
   signature_def: Mapping[str, meta_graph_pb2.SignatureDef]
   object_graph_def: saved_object_graph_pb2.SavedObjectGraph
   library: Mapping[str, function_pb2.FunctionDef]
-  graph_nodes: Callable[[], Sequence]   # () -> the top-level graph's NodeDefs (parsed on call)
+  graph_node: Callable[[str], Optional[node_def_pb2.NodeDef]]   # the top-level node named so
 
 
 def read_parts(data: bytes) -> Parts:
@@ -101,7 +103,7 @@ def read_parts(data: bytes) -> Parts:
   saved_model = classes['SavedModel'].FromString(data)
   if len(saved_model.meta_graphs) != 1:
     return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(),
-                 {}, lambda: ())
+                 {}, lambda name: None)
   meta_bytes = saved_model.meta_graphs[0]
   meta = classes['MetaGraph'].FromString(meta_bytes)
   signatures = {}
@@ -114,19 +116,24 @@ def read_parts(data: bytes) -> Parts:
     raw[function_head.FromString(function).signature.name] = function
   return Parts(1, signatures,
                saved_object_graph_pb2.SavedObjectGraph.FromString(meta.object_graph_def),
-               LazyLibrary(raw), functools.partial(_graph_nodes, meta_bytes))
+               LazyLibrary(raw),
+               functools.partial(_graph_node, meta.graph_def.node, classes['Node']))
 
 
-def _graph_nodes(meta_bytes: bytes):
-  return meta_graph_pb2.MetaGraphDef.FromString(meta_bytes).graph_def.node
+def _graph_node(nodes: Sequence[bytes], head: type, name: str) -> Optional[node_def_pb2.NodeDef]:
+  """The first top-level node called ``name`` (only its name is read of the others)."""
+  for node in nodes:
+    if head.FromString(node).name == name:
+      return node_def_pb2.NodeDef.FromString(node)
+  return None
 
 
 def parts_of(saved_model) -> Parts:
   """:class:`Parts` of an already parsed ``SavedModel`` proto."""
   if len(saved_model.meta_graphs) != 1:
     return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(),
-                 {}, lambda: ())
+                 {}, lambda name: None)
   meta_graph = saved_model.meta_graphs[0]
   return Parts(1, meta_graph.signature_def, meta_graph.object_graph_def,
                {f.signature.name: f for f in meta_graph.graph_def.library.function},
-               lambda: meta_graph.graph_def.node)
+               lambda name: next((n for n in meta_graph.graph_def.node if n.name == name), None))
