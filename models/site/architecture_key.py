@@ -48,7 +48,7 @@ is not shareable: such sites are loaded fully, each on its own.
 """
 import hashlib
 import os
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from tensorflow.core.framework import function_pb2
 from tensorflow.core.framework import tensor_pb2
@@ -58,6 +58,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from models.site.canonical_function import CanonicalFunction
 from models.site.canonical_function import NotShareable
 from models.site.canonical_function import canonicalize
+from models.site import saved_model_parts
 from models.site.layout import SAVED_MODEL_FILE
 
 __all__ = ['Architecture', 'CapturedConstant', 'CapturedVariable', 'NotShareable', 'Program',
@@ -109,28 +110,32 @@ def read_architecture(model_dir: str, signature_name: str) -> Architecture:
   try:
     with open(os.path.join(model_dir, SAVED_MODEL_FILE), 'rb') as f:
       data = f.read()
-    saved_model = saved_model_pb2.SavedModel.FromString(data)
+    parts = saved_model_parts.read_parts(data)
   except Exception as e:  # pylint: disable=broad-except
     # Corrupt or unreadable metadata: the full load decides what is wrong.
     raise NotShareable(f'cannot parse {SAVED_MODEL_FILE}: {e}') from e
-  return architecture_of(saved_model, signature_name)
+  return _architecture(parts, signature_name)
 
 
 def architecture_of(saved_model: saved_model_pb2.SavedModel,
                     signature_name: str) -> Architecture:
   """:func:`read_architecture` on a parsed ``SavedModel`` proto."""
-  if len(saved_model.meta_graphs) != 1:
-    raise NotShareable(f'{len(saved_model.meta_graphs)} meta graphs, expected 1')
-  meta_graph = saved_model.meta_graphs[0]
-  if signature_name not in meta_graph.signature_def:
+  return _architecture(saved_model_parts.parts_of(saved_model), signature_name)
+
+
+def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Architecture:
+  """The architecture of ``signature_name`` from a SavedModel's parts."""
+  if parts.num_meta_graphs != 1:
+    raise NotShareable(f'{parts.num_meta_graphs} meta graphs, expected 1')
+  if signature_name not in parts.signature_def:
     raise NotShareable(f'no signature {signature_name!r}')
-  graph = meta_graph.object_graph_def
+  graph = parts.object_graph_def
   function_name, bare = _signature_function(graph, signature_name)
   concrete = graph.concrete_functions.get(function_name)
   if concrete is None:
     raise NotShareable(f'no concrete function {function_name}')
 
-  library = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+  library = parts.library
   if function_name not in library:
     raise NotShareable(f'function {function_name} is not in the library')
   canonical = _canonical_library(library, function_name)
@@ -140,7 +145,7 @@ def architecture_of(saved_model: saved_model_pb2.SavedModel,
   arg_types = [a.type for a in library[function_name].signature.input_arg]
   if len(arg_types) != num_inputs + len(concrete.bound_inputs):
     raise NotShareable('the signature function does not take its inputs and captures')
-  variables, constants = _captures(meta_graph, concrete.bound_inputs)
+  variables, constants = _captures(parts, concrete.bound_inputs)
   roles = {}
   for i, variable in enumerate(variables):
     if arg_types[num_inputs + variable.position] != types_pb2.DT_RESOURCE:
@@ -153,7 +158,7 @@ def architecture_of(saved_model: saved_model_pb2.SavedModel,
 
   digest = hashlib.sha256(KEY_VERSION)
   _add(digest, signature_name.encode())
-  _add(digest, _unnamed_signature_def(meta_graph.signature_def[signature_name]))
+  _add(digest, _unnamed_signature_def(parts.signature_def[signature_name]))
   bare_copy = type(bare)()
   bare_copy.CopyFrom(bare)
   bare_copy.concrete_function_name = root.name
@@ -216,15 +221,16 @@ def _unnamed_signature_def(signature_def) -> bytes:
   return copy.SerializeToString(deterministic=True)
 
 
-def _captures(meta_graph, bound_inputs) -> Tuple[List[CapturedVariable], List[CapturedConstant]]:
+def _captures(parts: saved_model_parts.Parts,
+              bound_inputs) -> Tuple[List[CapturedVariable], List[CapturedConstant]]:
   """The signature's captured variables (roles still empty) and constants."""
-  graph = meta_graph.object_graph_def
+  graph = parts.object_graph_def
   variables, constants = [], []
   for position, node_id in enumerate(bound_inputs):
     node = graph.nodes[node_id]
     kind = node.WhichOneof('kind')
     if kind == 'constant':
-      constants.append(CapturedConstant(position, _constant_value(meta_graph,
+      constants.append(CapturedConstant(position, _constant_value(parts,
                                                                   node.constant.operation)))
       continue
     if kind != 'variable':
@@ -239,14 +245,14 @@ def _captures(meta_graph, bound_inputs) -> Tuple[List[CapturedVariable], List[Ca
   return variables, constants
 
 
-def _constant_value(meta_graph, operation: str) -> tensor_pb2.TensorProto:
-  for node in meta_graph.graph_def.node:
-    if node.name == operation and node.op == 'Const':
-      return node.attr['value'].tensor
-  raise NotShareable(f'captured constant {operation!r} is not in the graph')
+def _constant_value(parts: saved_model_parts.Parts, operation: str) -> tensor_pb2.TensorProto:
+  node = parts.graph_node(operation)
+  if node is None or node.op != 'Const':
+    raise NotShareable(f'captured constant {operation!r} is not in the graph')
+  return node.attr['value'].tensor
 
 
-def _canonical_library(library: Dict[str, function_pb2.FunctionDef],
+def _canonical_library(library: Mapping[str, function_pb2.FunctionDef],
                        root: str) -> Dict[str, CanonicalFunction]:
   """``root`` and every library function it reaches, canonical, each after its callees."""
   done: Dict[str, CanonicalFunction] = {}

@@ -51,6 +51,7 @@ resource with a ``shared_name`` or ``container`` attribute (their identity
 is a name, so renaming could change which state they share), references to
 nodes or arguments that do not exist, and cycles.
 """
+import functools
 import hashlib
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -84,8 +85,13 @@ class CanonicalFunction(NamedTuple):
 Resolver = Callable[[str], Optional[str]]
 
 
+@functools.lru_cache(maxsize=4096)
 def _func_attr_names(op: str) -> Optional[Tuple[str, ...]]:
-  """Attributes of ``op`` that hold functions (from its OpDef); None: unknown op, look at all."""
+  """Attributes of ``op`` that hold functions (from its OpDef); None: unknown op, look at all.
+
+  Remembered per op name (OpDefs are fixed once registered; an op registered
+  later than asked about keeps the cautious "look at all" answer).
+  """
   op_def = op_def_registry.get(op)
   if op_def is None:
     return None

@@ -45,6 +45,7 @@ from tensorflow.python.ops import gen_resource_variable_ops
 
 from models.site import signature_inputs
 from models.site import variable_restore
+from models.site.architecture_cache import ArchitectureCache
 from models.site.architecture_key import Architecture
 from models.site.architecture_key import NotShareable
 from models.site.architecture_key import read_architecture
@@ -236,7 +237,7 @@ class SharedGraph:
       return self._shared_signature
     captures = list(self._captures)
     for position, value in zip(self._positions, weights):
-      captures[position] = tf.constant(value)
+      captures[position] = signature_inputs.eager_tensor(value)
     return BoundSignature(self._call, captures)
 
   def activated(self, weights: Optional[variable_restore.Weights]):
@@ -264,6 +265,7 @@ class SharedGraphs:
     self._graphs: Dict[str, List] = {}     # key -> [graph, users]
     self._key_locks: Dict[str, threading.Lock] = {}
     self._bytes = 0
+    self.architectures = ArchitectureCache()
 
   @property
   def size(self) -> int:
@@ -335,9 +337,11 @@ def load_sharing_graphs(location: ModelLocation, signature_name: str,
     SiteModelError: as :func:`load_site_model`.
   """
   started = time.perf_counter()
+  # Local folders are read in place: their architectures are remembered by file identity.
+  read = graphs.architectures.read if paths.is_local(location.path) else read_architecture
   with paths.localize_tree(location.path) as local_dir:
     try:
-      architecture = read_architecture(local_dir, signature_name)
+      architecture = read(local_dir, signature_name)
       weights = variable_restore.read_weights(local_dir, architecture)
       graph, made_now = graphs.acquire(
           architecture.key, lambda: SharedGraph(architecture, weights))

@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context as eager_context
+from tensorflow.python.framework import ops
 
 from models.site.errors import BAD_FEATURE
 from models.site.errors import MISSING_FEATURE
@@ -47,6 +49,17 @@ def signature_inputs(signature) -> Dict[str, InputSpec]:
     dims = spec.shape.as_list() if spec.shape.rank is not None else [None]
     specs[name] = InputSpec(name, spec.dtype, tuple(dims[1:]))
   return specs
+
+
+def eager_tensor(value: np.ndarray) -> tf.Tensor:
+  """``tf.constant(value)`` of a NumPy array, without its Python layers (same tensor).
+
+  The array is not copied first, as ``tf.constant`` does: callers pass
+  arrays nobody changes afterwards (fresh batches, read-only weights).
+  """
+  ctx = eager_context.context()
+  ctx.ensure_initialized()
+  return ops.EagerTensor(value, ctx.device_name, None)
 
 
 class FeatureBatch(NamedTuple):

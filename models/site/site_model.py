@@ -124,7 +124,8 @@ class SiteModel:
         for pos, row in enumerate(batch.row_indices)]
 
   def _call(self, tensors: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
-    result = self._signature(**{n: tf.constant(v) for n, v in tensors.items()})
+    result = self._signature(
+        **{n: signature_inputs.eager_tensor(v) for n, v in tensors.items()})
     outputs = {name: tensor.numpy() for name, tensor in result.items()}
     for name, value in outputs.items():
       if value.ndim == 0 or value.shape[0] != batch_size:
