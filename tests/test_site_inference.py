@@ -13,6 +13,7 @@ from models.site.site_model import RowResult
 from models.site.handler import ChunkOutcome
 from models.site.handler import SiteChunk
 from transforms.site.inference import Prediction
+from transforms.site.inference import PredictionBatch
 from transforms.site.inference import PredictPerSite
 from transforms.site.inference import SplitOutcomes
 from transforms.site.grouping import ChunkBySite
@@ -98,3 +99,12 @@ def test_predict_per_site_dead_letters_ids_too_long_for_a_gcs_root():
     result = chunks | PredictPerSite(model_root=root)
     letters = result.failed | beam.Map(lambda l: (l['stage'], l['reason'], l['site_id']))
     assert_that(letters, equal_to([('key_by_site', 'bad_site', 's' * 150)]))
+
+
+def test_prediction_batches_cross_stages_as_one_pickle_not_one_per_row():
+  """The default coder pickles a NamedTuple per element; a batch must travel whole."""
+  batch = PredictionBatch(Prediction('s', 'f', {'i': i}, {'y': [i / 3]}, '1') for i in range(50))
+  coder = beam.coders.FastPrimitivesCoder()
+  encoded = coder.encode(batch)
+  assert coder.decode(encoded) == batch
+  assert len(encoded) < len(coder.encode(list(batch))) / 2

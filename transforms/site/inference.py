@@ -39,15 +39,25 @@ class Prediction(NamedTuple):
   model_version: Optional[str]
 
 
+class PredictionBatch(list):
+  """One chunk's predictions: a ``list`` of :class:`Prediction`.
+
+  A list subclass so that Beam's default coder (``FastPrimitivesCoder``),
+  which has no encoding of its own for NamedTuples and would pickle every
+  Prediction on its own, pickles the whole batch in one call instead (about
+  3x smaller and faster between pipeline stages).
+  """
+
+
 class SiteInferenceResult(NamedTuple):
-  prediction_batches: beam.PCollection   # List[Prediction], one list per chunk
+  prediction_batches: beam.PCollection   # PredictionBatch (List[Prediction]), one per chunk
   failed: beam.PCollection               # dead-letter dicts
   stats: beam.PCollection                # (key tuple, number) for summary.json
   model_loads: beam.PCollection          # (site_id, {model_version, fast_path, load_ms})
 
 
 class SplitOutcomes(beam.DoFn):
-  """``PredictionResult(chunk, ChunkOutcome)`` -> a list of Predictions, dead letters, stats.
+  """``PredictionResult(chunk, ChunkOutcome)`` -> a PredictionBatch, dead letters, stats.
 
   Every row of the chunk ends in exactly one of the first two outputs; the
   predictions of a chunk travel as one list (none when every row failed).
@@ -73,7 +83,7 @@ class SplitOutcomes(beam.DoFn):
           'stats', (('model_load_ms_total',), round(outcome.model_load_ms, 1)))
       if outcome.model_fast_path:
         yield beam.pvalue.TaggedOutput('stats', (('models_fast_path',), 1))
-    predictions = []
+    predictions = PredictionBatch()
     for row_result in outcome.rows:
       row = chunk.rows[row_result.index]
       source = chunk.sources[row_result.index]
