@@ -10,10 +10,11 @@ JSON-lines made by :func:`site_bench_data.input_dir`, site models exported as
 - ``naive``: ``site_bench_naive.py`` (read, group, one signature call per
   site, one JSON line per row);
 
-and prints one table: wall seconds per size, and the slope between the
-smallest and the largest size in microseconds per row (start-up, imports
-and per-site costs cancel out), with the pipeline's slope over the naive
-loop's. Every run's prediction count is checked against the rows fed.
+and prints one table: wall seconds per size, and the slopes between the
+smallest and the largest size in microseconds per row, of wall time and of
+CPU time (the process and its children; steadier on a loaded machine):
+start-up, imports and per-site costs cancel out. ``x naive``: the
+pipeline's wall slope over the naive loop's. Every run's prediction count is checked against the rows fed.
 
   python benchmarks/site_rows.py                                  # 1 site, 20k and 200k rows
   python benchmarks/site_rows.py --sizes 100000,1000000 --sites 10
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
   models = site_bench_data.model_root(args.data_dir, args.style, args.sites)
   work = tempfile.mkdtemp(prefix='site-rows-')
   walls: Dict[str, Dict[int, float]] = {'pipeline': {}, 'naive': {}}
+  cpus: Dict[str, Dict[int, float]] = {'pipeline': {}, 'naive': {}}
   failed = False
   try:
     for size in sizes:
@@ -109,12 +111,13 @@ def main(argv=None) -> int:
               f'{written} predictions{"" if written == rows else " MISMATCH"}', flush=True)
         failed |= written != rows
         walls[name][rows] = stats.wall_s
+        cpus[name][rows] = stats.cpu_s
     if failed:
       return 1
     print()
     print(f'{args.sites} site(s), style {args.style}, pipeline {args.mode}')
     print(f'{"run":<10}' + ''.join(f'{f"{n} rows s":>16}' for n in sorted(walls['pipeline']))
-          + f'{"us/row":>10}{"x naive":>10}')
+          + f'{"us/row":>10}{"cpu us/row":>12}{"x naive":>10}')
     naive_slope = _slope_us(walls['naive']) if walls['naive'] else None
     for name, by_size in walls.items():
       if not by_size:
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
       slope = _slope_us(by_size)
       ratio = f'{slope / naive_slope:.2f}' if naive_slope else '-'
       print(f'{name:<10}' + ''.join(f'{by_size[n]:>16.2f}' for n in sorted(by_size))
-            + f'{slope:>10.2f}{ratio:>10}')
+            + f'{slope:>10.2f}{_slope_us(cpus[name]):>12.2f}{ratio:>10}')
     print(json.dumps({name: {str(k): round(v, 3) for k, v in by_size.items()}
                       for name, by_size in walls.items()}))
   finally:
