@@ -1,6 +1,7 @@
 """Rows packed per site before the shuffle: few, small elements instead of one per row.
 
-Grouping rows by site is the job's one shuffle. Shuffling each row as its
+Grouping rows by site is the job's main shuffle (then chunks are cut and
+spread over workers: :mod:`transforms.site.grouping`). Shuffling each row as its
 own element costs per-element runner work and, on the local runner, memory
 for every row at once (its grouping buffer holds decoded Python objects).
 So each bundle collects its rows per site and emits them as blocks::
