@@ -4,7 +4,8 @@
 
 * ``jsonl``: :class:`transforms.text_lines.ReadLinesWithFileName`, one
   element per line, parsed and packed by
-  :class:`transforms.site.rows.PackJsonLinesBySite`;
+  :class:`transforms.site.rows.PackJsonLinesBySite` (in
+  :class:`transforms.site.grouping.GroupRowsBySite`);
 * ``csv``: :class:`transforms.site.csv_rows.ReadCsvRows` (rows of text,
   typed later by each site's signature);
 * ``tfrecord``: :class:`transforms.site.tfrecord_rows.ReadTfRecordRows`;
@@ -33,8 +34,7 @@ from beam_jobs.usage import UsageError
 from transforms.dead_letters import FAILED
 from transforms.site import file_list
 from transforms.site.csv_rows import ReadCsvRows
-from transforms.site.rows import PackBySite
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.grouping import GroupRowsBySite
 from transforms.site.tfrecord_rows import ReadTfRecordRows
 from transforms.text_lines import ReadLinesWithFileName
 
@@ -111,11 +111,12 @@ def _listed(opts, list_path: str, output: Optional[str]) -> SiteInput:
 
 
 def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: str,
-               model_root: Optional[str], max_line_bytes: int,
+               model_root: Optional[str], max_line_bytes: int, rows_per_chunk: int,
                serialized_field: Optional[str] = None):
-  """``--input`` -> (raw elements, ``(site_id, SiteRows)`` blocks, dead letters).
+  """``--input`` -> (raw elements, :class:`transforms.site.grouping.GroupedRows`).
 
-  Raw elements: one per input record (see the module doc), for counting.
+  Raw elements: one per input record (see the module doc), for counting;
+  the grouped rows' ``failed`` holds every dead letter of reading and packing.
   """
   compression = site_input.compression
   if site_input.format == file_list.JSONL:
@@ -127,9 +128,9 @@ def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: st
     else:
       raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(
           site_input.patterns[0], max_line_bytes=max_line_bytes, compression_type=compression)
-    packed = raw | 'ParseAndPackBySite' >> beam.ParDo(PackJsonLinesBySite(
-        site_field, model_root=model_root)).with_outputs(FAILED, main='rows')
-    return raw, packed.rows, packed[FAILED]
+    grouped = raw | 'GroupRowsBySite' >> GroupRowsBySite(
+        site_field, model_root=model_root, json_lines=True, rows_per_chunk=rows_per_chunk)
+    return raw, grouped
   patterns = list(site_input.patterns)
   if site_input.format == file_list.CSV:
     read = pipeline | 'ReadCsv' >> ReadCsvRows(patterns, compression=compression)
@@ -137,7 +138,7 @@ def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: st
     read = pipeline | 'ReadTfRecords' >> ReadTfRecordRows(
         patterns, compression=compression, serialized_field=serialized_field)
   raw = (read.rows, read[FAILED]) | 'RecordsRead' >> beam.Flatten()
-  packed = read.rows | 'PackBySite' >> beam.ParDo(PackBySite(
-      site_field, model_root=model_root)).with_outputs(FAILED, main='rows')
-  failures = (read[FAILED], packed[FAILED]) | 'ReadFailures' >> beam.Flatten()
-  return raw, packed.rows, failures
+  grouped = read.rows | 'GroupRowsBySite' >> GroupRowsBySite(
+      site_field, model_root=model_root, rows_per_chunk=rows_per_chunk)
+  failures = (read[FAILED], grouped.failed) | 'ReadFailures' >> beam.Flatten()
+  return raw, grouped._replace(failed=failures)

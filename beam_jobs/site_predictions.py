@@ -73,7 +73,6 @@ from transforms.site.bigquery_output import WriteDeadLettersToBigQuery
 from transforms.site.bigquery_output import WritePredictionsToBigQuery
 from transforms.site.bigquery_output import WriteSiteOutcomesToBigQuery
 from transforms import reporting
-from transforms.dead_letters import FAILED
 from transforms.dead_letters import WriteDeadLetters
 from transforms.site.prediction_output import AIPLATFORM
 from transforms.site.prediction_output import WriteErrorStats
@@ -85,7 +84,7 @@ from transforms.run_summary import WriteRunSummary
 from models.site import instance_config
 from models.site.version_manifest import load_manifest
 from transforms.site.inference import PredictPerSite
-from transforms.site.rows import PackBySite
+from transforms.site.grouping import GroupRowsBySite
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -229,16 +228,17 @@ def _dataset_reference(spec: Optional[str], default_project: Optional[str]):
 
 def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions,
                     plan: Optional[JobPlan] = None):
-  """Source -> (raw elements, (site_id, SiteRows) blocks, failures before inference).
+  """Source -> (raw elements, :class:`transforms.site.grouping.GroupedRows`).
 
-  Raw elements are one per input record (counted as ``records_read``).
-  ``plan``: default resolved here.
+  Raw elements are one per input record (counted as ``records_read``); the
+  grouped rows' ``failed``: every failure before inference. ``plan``:
+  default resolved here.
   """
   site_input = (resolve_plan(options) if plan is None else plan).site_input
   if site_input is not None:
     return site_inputs.read_files(
         pipeline, site_input, site_field=options.site_field, model_root=options.model_root,
-        max_line_bytes=options.max_line_bytes,
+        max_line_bytes=options.max_line_bytes, rows_per_chunk=options.rows_per_chunk,
         serialized_field=options.tfrecord_serialized_field)
   source = f'bigquery:{options.input_table}' if options.input_table else 'bigquery:query'
   project = options.view_as(GoogleCloudOptions).project
@@ -249,12 +249,12 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions,
       row_restriction=options.row_restriction,
       temp_dataset=_dataset_reference(options.bigquery_temp_dataset, project),
       method=beam.io.ReadFromBigQuery.Method.DIRECT_READ)
-  packed = (rows
-            | 'Source' >> beam.Map(_with_source, source)
-            | 'PackBySite' >> beam.ParDo(PackBySite(
-                options.site_field, model_root=options.model_root)).with_outputs(
-                FAILED, main='rows'))
-  return rows, packed.rows, packed[FAILED]
+  grouped = (rows
+             | 'Source' >> beam.Map(_with_source, source)
+             | 'GroupRowsBySite' >> GroupRowsBySite(
+                 options.site_field, model_root=options.model_root,
+                 rows_per_chunk=options.rows_per_chunk))
+  return rows, grouped
 
 
 def _with_source(row: Dict[str, Any], source: str):
@@ -305,16 +305,17 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   started_at = time.time() if started_at is None else started_at
   run_id = opts.run_id or new_run_id()     # the options stay as given
 
-  raw, site_rows, unusable = _read_site_rows(pipeline, opts, plan)
-  inference = site_rows | 'PredictPerSite' >> PredictPerSite(
+  raw, grouped = _read_site_rows(pipeline, opts, plan)
+  inference = grouped.chunks | 'PredictPerSite' >> PredictPerSite(
       model_root=opts.model_root, signature=opts.signature,
       model_version=opts.model_version, model_versions=plan.model_versions,
       instance_config=plan.instance_config,
       text_values=plan.site_input is not None and plan.site_input.text_values,
-      rows_per_chunk=opts.rows_per_chunk,
       max_models_per_worker=opts.max_models_per_worker,
       max_model_bytes_per_worker=opts.max_model_mb_per_worker << 20)
-  failures = ((unusable, inference.failed)
+  inference = inference._replace(
+      stats=(grouped.stats, inference.stats) | 'GroupAndModelStats' >> beam.Flatten())
+  failures = ((grouped.failed, inference.failed)
               | 'AllFailures' >> beam.Flatten())
 
   site_lines = inference.prediction_batches | 'SiteOutcomes' >> reporting.SiteOutcomes(

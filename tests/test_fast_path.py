@@ -22,7 +22,7 @@ from models.site.layout import ModelLocation
 from models.site.pool import SiteModelPool
 from transforms.site.inference import PredictPerSite
 from transforms.site.inference import SplitOutcomes
-from transforms.site.rows import PackBySite
+from transforms.site.grouping import GroupRowsBySite
 import savedmodel_builders as builders
 
 NAMES = list(builders.TWO_LAYER_VARIABLES)
@@ -254,10 +254,10 @@ def test_predict_per_site_counts_fast_path_loads_in_beam_metrics(root):
           for site in sites}
   records = [('input.jsonl', dict(row, site=site)) for site in sites for row in KERAS_ROWS]
   pipeline = TestPipeline(runner='FnApiRunner')
-  result = (pipeline
-            | beam.Create(records)
-            | beam.ParDo(PackBySite('site', max_block_rows=2))
-            | PredictPerSite(model_root=root, rows_per_chunk=1))
+  grouped = (pipeline
+             | beam.Create(records)
+             | GroupRowsBySite('site', max_block_rows=2, rows_per_chunk=1))
+  result = grouped.chunks | PredictPerSite(model_root=root)
   def check(batches):
     got = {}
     assert max(map(len, batches)) == 1

@@ -12,10 +12,14 @@ from apache_beam.transforms import window
 from models.site.site_model import RowResult
 from models.site.handler import ChunkOutcome
 from models.site.handler import SiteChunk
-from transforms.site.inference import ChunkSite
 from transforms.site.inference import Prediction
+from transforms.site.inference import PredictionBatch
 from transforms.site.inference import PredictPerSite
 from transforms.site.inference import SplitOutcomes
+from transforms.site.grouping import ChunkBySite
+from transforms.site.grouping import CutSiteFn
+from transforms.site.grouping import GroupRowsBySite
+from transforms.site.grouping import parse_chunk
 from transforms.site.rows import pack
 
 
@@ -31,8 +35,9 @@ def outputs_by_tag(outputs):
 def test_blocks_are_cut_into_chunks_keeping_each_rows_source():
   texts = [json.dumps({'i': i}) for i in range(5)]
   blocks = [pack((('a.jsonl', 2), ('b.jsonl', 1)), texts[:3]), pack((('c.jsonl', 2),), texts[3:])]
-  found = outputs_by_tag(ChunkSite(rows_per_chunk=2).process(('s', blocks)))
+  found = outputs_by_tag(CutSiteFn(rows_per_chunk=2).process(('s', blocks)))
   assert found['stats'] == [(('sites_seen',), 1)]
+  found['main'] = [parse_chunk(cut) for cut in found['main']]
   assert [(c.site_id, c.rows, c.sources) for c in found['main']] == [
       ('s', [{'i': 0}, {'i': 1}], ['a.jsonl', 'a.jsonl']),
       ('s', [{'i': 2}, {'i': 3}], ['b.jsonl', 'c.jsonl']),
@@ -65,13 +70,15 @@ def test_a_chunk_whose_rows_all_failed_gives_no_empty_prediction_list():
   assert [l['reason'] for l in found['failed']] == ['no_model', 'no_model']
 
 
-def test_predict_per_site_refuses_windowed_input_at_construction():
+def test_grouping_refuses_windowed_input_at_construction():
   pipeline = TestPipeline()
   windowed = (pipeline
               | beam.Create([('s', pack((('f', 1),), ['{}']))])
               | beam.WindowInto(window.FixedWindows(60)))
   with pytest.raises(ValueError, match='global window'):
-    _ = windowed | PredictPerSite(model_root='/models')
+    _ = windowed | ChunkBySite()
+  with pytest.raises(ValueError, match='global window'):
+    _ = windowed | 'Records' >> beam.Map(lambda kv: kv) | GroupRowsBySite('site_id')
 
 
 def test_ids_the_model_lookup_refuses_are_bad_sites_of_the_keying_stage():
@@ -86,8 +93,18 @@ def test_predict_per_site_dead_letters_ids_too_long_for_a_gcs_root():
   """No I/O happens for such an id: the root's bucket does not even exist."""
   root = 'gs://no-such-bucket/' + 'p' * 900
   with TestPipeline() as pipeline:
-    result = (pipeline
-              | beam.Create([('s' * 150, pack((('f', 1),), ['{"x": 1}']))])
-              | PredictPerSite(model_root=root))
+    chunks, _ = (pipeline
+                 | beam.Create([('s' * 150, pack((('f', 1),), ['{"x": 1}']))])
+                 | ChunkBySite())
+    result = chunks | PredictPerSite(model_root=root)
     letters = result.failed | beam.Map(lambda l: (l['stage'], l['reason'], l['site_id']))
     assert_that(letters, equal_to([('key_by_site', 'bad_site', 's' * 150)]))
+
+
+def test_prediction_batches_cross_stages_as_one_pickle_not_one_per_row():
+  """The default coder pickles a NamedTuple per element; a batch must travel whole."""
+  batch = PredictionBatch(Prediction('s', 'f', {'i': i}, {'y': [i / 3]}, '1') for i in range(50))
+  coder = beam.coders.FastPrimitivesCoder()
+  encoded = coder.encode(batch)
+  assert coder.decode(encoded) == batch
+  assert len(encoded) < len(coder.encode(list(batch))) / 2

@@ -26,6 +26,7 @@ from models.site.text_features import typed_row
 from transforms.dead_letters import FAILED
 from transforms.site.csv_rows import csv_records
 from transforms.site.inference import PredictPerSite
+from transforms.site.grouping import GroupRowsBySite
 from transforms.site.rows import PackBySite
 from transforms.site.rows import PackJsonLinesBySite
 from transforms.site.rows import unpack
@@ -219,10 +220,10 @@ def test_tfrecord_rows_go_through_the_jobs_prediction_unchanged(tmp_path, site_m
               for row, score, bucket in zip(rows, want['score'], want['bucket'])]
   with TestPipeline(runner='FnApiRunner') as p:
     read = p | ReadTfRecordRows(str(tmp_path / 'in.tfrecord'))
-    packed = read.rows | beam.ParDo(PackBySite('site_id')).with_outputs(FAILED, main='rows')
-    result = packed.rows | PredictPerSite(model_root=model_root)
+    grouped = read.rows | GroupRowsBySite('site_id')
+    result = grouped.chunks | PredictPerSite(model_root=model_root)
     got = result.prediction_batches | beam.FlatMap(lambda batch: [
         (p.instance['label'], p.outputs['score'], p.outputs['bucket']) for p in batch])
     assert_that(got, equal_to(expected), label='predictions')
-    assert_that((read[FAILED], packed[FAILED], result.failed) | beam.Flatten(), equal_to([]),
+    assert_that((read[FAILED], grouped.failed, result.failed) | beam.Flatten(), equal_to([]),
                 label='no_failures')

@@ -14,9 +14,8 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from beam_jobs import site_predictions
-from transforms.dead_letters import FAILED
 from transforms.site.inference import PredictPerSite
-from transforms.site.rows import PackBySite
+from transforms.site.grouping import GroupRowsBySite
 import savedmodel_builders
 import vertex_job_data as data
 
@@ -115,9 +114,9 @@ def _prediction_versions(batch):
 def test_every_prediction_carries_the_version_that_made_it(models):
   model_root, _ = models
   with TestPipeline(runner='FnApiRunner') as p:
-    packed = (p | beam.Create([('rows', row) for row in ROWS])
-              | beam.ParDo(PackBySite('site_id')).with_outputs(FAILED, main='rows'))
-    result = packed.rows | PredictPerSite(model_root=model_root,
+    grouped = (p | beam.Create([('rows', row) for row in ROWS])
+               | GroupRowsBySite('site_id'))
+    result = grouped.chunks | PredictPerSite(model_root=model_root,
                                           model_versions={'lin-a': '1', 'echo': '9'})
     assert_that(result.prediction_batches | beam.FlatMap(_prediction_versions),
                 equal_to([('a1', '1'), ('a2', '1'), ('b1', '10')]), label='versions')

@@ -115,11 +115,18 @@ class SiteModel:
               for r in self._run(_single_row(batch, i))]
     # Plain Python values (one tolist per output, not per row): cheaper to
     # pass between pipeline steps and to encode as JSON than NumPy scalars.
-    columns = {name: value.tolist() for name, value in outputs.items()}
+    names = list(outputs)
+    columns = [outputs[name].tolist() for name in names]
+    if len(names) == 1:
+      name = names[0]
+      per_row = [{name: value} for value in columns[0]]
+    else:
+      per_row = [dict(zip(names, values)) for values in zip(*columns)]
     non_finite = _non_finite_rows(outputs)
+    if not non_finite:
+      return list(map(RowResult, batch.row_indices, per_row))
     return [
-        RowResult(row, {name: column[pos] for name, column in columns.items()})
-        if pos not in non_finite else
+        RowResult(row, per_row[pos]) if pos not in non_finite else
         RowResult(row, None, NON_FINITE_OUTPUT, non_finite[pos])
         for pos, row in enumerate(batch.row_indices)]
 

@@ -49,6 +49,40 @@ def numeric_values(value: Any) -> Tuple[np.ndarray, int]:
   return np.empty(0), 1
 
 
+def batch_values(values: List[Any]) -> Tuple[np.ndarray, int]:
+  """:func:`numeric_values` of many values at once: their numbers concatenated.
+
+  One array conversion when every value is a number, or every value a list
+  of the same shape of numbers (the usual batch of one output); else value
+  by value.
+  """
+  try:
+    array = np.asarray(values)
+  except (ValueError, OverflowError):  # ragged, or an int beyond any dtype
+    array = None
+  if array is not None and array.dtype.kind in 'biuf':
+    return array.astype(np.float64).ravel(), 0
+  parts, other = [], 0
+  for value in values:
+    numbers, bad = numeric_values(value)
+    parts.append(numbers)
+    other += bad
+  return (np.concatenate(parts) if parts else np.empty(0)), other
+
+
+def _columns(batch) -> Dict[str, List[Any]]:
+  """``List[Prediction] -> {output name: its values, in batch order}``."""
+  columns: Dict[str, List[Any]] = {}
+  for prediction in batch:
+    for name, value in prediction.outputs.items():
+      column = columns.get(name)
+      if column is None:
+        columns[name] = [value]
+      else:
+        column.append(value)
+  return columns
+
+
 def _empty_range() -> Range:
   return {'rows': 0, 'values': 0, 'non_finite': 0, 'non_numeric': 0,
           'min': math.inf, 'max': -math.inf}
@@ -62,20 +96,19 @@ class OutputRangesFn(beam.CombineFn):
     return {}
 
   def add_input(self, accumulator, batch):
-    for prediction in batch:
-      for name, value in prediction.outputs.items():
-        stats = accumulator.get(name)
-        if stats is None:
-          stats = accumulator[name] = _empty_range()
-        values, other = numeric_values(value)
-        finite = values[np.isfinite(values)]
-        stats['rows'] += 1
-        stats['values'] += values.size
-        stats['non_finite'] += values.size - finite.size
-        stats['non_numeric'] += other
-        if finite.size:
-          stats['min'] = min(stats['min'], float(finite.min()))
-          stats['max'] = max(stats['max'], float(finite.max()))
+    for name, values in _columns(batch).items():
+      stats = accumulator.get(name)
+      if stats is None:
+        stats = accumulator[name] = _empty_range()
+      numbers, other = batch_values(values)
+      finite = numbers[np.isfinite(numbers)]
+      stats['rows'] += len(values)
+      stats['values'] += numbers.size
+      stats['non_finite'] += numbers.size - finite.size
+      stats['non_numeric'] += other
+      if finite.size:
+        stats['min'] = min(stats['min'], float(finite.min()))
+        stats['max'] = max(stats['max'], float(finite.max()))
     return accumulator
 
   def merge_accumulators(self, accumulators):
@@ -115,14 +148,10 @@ def chosen_ranges(ranges: Dict[str, Range], max_outputs: int, bins: int) -> Dict
 
 def batch_counts(batch, edges: Dict[str, List[float]]) -> Dict[str, List[int]]:
   """``List[Prediction] -> {output name: counts per bin}`` for the outputs in ``edges``."""
-  collected: Dict[str, List[np.ndarray]] = {}
-  for prediction in batch:
-    for name, value in prediction.outputs.items():
-      if name in edges:
-        collected.setdefault(name, []).append(numeric_values(value)[0])
+  collected = {name: batch_values(values)[0]
+               for name, values in _columns(batch).items() if name in edges}
   counts = {}
-  for name, parts in collected.items():
-    values = np.concatenate(parts)
+  for name, values in collected.items():
     values = values[np.isfinite(values)]
     hist, _ = np.histogram(values, bins=np.asarray(edges[name]))
     counts[name] = hist.tolist()

@@ -23,6 +23,8 @@ Record = Tuple[str, Dict[str, Any]]
 
 PARSE_STAGE = 'parse'
 SITE_STAGE = 'key_by_site'
+# Site ids a DoFn remembers (see site_of's ``known``): more distinct ids start it afresh.
+MAX_KNOWN_SITE_IDS = 100_000
 # Deeper rows are refused: later steps (pickling, JSON encoding) recurse per level.
 MAX_NESTING = 100
 
@@ -114,8 +116,15 @@ def site_id_of(value: Any, *, model_root: Optional[str] = None) -> str:
   return site_id
 
 
-def site_of(row: Dict[str, Any], site_field: str, *, model_root: Optional[str] = None) -> str:
+def site_of(row: Dict[str, Any], site_field: str, *, model_root: Optional[str] = None,
+            known: Optional[Dict[Tuple[type, Any], Tuple[Optional[str], str]]] = None) -> str:
   """The row's site id (:func:`site_id_of`).
+
+  ``known``: a dict the caller keeps (one per DoFn instance) remembering each
+  site value's outcome for this ``model_root``, so the id checks run once per
+  distinct value, not once per row; it is emptied when it reaches
+  ``MAX_KNOWN_SITE_IDS`` entries. Keyed by the value's type too (``True``
+  is refused where ``1`` is not).
 
   Raises:
     BadRecord: ``missing_site`` (no field, or null) or ``bad_site``.
@@ -123,6 +132,28 @@ def site_of(row: Dict[str, Any], site_field: str, *, model_root: Optional[str] =
   value = row.get(site_field)
   if value is None:
     raise BadRecord(SITE_STAGE, 'missing_site', f'no {site_field!r} field', row)
+  if known is None:
+    return _checked(value, model_root, row)
+  key = (type(value), value)
+  try:
+    outcome = known.get(key)
+  except TypeError:  # an unhashable value (a list, a dict): refused, never cached
+    return _checked(value, model_root, row)
+  if outcome is None:
+    try:
+      outcome = (site_id_of(value, model_root=model_root), '')
+    except ValueError as e:
+      outcome = (None, str(e))
+    if len(known) >= MAX_KNOWN_SITE_IDS:
+      known.clear()
+    known[key] = outcome
+  site_id, problem = outcome
+  if site_id is None:
+    raise BadRecord(SITE_STAGE, 'bad_site', problem, row)
+  return site_id
+
+
+def _checked(value: Any, model_root: Optional[str], row: Dict[str, Any]) -> str:
   try:
     return site_id_of(value, model_root=model_root)
   except ValueError as e:

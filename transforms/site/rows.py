@@ -1,6 +1,7 @@
 """Rows packed per site before the shuffle: few, small elements instead of one per row.
 
-Grouping rows by site is the job's one shuffle. Shuffling each row as its
+Grouping rows by site is the job's main shuffle (then chunks are cut and
+spread over workers: :mod:`transforms.site.grouping`). Shuffling each row as its
 own element costs per-element runner work and, on the local runner, memory
 for every row at once (its grouping buffer holds decoded Python objects).
 So each bundle collects its rows per site and emits them as blocks::
@@ -54,8 +55,8 @@ def pack(runs: Runs, texts: List[str]) -> SiteRows:
   return runs, zlib.compress(_SEPARATOR.join(texts).encode('utf-8'), _COMPRESSION_LEVEL)
 
 
-def unpack(block: SiteRows) -> Iterator[Tuple[str, str]]:
-  """``(source, JSON text)`` of each row of a block, in packing order.
+def unpack_texts(block: SiteRows) -> Tuple[Runs, List[str]]:
+  """``(runs, JSON texts)`` of a block, in packing order.
 
   Raises:
     ValueError: the block's runs do not count its texts (not a packed block).
@@ -64,6 +65,16 @@ def unpack(block: SiteRows) -> Iterator[Tuple[str, str]]:
   texts = zlib.decompress(data).decode('utf-8').split(_SEPARATOR)
   if len(texts) != sum(count for _, count in runs):
     raise ValueError(f'block of {len(texts)} rows, runs count {sum(c for _, c in runs)}')
+  return runs, texts
+
+
+def unpack(block: SiteRows) -> Iterator[Tuple[str, str]]:
+  """``(source, JSON text)`` of each row of a block, in packing order.
+
+  Raises:
+    ValueError: the block's runs do not count its texts (not a packed block).
+  """
+  runs, texts = unpack_texts(block)
   position = 0
   for source, count in runs:
     for text in texts[position:position + count]:
@@ -129,9 +140,12 @@ class PackBySite(beam.DoFn):
     self._max_buffered_bytes = max_buffered_bytes
     self._buffer = None
     self._encode = None
+    self._known_sites = None
 
   def setup(self):
     self._encode = json_lines.encoder(non_finite=json_lines.PYTHON)
+    # Site value -> outcome of the id checks (instances.site_of), per DoFn instance.
+    self._known_sites = {}
 
   def start_bundle(self):
     self._buffer = _SiteBuffer()
@@ -139,7 +153,8 @@ class PackBySite(beam.DoFn):
   def process(self, record: Record):
     source, row = record
     try:
-      site_id = site_of(row, self._site_field, model_root=self._model_root)
+      site_id = site_of(row, self._site_field, model_root=self._model_root,
+                        known=self._known_sites)
       text = self._encode(row)
     except BadRecord as e:
       yield failed(e.dead_letter(source))
@@ -180,7 +195,8 @@ class PackJsonLinesBySite(PackBySite):
       return
     try:
       line = decode_line(line)
-      site_id = site_of(parse_line(line), self._site_field, model_root=self._model_root)
+      site_id = site_of(parse_line(line), self._site_field, model_root=self._model_root,
+                        known=self._known_sites)
     except BadRecord as e:
       yield failed(e.dead_letter(source))
       return

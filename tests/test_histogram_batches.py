@@ -1,0 +1,54 @@
+"""Histogram values of a whole batch at once equal those of its values one by one."""
+from typing import Any, Dict, NamedTuple
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from transforms.reporting.histograms import OutputRangesFn
+from transforms.reporting.histograms import batch_counts
+from transforms.reporting.histograms import batch_values
+from transforms.reporting.histograms import numeric_values
+
+NUMBERS = st.one_of(st.booleans(), st.integers(-2**70, 2**70),
+                    st.floats(allow_nan=True, allow_infinity=True))
+SCALARS = st.one_of(NUMBERS, st.none(), st.text(max_size=3))
+VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3),
+                   st.lists(st.lists(NUMBERS, min_size=2, max_size=2), max_size=3))
+
+
+class _Prediction(NamedTuple):
+  outputs: Dict[str, Any]
+
+
+def _one_by_one(values):
+  parts = [numeric_values(v) for v in values]
+  numbers = np.concatenate([p[0] for p in parts]) if parts else np.empty(0)
+  return numbers, sum(p[1] for p in parts)
+
+
+@given(st.one_of(st.lists(VALUES, max_size=8), st.lists(NUMBERS, max_size=8),
+                 st.lists(st.lists(NUMBERS, min_size=3, max_size=3), max_size=8)))
+def test_a_batch_gives_the_numbers_of_its_values_in_order(values):
+  numbers, other = batch_values(values)
+  want_numbers, want_other = _one_by_one(values)
+  assert other == want_other
+  np.testing.assert_array_equal(numbers, want_numbers)
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(['a', 'b', 'c']), VALUES, max_size=3),
+                max_size=6))
+def test_ranges_and_counts_of_a_batch_equal_those_of_its_rows_alone(outputs):
+  batch = [_Prediction(o) for o in outputs]
+  fn = OutputRangesFn()
+  together = fn.extract_output(fn.add_input(fn.create_accumulator(), batch))
+  alone = fn.create_accumulator()
+  for prediction in batch:
+    alone = fn.add_input(alone, [prediction])
+  assert together == fn.extract_output(alone)
+  edges = {name: [-1.0, 0.0, 1.0] for name in together}
+  summed = {}
+  for prediction in batch:
+    for name, counts in batch_counts([prediction], edges).items():
+      summed[name] = [a + b for a, b in zip(summed.get(name, [0, 0]), counts)]
+  assert batch_counts(batch, edges) == summed

@@ -1,0 +1,178 @@
+"""``GroupRowsBySite``: input records -> chunks of one site's rows, spread over workers.
+
+The one owner of the site job's wire format::
+
+  records --pack (transforms.site.rows)--> (site_id, SiteRows) blocks
+          --GroupByKey--> (site_id, [SiteRows])
+          --CutSiteFn--> (site_id, SiteRows) of at most rows_per_chunk rows
+          --Reshuffle--> the same, spread over workers
+          --ParseChunkFn--> SiteChunk (rows parsed once more, one array per chunk)
+
+Everything that crosses a shuffle is a block of compressed JSON texts, never
+a Python object per row. Hot sites: one site's rows arrive at one worker
+after the GroupByKey; the ``Reshuffle`` of its chunks (random keys) lets the
+runner hand them to any worker, so a site holding a third of all rows is
+predicted by every worker at once. Each worker process that gets chunks of a
+site loads that site's model once (per-process pool): the hot site then costs
+one model load per worker instead of one in total. ``spread=False`` keeps
+each site's chunks where they were grouped (no second shuffle).
+
+The input must be in the global window (batch input): the packing step emits
+blocks at the end of each bundle there; :class:`GroupRowsBySite` and
+:class:`ChunkBySite` refuse other windowing when the pipeline is built.
+
+Error policy: bad records are dead letters of the packing step (see
+:mod:`transforms.site.rows`); after packing nothing fails (blocks hold rows
+that parsed as JSON objects).
+"""
+import json
+from typing import Iterable, List, NamedTuple, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from models.site.handler import SiteChunk
+from transforms.dead_letters import FAILED
+from transforms.site.rows import DEFAULT_MAX_BLOCK_ROWS
+from transforms.site.rows import DEFAULT_MAX_BUFFERED_BYTES
+from transforms.site.rows import PackBySite
+from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import SiteRows
+from transforms.site.rows import pack
+from transforms.site.rows import unpack_texts
+
+DEFAULT_ROWS_PER_CHUNK = 1000
+
+
+class GroupedRows(NamedTuple):
+  chunks: beam.PCollection   # SiteChunk, at most rows_per_chunk rows of one site
+  failed: beam.PCollection   # dead letters of the packing step
+  stats: beam.PCollection    # (('sites_seen',), 1) per site
+
+
+class CutSiteFn(beam.DoFn):
+  """``(site_id, [SiteRows]) -> (site_id, SiteRows)`` of at most ``rows_per_chunk`` rows.
+
+  Rows keep their order and sources; a block that is a whole chunk on its
+  own and comes when nothing is pending passes as it is (no recompression).
+  Also emits one ``sites_seen`` stat per site. Never fails.
+  """
+
+  def __init__(self, rows_per_chunk: int):
+    self._rows_per_chunk = rows_per_chunk
+
+  def process(self, element: Tuple[str, Iterable[SiteRows]]):
+    site_id, blocks = element
+    yield beam.pvalue.TaggedOutput('stats', (('sites_seen',), 1))
+    size = self._rows_per_chunk
+    runs: List[Tuple[str, int]] = []
+    texts: List[str] = []
+    for block in blocks:
+      if not texts and sum(count for _, count in block[0]) == size:
+        yield site_id, block
+        continue
+      block_runs, block_texts = unpack_texts(block)
+      position = 0
+      for source, count in block_runs:
+        while count:
+          take = min(count, size - len(texts))
+          texts.extend(block_texts[position:position + take])
+          if runs and runs[-1][0] == source:
+            runs[-1] = (source, runs[-1][1] + take)
+          else:
+            runs.append((source, take))
+          position += take
+          count -= take
+          if len(texts) == size:
+            yield site_id, pack(tuple(runs), texts)
+            runs, texts = [], []
+    if texts:
+      yield site_id, pack(tuple(runs), texts)
+
+
+def parse_chunk(element: Tuple[str, SiteRows]) -> SiteChunk:
+  """``(site_id, SiteRows) -> SiteChunk``: the rows decoded as one JSON array.
+
+  ``num_bytes``: the rows' JSON text size (characters). The texts parsed
+  as JSON objects when they were packed, so this does not fail.
+  """
+  site_id, block = element
+  runs, texts = unpack_texts(block)
+  rows = json.loads('[' + ','.join(texts) + ']')
+  sources = [source for source, count in runs for _ in range(count)]
+  return SiteChunk(site_id, rows, sources, sum(map(len, texts)))
+
+
+def _require_global_window(pcoll, what: str) -> None:
+  if not isinstance(pcoll.windowing.windowfn, GlobalWindows):
+    raise ValueError(f'{what} takes batch input in the global window, got '
+                     f'{type(pcoll.windowing.windowfn).__name__}')
+
+
+class ChunkBySite(beam.PTransform):
+  """``(site_id, SiteRows)`` blocks -> ``(chunks, stats)`` (see :class:`GroupedRows`).
+
+  Groups the blocks by site, cuts each site's rows into chunks of at most
+  ``rows_per_chunk`` rows, spreads the chunks over workers (``spread``; see
+  the module doc) and parses them into :class:`SiteChunk`.
+
+  Raises:
+    ValueError: at construction, for input not in the global window.
+  """
+
+  def __init__(self, *, rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK, spread: bool = True):
+    super().__init__()
+    if rows_per_chunk < 1:
+      raise ValueError(f'rows_per_chunk must be >= 1, got {rows_per_chunk}')
+    self._rows_per_chunk = rows_per_chunk
+    self._spread = spread
+
+  def expand(self, blocks):
+    _require_global_window(blocks, 'ChunkBySite')
+    cut = (blocks
+           | 'GroupBySite' >> beam.GroupByKey()
+           | 'CutSite' >> beam.ParDo(CutSiteFn(self._rows_per_chunk)).with_outputs(
+               'stats', main='chunks'))
+    chunks = cut.chunks
+    if self._spread:
+      chunks = chunks | 'SpreadChunks' >> beam.Reshuffle()
+    return chunks | 'ParseChunk' >> beam.Map(parse_chunk), cut.stats
+
+
+class GroupRowsBySite(beam.PTransform):
+  """Records -> :class:`GroupedRows`: pack per site, group, cut into chunks, spread.
+
+  Input: ``(file name, line)`` elements of a JSON-lines read
+  (``json_lines=True``: lines as bytes, str or
+  :class:`transforms.text_lines.RefusedLine`), or ``(source, row dict)``
+  records (CSV, TFRecord, BigQuery). Dead letters: those of
+  :class:`transforms.site.rows.PackJsonLinesBySite` or
+  :class:`transforms.site.rows.PackBySite`.
+
+  Args:
+    site_field: the field holding each row's site id.
+    model_root: ids too long for a model path under it are ``bad_site``.
+    json_lines: the input is lines to parse (else row dicts).
+    rows_per_chunk: most rows of one chunk (one model call).
+    spread: redistribute chunks over workers after grouping (hot sites).
+    max_block_rows, max_buffered_bytes: packing bounds.
+
+  Raises:
+    ValueError: at construction, for input not in the global window.
+  """
+
+  def __init__(self, site_field: str, *, model_root: Optional[str] = None,
+               json_lines: bool = False, rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
+               spread: bool = True, max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
+               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES):
+    super().__init__()
+    pack_fn = PackJsonLinesBySite if json_lines else PackBySite
+    self._pack = pack_fn(site_field, model_root=model_root, max_block_rows=max_block_rows,
+                         max_buffered_bytes=max_buffered_bytes)
+    self._chunk = ChunkBySite(rows_per_chunk=rows_per_chunk, spread=spread)
+
+  def expand(self, records):
+    _require_global_window(records, 'GroupRowsBySite')
+    packed = records | 'PackBySite' >> beam.ParDo(self._pack).with_outputs(FAILED, main='rows')
+    chunks, stats = packed.rows | 'ChunkBySite' >> self._chunk
+    return GroupedRows(chunks, packed[FAILED], stats)
