@@ -3,8 +3,9 @@ import json
 
 import pytest
 
+from common.failures import RecordFailure
+from transforms.dead_letters import failure_letter
 from transforms.site.instances import MAX_NESTING
-from transforms.site.instances import BadRecord
 from transforms.site.instances import decode_line
 from transforms.site.instances import parse_line
 from transforms.site.instances import site_id_of
@@ -28,9 +29,9 @@ def test_unusable_site_ids_are_refused(value):
     ('', 'empty_line'), ('   ', 'empty_line'), ('{"a": ', 'bad_json'),
     ('"text"', 'not_an_object'), ('null', 'not_an_object'), ('[{}]', 'not_an_object')])
 def test_bad_lines_are_refused_with_a_reason(line, reason):
-  with pytest.raises(BadRecord) as refused:
+  with pytest.raises(RecordFailure) as refused:
     parse_line(line)
-  letter = refused.value.dead_letter('f.jsonl')
+  letter = failure_letter(refused.value, 'f.jsonl')
   assert (letter['stage'], letter['reason'], letter['source']) == ('parse', reason, 'f.jsonl')
 
 
@@ -41,9 +42,9 @@ def test_lines_decode_as_utf8_without_a_byte_order_mark(data, text):
 
 
 def test_a_line_that_is_not_utf8_is_refused_and_kept_readable():
-  with pytest.raises(BadRecord) as refused:
+  with pytest.raises(RecordFailure) as refused:
     decode_line(b'{"a": "caf\xe9"}')
-  letter = refused.value.dead_letter('f.jsonl')
+  letter = failure_letter(refused.value, 'f.jsonl')
   assert (letter['stage'], letter['reason']) == ('parse', 'bad_encoding')
   assert letter['record'] == '{"a": "caf\\xe9"}'
 
@@ -56,9 +57,9 @@ def test_good_line_parses_to_its_object():
     ({'v': 2}, 'missing_site'), ({'site_id': None}, 'missing_site'),
     ({'site_id': False}, 'bad_site'), ({'site_id': '../x'}, 'bad_site')])
 def test_rows_without_a_usable_site_are_refused(row, reason):
-  with pytest.raises(BadRecord) as refused:
+  with pytest.raises(RecordFailure) as refused:
     site_of(row, 'site_id')
-  letter = refused.value.dead_letter('s')
+  letter = failure_letter(refused.value, 's')
   assert (letter['stage'], letter['reason'], letter['record']) == ('key_by_site', reason, row)
 
 
@@ -73,7 +74,7 @@ def nested(depth):
 def test_rows_nested_too_deep_are_refused_before_anything_recurses_on_them():
   assert parse_line(nested(MAX_NESTING))['site_id'] == 's'
   for depth in (MAX_NESTING + 1, 100_000):
-    with pytest.raises(BadRecord) as refused:
+    with pytest.raises(RecordFailure) as refused:
       parse_line(nested(depth))
     assert refused.value.reason == 'bad_json' and 'nested' in refused.value.message
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.failures import RecordFailure
 from models.site.signature_inputs import InputSpec
 from models.site.signature_inputs import batch_rows
 from models.site.signature_inputs import to_array
-from models.site.errors import SiteModelError
 
 F3 = InputSpec('x', tf.float32, (3,))
 F1 = InputSpec('t', tf.float32, (1,))
@@ -17,7 +17,7 @@ STR = InputSpec('s', tf.string, ())
 
 
 def reason(spec, row):
-  with pytest.raises(SiteModelError) as e:
+  with pytest.raises(RecordFailure) as e:
     to_array(spec, row)
   return e.value.reason, e.value.message
 

@@ -4,6 +4,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.failures import RecordFailure
 from transforms.site import instances
 from transforms.site.rows import PackJsonLinesBySite
 
@@ -41,7 +42,7 @@ def test_remembered_outcomes_equal_a_fresh_check_of_each_row(ids):
   for i, value in enumerate(ids):
     try:
       want = instances.site_of({'site_id': value}, 'site_id', model_root='/models')
-    except instances.BadRecord as e:
+    except instances.RecordFailure as e:
       assert refused[i] == e.message
     else:
       assert packed[i] == want
@@ -53,6 +54,6 @@ def test_a_full_memory_starts_afresh(monkeypatch):
   for value in ['a', 'b', 'c', True, 'd']:
     try:
       instances.site_of({'s': value}, 's', known=known)
-    except instances.BadRecord:
+    except instances.RecordFailure:
       pass
     assert len(known) <= 2

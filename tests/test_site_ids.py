@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from common.failures import RecordFailure
 from beam_jobs import site_predictions
 from models.site import layout as site_model_layout
-from models.site.errors import SiteModelError
 from models.site.errors import is_permanent_storage_error
 from models.site.layout import locate
 from models.site.layout import site_id_problem
@@ -68,7 +68,7 @@ def test_every_accepted_id_names_exactly_its_own_folder(tmp_path_factory, site_i
   assert site_id_problem(site_id, str(root)) is None
   os.makedirs(root / site_id / '1')
   assert os.listdir(root) == [site_id]
-  with pytest.raises(SiteModelError) as failed:   # a folder, but no SavedModel in it
+  with pytest.raises(RecordFailure) as failed:   # a folder, but no SavedModel in it
     locate(str(root), site_id)
   assert failed.value.reason == 'model_load_failed'
 
@@ -97,14 +97,14 @@ def test_a_bad_id_is_refused_by_locate_before_any_io(monkeypatch):
   monkeypatch.setattr(site_model_layout.paths, 'exists', no_io)
   monkeypatch.setattr(site_model_layout.paths, 'match', no_io)
   for site_id in (LONG_TEXT, str(LONG_NUMBER), 'a/../b', ''):
-    with pytest.raises(SiteModelError) as refused:
+    with pytest.raises(RecordFailure) as refused:
       locate('/models', site_id)
     assert refused.value.reason == 'bad_site'
 
 
 def test_a_name_too_long_for_the_os_is_the_sites_dead_letter_not_a_crash(tmp_path):
   root = str(tmp_path / ('r' * 300))   # a root component beyond NAME_MAX: ENAMETOOLONG
-  with pytest.raises(SiteModelError) as failed:
+  with pytest.raises(RecordFailure) as failed:
     locate(root, 'site')
   assert failed.value.reason == 'model_load_failed'
   assert 'File name too long' in failed.value.message
@@ -140,13 +140,13 @@ def test_permission_denied_fails_the_site_and_a_transient_error_propagates(tmp_p
     return real_listdir(path)
   monkeypatch.setattr(os, 'listdir', listdir)
   error = PermissionError(errno.EACCES, 'Permission denied', str(tmp_path / 'site'))
-  with pytest.raises(SiteModelError) as failed:
+  with pytest.raises(RecordFailure) as failed:
     locate(str(tmp_path), 'site')
   assert failed.value.reason == 'model_load_failed' and 'Permission denied' in failed.value.message
   error = OSError(errno.EIO, 'Input/output error')
   with pytest.raises(OSError) as propagated:
     locate(str(tmp_path), 'site')
-  assert not isinstance(propagated.value, SiteModelError)
+  assert not isinstance(propagated.value, RecordFailure)
 
 
 def test_version_folders_named_with_non_ascii_digits_are_ignored(tmp_path):

@@ -81,9 +81,9 @@ def test_grouping_refuses_windowed_input_at_construction():
     _ = windowed | 'Records' >> beam.Map(lambda kv: kv) | GroupRowsBySite('site_id')
 
 
-def test_ids_the_model_lookup_refuses_are_bad_sites_of_the_keying_stage():
+def test_each_dead_letter_names_the_stage_its_row_failed_in():
   chunk = SiteChunk('s' * 200, [{'x': 1}, {'x': 2}], ['f', 'f'])
-  found = _split(chunk, [RowResult(0, None, 'bad_site', 'too long for the root'),
+  found = _split(chunk, [RowResult(0, None, 'bad_site', 'too long for the root', 'key_by_site'),
                          RowResult(1, None, 'non_finite_output', "model output is not finite")])
   assert [(l['stage'], l['reason']) for l in found['failed']] == [
       ('key_by_site', 'bad_site'), ('predict', 'non_finite_output')]

@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import pytest
 
+from common.failures import RecordFailure
 from models.site import pool as site_model_pool
 from models.site.site_model import load_site_model
-from models.site.errors import SiteModelError
 from models.site.handler import SiteChunk
 from models.site.handler import SiteModelHandler
 from models.site.layout import ModelLocation
@@ -75,7 +75,7 @@ def test_permanent_failures_are_remembered(root):
   loader = CountingLoader()
   pool = make_pool(root, loader)
   for _ in range(3):
-    with pytest.raises(SiteModelError) as e:
+    with pytest.raises(RecordFailure) as e:
       pool.get('missing')
     assert e.value.reason == 'no_model'
   assert loader.loaded == []
@@ -97,18 +97,18 @@ def test_layout_versions_pin_and_failures(tmp_path):
   (tmp_path / 's' / 'notes').mkdir()
   assert locate(str(tmp_path), 's').version == '10'
   assert locate(str(tmp_path), 's', '9').path.endswith('9')
-  with pytest.raises(SiteModelError, match='version 3') as e:
+  with pytest.raises(RecordFailure, match='version 3') as e:
     locate(str(tmp_path), 's', '3')
   assert e.value.reason == 'no_model'
   (tmp_path / 'hollow' / '1').mkdir(parents=True)
-  with pytest.raises(SiteModelError) as e:
+  with pytest.raises(RecordFailure) as e:
     locate(str(tmp_path), 'hollow')
   assert e.value.reason == 'model_load_failed'
 
 
 def test_missing_signature_is_a_load_failure_naming_the_ones_present(tmp_path):
   path = savedmodel_builders.save_linear(str(tmp_path / 'm'), [1.0, 2.0], 0.0)
-  with pytest.raises(SiteModelError, match="serving_default") as e:
+  with pytest.raises(RecordFailure, match="serving_default") as e:
     load_site_model(ModelLocation('m', path, None), 'predict')
   assert e.value.reason == 'model_load_failed'
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from beam_jobs import site_predictions
+from tests_support import assert_outputs_equal
 from tests_support import read_jsonl
 import savedmodel_builders
 import site_job_data
@@ -37,15 +38,6 @@ def jsonl_run(workspace):
 
 def expected_outputs(model_dirs, row):
   return savedmodel_builders.call_directly(model_dirs[str(row['site_id'])], row)
-
-
-def assert_outputs_equal(actual, expected):
-  assert set(actual) == set(expected)
-  for name, value in expected.items():
-    if isinstance(value, bytes):
-      assert actual[name] == value.decode()
-    else:
-      np.testing.assert_allclose(np.asarray(actual[name]), value, rtol=1e-6, atol=1e-6)
 
 
 def test_every_good_row_predicted_by_its_own_site_model(workspace, jsonl_run):

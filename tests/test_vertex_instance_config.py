@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from models.site.errors import SiteModelError
+from common.failures import RecordFailure
 from models.site.instance_config import InstanceConfig
 from models.site.instance_config import apply_instance_config
 from models.site.instance_config import config_from_flags
@@ -51,7 +51,7 @@ def test_array_instances_follow_the_included_order():
   assert fed == [2, 1.5, [1, 2]]
   assert echo == {'site_id': 's1', 'id': 'k-1', 'a': 1.5, 'b': 2, 'extra': [1, 2]}
   for row, word in (({'a': 1, 'extra': 2}, 'missing'), ({'a': 1, 'b': None, 'extra': 2}, 'null')):
-    with pytest.raises(SiteModelError) as e:
+    with pytest.raises(RecordFailure) as e:
       apply_instance_config(row, config(included_fields='a,b,extra', instance_type='array'))
     assert e.value.reason == 'missing_feature' and "'b'" in e.value.message and word in (
         e.value.message)
@@ -133,7 +133,7 @@ def test_an_array_instance_for_a_signature_of_two_inputs_fails_each_row(models):
   results = predict_rows(models['two'], [{'site_id': 'two', 'a': 1.0, 'b': 2}] * 2, config=cfg)
   assert [r.reason for r in results] == ['bad_feature'] * 2
   assert 'takes 2 inputs (a, b)' in results[0].message
-  with pytest.raises(SiteModelError):
+  with pytest.raises(RecordFailure):
     signature_row(['a', 'b'], [1, 2])
 
 

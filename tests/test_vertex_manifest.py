@@ -3,8 +3,8 @@ import json
 
 import pytest
 
+from common.failures import RecordFailure
 from common import paths
-from models.site.errors import SiteModelError
 from models.site.layout import locate
 from models.site.pool import SiteModelPool
 from models.site.version_manifest import load_manifest
@@ -95,7 +95,7 @@ def test_locate_with_the_pins_loads_the_pinned_or_the_highest(model_root, tmp_pa
 def test_a_pinned_version_that_does_not_exist_is_no_model_never_another_version(model_root,
                                                                               tmp_path):
   manifest = load_manifest(write(tmp_path, 'pins.json', '{"a": "7"}'))
-  with pytest.raises(SiteModelError) as e:
+  with pytest.raises(RecordFailure) as e:
     locate(model_root, 'a', pinned_version('a', manifest))
   assert e.value.reason == 'no_model' and 'version 7' in e.value.message
 
@@ -110,7 +110,7 @@ def test_a_pool_locating_through_the_manifest_fails_only_the_pinned_missing_site
       return super().get(site_id)
 
   pool = PinnedPool(model_root=model_root, signature='serving_default', share_graphs=False)
-  with pytest.raises(SiteModelError) as e:
+  with pytest.raises(RecordFailure) as e:
     pool.get('a')
   assert e.value.reason == 'no_model'
   model = pool.get('b').model

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from models.site.errors import SiteModelError
+from common.failures import RecordFailure
 from models.site.signature_inputs import InputSpec
 from models.site.signature_inputs import to_array
 from models.site.text_features import typed_row
@@ -35,7 +35,7 @@ def typed(spec, text):
 
 
 def refused(spec, text):
-  with pytest.raises(SiteModelError) as e:
+  with pytest.raises(RecordFailure) as e:
     typed(spec, text)
   return e.value.reason, e.value.message
 
@@ -129,7 +129,7 @@ def test_a_float_is_accepted_iff_the_dtype_holds_it_finite(value):
     try:
       typed(spec, repr(value))
       accepted = True
-    except SiteModelError:
+    except RecordFailure:
       accepted = False
     assert accepted == holds
 
@@ -147,7 +147,7 @@ def test_any_text_is_typed_or_refused_with_a_reason_never_nan(text):
   for spec in (F32, I64, B, F3):
     try:
       value = typed(spec, text)
-    except SiteModelError as e:
+    except RecordFailure as e:
       assert e.reason in ('bad_feature', 'missing_feature')
       continue
     flat = value if isinstance(value, list) else [value]

@@ -4,6 +4,8 @@ import math
 import pathlib
 from typing import Any, List
 
+import numpy as np
+
 
 def _refuse(name: str) -> Any:
   raise ValueError(f'{name} is not JSON')
@@ -42,3 +44,13 @@ def read_jsonl(folder: pathlib.Path) -> List[dict]:
       except ValueError as e:
         raise AssertionError(f'{path} line {number} is not strict JSON: {e}: {line[:200]}') from e
   return records
+
+
+def assert_outputs_equal(actual, expected):
+  """A prediction's outputs equal the model's own (text as text, numbers to 1e-6)."""
+  assert set(actual) == set(expected)
+  for name, value in expected.items():
+    if isinstance(value, bytes):
+      assert actual[name] == value.decode()
+    else:
+      np.testing.assert_allclose(np.asarray(actual[name]), value, rtol=1e-6, atol=1e-6)

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from beam_jobs import site_predictions
+from tests_support import assert_outputs_equal  # pylint: disable=unused-import
 from tests_support import read_jsonl
 
 FORMATS = ('jsonl', 'csv', 'tfrecord')
@@ -157,10 +158,3 @@ def direct(model_dir: str, row: Dict[str, Any]) -> Dict[str, Any]:
   return {name: value.numpy()[0] for name, value in fn(**args).items()}
 
 
-def assert_outputs_equal(actual: Dict[str, Any], expected: Dict[str, Any]) -> None:
-  assert set(actual) == set(expected)
-  for name, value in expected.items():
-    if isinstance(value, bytes):
-      assert actual[name] == value.decode()
-    else:
-      np.testing.assert_allclose(np.asarray(actual[name]), value, rtol=1e-6, atol=1e-6)

@@ -17,6 +17,8 @@ from typing import Any, Dict, Optional
 import apache_beam as beam
 
 from common import paths
+from common.failures import NO_RECORD
+from common.failures import RecordFailure
 from transforms import json_lines
 
 FAILED = 'failed'
@@ -44,6 +46,15 @@ def dead_letter(stage: str, reason: str, message: str, *,
       'source': source,
       'record': record,
   }
+
+
+def failure_letter(failure: RecordFailure, source: Optional[str], *,
+                   site_id: Optional[str] = None, record: Any = NO_RECORD) -> Dict[str, Any]:
+  """The dead letter of ``failure`` (its record, unless ``record`` is given)."""
+  if record is NO_RECORD:
+    record = None if failure.record is NO_RECORD else failure.record
+  return dead_letter(failure.stage, failure.reason, failure.message, site_id=site_id,
+                     source=source, record=record)
 
 
 def failed(letter: Dict[str, Any]) -> beam.pvalue.TaggedOutput:

@@ -37,8 +37,8 @@ from apache_beam.io import iobase
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.transforms.display import DisplayDataItem
 
+from common.failures import PARSE
 from transforms.dead_letters import dead_letter
-from transforms.site.instances import PARSE_STAGE
 
 DEFAULT_MAX_LINE_BYTES = 64 << 20
 """Longest line read (64 MiB, line end not counted); longer ones are dead letters."""
@@ -62,7 +62,7 @@ class RefusedLine:
   def dead_letter(self, source: str) -> Dict[str, Any]:
     """The ``line_too_long`` dead letter (stage ``parse``) of this line in ``source``."""
     return dead_letter(
-        PARSE_STAGE, LINE_TOO_LONG,
+        PARSE, LINE_TOO_LONG,
         f'line of {self.length} bytes is longer than the limit of {self.limit} bytes '
         f'(max_line_bytes); the record is its first {len(self.head)} bytes',
         source=source, record=self.head.decode('utf-8', 'backslashreplace'))

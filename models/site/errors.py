@@ -1,30 +1,16 @@
-"""Why a site's rows could not be predicted: permanent, per-site or per-row."""
+"""Which storage errors are permanent: those fail a site's rows as dead letters, the rest are retried.
+
+The failure vocabulary itself (stages, reasons, ``RecordFailure``) is :mod:`common.failures`.
+"""
+import contextlib
 import errno
 
 from apache_beam.io.filesystem import BeamIOError
 
+from common.failures import MODEL_LOAD_FAILED
+from common.failures import PREDICT
+from common.failures import RecordFailure
 
-class SiteModelError(Exception):
-  """A permanent failure with a dead-letter reason code.
-
-  Raised for problems retrying cannot fix (no model folder, corrupt
-  SavedModel, a row the signature cannot take). Transient I/O errors are
-  never wrapped in it, so the runner retries them.
-  """
-
-  def __init__(self, reason: str, message: str):
-    super().__init__(message)
-    self.reason = reason
-    self.message = message
-
-
-BAD_SITE = 'bad_site'
-NO_MODEL = 'no_model'
-MODEL_LOAD_FAILED = 'model_load_failed'
-MISSING_FEATURE = 'missing_feature'
-BAD_FEATURE = 'bad_feature'
-INFERENCE_FAILED = 'inference_failed'
-NON_FINITE_OUTPUT = 'non_finite_output'
 
 # OS errors that say the path itself is unusable or unreadable for us: the
 # same call would fail the same way on a retry.
@@ -55,3 +41,19 @@ def is_permanent_storage_error(error: BaseException) -> bool:
   code = getattr(error, 'code', None)
   return (isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 500
           and code not in _TRANSIENT_HTTP)
+
+
+@contextlib.contextmanager
+def permanent_storage_errors_fail_the_site(what: str):
+  """Inside the block, a storage error retrying cannot fix (:func:`is_permanent_storage_error`)
+  becomes ``RecordFailure(predict, model_load_failed, "<what>: <error>")``; a RecordFailure
+  and every other error propagate as they are (the runner retries those)."""
+  try:
+    yield
+  except RecordFailure:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if not is_permanent_storage_error(e):
+      raise
+    raise RecordFailure(PREDICT, MODEL_LOAD_FAILED,
+                        f'{what}: {type(e).__name__}: {str(e)[:300]}') from e

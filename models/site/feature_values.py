@@ -20,6 +20,10 @@ A value must be nested lists of the input's row shape (no ragged lists; a
 plain value also fills a width-one input); ``null`` or an absent field is
 ``missing_feature``, a ``null`` inside a list ``bad_feature``.
 """
+from common.failures import BAD_FEATURE
+from common.failures import MISSING_FEATURE
+from common.failures import PREDICT
+from common.failures import RecordFailure
 import base64
 import binascii
 import decimal
@@ -29,9 +33,6 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Tuple
 import numpy as np
 import tensorflow as tf
 
-from models.site.errors import BAD_FEATURE
-from models.site.errors import MISSING_FEATURE
-from models.site.errors import SiteModelError
 
 if TYPE_CHECKING:
   from models.site.signature_inputs import InputSpec
@@ -56,8 +57,8 @@ def kind_of(spec: 'InputSpec') -> str:
   return '?'
 
 
-def _bad(spec: 'InputSpec', what: str) -> SiteModelError:
-  return SiteModelError(BAD_FEATURE, f'feature {spec.name!r} {what}')
+def _bad(spec: 'InputSpec', what: str) -> RecordFailure:
+  return RecordFailure(PREDICT, BAD_FEATURE, f'feature {spec.name!r} {what}')
 
 
 def _preview(value: Any) -> str:
@@ -82,7 +83,7 @@ def _structure(spec: 'InputSpec', value: Any) -> Tuple[Tuple[int, ...], List[Any
   return tuple(shape), level
 
 
-def _wrong_type(spec: 'InputSpec', leaf: Any) -> SiteModelError:
+def _wrong_type(spec: 'InputSpec', leaf: Any) -> RecordFailure:
   return _bad(spec, f'must be {spec.dtype.name}, got {type(leaf).__name__} {_preview(leaf)}')
 
 
@@ -195,7 +196,7 @@ def convert(spec: 'InputSpec', value: Any) -> np.ndarray:
   """One non-null value for ``spec`` as an array of its row shape (module rule).
 
   Raises:
-    SiteModelError: ``bad_feature``.
+    RecordFailure: ``bad_feature``.
   """
   kind = kind_of(spec)
   if kind == '?':
@@ -211,10 +212,10 @@ def to_array(spec: 'InputSpec', row: Mapping[str, Any]) -> np.ndarray:
   """One row's value for ``spec``, as an array of the row shape.
 
   Raises:
-    SiteModelError: ``missing_feature`` (absent or null) or ``bad_feature``.
+    RecordFailure: ``missing_feature`` (absent or null) or ``bad_feature``.
   """
   value = row.get(spec.name)
   if value is None:
     what = 'is null' if spec.name in row else 'is missing'
-    raise SiteModelError(MISSING_FEATURE, f'signature input {spec.name!r} {what}')
+    raise RecordFailure(PREDICT, MISSING_FEATURE, f'signature input {spec.name!r} {what}')
   return convert(spec, value)

@@ -14,8 +14,8 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
+from common.failures import RecordFailure
 from models.site.site_model import RowResult
-from models.site.errors import SiteModelError
 from models.site.instance_config import InstanceConfig
 from models.site.pool import DEFAULT_MAX_BYTES
 from models.site.pool import DEFAULT_MAX_MODELS
@@ -46,7 +46,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
   """``SiteChunk -> PredictionResult(example=chunk, inference=ChunkOutcome)``.
 
   Error policy: a site without a usable model fails all its rows (reason
-  from :class:`SiteModelError`) and no other site's; a row the signature
+  from :class:`RecordFailure`) and no other site's; a row the signature
   cannot take (or cannot feed: :mod:`models.site.row_feed`), or whose
   inference fails, fails alone. Transient errors
   (reading a remote model folder) propagate so the runner retries.
@@ -128,8 +128,8 @@ def predict_chunk(pool: SiteModelPool, chunk: SiteChunk, *,
   """
   try:
     model, loaded_now = pool.get(chunk.site_id)
-  except SiteModelError as e:
-    return ChunkOutcome(None, [RowResult(i, None, e.reason, e.message)
+  except RecordFailure as e:
+    return ChunkOutcome(None, [RowResult(i, None, e.reason, e.message, e.stage)
                                for i in range(len(chunk.rows))])
   if text_values or (config is not None and not config.feeds_whole_row):
     results = predict_rows(model, chunk.rows, config=config, text_values=text_values)

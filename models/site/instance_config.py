@@ -18,17 +18,18 @@ is ignored by the model either way; a feature the config leaves out becomes
 ``missing_feature`` when the signature needs it. The site field is fed only
 when the config feeds it (listed, or not excluded), like any other field.
 
-Error policy: :func:`apply_instance_config` raises :class:`SiteModelError`
+Error policy: :func:`apply_instance_config` raises :class:`RecordFailure`
 (``missing_feature``) for an array instance with an absent or null field, and
 :func:`signature_row` (``bad_feature``) when an array instance meets a
 signature with more or fewer than one input; the caller fails that row
 alone. :func:`flag_problem` reports flag mistakes as ``(flag, message)``.
 """
+from common.failures import BAD_FEATURE
+from common.failures import MISSING_FEATURE
+from common.failures import PREDICT
+from common.failures import RecordFailure
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
-from models.site.errors import BAD_FEATURE
-from models.site.errors import MISSING_FEATURE
-from models.site.errors import SiteModelError
 
 OBJECT = 'object'
 ARRAY = 'array'
@@ -117,7 +118,7 @@ def apply_instance_config(row: Mapping[str, Any], config: InstanceConfig
   a config the row itself is returned as both.
 
   Raises:
-    SiteModelError: ``missing_feature``: an array instance lacks a field, or
+    RecordFailure: ``missing_feature``: an array instance lacks a field, or
       holds null in it.
   """
   return fed_of(row, config), echo_of(row, config)
@@ -154,7 +155,8 @@ def _array(row: Mapping[str, Any], order: Iterable[str]) -> List[Any]:
     value = row.get(name)
     if value is None:
       what = 'null' if name in row else 'missing'
-      raise SiteModelError(MISSING_FEATURE, f'field {name!r} of the array instance is {what}')
+      raise RecordFailure(PREDICT, MISSING_FEATURE,
+                          f'field {name!r} of the array instance is {what}')
     values.append(value)
   return values
 
@@ -166,15 +168,15 @@ def signature_row(input_names: Iterable[str], fed: Fed) -> Dict[str, Any]:
   the signature's only input.
 
   Raises:
-    SiteModelError: ``bad_feature``: an array instance for a signature
+    RecordFailure: ``bad_feature``: an array instance for a signature
       without exactly one input.
   """
   if isinstance(fed, dict):
     return fed
   names = sorted(input_names)
   if len(names) != 1:
-    raise SiteModelError(
-        BAD_FEATURE,
+    raise RecordFailure(
+        PREDICT, BAD_FEATURE,
         f'an array instance feeds one tensor, but the signature takes {len(names)} inputs '
         f'({", ".join(names) or "none"}); use object instances')
   return {names[0]: fed}

@@ -13,12 +13,14 @@ import posixpath
 import unicodedata
 from typing import NamedTuple, Optional
 
-from models.site.errors import MODEL_LOAD_FAILED
-from models.site.errors import NO_MODEL
-from models.site.errors import SiteModelError
+from common.failures import BAD_SITE
+from common.failures import KEY_BY_SITE
+from common.failures import MODEL_LOAD_FAILED
+from common.failures import NO_MODEL
+from common.failures import PREDICT
+from common.failures import RecordFailure
 from common import paths
-from models.site.errors import BAD_SITE
-from models.site.errors import is_permanent_storage_error
+from models.site.errors import permanent_storage_errors_fail_the_site
 
 SAVED_MODEL_FILE = 'saved_model.pb'
 MAX_NAME_BYTES = 255          # one path component (NAME_MAX); GCS has no such limit, local disks do
@@ -88,7 +90,7 @@ def locate(model_root: str, site_id: str, pinned_version: Optional[str] = None) 
   """Finds the folder to load for ``site_id``.
 
   Raises:
-    SiteModelError: ``bad_site`` (checked before any I/O) when the id cannot
+    RecordFailure: ``bad_site`` (checked before any I/O) when the id cannot
       name a folder under ``model_root``; ``no_model`` when the site has no
       folder (or not the pinned version); ``model_load_failed`` when its
       folder holds no SavedModel, or a storage error retrying cannot fix
@@ -97,18 +99,10 @@ def locate(model_root: str, site_id: str, pinned_version: Optional[str] = None) 
   """
   problem = site_id_problem(site_id, model_root)
   if problem is not None:
-    raise SiteModelError(BAD_SITE, problem)
-  try:
+    raise RecordFailure(KEY_BY_SITE, BAD_SITE, problem)
+  with permanent_storage_errors_fail_the_site(
+      f'cannot look up the model of site {_short(site_id)} under {model_root}'):
     return _locate(model_root, site_id, pinned_version)
-  except SiteModelError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    if not is_permanent_storage_error(e):
-      raise
-    raise SiteModelError(
-        MODEL_LOAD_FAILED,
-        f'cannot look up the model of site {_short(site_id)} under {model_root}: '
-        f'{type(e).__name__}: {str(e)[:300]}') from e
 
 
 def _locate(model_root: str, site_id: str, pinned_version: Optional[str]) -> ModelLocation:
@@ -117,8 +111,8 @@ def _locate(model_root: str, site_id: str, pinned_version: Optional[str]) -> Mod
     version_dir = paths.join(site_dir, pinned_version)
     if paths.exists(paths.join(version_dir, SAVED_MODEL_FILE)):
       return ModelLocation(site_id, version_dir, pinned_version)
-    raise SiteModelError(
-        NO_MODEL, f'no {SAVED_MODEL_FILE} for version {pinned_version} under {site_dir}')
+    raise RecordFailure(
+        PREDICT, NO_MODEL, f'no {SAVED_MODEL_FILE} for version {pinned_version} under {site_dir}')
 
   versions = {int(v): v for v in _version_folders(site_dir)}
   if versions:
@@ -127,11 +121,11 @@ def _locate(model_root: str, site_id: str, pinned_version: Optional[str]) -> Mod
   if paths.exists(paths.join(site_dir, SAVED_MODEL_FILE)):
     return ModelLocation(site_id, site_dir, None)
   if paths.exists(site_dir):
-    raise SiteModelError(
-        MODEL_LOAD_FAILED,
+    raise RecordFailure(
+        PREDICT, MODEL_LOAD_FAILED,
         f'{site_dir} holds no {SAVED_MODEL_FILE} (neither directly nor in an '
         'integer version folder)')
-  raise SiteModelError(NO_MODEL, f'no model folder {site_dir}')
+  raise RecordFailure(PREDICT, NO_MODEL, f'no model folder {site_dir}')
 
 
 def _version_folders(site_dir: str):

@@ -27,11 +27,11 @@ from typing import Callable, Dict, Mapping, NamedTuple, Optional
 
 from apache_beam.metrics import Metrics
 
+from common.failures import RecordFailure
 from models.site.shared_graphs import SharedGraphs
 from models.site.shared_graphs import load_sharing_graphs
 from models.site.site_model import SiteModel
 from models.site.site_model import load_site_model
-from models.site.errors import SiteModelError
 from models.site.layout import ModelLocation
 from models.site.layout import locate
 from models.site.version_manifest import pinned_version
@@ -89,7 +89,7 @@ class SiteModelPool:
                 if share_graphs else load_site_model)
     self._loader = loader
     self._models: 'collections.OrderedDict[str, SiteModel]' = collections.OrderedDict()
-    self._failures: 'collections.OrderedDict[str, SiteModelError]' = collections.OrderedDict()
+    self._failures: 'collections.OrderedDict[str, RecordFailure]' = collections.OrderedDict()
     self._bytes = 0
     self._lock = threading.Lock()
     self._site_locks: Dict[str, threading.Lock] = {}
@@ -117,7 +117,7 @@ class SiteModelPool:
     """The site's model, loading it if needed.
 
     Raises:
-      SiteModelError: the site has no usable model (remembered).
+      RecordFailure: the site has no usable model (remembered).
     """
     hit = self._lookup(site_id)
     if hit is not None:
@@ -130,7 +130,7 @@ class SiteModelPool:
       try:
         version = pinned_version(site_id, self._model_versions, self._model_version)
         model = self._loader(locate(self._model_root, site_id, version), self._signature)
-      except SiteModelError as e:
+      except RecordFailure as e:
         self._load_failures.inc()
         self._remember_failure(site_id, e)
         raise
@@ -155,7 +155,7 @@ class SiteModelPool:
     with self._lock:
       return self._site_locks.setdefault(site_id, threading.Lock())
 
-  def _remember_failure(self, site_id: str, error: SiteModelError) -> None:
+  def _remember_failure(self, site_id: str, error: RecordFailure) -> None:
     with self._lock:
       self._failures[site_id] = error
       while len(self._failures) > _MAX_REMEMBERED_FAILURES:

@@ -10,12 +10,12 @@ specs) is known, right before :meth:`models.site.site_model.SiteModel.predict`::
 Error policy: a row that cannot be fed (an array instance missing a field,
 a CSV cell that is not of its input's dtype, an array instance for a
 signature with several inputs) fails alone, with the
-:class:`~models.site.errors.SiteModelError` reason; every row of the chunk
+:class:`~models.site.errors.RecordFailure` reason; every row of the chunk
 gets exactly one :class:`~models.site.site_model.RowResult`, in row order.
 """
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from models.site.errors import SiteModelError
+from common.failures import RecordFailure
 from models.site.instance_config import InstanceConfig
 from models.site.instance_config import fed_of
 from models.site.instance_config import signature_row
@@ -28,7 +28,7 @@ class FedRows(NamedTuple):
   """Rows ready for the signature, and the chunk rows that could not be fed."""
   indices: List[int]                          # chunk index of each fed row
   rows: List[Dict[str, Any]]
-  failures: List[Tuple[int, SiteModelError]]
+  failures: List[Tuple[int, RecordFailure]]
 
 
 def feed_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]], *,
@@ -48,7 +48,7 @@ def feed_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]],
       value = signature_row(specs, value)
       if typed is not None:
         value = typed(value)
-    except SiteModelError as e:
+    except RecordFailure as e:
       failures.append((index, e))
       continue
     indices.append(index)

@@ -29,7 +29,7 @@ architectures sharing a function never remove it from each other).
 Error policy: anything that keeps a site from sharing (unkeyable signature,
 unreadable weights, a graph TensorFlow refuses) is :class:`NotShareable`;
 the site is then loaded in full on its own, and only a failing full load is
-a :class:`~models.site.errors.SiteModelError`.
+a :class:`~models.site.errors.RecordFailure`.
 """
 import contextlib
 import logging
@@ -43,6 +43,7 @@ from tensorflow.core.protobuf import struct_pb2
 from tensorflow.python.eager import context as eager_context
 from tensorflow.python.ops import gen_resource_variable_ops
 
+from common.failures import RecordFailure
 from models.site import signature_inputs
 from models.site import variable_restore
 from models.site.architecture_cache import ArchitectureCache
@@ -334,7 +335,7 @@ def load_sharing_graphs(location: ModelLocation, signature_name: str,
   model must :meth:`SharedGraphs.release` it.
 
   Raises:
-    SiteModelError: as :func:`load_site_model`.
+    RecordFailure: as :func:`load_site_model`.
   """
   started = time.perf_counter()
   # Local folders are read in place: their architectures are remembered by file identity.

@@ -17,9 +17,7 @@ import tensorflow as tf
 from tensorflow.python.eager import context as eager_context
 from tensorflow.python.framework import ops
 
-from models.site.errors import BAD_FEATURE
-from models.site.errors import MISSING_FEATURE
-from models.site.errors import SiteModelError
+from common.failures import RecordFailure
 from models.site.feature_values import PLAIN_NUMBERS
 from models.site.feature_values import integer_bounds
 from models.site.feature_values import kind_of
@@ -149,7 +147,7 @@ class _Column:
   """One input's values for the rows of a chunk, and the rows it fails (by index)."""
 
   def __init__(self, stacked: Optional[np.ndarray], positions: Dict[int, int],
-               singles: Dict[int, np.ndarray], errors: Dict[int, SiteModelError]):
+               singles: Dict[int, np.ndarray], errors: Dict[int, RecordFailure]):
     self.stacked, self.positions, self.singles, self.errors = (
         stacked, positions, singles, errors)
 
@@ -184,7 +182,7 @@ class _Column:
     for index in others:
       try:
         singles[index] = to_array(spec, rows[index])
-      except SiteModelError as e:
+      except RecordFailure as e:
         errors[index] = e
     return cls(stacked, positions, singles, errors)
 
@@ -201,7 +199,7 @@ class _Column:
 
 
 def batch_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]]
-               ) -> Tuple[List[FeatureBatch], List[Tuple[int, SiteModelError]]]:
+               ) -> Tuple[List[FeatureBatch], List[Tuple[int, RecordFailure]]]:
   """Converts rows to model inputs, isolating the rows that cannot be fed.
 
   Each row's outcome is that of :func:`to_array` on it alone (the first

@@ -15,15 +15,16 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 import numpy as np
 import tensorflow as tf
 
+from common.failures import INFERENCE_FAILED
+from common.failures import MODEL_LOAD_FAILED
+from common.failures import NON_FINITE_OUTPUT
+from common.failures import PREDICT
+from common.failures import RecordFailure
 from models.site import signature_inputs
-from models.site.errors import INFERENCE_FAILED
-from models.site.errors import MODEL_LOAD_FAILED
-from models.site.errors import SiteModelError
 from models.site.layout import SAVED_MODEL_FILE
 from models.site.layout import ModelLocation
 from common import paths
-from models.site.errors import NON_FINITE_OUTPUT
-from models.site.errors import is_permanent_storage_error
+from models.site.errors import permanent_storage_errors_fail_the_site
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,11 +35,12 @@ _ROW_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError,
 
 
 class RowResult(NamedTuple):
-  """Outcome of one row: outputs by name, or a reason and message."""
+  """Outcome of one row: outputs by name, or a reason and message (and the stage refusing it)."""
   index: int
   outputs: Optional[Dict[str, Any]]
   reason: Optional[str] = None
   message: Optional[str] = None
+  stage: str = PREDICT
 
 
 class SiteModel:
@@ -175,23 +177,15 @@ def load_site_model(location: ModelLocation, signature_name: str) -> SiteModel:
   """Loads ``location`` with ``tf.saved_model.load`` (remote folders copied locally first).
 
   Raises:
-    SiteModelError: ``model_load_failed`` when the folder is not a loadable
+    RecordFailure: ``model_load_failed`` when the folder is not a loadable
       SavedModel or lacks the signature, or copying it fails in a way
       retrying cannot fix (:func:`is_permanent_storage_error`). Other I/O
       errors while copying a remote folder propagate, so the runner retries them.
   """
   started = time.perf_counter()
-  try:
+  with permanent_storage_errors_fail_the_site(f'cannot read SavedModel {location.path}'):
     with paths.localize_tree(location.path) as local_dir:
       return load_local(location, local_dir, signature_name, started)
-  except SiteModelError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    if not is_permanent_storage_error(e):
-      raise
-    raise SiteModelError(
-        MODEL_LOAD_FAILED,
-        f'cannot read SavedModel {location.path}: {type(e).__name__}: {str(e)[:300]}') from e
 
 
 def load_local(location: ModelLocation, local_dir: str, signature_name: str,
@@ -201,13 +195,14 @@ def load_local(location: ModelLocation, local_dir: str, signature_name: str,
     loaded = tf.saved_model.load(local_dir)
   except Exception as e:  # pylint: disable=broad-except
     # A local read of a corrupt or incompatible SavedModel: permanent.
-    raise SiteModelError(
-        MODEL_LOAD_FAILED, f'cannot load SavedModel {location.path}: {_tf_message(e)}') from e
+    raise RecordFailure(
+        PREDICT, MODEL_LOAD_FAILED,
+        f'cannot load SavedModel {location.path}: {_tf_message(e)}') from e
   graph_bytes = os.path.getsize(os.path.join(local_dir, SAVED_MODEL_FILE))
   signature = loaded.signatures.get(signature_name)
   if signature is None:
-    raise SiteModelError(
-        MODEL_LOAD_FAILED,
+    raise RecordFailure(
+        PREDICT, MODEL_LOAD_FAILED,
         f'{location.path} has no signature {signature_name!r} '
         f'(it has: {", ".join(sorted(loaded.signatures)) or "none"})')
   load_ms = (time.perf_counter() - started) * 1000

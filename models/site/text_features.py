@@ -30,7 +30,7 @@ ASCII spaces and tabs around numbers and booleans are ignored; other
 spellings (``1_000``, non-ASCII digits, hex) are ``bad_feature``. Values that
 are not text (already typed) are left as they are.
 
-Error policy: :func:`typed_row` raises :class:`SiteModelError` with reason
+Error policy: :func:`typed_row` raises :class:`RecordFailure` with reason
 ``missing_feature`` or ``bad_feature`` for the first input it cannot convert;
 the caller fails that row alone, as :mod:`models.site.signature_inputs` does.
 """
@@ -42,9 +42,10 @@ from typing import Any, Dict, Mapping, NamedTuple
 
 import tensorflow as tf
 
-from models.site.errors import BAD_FEATURE
-from models.site.errors import MISSING_FEATURE
-from models.site.errors import SiteModelError
+from common.failures import BAD_FEATURE
+from common.failures import MISSING_FEATURE
+from common.failures import PREDICT
+from common.failures import RecordFailure
 from models.site.signature_inputs import InputSpec
 
 _INTEGER = re.compile(r'[+-]?[0-9]+\Z')
@@ -123,7 +124,7 @@ def typed_row(specs: Mapping[str, InputSpec], row: Mapping[str, Any]) -> Dict[st
     from the row stay absent (the signature conversion reports them).
 
   Raises:
-    SiteModelError: ``missing_feature`` for an empty cell, ``bad_feature``
+    RecordFailure: ``missing_feature`` for an empty cell, ``bad_feature``
       for text that is not a value of the input's dtype.
   """
   return TextTyper(specs)(row)
@@ -136,7 +137,7 @@ def _typed_value(spec: _Input, value: Any, dims: int) -> Any:
   if not isinstance(value, str):
     return value
   if not value.strip(_SPACES):
-    raise SiteModelError(MISSING_FEATURE, f'feature {spec.name!r} is an empty cell')
+    raise RecordFailure(PREDICT, MISSING_FEATURE, f'feature {spec.name!r} is an empty cell')
   if spec.kind == STRING and (dims == 0 or spec.width_one):
     return value
   if dims == 0 or (spec.width_one and not value.lstrip(_SPACES).startswith('[')):
@@ -221,6 +222,6 @@ def _check_items(spec: _Input, items: list, text: str) -> list:
   return checked
 
 
-def _bad(spec: _Input, text: Any, problem: str) -> SiteModelError:
+def _bad(spec: _Input, text: Any, problem: str) -> RecordFailure:
   shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + '...'
-  return SiteModelError(BAD_FEATURE, f'feature {spec.name!r}: {shown} {problem}')
+  return RecordFailure(PREDICT, BAD_FEATURE, f'feature {spec.name!r}: {shown} {problem}')

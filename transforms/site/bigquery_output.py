@@ -50,10 +50,10 @@ import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition
 from apache_beam.io.gcp.bigquery import WriteToBigQuery
 
-from models.site.errors import INFERENCE_FAILED
-from models.site.errors import MODEL_LOAD_FAILED
-from models.site.errors import NO_MODEL
-from models.site.errors import NON_FINITE_OUTPUT
+from common.failures import INFERENCE_FAILED
+from common.failures import MODEL_LOAD_FAILED
+from common.failures import NON_FINITE_OUTPUT
+from common.failures import NO_MODEL
 from transforms import json_lines
 from transforms.site.inference import Prediction
 

@@ -35,6 +35,7 @@ from typing import BinaryIO, Iterator, List, Optional, Union
 
 import apache_beam as beam
 
+from common.failures import PARSE
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
@@ -42,7 +43,6 @@ from transforms.site.file_streams import DECOMPRESSION_ERRORS
 from transforms.site.file_streams import MatchAndOpen
 from transforms.site.file_streams import bad_file
 from transforms.site.file_streams import open_binary
-from transforms.site.instances import PARSE_STAGE
 from transforms.site.instances import Record
 
 # surrogateescape decoding turns each byte that is not UTF-8 into one of these.
@@ -127,7 +127,7 @@ def _records(source: str, text: io.TextIOBase):
     if problem is None and len(fields) != len(header):
       problem = f'{len(fields)} fields; the header has {len(header)}'
     if problem is not None:
-      yield failed(dead_letter(PARSE_STAGE, reason, f'line {start}: {problem}',
+      yield failed(dead_letter(PARSE, reason, f'line {start}: {problem}',
                                source=source, record=_shown(raw)))
       continue
     yield source, dict(zip(header, fields))

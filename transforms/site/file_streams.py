@@ -13,9 +13,9 @@ from typing import Optional, Sequence, Union
 import apache_beam as beam
 from apache_beam.io import fileio
 
+from common.failures import PARSE
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
-from transforms.site.instances import PARSE_STAGE
 
 _READ_BUFFER_BYTES = 1 << 20
 
@@ -97,5 +97,5 @@ def bad_file(path: str, error: Exception) -> beam.pvalue.TaggedOutput:
   """The dead letter (``bad_file``, stage ``parse``) for a file that stopped
   decompressing; the records read before it stand."""
   return failed(dead_letter(
-      PARSE_STAGE, 'bad_file', f'cannot read the rest of the file: {type(error).__name__}: {error}',
+      PARSE, 'bad_file', f'cannot read the rest of the file: {type(error).__name__}: {error}',
       source=path))

@@ -23,10 +23,7 @@ from models.site.pool import DEFAULT_MAX_MODELS
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
 from transforms.site.grouping import DEFAULT_ROWS_PER_CHUNK  # pylint: disable=unused-import
-from models.site.errors import BAD_SITE
-from transforms.site.instances import SITE_STAGE
 
-PREDICT_STAGE = 'predict'
 
 
 class Prediction(NamedTuple):
@@ -93,9 +90,8 @@ class SplitOutcomes(beam.DoFn):
         predictions.append(Prediction(chunk.site_id, source, instance, row_result.outputs,
                                       outcome.model_version))
       else:
-        stage = SITE_STAGE if row_result.reason == BAD_SITE else PREDICT_STAGE
         yield failed(dead_letter(
-            stage, row_result.reason, row_result.message,
+            row_result.stage, row_result.reason, row_result.message,
             site_id=chunk.site_id, source=source, record=row))
     if predictions:
       yield predictions

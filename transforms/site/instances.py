@@ -3,7 +3,7 @@
 A record is ``(source, row)``: where it came from (file name or table) and
 the instance as a dict. Only the site field is read; a JSON-lines row travels
 as the line it was read from, a BigQuery row as its JSON.
-Both checks raise :class:`BadRecord`, which the DoFns of
+Both checks raise :class:`RecordFailure`, which the DoFns of
 :mod:`transforms.site.rows` turn into dead letters.
 
 Lines may hold ``NaN``, ``Infinity`` and ``-Infinity`` (Python's ``json``
@@ -16,42 +16,31 @@ import json
 import math
 from typing import Any, Dict, Optional, Tuple, Union
 
+from common.failures import KEY_BY_SITE
+from common.failures import PARSE
+from common.failures import RecordFailure
 from models.site.layout import site_id_problem
-from transforms.dead_letters import dead_letter
 
 Record = Tuple[str, Dict[str, Any]]
 
-PARSE_STAGE = 'parse'
-SITE_STAGE = 'key_by_site'
 # Site ids a DoFn remembers (see site_of's ``known``): more distinct ids start it afresh.
 MAX_KNOWN_SITE_IDS = 100_000
 # Deeper rows are refused: later steps (pickling, JSON encoding) recurse per level.
 MAX_NESTING = 100
 
 
-class BadRecord(ValueError):
-  """An input record that cannot be used: which stage refused it, and why."""
-
-  def __init__(self, stage: str, reason: str, message: str, record: Any):
-    super().__init__(message)
-    self.stage, self.reason, self.message, self.record = stage, reason, message, record
-
-  def dead_letter(self, source: str) -> Dict[str, Any]:
-    return dead_letter(self.stage, self.reason, self.message, source=source, record=self.record)
-
-
 def decode_line(line: Union[bytes, str]) -> str:
   """A line as read (bytes) as text; JSON text is UTF-8 (a leading BOM is dropped).
 
   Raises:
-    BadRecord: ``bad_encoding``; the record keeps the bytes, backslash-escaped.
+    RecordFailure: ``bad_encoding``; the record keeps the bytes, backslash-escaped.
   """
   if isinstance(line, bytes):
     try:
       line = line.decode('utf-8')
     except UnicodeDecodeError as e:
-      raise BadRecord(PARSE_STAGE, 'bad_encoding', f'not UTF-8: {e}',
-                      line.decode('utf-8', 'backslashreplace')) from e
+      raise RecordFailure(PARSE, 'bad_encoding', f'not UTF-8: {e}',
+                          line.decode('utf-8', 'backslashreplace')) from e
   return line[1:] if line.startswith('\ufeff') else line
 
 
@@ -59,23 +48,23 @@ def parse_line(line: str) -> Dict[str, Any]:
   """One JSON-lines instance as a dict.
 
   Raises:
-    BadRecord: ``empty_line``, ``bad_json`` or ``not_an_object``.
+    RecordFailure: ``empty_line``, ``bad_json`` or ``not_an_object``.
   """
   if not line.strip():
-    raise BadRecord(PARSE_STAGE, 'empty_line', 'blank line', line)
+    raise RecordFailure(PARSE, 'empty_line', 'blank line', line)
   try:
     row = json.loads(line)
   except ValueError as e:
-    raise BadRecord(PARSE_STAGE, 'bad_json', f'invalid JSON: {e}', line) from e
+    raise RecordFailure(PARSE, 'bad_json', f'invalid JSON: {e}', line) from e
   except RecursionError as e:
-    raise BadRecord(PARSE_STAGE, 'bad_json', 'invalid JSON: nested too deeply', line) from e
+    raise RecordFailure(PARSE, 'bad_json', 'invalid JSON: nested too deeply', line) from e
   if not isinstance(row, dict):
-    raise BadRecord(PARSE_STAGE, 'not_an_object',
-                    f'each line must be one JSON object, got {type(row).__name__}', row)
+    raise RecordFailure(PARSE, 'not_an_object',
+                        f'each line must be one JSON object, got {type(row).__name__}', row)
   # Counting brackets is cheap; only a line with many is measured exactly.
   if line.count('{') + line.count('[') > MAX_NESTING and _depth(row) > MAX_NESTING:
-    raise BadRecord(PARSE_STAGE, 'bad_json',
-                    f'objects and arrays nested more than {MAX_NESTING} deep', line)
+    raise RecordFailure(PARSE, 'bad_json',
+                        f'objects and arrays nested more than {MAX_NESTING} deep', line)
   return row
 
 
@@ -127,11 +116,11 @@ def site_of(row: Dict[str, Any], site_field: str, *, model_root: Optional[str] =
   is refused where ``1`` is not).
 
   Raises:
-    BadRecord: ``missing_site`` (no field, or null) or ``bad_site``.
+    RecordFailure: ``missing_site`` (no field, or null) or ``bad_site``.
   """
   value = row.get(site_field)
   if value is None:
-    raise BadRecord(SITE_STAGE, 'missing_site', f'no {site_field!r} field', row)
+    raise RecordFailure(KEY_BY_SITE, 'missing_site', f'no {site_field!r} field', row)
   if known is None:
     return _checked(value, model_root, row)
   key = (type(value), value)
@@ -149,7 +138,7 @@ def site_of(row: Dict[str, Any], site_field: str, *, model_root: Optional[str] =
     known[key] = outcome
   site_id, problem = outcome
   if site_id is None:
-    raise BadRecord(SITE_STAGE, 'bad_site', problem, row)
+    raise RecordFailure(KEY_BY_SITE, 'bad_site', problem, row)
   return site_id
 
 
@@ -157,4 +146,4 @@ def _checked(value: Any, model_root: Optional[str], row: Dict[str, Any]) -> str:
   try:
     return site_id_of(value, model_root=model_root)
   except ValueError as e:
-    raise BadRecord(SITE_STAGE, 'bad_site', str(e), row) from e
+    raise RecordFailure(KEY_BY_SITE, 'bad_site', str(e), row) from e

@@ -21,7 +21,7 @@ input must be in the global window (batch input): blocks emitted at the end
 of a bundle go there.
 
 Error policy: a row that cannot be parsed or has no usable site is a dead
-letter (:class:`transforms.site.instances.BadRecord`); nothing raises. With
+letter (:class:`transforms.site.instances.RecordFailure`); nothing raises. With
 ``model_root``, ids too long for a model path under it are ``bad_site`` too.
 """
 import collections
@@ -31,10 +31,11 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from common.failures import PARSE
+from common.failures import RecordFailure
+from transforms.dead_letters import failure_letter
 from transforms import json_lines
 from transforms.dead_letters import failed
-from transforms.site.instances import PARSE_STAGE
-from transforms.site.instances import BadRecord
 from transforms.site.instances import Record
 from transforms.site.instances import decode_line
 from transforms.site.instances import parse_line
@@ -156,13 +157,13 @@ class PackBySite(beam.DoFn):
       site_id = site_of(row, self._site_field, model_root=self._model_root,
                         known=self._known_sites)
       text = self._encode(row)
-    except BadRecord as e:
-      yield failed(e.dead_letter(source))
+    except RecordFailure as e:
+      yield failed(failure_letter(e, source))
       return
     except (TypeError, ValueError) as e:
       # A value JSON cannot hold (json_lines covers what BigQuery returns).
-      yield failed(BadRecord(PARSE_STAGE, 'bad_value', f'row cannot be JSON: {e}',
-                             repr(row)).dead_letter(source))
+      yield failed(failure_letter(
+          RecordFailure(PARSE, 'bad_value', f'row cannot be JSON: {e}', repr(row)), source))
       return
     yield from self._add(site_id, source, text)
 
@@ -197,8 +198,8 @@ class PackJsonLinesBySite(PackBySite):
       line = decode_line(line)
       site_id = site_of(parse_line(line), self._site_field, model_root=self._model_root,
                         known=self._known_sites)
-    except BadRecord as e:
-      yield failed(e.dead_letter(source))
+    except RecordFailure as e:
+      yield failed(failure_letter(e, source))
       return
     if _SEPARATOR in line:
       # Not from a text file read; in valid JSON a raw newline is whitespace.

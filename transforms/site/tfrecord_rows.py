@@ -51,14 +51,15 @@ from google.protobuf import message as protobuf_message
 from google.protobuf import unknown_fields
 from tensorflow.core.example import example_pb2
 
+from common.failures import PARSE
+from common.failures import RecordFailure
+from transforms.dead_letters import failure_letter
 from transforms.dead_letters import FAILED
 from transforms.dead_letters import failed
 from transforms.site.file_streams import DECOMPRESSION_ERRORS
 from transforms.site.file_streams import MatchAndOpen
 from transforms.site.file_streams import bad_file
 from transforms.site.file_streams import open_binary
-from transforms.site.instances import PARSE_STAGE
-from transforms.site.instances import BadRecord
 from transforms.site.instances import Record
 
 _HEADER = struct.Struct('<QI')   # data length, masked CRC32C of the length
@@ -77,8 +78,8 @@ def _b64(data: bytes) -> str:
   return base64.b64encode(data).decode('ascii')
 
 
-def _frames(stream: BinaryIO) -> Iterator[Union[bytes, BadRecord]]:
-  """Each record's data, or a BadRecord for a broken frame (after a broken
+def _frames(stream: BinaryIO) -> Iterator[Union[bytes, RecordFailure]]:
+  """Each record's data, or a RecordFailure for a broken frame (after a broken
   header or a truncated record, nothing more is read)."""
   offset = 0
   while True:
@@ -94,8 +95,8 @@ def _frames(stream: BinaryIO) -> Iterator[Union[bytes, BadRecord]]:
           if masked_crc32c(data) == _CRC.unpack(crc)[0]:
             yield data
           else:
-            yield BadRecord(PARSE_STAGE, 'bad_tfrecord',
-                            f'record at byte {offset}: data checksum mismatch', _b64(data))
+            yield RecordFailure(PARSE, 'bad_tfrecord',
+                                f'record at byte {offset}: data checksum mismatch', _b64(data))
           offset += _HEADER.size + length + _CRC.size
           continue
         yield _rest(header + data + crc, stream, offset, 'the file ends inside the record')
@@ -104,8 +105,8 @@ def _frames(stream: BinaryIO) -> Iterator[Union[bytes, BadRecord]]:
     return
 
 
-def _rest(read: bytes, stream: BinaryIO, offset: int, problem: str) -> BadRecord:
-  """The unreadable rest of a file as one BadRecord, reading (not keeping) it to its end."""
+def _rest(read: bytes, stream: BinaryIO, offset: int, problem: str) -> RecordFailure:
+  """The unreadable rest of a file as one RecordFailure, reading (not keeping) it to its end."""
   total = len(read)
   if total < _MAX_SHOWN_TAIL:
     more = stream.read(_MAX_SHOWN_TAIL - total)
@@ -117,17 +118,17 @@ def _rest(read: bytes, stream: BinaryIO, offset: int, problem: str) -> BadRecord
       break
     total += len(chunk)
   cut = f', first {len(shown)} shown' if total > len(shown) else ''
-  return BadRecord(PARSE_STAGE, 'bad_tfrecord',
-                   f'at byte {offset}: {problem}; the remaining {total} bytes are skipped{cut}',
-                   _b64(shown))
+  return RecordFailure(PARSE, 'bad_tfrecord',
+                       f'at byte {offset}: {problem}; the remaining {total} bytes are '
+                       f'skipped{cut}', _b64(shown))
 
 
 def _float_values(name: str, values, data: bytes) -> List[float]:
   values = list(values)   # Python floats holding the float32 values exactly
   if not all(map(math.isfinite, values)):
-    raise BadRecord(PARSE_STAGE, 'bad_value',
-                    f'feature {name!r} holds NaN or infinity, which JSON outputs cannot carry',
-                    _b64(data))
+    raise RecordFailure(PARSE, 'bad_value',
+                        f'feature {name!r} holds NaN or infinity, which JSON outputs '
+                        'cannot carry', _b64(data))
   return values
 
 
@@ -147,17 +148,17 @@ def example_row(data: bytes, *, serialized_field: Optional[str] = None) -> Dict[
       this field (it replaces a feature of that name).
 
   Raises:
-    BadRecord: ``bad_tfrecord`` (not an Example) or ``bad_value`` (NaN).
+    RecordFailure: ``bad_tfrecord`` (not an Example) or ``bad_value`` (NaN).
   """
   try:
     example = example_pb2.Example.FromString(data)
   except protobuf_message.DecodeError as e:
-    raise BadRecord(PARSE_STAGE, 'bad_tfrecord', f'not a tf.train.Example: {e}',
-                    _b64(data)) from e
+    raise RecordFailure(PARSE, 'bad_tfrecord', f'not a tf.train.Example: {e}',
+                        _b64(data)) from e
   if len(unknown_fields.UnknownFieldSet(example)):
-    raise BadRecord(PARSE_STAGE, 'bad_tfrecord',
-                    'not a tf.train.Example (it has fields Example does not; a SequenceExample?)',
-                    _b64(data))
+    raise RecordFailure(PARSE, 'bad_tfrecord',
+                        'not a tf.train.Example (it has fields Example does not; '
+                        'a SequenceExample?)', _b64(data))
   row: Dict[str, Any] = {}
   for name, feature in sorted(example.features.feature.items()):
     kind = feature.WhichOneof('kind')
@@ -186,11 +187,11 @@ def tfrecord_records(source: str, stream: BinaryIO, *, serialized_field: Optiona
   """
   for frame in _frames(stream):
     try:
-      if isinstance(frame, BadRecord):
+      if isinstance(frame, RecordFailure):
         raise frame
       row = example_row(frame, serialized_field=serialized_field)
-    except BadRecord as e:
-      yield failed(e.dead_letter(source))
+    except RecordFailure as e:
+      yield failed(failure_letter(e, source))
       continue
     yield source, row
 
