@@ -81,7 +81,7 @@ class Tally:
       return dict(self._counts)
 
 
-class _CountInto(beam.DoFn):
+class _CountIntoFn(beam.DoFn):
   """element -> nothing; adds ``count(element)`` to this process's tally of the run
   (a tally of its own, read by no one, where the launcher's is not in this process)."""
 
@@ -148,7 +148,7 @@ def attach(pipeline: beam.Pipeline, plan: Plan, handle: shared.Shared) -> List[s
       missing.append(tap.consumer)
       continue
     for j, source in enumerate(sources(pcoll)):
-      _ = source | f'Progress{i}.{j}{tap.consumer}' >> beam.ParDo(_CountInto(handle, tap.count))
+      _ = source | f'Progress{i}.{j}{tap.consumer}' >> beam.ParDo(_CountIntoFn(handle, tap.count))
   return missing
 
 

@@ -4,7 +4,7 @@
 
 * ``jsonl``: :class:`transforms.text_lines.ReadLinesWithFileName`, one
   element per line, parsed and packed by
-  :class:`transforms.site.rows.PackJsonLinesBySite` (in
+  :class:`transforms.site.rows.PackJsonLinesBySiteFn` (in
   :class:`transforms.site.grouping.GroupRowsBySite`);
 * ``csv``: :class:`transforms.site.csv_rows.ReadCsvRows` (rows of text,
   typed later by each site's signature);
@@ -12,7 +12,7 @@
 * ``file_list``: ``--input`` is a list of files (:mod:`transforms.site.file_list`),
   expanded at launch and read with the reader of their one format.
 
-CSV and TFRecord rows are packed by :class:`transforms.site.rows.PackBySite`.
+CSV and TFRecord rows are packed by :class:`transforms.site.rows.PackBySiteFn`.
 The "raw" elements the job counts as ``records_read`` are one per input
 record: a line (jsonl), or a row or read dead letter (csv, tfrecord; a CSV
 header is not a record, a compressed file that stops decompressing is one

@@ -21,7 +21,7 @@ from models.site.handler import SiteModelHandler
 from models.site.layout import ModelLocation
 from models.site.pool import SiteModelPool
 from transforms.site.inference import PredictPerSite
-from transforms.site.inference import SplitOutcomes
+from transforms.site.inference import SplitOutcomesFn
 from transforms.site.grouping import GroupRowsBySite
 import savedmodel_builders as builders
 
@@ -232,7 +232,7 @@ def test_handler_reports_fast_path_loads_and_split_counts_them(root):
   outcomes = [r.inference for r in results]
   assert [(o.model_loaded, o.model_fast_path) for o in outcomes] == [
       (True, False), (True, True), (False, False)]
-  stats = [out.value for r in results for out in SplitOutcomes().process(r)
+  stats = [out.value for r in results for out in SplitOutcomesFn().process(r)
            if isinstance(out, beam.pvalue.TaggedOutput) and out.tag == 'stats']
   assert stats.count((('models_fast_path',), 1)) == 1
   assert stats.count((('models_loaded',), 1)) == 2

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from common.failures import RecordFailure
 from transforms.site import instances
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import PackJsonLinesBySiteFn
 
 from test_site_rows import rows_by_site
 from test_site_rows import run_bundle
@@ -26,7 +26,7 @@ def test_the_id_checks_run_once_per_distinct_site_value(monkeypatch, tmp_path):
 
   monkeypatch.setattr(instances, 'site_id_problem', counted)
   lines = [('f', json.dumps({'site_id': f's{i % 3}', 'i': i})) for i in range(300)]
-  blocks, letters = run_bundle(PackJsonLinesBySite('site_id', model_root=str(tmp_path)), lines)
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id', model_root=str(tmp_path)), lines)
   assert letters == []
   assert sorted(calls) == ['s0', 's1', 's2']
   assert sum(len(rows) for rows in rows_by_site(blocks).values()) == 300
@@ -35,7 +35,7 @@ def test_the_id_checks_run_once_per_distinct_site_value(monkeypatch, tmp_path):
 @given(st.lists(IDS, max_size=30))
 def test_remembered_outcomes_equal_a_fresh_check_of_each_row(ids):
   lines = [('f', json.dumps({'site_id': v, 'i': i})) for i, v in enumerate(ids)]
-  blocks, letters = run_bundle(PackJsonLinesBySite('site_id', model_root='/models'), lines)
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id', model_root='/models'), lines)
   packed = {row['i']: site for site, rows in rows_by_site(blocks).items() for _, row in rows}
   refused = {letter['record']['i']: letter['message'] for letter in letters}
   assert sorted(packed.keys() | refused.keys()) == list(range(len(ids)))

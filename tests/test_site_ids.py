@@ -19,7 +19,7 @@ from models.site.layout import locate
 from models.site.layout import site_id_problem
 from tests_support import read_jsonl
 from transforms.site.instances import site_id_of
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import PackJsonLinesBySiteFn
 import savedmodel_builders
 from test_site_rows import rows_by_site
 from test_site_rows import run_bundle
@@ -78,7 +78,7 @@ def test_every_accepted_id_names_exactly_its_own_folder(tmp_path_factory, site_i
                           st.integers(), st.floats()), min_size=1, max_size=20))
 def test_each_row_is_packed_under_its_verbatim_id_or_is_a_bad_site(ids):
   lines = [('f.jsonl', json.dumps({'site_id': s, 'i': i})) for i, s in enumerate(ids)]
-  blocks, letters = run_bundle(PackJsonLinesBySite('site_id'), lines)
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), lines)
   packed = {row['i']: site for site, rows in rows_by_site(blocks).items() for _, row in rows}
   refused = {letter['record']['i']: letter for letter in letters}
   assert not packed.keys() & refused.keys()

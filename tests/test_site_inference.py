@@ -15,7 +15,7 @@ from models.site.handler import SiteChunk
 from transforms.site.inference import Prediction
 from transforms.site.inference import PredictionBatch
 from transforms.site.inference import PredictPerSite
-from transforms.site.inference import SplitOutcomes
+from transforms.site.inference import SplitOutcomesFn
 from transforms.site.grouping import ChunkBySite
 from transforms.site.grouping import CutSiteFn
 from transforms.site.grouping import GroupRowsBySite
@@ -48,7 +48,7 @@ def test_blocks_are_cut_into_chunks_keeping_each_rows_source():
 
 def _split(chunk, rows, **outcome):
   result = PredictionResult(chunk, ChunkOutcome('3', rows, **outcome))
-  return outputs_by_tag(SplitOutcomes().process(result))
+  return outputs_by_tag(SplitOutcomesFn().process(result))
 
 
 def test_a_chunks_predictions_travel_as_one_list_and_its_failures_one_by_one():

@@ -20,6 +20,7 @@ class FakeModel:
     self.location = location
     self.num_bytes = num_bytes
     self.load_ms = 1.0
+    self.fast_path = False
 
 
 class CountingLoader:

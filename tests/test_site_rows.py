@@ -11,8 +11,8 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from transforms.dead_letters import FAILED
-from transforms.site.rows import PackBySite
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import PackBySiteFn
+from transforms.site.rows import PackJsonLinesBySiteFn
 from transforms.site.rows import pack
 from transforms.site.rows import unpack
 
@@ -55,7 +55,7 @@ def test_every_line_ends_in_a_block_or_a_dead_letter():
   lines += [('b.jsonl', ''), ('b.jsonl', '{"i": 99}'), ('b.jsonl', '{bad'),
             ('b.jsonl', '{"site_id": "s1", "i": 100}'), ('b.jsonl', '[1]'),
             ('b.jsonl', '{"site_id": "a/b"}')]
-  blocks, letters = run_bundle(PackJsonLinesBySite('site_id'), lines)
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), lines)
   found = rows_by_site(blocks)
   assert sorted(found) == ['s0', 's1', 's2']
   assert sorted(row['i'] for rows in found.values() for _, row in rows) == list(range(50)) + [100]
@@ -68,14 +68,14 @@ def test_every_line_ends_in_a_block_or_a_dead_letter():
 
 def test_lines_are_packed_as_read():
   line = '{"site_id": "s",   "x": 1.50}'
-  blocks, _ = run_bundle(PackJsonLinesBySite('site_id'), [('f', line)])
+  blocks, _ = run_bundle(PackJsonLinesBySiteFn('site_id'), [('f', line)])
   assert [list(unpack(block)) for _, block in blocks] == [[('f', line)]]
 
 
 @pytest.mark.parametrize('max_block_rows,max_buffered_bytes', [(3, 1 << 20), (1000, 200), (1, 1)])
 def test_bounded_buffers_emit_more_blocks_and_lose_nothing(max_block_rows, max_buffered_bytes):
   lines = [('f', json.dumps({'site_id': f's{i % 4}', 'i': i})) for i in range(40)]
-  dofn = PackJsonLinesBySite('site_id', max_block_rows=max_block_rows,
+  dofn = PackJsonLinesBySiteFn('site_id', max_block_rows=max_block_rows,
                              max_buffered_bytes=max_buffered_bytes)
   blocks, _ = run_bundle(dofn, lines)
   assert all(len(list(unpack(block))) <= max_block_rows for _, block in blocks)
@@ -87,7 +87,7 @@ def test_bounded_buffers_emit_more_blocks_and_lose_nothing(max_block_rows, max_b
 def test_odd_but_valid_lines_round_trip_and_a_raw_newline_stays_whitespace():
   lines = ['{"site_id": "s", "t": "a\u2028b\u0085c"}', '{"site_id": "s",\r"t": 1}',
            '{"site_id": "s",\n"t": 2}', '{"site_id": "s", "t": NaN}']
-  blocks, letters = run_bundle(PackJsonLinesBySite('site_id'), [('f', line) for line in lines])
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), [('f', line) for line in lines])
   assert not letters
   unpacked = [text for _, block in blocks for _, text in unpack(block)]
   assert unpacked[:2] == lines[:2] and unpacked[2] == lines[2].replace('\n', ' ')
@@ -101,7 +101,7 @@ def test_unpack_refuses_a_block_whose_runs_do_not_count_its_rows():
 
 def test_the_buffer_emits_everything_as_soon_as_it_holds_the_byte_limit():
   line = json.dumps({'site_id': 's', 'pad': 'x' * 20})
-  dofn = PackJsonLinesBySite('site_id', max_buffered_bytes=len(line) * 4)
+  dofn = PackJsonLinesBySiteFn('site_id', max_buffered_bytes=len(line) * 4)
   dofn.setup()
   dofn.start_bundle()
   emitted_after = [len(list(dofn.process(('f', line)))) for _ in range(9)]
@@ -114,7 +114,8 @@ def test_bigquery_rows_are_packed_as_the_json_the_outputs_use():
          'at': datetime.datetime(2026, 11, 20, 3, 4, 5, tzinfo=datetime.timezone.utc),
          'time': datetime.time(3, 4), 'raw': b'\xff\x00', 'text': b'ok', 'nan': float('nan'),
          'tags': ['a'], 'nested': {'v': None}}
-  blocks, letters = run_bundle(PackBySite('site_id'), [('bigquery:d.t', row), ('bigquery:d.t', {})])
+  blocks, letters = run_bundle(PackBySiteFn('site_id'),
+                               [('bigquery:d.t', row), ('bigquery:d.t', {})])
   (site, [(source, packed)]), = rows_by_site(blocks).items()
   assert (site, source) == ('7', 'bigquery:d.t')
   assert math.isnan(packed.pop('nan'))
@@ -127,7 +128,7 @@ def test_bigquery_rows_are_packed_as_the_json_the_outputs_use():
 
 def test_a_row_json_cannot_hold_is_a_dead_letter_not_a_crash():
   row = {'site_id': 's', 'odd': object()}
-  blocks, letters = run_bundle(PackBySite('site_id'), [('bigquery:d.t', row)])
+  blocks, letters = run_bundle(PackBySiteFn('site_id'), [('bigquery:d.t', row)])
   assert blocks == []
   assert [(l['stage'], l['reason'], l['record']) for l in letters] == [
       ('parse', 'bad_value', repr(row))]
@@ -138,7 +139,7 @@ def test_blocks_group_by_site_under_a_pipeline():
            for i in range(200)]
   with TestPipeline(runner='FnApiRunner') as p:
     packed = (p | beam.Create(lines)
-              | beam.ParDo(PackJsonLinesBySite('site_id', max_block_rows=7)).with_outputs(
+              | beam.ParDo(PackJsonLinesBySiteFn('site_id', max_block_rows=7)).with_outputs(
                   FAILED, main='rows'))
     grouped = (packed.rows
                | beam.GroupByKey()
@@ -151,9 +152,9 @@ def test_blocks_group_by_site_under_a_pipeline():
 def test_with_a_model_root_ids_too_long_for_it_are_refused_while_packing():
   line = ('f', json.dumps({'site_id': 's' * 150, 'x': 1}))
   root = 'gs://bucket/' + 'p' * 900
-  blocks, letters = run_bundle(PackJsonLinesBySite('site_id', model_root=root), [line])
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id', model_root=root), [line])
   assert not blocks and [(l['stage'], l['reason']) for l in letters] == [
       ('key_by_site', 'bad_site')]
   assert 'GCS object name' in letters[0]['message']
-  blocks, letters = run_bundle(PackJsonLinesBySite('site_id'), [line])
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), [line])
   assert not letters and list(rows_by_site(blocks)) == ['s' * 150]

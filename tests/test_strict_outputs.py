@@ -16,7 +16,7 @@ from transforms.dead_letters import dead_letter
 from transforms.site.prediction_output import AIPLATFORM
 from transforms.site.prediction_output import WritePredictions
 from transforms.site.inference import Prediction
-from transforms.site.rows import PackBySite
+from transforms.site.rows import PackBySiteFn
 from test_site_rows import rows_by_site
 from test_site_rows import run_bundle
 
@@ -57,7 +57,7 @@ def test_bigquery_rows_hold_strict_json_text():
 
 def test_a_bigquery_row_with_nan_is_packed_not_refused():
   """FLOAT64 columns hold NaN: the row travels to its model (its inputs decide)."""
-  blocks, letters = run_bundle(PackBySite('site_id'), [('bigquery:d.t', dict(ROW))])
+  blocks, letters = run_bundle(PackBySiteFn('site_id'), [('bigquery:d.t', dict(ROW))])
   assert not letters
   [(source, row)] = rows_by_site(blocks)['s']
   assert source == 'bigquery:d.t' and json.dumps(row) == json.dumps(ROW)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from common import paths
 from transforms import text_lines
 from transforms.dead_letters import FAILED
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import PackJsonLinesBySiteFn
 from transforms.text_lines import HEAD_BYTES
 from transforms.text_lines import LineSource
 from transforms.text_lines import ReadLinesWithFileName
@@ -202,7 +202,7 @@ def test_pipeline_gives_beams_elements_and_the_parse_step_dead_letters_refused_l
                 equal_to(refused), label='RefusedLines')
     assert_that(theirs | 'Count' >> beam.combiners.Count.Globally(), equal_to([5]),
                 label='BeamCount')
-    parsed = ours | beam.ParDo(PackJsonLinesBySite('site_id')).with_outputs(FAILED, main='rows')
+    parsed = ours | beam.ParDo(PackJsonLinesBySiteFn('site_id')).with_outputs(FAILED, main='rows')
     assert_that(parsed[FAILED] | beam.Map(reason_and_source), equal_to(
         [('empty_line', str(tmp_path / 'a.jsonl'))] +
         [('line_too_long', name) for name, _ in refused]), label='DeadLetters')

@@ -14,7 +14,7 @@ from transforms.site.file_list import expand_file_list
 from transforms.site.file_list import format_of
 from transforms.site.file_list import input_format
 from transforms.site.file_list import list_format
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import PackJsonLinesBySiteFn
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_listed_json_lines_files_give_what_the_input_read_gives(inputs):
     lines = p | ReadJsonLinesFiles(files)
     assert_that(lines | beam.Map(lambda e: (type(e[1]).__name__, e[0] == files[1])),
                 equal_to([('bytes', False)] * 2 + [('bytes', True)] * 2), label='lines')
-    packed = lines | beam.ParDo(PackJsonLinesBySite('site_id')).with_outputs(FAILED, main='rows')
+    packed = lines | beam.ParDo(PackJsonLinesBySiteFn('site_id')).with_outputs(FAILED, main='rows')
     assert_that(packed.rows | beam.Map(lambda block: block[0]), equal_to(['s1', 's2', 's3']),
                 label='sites')
     assert_that(packed[FAILED] | beam.Map(lambda l: l['reason']), equal_to(['bad_encoding']),

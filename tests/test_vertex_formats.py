@@ -1,7 +1,7 @@
 """The same instances as JSON-lines, CSV (csv, pandas) and TFRecord: same rows, same predictions.
 
 Each format goes the job's way up to the model: read, packed per site
-(``PackJsonLinesBySite`` / ``PackBySite``), unpacked and parsed as
+(``PackJsonLinesBySiteFn`` / ``PackBySiteFn``), unpacked and parsed as
 ``ChunkSite`` does, then fed (``row_feed.predict_rows``: CSV rows typed by
 the signature) to a SavedModel exported with ``tf.saved_model.save``; the
 predictions are compared with calling the loaded signature directly.
@@ -27,8 +27,8 @@ from transforms.dead_letters import FAILED
 from transforms.site.csv_rows import csv_records
 from transforms.site.inference import PredictPerSite
 from transforms.site.grouping import GroupRowsBySite
-from transforms.site.rows import PackBySite
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import PackBySiteFn
+from transforms.site.rows import PackJsonLinesBySiteFn
 from transforms.site.rows import unpack
 from transforms.site.tfrecord_rows import ReadTfRecordRows
 from transforms.site.tfrecord_rows import tfrecord_records
@@ -147,13 +147,13 @@ def write_tfrecord(tmp_path, rows) -> bytes:
 
 def rows_by_format(tmp_path):
   rows = instances()
-  jsonl = unpacked(PackJsonLinesBySite('site_id'),
+  jsonl = unpacked(PackJsonLinesBySiteFn('site_id'),
                    [('in.jsonl', line) for line in as_jsonl(rows).splitlines()])
-  from_csv = unpacked(PackBySite('site_id'),
+  from_csv = unpacked(PackBySiteFn('site_id'),
                       records(csv_records('in.csv', io.BytesIO(as_csv(rows)))))
-  from_pandas = unpacked(PackBySite('site_id'),
+  from_pandas = unpacked(PackBySiteFn('site_id'),
                          records(csv_records('p.csv', io.BytesIO(as_pandas_csv(rows)))))
-  tfrecord = unpacked(PackBySite('site_id'), records(tfrecord_records(
+  tfrecord = unpacked(PackBySiteFn('site_id'), records(tfrecord_records(
       'in.tfrecord', io.BytesIO(write_tfrecord(tmp_path, rows)))))
   return rows, {'jsonl': jsonl, 'csv': from_csv, 'pandas': from_pandas, 'tfrecord': tfrecord}
 
@@ -211,7 +211,7 @@ def test_text_rows_fed_untyped_are_refused_not_guessed(site_model):
 
 
 def test_tfrecord_rows_go_through_the_jobs_prediction_unchanged(tmp_path, site_model):
-  """TFRecord rows are typed already: reader -> PackBySite -> PredictPerSite works as is."""
+  """TFRecord rows are typed already: reader -> PackBySiteFn -> PredictPerSite works as is."""
   rows = instances()
   (tmp_path / 'in.tfrecord').write_bytes(write_tfrecord(tmp_path, rows))
   model_root = site_model.location.path.rsplit('/plant-7/', 1)[0]

@@ -137,4 +137,4 @@ def predict_chunk(pool: SiteModelPool, chunk: SiteChunk, *,
     results = model.predict(chunk.rows)
   return ChunkOutcome(model.version, results, loaded_now,
                       model.load_ms if loaded_now else 0.0,
-                      loaded_now and getattr(model, 'fast_path', False))
+                      loaded_now and model.fast_path)

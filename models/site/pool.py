@@ -135,7 +135,7 @@ class SiteModelPool:
         self._remember_failure(site_id, e)
         raise
       self._loads.inc()
-      if getattr(model, 'fast_path', False):
+      if model.fast_path:
         self._fast_loads.inc()
       self._load_ms.update(int(model.load_ms))
       self._insert(site_id, model)

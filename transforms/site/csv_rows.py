@@ -6,7 +6,7 @@ of CRLF / LF / CR line endings (RFC 4180 quoting; a line ending inside an
 unquoted field ends the record), Python's ``csv`` module in strict mode. The
 first record of each file is its header and names the fields; each later
 record becomes one row dict, in header order, for
-:class:`transforms.site.rows.PackBySite`.
+:class:`transforms.site.rows.PackBySiteFn`.
 
 Values stay text: CSV rows are *text-typed*. Their types come from each
 site's signature, at the model, through
@@ -140,7 +140,7 @@ def _header_problem(names: List[str]) -> Optional[str]:
   return None
 
 
-class _ReadCsvFile(beam.DoFn):
+class _ReadCsvFileFn(beam.DoFn):
   """``ReadableFile -> (file name, row)``, dead letters on :data:`FAILED`."""
 
   def process(self, readable_file):
@@ -170,4 +170,4 @@ class ReadCsvRows(beam.PTransform):
   def expand(self, pbegin):
     return (pbegin
             | 'MatchAndOpen' >> MatchAndOpen(self._patterns, compression=self._compression)
-            | 'ParseCsv' >> beam.ParDo(_ReadCsvFile()).with_outputs(FAILED, main='rows'))
+            | 'ParseCsv' >> beam.ParDo(_ReadCsvFileFn()).with_outputs(FAILED, main='rows'))

@@ -188,7 +188,7 @@ def _line_source(path: str, *, max_line_bytes: int, compression: str) -> LineSou
 class ReadJsonLinesFiles(beam.PTransform):
   """Listed JSON-lines files -> ``(file name, line bytes)``, as the ``--input`` read gives.
 
-  The element :class:`transforms.site.rows.PackJsonLinesBySite` takes
+  The element :class:`transforms.site.rows.PackJsonLinesBySiteFn` takes
   (lines as bytes, so a line that is not UTF-8 is a dead letter there), read
   by :class:`transforms.text_lines.LineSource`: a line over
   ``max_line_bytes`` comes as a ``RefusedLine``. Compressed files are

@@ -35,8 +35,8 @@ from models.site.handler import SiteChunk
 from transforms.dead_letters import FAILED
 from transforms.site.rows import DEFAULT_MAX_BLOCK_ROWS
 from transforms.site.rows import DEFAULT_MAX_BUFFERED_BYTES
-from transforms.site.rows import PackBySite
-from transforms.site.rows import PackJsonLinesBySite
+from transforms.site.rows import PackBySiteFn
+from transforms.site.rows import PackJsonLinesBySiteFn
 from transforms.site.rows import SiteRows
 from transforms.site.rows import pack
 from transforms.site.rows import unpack_texts
@@ -146,8 +146,8 @@ class GroupRowsBySite(beam.PTransform):
   (``json_lines=True``: lines as bytes, str or
   :class:`transforms.text_lines.RefusedLine`), or ``(source, row dict)``
   records (CSV, TFRecord, BigQuery). Dead letters: those of
-  :class:`transforms.site.rows.PackJsonLinesBySite` or
-  :class:`transforms.site.rows.PackBySite`.
+  :class:`transforms.site.rows.PackJsonLinesBySiteFn` or
+  :class:`transforms.site.rows.PackBySiteFn`.
 
   Args:
     site_field: the field holding each row's site id.
@@ -166,7 +166,7 @@ class GroupRowsBySite(beam.PTransform):
                spread: bool = True, max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
                max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES):
     super().__init__()
-    pack_fn = PackJsonLinesBySite if json_lines else PackBySite
+    pack_fn = PackJsonLinesBySiteFn if json_lines else PackBySiteFn
     self._pack = pack_fn(site_field, model_root=model_root, max_block_rows=max_block_rows,
                          max_buffered_bytes=max_buffered_bytes)
     self._chunk = ChunkBySite(rows_per_chunk=rows_per_chunk, spread=spread)

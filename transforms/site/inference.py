@@ -54,7 +54,7 @@ class SiteInferenceResult(NamedTuple):
   model_loads: beam.PCollection          # (site_id, {model_version, fast_path, load_ms})
 
 
-class SplitOutcomes(beam.DoFn):
+class SplitOutcomesFn(beam.DoFn):
   """``PredictionResult(chunk, ChunkOutcome)`` -> a PredictionBatch, dead letters, stats.
 
   Every row of the chunk ends in exactly one of the first two outputs; the
@@ -135,7 +135,7 @@ class PredictPerSite(beam.PTransform):
     outcomes = (
         chunks
         | 'RunSiteModels' >> RunInference(self._handler)
-        | 'SplitOutcomes' >> beam.ParDo(SplitOutcomes(self._instance_config)).with_outputs(
+        | 'SplitOutcomes' >> beam.ParDo(SplitOutcomesFn(self._instance_config)).with_outputs(
             'failed', 'stats', 'model_loads', main='predictions'))
     return SiteInferenceResult(outcomes.predictions, outcomes.failed, outcomes.stats,
                                outcomes.model_loads)

@@ -114,10 +114,10 @@ class _SiteBuffer:
       yield self.take(site_id)
 
 
-class PackBySite(beam.DoFn):
+class PackBySiteFn(beam.DoFn):
   """``(source, row dict) -> (site_id, SiteRows)``, plus dead letters on ``failed``.
 
-  For rows that are already dicts (BigQuery); see :class:`PackJsonLinesBySite`.
+  For rows that are already dicts (BigQuery); see :class:`PackJsonLinesBySiteFn`.
   Dead letters: ``missing_site``, ``bad_site`` (stage ``key_by_site``), and
   ``bad_value`` (stage ``parse``) for a row holding a value JSON cannot
   encode (the record is then the row's ``repr``).
@@ -179,7 +179,7 @@ class PackBySite(beam.DoFn):
       yield GlobalWindows.windowed_value(block)
 
 
-class PackJsonLinesBySite(PackBySite):
+class PackJsonLinesBySiteFn(PackBySiteFn):
   """``(file name, line) -> (site_id, SiteRows)``: parses, finds the site, packs the line.
 
   Lines may be bytes (read with ``BytesCoder``, so a file that is not UTF-8

@@ -196,7 +196,7 @@ def tfrecord_records(source: str, stream: BinaryIO, *, serialized_field: Optiona
     yield source, row
 
 
-class _ReadTfRecordFile(beam.DoFn):
+class _ReadTfRecordFileFn(beam.DoFn):
   """``ReadableFile -> (file name, row)``, dead letters on :data:`FAILED`."""
 
   def __init__(self, serialized_field: Optional[str]):
@@ -231,6 +231,6 @@ class ReadTfRecordRows(beam.PTransform):
   def expand(self, pbegin):
     return (pbegin
             | 'MatchAndOpen' >> MatchAndOpen(self._patterns, compression=self._compression)
-            | 'ParseExamples' >> beam.ParDo(_ReadTfRecordFile(self._serialized_field)).with_outputs(
-                FAILED, main='rows'))
+            | 'ParseExamples' >> beam.ParDo(
+                _ReadTfRecordFileFn(self._serialized_field)).with_outputs(FAILED, main='rows'))
 
