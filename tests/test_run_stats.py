@@ -25,9 +25,9 @@ def _summed(pairs):
        reasons=st.lists(_reasons, max_size=20))
 def test_each_counter_counts_its_pcollection(rows, batches, reasons):
   letters = [{'reason': r} for r in reasons]
-  given_pairs = [(('sites_seen',), 2), (('models_loaded',), 1)]
+  given_pairs = [(('sites_seen',), 2), (('models_loaded',), 1), (('load_ms',), 2.25)]
   expected = {'records_read': len(rows), 'predictions_written': sum(map(len, batches)),
-              'sites_seen': 2, 'models_loaded': 1}
+              'sites_seen': 2, 'models_loaded': 1, 'load_ms': 2.25}   # a float stays a float
   if letters:
     expected['failed'] = {r: reasons.count(r) for r in set(reasons)}
   with TestPipeline() as p:

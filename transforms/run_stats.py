@@ -28,7 +28,7 @@ import apache_beam as beam
 
 from transforms.run_summary import StatKey
 
-Stat = Tuple[StatKey, int]
+Stat = Tuple[StatKey, Any]   # amounts are counts or sums of floats (e.g. load ms)
 
 
 class Count(NamedTuple):
@@ -58,11 +58,13 @@ def by_reason(letter: Mapping[str, Any]) -> Iterable[Stat]:
   yield ('failed', letter['reason']), 1
 
 
-def _as_stat(amount: int, key: str) -> Stat:
+# No type hints on the functions below: Beam picks coders from them, and an int
+# hint would encode a float amount as an integer.
+def _as_stat(amount, key):
   return (key,), amount
 
 
-def _same(pair: Stat) -> Stat:
+def _same(pair):
   return pair
 
 
