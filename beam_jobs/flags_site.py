@@ -3,7 +3,7 @@
 ``beam_jobs.site_predictions.SitePredictionOptions`` registers these flags
 with Beam; the console script prints ``--help`` from here before importing
 anything heavy. The defaults below are the library's own
-(``models.site.pool``, ``transforms.site.inference``, ``transforms.text_lines``,
+(``models.site.pool``, ``transforms.site.grouping``, ``transforms.text_lines``,
 ``transforms.site.prediction_output``, ``transforms.site.bigquery_output``),
 repeated so that importing this module stays light; a test keeps them equal.
 """

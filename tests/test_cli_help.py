@@ -24,7 +24,7 @@ from models.site import pool
 from transforms.detection import image_decode
 from transforms.site import bigquery_output
 from transforms.site import file_list
-from transforms.site import inference
+from transforms.site import grouping
 from transforms.site import prediction_output
 from transforms import text_lines
 
@@ -104,7 +104,7 @@ def test_site_help_marks_required_flags_and_shows_defaults(capsys):
   assert '--model_root DIR (required)' in flat
   assert '--output DIR (required)' in flat
   assert 'required: exactly one of --input, --input_table, --input_query' in flat
-  assert f'(default: {inference.DEFAULT_ROWS_PER_CHUNK})' in flat
+  assert f'(default: {grouping.DEFAULT_ROWS_PER_CHUNK})' in flat
   assert f'(default: {pool.DEFAULT_MAX_MODELS})' in flat
   assert f'(default: {pool.DEFAULT_MAX_BYTES >> 20})' in flat
   assert f'(default: {text_lines.DEFAULT_MAX_LINE_BYTES})' in flat
@@ -125,7 +125,7 @@ def test_detect_help_marks_required_flags_and_shows_defaults(capsys):
 def test_light_defaults_are_the_librarys():
   assert flags_site.DEFAULT_MAX_MODELS == pool.DEFAULT_MAX_MODELS
   assert flags_site.DEFAULT_MAX_BYTES == pool.DEFAULT_MAX_BYTES
-  assert flags_site.DEFAULT_ROWS_PER_CHUNK == inference.DEFAULT_ROWS_PER_CHUNK
+  assert flags_site.DEFAULT_ROWS_PER_CHUNK == grouping.DEFAULT_ROWS_PER_CHUNK
   assert flags_site.DEFAULT_MAX_LINE_BYTES == text_lines.DEFAULT_MAX_LINE_BYTES
   assert flags_site.JSONL == prediction_output.JSONL
   assert flags_site.AIPLATFORM == prediction_output.AIPLATFORM

@@ -22,7 +22,6 @@ from models.site.pool import DEFAULT_MAX_BYTES
 from models.site.pool import DEFAULT_MAX_MODELS
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
-from transforms.site.grouping import DEFAULT_ROWS_PER_CHUNK  # pylint: disable=unused-import
 
 
 
