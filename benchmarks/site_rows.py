@@ -116,16 +116,22 @@ def main(argv=None) -> int:
       return 1
     print()
     print(f'{args.sites} site(s), style {args.style}, pipeline {args.mode}')
-    print(f'{"run":<10}' + ''.join(f'{f"{n} rows s":>16}' for n in sorted(walls['pipeline']))
-          + f'{"us/row":>10}{"cpu us/row":>12}{"x naive":>10}')
+    sizes = sorted(walls['pipeline'])
+    print(' '.join([f'{"run":<10}'] + [f'{f"{n} rows s":>15}' for n in sizes]
+                   + [f'{"us/row":>12}', f'{"cpu us/row":>12}', f'{"x naive":>9}']))
     naive_slope = _slope_us(walls['naive']) if walls['naive'] else None
     for name, by_size in walls.items():
       if not by_size:
         continue
       slope = _slope_us(by_size)
       ratio = f'{slope / naive_slope:.2f}' if naive_slope else '-'
-      print(f'{name:<10}' + ''.join(f'{by_size[n]:>16.2f}' for n in sorted(by_size))
-            + f'{slope:>10.2f}{_slope_us(cpus[name]):>12.2f}{ratio:>10}')
+      # Columns are joined by a space so that a negative slope (noise larger than the
+      # per-row cost at small sizes) never runs into the column before it.
+      print(' '.join([f'{name:<10}'] + [f'{by_size[n]:>15.2f}' for n in sorted(by_size)]
+                     + [f'{slope:>12.2f}', f'{_slope_us(cpus[name]):>12.2f}', f'{ratio:>9}']))
+    if any(_slope_us(by_size) <= 0 for by_size in walls.values() if by_size):
+      print('note: a per-row slope <= 0 means start-up noise exceeds the per-row cost at '
+            'these sizes; use larger --sizes')
     print(json.dumps({name: {str(k): round(v, 3) for k, v in by_size.items()}
                       for name, by_size in walls.items()}))
   finally:
