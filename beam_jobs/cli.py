@@ -91,6 +91,10 @@ def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
     print(f'error: {job.prog} needs {", ".join(missing)}, which is not installed: '
           f'{job.install_hint}', file=sys.stderr)
     return 2
+  # Imports and pipeline construction make about a million long-lived
+  # objects: no collections over them (runtime.launch freezes them).
+  from common import heap  # pylint: disable=import-outside-toplevel
+  heap.defer_collection()
   level = quiet.log_level_in(args)
   quiet.quiet_tensorflow(os.environ, level)
   quiet.configure_logging(level)

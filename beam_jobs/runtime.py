@@ -37,6 +37,7 @@ from beam_jobs.io_options import ConsoleOptions
 from beam_jobs.io_options import JobIOOptions
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import check_flags
+from common import heap
 from common import paths
 from transforms.run_summary import OK
 from transforms.run_summary import RunFailed
@@ -81,6 +82,7 @@ def launch(options: PipelineOptions,
   runner = choose_runner(options)
   pipeline = beam.Pipeline(options=options)
   build(pipeline, options)
+  heap.freeze_set_up_objects()
   _LOGGER.info('Starting on %s', runner)
   if not is_local(options):
     result = pipeline.run()

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
+from common import heap
 from common.failures import RecordFailure
 from models.site.site_model import RowResult
 from models.site.instance_config import InstanceConfig
@@ -89,6 +90,9 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
     self._text_values = text_values
 
   def load_model(self) -> SiteModelPool:
+    # Once per worker process, after its imports: the collector leaves
+    # them alone while rows stream through (common.heap).
+    heap.freeze_set_up_objects()
     # No I/O: site models load lazily, on the first chunk of each site.
     return SiteModelPool(
         model_root=self._model_root, signature=self._signature,

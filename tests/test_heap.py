@@ -1,0 +1,40 @@
+"""The collector settings of a job process (common.heap)."""
+import gc
+import weakref
+
+from common import heap
+
+
+class _Node:
+  def __init__(self):
+    self.self_ref = self
+
+
+def test_deferred_collection_then_freeze_collects_garbage_freezes_the_rest_and_resumes():
+  heap.defer_collection()
+  try:
+    assert not gc.isenabled()
+    garbage = _Node()
+    dead = weakref.ref(garbage)
+    del garbage                      # a cycle: only the collector frees it
+    alive = _Node()
+    frozen_before = gc.get_freeze_count()
+    heap.freeze_set_up_objects()
+    assert gc.isenabled()
+    assert dead() is None, 'garbage made before the freeze must be collected, not frozen'
+    assert gc.get_freeze_count() > frozen_before
+    assert not gc.is_tracked(alive) or alive not in gc.get_objects(generation=2)
+  finally:
+    gc.enable()
+    gc.unfreeze()
+
+
+def test_the_site_handler_freezes_its_worker_set_up_once_it_loads():
+  from models.site.handler import SiteModelHandler  # pylint: disable=import-outside-toplevel
+  gc.unfreeze()
+  try:
+    SiteModelHandler(model_root='/nonexistent-model-root').load_model()
+    assert gc.get_freeze_count() > 0
+    assert gc.isenabled()
+  finally:
+    gc.unfreeze()
