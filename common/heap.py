@@ -21,7 +21,7 @@ what is collected among the objects made after set-up.
 """
 import gc
 
-__all__ = ['defer_collection', 'freeze_set_up_objects']
+__all__ = ['defer_collection', 'freeze_set_up_objects', 'freeze_unless_frozen']
 
 
 def defer_collection() -> None:
@@ -34,3 +34,14 @@ def freeze_set_up_objects() -> None:
   gc.collect()
   gc.freeze()
   gc.enable()
+
+
+def freeze_unless_frozen() -> None:
+  """:func:`freeze_set_up_objects` in a process that has not frozen anything yet.
+
+  For worker set-up: a worker process of its own freezes once its imports
+  are done; in the launching process (in-memory local runs) the launcher
+  already froze, and a second full collection would only cost time.
+  """
+  if gc.get_freeze_count() == 0 or not gc.isenabled():
+    freeze_set_up_objects()

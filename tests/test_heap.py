@@ -38,3 +38,16 @@ def test_the_site_handler_freezes_its_worker_set_up_once_it_loads():
     assert gc.isenabled()
   finally:
     gc.unfreeze()
+
+
+def test_a_second_freeze_in_a_frozen_process_is_skipped():
+  gc.unfreeze()
+  try:
+    heap.freeze_unless_frozen()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    _Node()                                  # new objects, left to the collector
+    heap.freeze_unless_frozen()
+    assert gc.get_freeze_count() == frozen
+  finally:
+    gc.unfreeze()

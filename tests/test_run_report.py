@@ -274,6 +274,27 @@ def test_bottom_k_samples_are_bounded_and_do_not_depend_on_the_split(pairs, k, s
     assert len(kept) == min(k, len(values)) and all(v in values for v in kept)
 
 
+@settings(max_examples=80, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from('abc'), st.one_of(st.integers(0, 20), st.text())),
+                      max_size=60),
+       k=st.integers(1, 5), cuts=st.lists(st.integers(0, 60), max_size=6))
+def test_pre_sampled_batches_keep_what_sending_every_value_keeps(pairs, k, cuts):
+  # A producer samples each batch itself (bottom_k) and sends one element per key.
+  whole = samples.BottomKPerKeyFn(k)
+  expected = whole.extract_output(whole.merge_accumulators(
+      [whole.add_input(whole.create_accumulator(), p) for p in pairs]
+      or [whole.create_accumulator()]))
+  bounds = sorted({0, len(pairs), *(c for c in cuts if c < len(pairs))})
+  merge = samples.MergeBottomKPerKeyFn(k)
+  accumulator = merge.create_accumulator()
+  for start, stop in zip(bounds, bounds[1:]):
+    batch = pairs[start:stop]
+    for key in sorted({key for key, _ in batch}):
+      accumulator = merge.add_input(
+          accumulator, (key, samples.bottom_k([v for kk, v in batch if kk == key], k)))
+  assert merge.extract_output(merge.merge_accumulators([accumulator])) == expected
+
+
 @pytest.mark.parametrize('value, expected', [
     (7, (7.0, False)), (2.5, (2.5, False)), (True, None), (float('nan'), None),
     (10 ** 400, None), ('2026-11-20T05:00:00Z', (_FIVE_AM, True)),

@@ -92,7 +92,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
   def load_model(self) -> SiteModelPool:
     # Once per worker process, after its imports: the collector leaves
     # them alone while rows stream through (common.heap).
-    heap.freeze_set_up_objects()
+    heap.freeze_unless_frozen()
     # No I/O: site models load lazily, on the first chunk of each site.
     return SiteModelPool(
         model_root=self._model_root, signature=self._signature,

@@ -65,6 +65,18 @@ def content_hash(value: Any) -> int:
   return zlib.crc32(repr(value).encode('utf-8', 'backslashreplace'))
 
 
+Ranked = Tuple[int, str, Any]   # (content hash, repr, value): the sampling order
+
+
+def ranked(value: Any) -> Ranked:
+  return content_hash(value), repr(value), value
+
+
+def bottom_k(values: Iterable[Any], k: int) -> List[Ranked]:
+  """The ``k`` values of ``values`` a :class:`BottomKPerKeyFn` would keep, ranked."""
+  return sorted(map(ranked, values), key=lambda item: item[:2])[:k]
+
+
 class BottomKPerKeyFn(beam.CombineFn):
   """``(key, value)`` pairs -> ``{key: [value]}`` keeping per key the ``k`` values with the
   smallest :func:`content_hash` (ties by repr), in that order."""
@@ -74,19 +86,19 @@ class BottomKPerKeyFn(beam.CombineFn):
       raise ValueError(f'k must be >= 1, got {k}')
     self._k = k
 
-  def create_accumulator(self) -> Dict[Any, List[Tuple[int, str, Any]]]:
+  def create_accumulator(self) -> Dict[Any, List[Ranked]]:
     return {}
 
   def add_input(self, accumulator, element):
     key, value = element
     kept = accumulator.setdefault(key, [])
-    kept.append((content_hash(value), repr(value), value))
+    kept.append(ranked(value))
     if len(kept) >= 2 * self._k:
       accumulator[key] = self._trim(kept)
     return accumulator
 
   def merge_accumulators(self, accumulators):
-    merged: Dict[Any, List[Tuple[int, str, Any]]] = {}
+    merged: Dict[Any, List[Ranked]] = {}
     for accumulator in accumulators:
       for key, kept in accumulator.items():
         merged[key] = self._trim(merged.get(key, []) + kept)
@@ -97,6 +109,21 @@ class BottomKPerKeyFn(beam.CombineFn):
 
   def _trim(self, kept):
     return sorted(kept, key=lambda item: item[:2])[:self._k]
+
+
+class MergeBottomKPerKeyFn(BottomKPerKeyFn):
+  """As :class:`BottomKPerKeyFn`, for inputs already sampled: ``(key, bottom_k(values, k))``.
+
+  A producer that sees many values at once (a prediction batch) samples
+  them itself and sends one element instead of one per value; the outcome
+  is the same as sending every value (bottom-k of a union is the bottom-k
+  of the parts' bottom-k).
+  """
+
+  def add_input(self, accumulator, element):
+    key, kept = element
+    accumulator[key] = self._trim(accumulator.get(key, []) + list(kept))
+    return accumulator
 
 
 class SampleDeadLetters(beam.PTransform):
@@ -150,6 +177,8 @@ def row_time(instance: Dict[str, Any], time_field: str) -> Optional[Tuple[float,
 
 def first_number(value: Any) -> Optional[float]:
   """The first finite number of an output value (its first element for a list)."""
+  if isinstance(value, float):       # the usual output: one float per row
+    return value if math.isfinite(value) else None
   values, _ = numeric_values(value)
   for number in values.tolist():
     if math.isfinite(number):
@@ -157,10 +186,13 @@ def first_number(value: Any) -> Optional[float]:
   return None
 
 
-def series_points(batch, sites: Sequence[Optional[str]], time_field: str
-                  ) -> Iterable[Tuple[str, Point]]:
-  """``List[Prediction] -> (site, Point)`` for predictions of ``sites`` that have a time."""
+def series_points(batch, sites: Sequence[Optional[str]], time_field: str, k: int
+                  ) -> Iterable[Tuple[str, List[Ranked]]]:
+  """``List[Prediction] -> (site, bottom_k(points, k))`` per site of ``sites`` in the batch:
+  the batch's sample of its predictions that have a time (one element per site, not
+  per prediction)."""
   wanted = set(sites)
+  points: Dict[str, List[Point]] = {}
   for prediction in batch:
     site = site_key(prediction.site_id)
     if site not in wanted:
@@ -174,7 +206,9 @@ def series_points(batch, sites: Sequence[Optional[str]], time_field: str
       if number is not None:
         values[name] = number
     if values:
-      yield site, (found[0], found[1], values, found[2])
+      points.setdefault(site, []).append((found[0], found[1], values, found[2]))
+  for site, site_points in points.items():
+    yield site, bottom_k(site_points, k)
 
 
 def _has_predictions(line: Dict[str, Any]) -> bool:
@@ -225,6 +259,6 @@ class SampleSeries(beam.PTransform):
     return (
         batches
         | 'Points' >> beam.FlatMap(series_points, sites=beam.pvalue.AsSingleton(sites),
-                                   time_field=self._time_field)
-        | 'Sample' >> beam.CombineGlobally(BottomKPerKeyFn(self._points_per_site))
+                                   time_field=self._time_field, k=self._points_per_site)
+        | 'Sample' >> beam.CombineGlobally(MergeBottomKPerKeyFn(self._points_per_site))
         | 'Series' >> beam.Map(_series, sites=beam.pvalue.AsSingleton(sites)))
