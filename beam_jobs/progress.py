@@ -111,6 +111,10 @@ def size(element, field: str) -> Counts:
   return ((field, len(element)),)
 
 
+def size_by(element, field: str, size: Callable[[Any], int]) -> Counts:
+  return ((field, size(element)),)
+
+
 def stats(element, fields: Sequence[str]) -> Counts:
   """A summary stat ``((key, ...), n)``: counted under ``key`` when it is one of ``fields``
   (the stat's first key part, so ``('failed', reason)`` counts as ``failed``)."""

@@ -2,8 +2,9 @@
 
 ``--input_format`` (default: by ``--input``'s extension) picks the reader:
 
-* ``jsonl``: :class:`transforms.text_lines.ReadLinesWithFileName`, one
-  element per line, parsed and packed by
+* ``jsonl``: :class:`transforms.text_lines.ReadLinesWithFileName`, up to
+  :data:`LINES_PER_ELEMENT` lines of one file per element (a ``LineBlock``),
+  parsed and packed by
   :class:`transforms.site.rows.PackJsonLinesBySiteFn` (in
   :class:`transforms.site.grouping.GroupRowsBySite`);
 * ``csv``: :class:`transforms.site.csv_rows.ReadCsvRows` (rows of text,
@@ -13,8 +14,9 @@
   expanded at launch and read with the reader of their one format.
 
 CSV and TFRecord rows are packed by :class:`transforms.site.rows.PackBySiteFn`.
-The "raw" elements the job counts as ``records_read`` are one per input
-record: a line (jsonl), or a row or read dead letter (csv, tfrecord; a CSV
+The "raw" elements the job counts as ``records_read`` hold input records
+(:func:`transforms.text_lines.records_in`): the lines of a block (jsonl),
+or one row or read dead letter each (csv, tfrecord; a CSV
 header is not a record, a compressed file that stops decompressing is one
 ``bad_file`` record), so ``records_read == predictions + failed`` holds for
 every format.
@@ -51,6 +53,9 @@ class SiteInput(NamedTuple):
     """Rows hold text to type by each site's signature (CSV)."""
     return self.format == file_list.CSV
 
+
+LINES_PER_ELEMENT = 1000
+"""JSON-lines read: lines per element (the runner's per-element cost, paid per block)."""
 
 _INPUT_ONLY = ('input_format', 'file_list_format', 'tfrecord_serialized_field')
 
@@ -115,7 +120,7 @@ def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: st
                serialized_field: Optional[str] = None):
   """``--input`` -> (raw elements, :class:`transforms.site.grouping.GroupedRows`).
 
-  Raw elements: one per input record (see the module doc), for counting;
+  Raw elements: they hold the input records (see the module doc), for counting;
   the grouped rows' ``failed`` holds every dead letter of reading and packing.
   """
   compression = site_input.compression
@@ -124,10 +129,12 @@ def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: st
     # so does a line over max_line_bytes (read as a RefusedLine, never whole).
     if site_input.listed:
       raw = pipeline | 'ReadLines' >> file_list.ReadJsonLinesFiles(
-          site_input.patterns, max_line_bytes=max_line_bytes, compression=compression)
+          site_input.patterns, max_line_bytes=max_line_bytes, compression=compression,
+          block_lines=LINES_PER_ELEMENT)
     else:
       raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(
-          site_input.patterns[0], max_line_bytes=max_line_bytes, compression_type=compression)
+          site_input.patterns[0], max_line_bytes=max_line_bytes, compression_type=compression,
+          block_lines=LINES_PER_ELEMENT)
     grouped = raw | 'GroupRowsBySite' >> GroupRowsBySite(
         site_field, model_root=model_root, json_lines=True, rows_per_chunk=rows_per_chunk)
     return raw, grouped

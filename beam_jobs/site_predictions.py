@@ -81,6 +81,7 @@ from transforms.run_summary import FailJobIfRunFailed
 from transforms import run_stats
 from transforms.run_summary import StatusPolicy
 from transforms.run_summary import WriteRunSummary
+from transforms.text_lines import records_in
 from models.site import instance_config
 from models.site.version_manifest import load_manifest
 from transforms.site.inference import PredictPerSite
@@ -230,7 +231,8 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions,
                     plan: Optional[JobPlan] = None):
   """Source -> (raw elements, :class:`transforms.site.grouping.GroupedRows`).
 
-  Raw elements are one per input record (counted as ``records_read``); the
+  Raw elements hold the input records (``records_in`` of each, summed as
+  ``records_read``); the
   grouped rows' ``failed``: every failure before inference. ``plan``:
   default resolved here.
   """
@@ -249,12 +251,10 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions,
       row_restriction=options.row_restriction,
       temp_dataset=_dataset_reference(options.bigquery_temp_dataset, project),
       method=beam.io.ReadFromBigQuery.Method.DIRECT_READ)
-  grouped = (rows
-             | 'Source' >> beam.Map(_with_source, source)
-             | 'GroupRowsBySite' >> GroupRowsBySite(
-                 options.site_field, model_root=options.model_root,
-                 rows_per_chunk=options.rows_per_chunk))
-  return rows, grouped
+  records = rows | 'Source' >> beam.Map(_with_source, source)
+  grouped = records | 'GroupRowsBySite' >> GroupRowsBySite(
+      options.site_field, model_root=options.model_root, rows_per_chunk=options.rows_per_chunk)
+  return records, grouped
 
 
 def _with_source(row: Dict[str, Any], source: str):
@@ -335,7 +335,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
         output, name='bigquery_rejected')
 
   counted = {
-      'CountRead': (raw, run_stats.Count('records_read')),
+      'CountRead': (raw, run_stats.CountItems('records_read', size=records_in)),
       'CountWritten': (inference.prediction_batches, run_stats.CountItems('predictions_written')),
       'CountFailed': (failures, run_stats.StatsOf(run_stats.by_reason)),
       'InferenceStats': (inference.stats, run_stats.AsIs()),
@@ -365,7 +365,7 @@ def status_policy(max_failed_fraction: float) -> StatusPolicy:
 
 
 PROGRESS = progress.Plan(
-    taps=(progress.Tap('RunStats/CountRead', functools.partial(progress.each,
+    taps=(progress.Tap('RunStats/CountRead', functools.partial(progress.size_by, size=records_in,
                                                                field='records_read')),
           progress.Tap('RunStats/CountWritten', functools.partial(progress.size,
                                                          field='predictions_written')),

@@ -101,6 +101,58 @@ def test_dynamic_splits_at_every_position_agree(tmp_path, data):
   assert read_whole(bundle.source) == read_whole(beam_source(path))
 
 
+def flat_lines(records):
+  """``(name, LineBlock)`` records -> ``(name, line)`` records; checks each block's shape."""
+  out = []
+  for name, block in records:
+    assert isinstance(block, text_lines.LineBlock) and block
+    out.extend((name, line) for line in block)
+  return out
+
+
+@PROPERTY
+@given(data=CONTENTS, limit=st.integers(1, 12), bundle=st.integers(1, 50),
+       chunk=st.integers(1, 9), block_lines=st.integers(1, 5))
+def test_blocks_hold_the_lines_one_by_one_reading_gives_in_order(tmp_path, data, limit, bundle,
+                                                                 chunk, block_lines):
+  path = str(tmp_path / 'in.jsonl')
+  with open(path, 'wb') as f:
+    f.write(data)
+  expected = capped(read_whole(beam_source(path)), limit)
+  blocks = LineSource(path, max_line_bytes=limit, chunk_bytes=chunk, block_lines=block_lines)
+  records = read_split(blocks, bundle)
+  assert flat_lines(records) == expected
+  assert all(len(block) <= block_lines for _, block in records)
+  assert sum(map(text_lines.records_in, records)) == len(expected)
+  assert all(text_lines.records_in(record) == 1 for record in expected)
+
+
+@pytest.mark.parametrize('block_lines', [1, 2, 3])
+@pytest.mark.parametrize('data', [
+    b'a\r\nbb\rb\n\ncc', b'\r\n\r\n\r', BOM + b'{"a": 1}\r\n{"b": 2}\r\n', b'abc\n' * 7])
+def test_a_split_between_blocks_loses_and_repeats_no_line(tmp_path, data, block_lines):
+  path = str(tmp_path / 'in.jsonl')
+  with open(path, 'wb') as f:
+    f.write(data)
+  expected = read_whole(beam_source(path))
+  [bundle] = LineSource(path, chunk_bytes=3, block_lines=block_lines).split(1 << 30)
+  source = bundle.source   # one file: offsets are byte positions
+  whole = len(read_whole(source))
+  splits = 0
+  for blocks_read in range(whole + 1):
+    for fraction in (0.05, 0.3, 0.5, 0.7, 0.95):
+      tracker = source.get_range_tracker(None, None)
+      reader = iter(source.read(tracker))
+      primary = [next(reader) for _ in range(blocks_read)]
+      split = tracker.try_split(int(fraction * len(data)))
+      primary.extend(reader)
+      residual = ([] if split is None
+                  else source_test_utils.read_from_source(source, split[0], None))
+      assert flat_lines(primary + residual) == expected, (blocks_read, fraction, split)
+      splits += split is not None
+  assert splits or whole == 1   # the reads above did split (one block: nothing to split)
+
+
 @pytest.mark.parametrize('suffix,compress', [('.gz', gzip.compress), ('.bz2', bz2.compress)])
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])

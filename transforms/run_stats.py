@@ -14,7 +14,8 @@ and gets the one PCollection of ``((key, ...), amount)`` pairs that
 
 - :class:`Count`: how many elements, counted per bundle (``Count.Globally``):
   one pair ``((key,), n)`` however many elements there are;
-- :class:`CountItems`: how many items the (list) elements hold, likewise;
+- :class:`CountItems`: how many items the elements hold (``size(element)``,
+  ``len`` by default), likewise;
 - :class:`StatsOf`: ``stats_of(element) -> ((key, ...), n)`` pairs per
   element, for breakdowns (by reason, by site); a module-level function;
 - :class:`AsIs`: the PCollection already holds such pairs.
@@ -37,8 +38,9 @@ class Count(NamedTuple):
 
 
 class CountItems(NamedTuple):
-  """``((key,), number of items of all list elements)``."""
+  """``((key,), sum of size(element))``: items of list elements, or what ``size`` counts."""
   key: str
+  size: Callable[[Any], int] = len
 
 
 class StatsOf(NamedTuple):
@@ -81,7 +83,7 @@ class _Counted(beam.PTransform):
       counted = pcoll | 'Count' >> beam.combiners.Count.Globally()
     elif isinstance(counter, CountItems):
       counted = (pcoll
-                 | 'Sizes' >> beam.Map(len)
+                 | 'Sizes' >> beam.Map(counter.size)
                  | 'Count' >> beam.CombineGlobally(sum))
     elif isinstance(counter, StatsOf):
       return pcoll | 'Stats' >> beam.FlatMap(counter.stats_of)

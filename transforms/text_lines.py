@@ -24,6 +24,14 @@ Two things differ:
   ``max_line_bytes`` (a line at the limit, joined) plus one chunk: a line is
   known to be too long only once that many bytes are read.
 
+With ``block_lines`` (the per-site job reads so), consecutive lines of one
+file travel as one element ``(file name, LineBlock)``: at most that many
+lines, flushed once they hold ``chunk_bytes`` (1 MiB) of line bytes. The
+runner's work per element (about as much as parsing a short JSON line) is
+then paid per block. Every line of a block was claimed from the range
+tracker before the block is emitted, so splits (dynamic work rebalancing
+included) never lose or repeat a line; ``len(block)`` counts its records.
+
 Error policy: nothing here raises for file contents; a file that cannot be
 opened or read raises as with Beam's reader (the runner retries the bundle).
 """
@@ -69,6 +77,20 @@ class RefusedLine:
 
 
 Line = Union[bytes, RefusedLine]
+
+
+class LineBlock(list):
+  """Consecutive lines of one file (``bytes`` or :class:`RefusedLine`), in file order.
+
+  A ``list`` subclass: one pickle per block between steps, and a type that
+  says the element holds many records (see :func:`records_in`).
+  """
+
+
+def records_in(element: Tuple[str, Any]) -> int:
+  """Input records one ``(source, payload)`` element holds: a block's lines, else 1."""
+  payload = element[1]
+  return len(payload) if isinstance(payload, LineBlock) else 1
 
 
 class _LineScanner:
@@ -186,21 +208,40 @@ class LineSource(filebasedsource.FileBasedSource):
 
   def __init__(self, file_pattern: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                compression_type: str = CompressionTypes.AUTO, min_bundle_size: int = 0,
-               validate: bool = True, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
-    if max_line_bytes < 1 or chunk_bytes < 1:
-      raise ValueError(f'max_line_bytes and chunk_bytes must be >= 1, got '
-                       f'{max_line_bytes} and {chunk_bytes}')
+               validate: bool = True, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+               block_lines: int = 0):
+    if max_line_bytes < 1 or chunk_bytes < 1 or block_lines < 0:
+      raise ValueError(f'max_line_bytes and chunk_bytes must be >= 1 and block_lines >= 0, '
+                       f'got {max_line_bytes}, {chunk_bytes} and {block_lines}')
     super().__init__(file_pattern, min_bundle_size=min_bundle_size,
                      compression_type=compression_type, validate=validate)
     self._max_line_bytes = max_line_bytes
     self._chunk_bytes = chunk_bytes
+    self._block_lines = block_lines
 
   def display_data(self):
     return dict(super().display_data(), max_line_bytes=DisplayDataItem(
         self._max_line_bytes, label='Longest line read (bytes)'))
 
   def read_records(self, file_name: str,
-                   offset_range_tracker: iobase.RangeTracker) -> Iterator[Tuple[str, Line]]:
+                   offset_range_tracker: iobase.RangeTracker) -> Iterator[Tuple[str, Any]]:
+    if not self._block_lines:
+      for line in self._claimed_lines(file_name, offset_range_tracker):
+        yield file_name, line
+      return
+    block, size = LineBlock(), 0
+    for line in self._claimed_lines(file_name, offset_range_tracker):
+      block.append(line)
+      size += len(line) if isinstance(line, bytes) else len(line.head)
+      if len(block) >= self._block_lines or size >= self._chunk_bytes:
+        yield file_name, block
+        block, size = LineBlock(), 0
+    if block:
+      yield file_name, block
+
+  def _claimed_lines(self, file_name: str,
+                     offset_range_tracker: iobase.RangeTracker) -> Iterator[Line]:
+    """The lines of the tracker's range, each claimed before it is given."""
     start = offset_range_tracker.start_position()
     position = -1   # where the next line starts, once known
 
@@ -228,7 +269,7 @@ class LineSource(filebasedsource.FileBasedSource):
           return
         line, consumed, terminated = item
         position += consumed
-        yield file_name, line
+        yield line
         if not terminated:
           return
 
@@ -238,17 +279,20 @@ class LineSource(filebasedsource.FileBasedSource):
 
 class ReadLinesWithFileName(beam.PTransform):
   """File pattern -> ``(file name, line bytes)``, or ``(file name, RefusedLine)``
-  for a line longer than ``max_line_bytes``; one element per line.
+  for a line longer than ``max_line_bytes``; one element per line, or with
+  ``block_lines`` ``(file name, LineBlock)`` of up to that many lines.
 
   Raises (at construction) ValueError for a limit below 1 and IOError when
   ``validate`` and nothing matches the pattern.
   """
 
   def __init__(self, file_pattern: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-               compression_type: str = CompressionTypes.AUTO, validate: bool = True):
+               compression_type: str = CompressionTypes.AUTO, validate: bool = True,
+               block_lines: int = 0):
     super().__init__()
     self._source = LineSource(file_pattern, max_line_bytes=max_line_bytes,
-                              compression_type=compression_type, validate=validate)
+                              compression_type=compression_type, validate=validate,
+                              block_lines=block_lines)
 
   def expand(self, pbegin):
     return pbegin.pipeline | beam.io.Read(self._source).with_output_types(

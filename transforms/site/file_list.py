@@ -180,9 +180,10 @@ def list_format(files: Sequence[str], declared: Optional[str] = None, *,
   return next(iter(seen))
 
 
-def _line_source(path: str, *, max_line_bytes: int, compression: str) -> LineSource:
+def _line_source(path: str, *, max_line_bytes: int, compression: str,
+                 block_lines: int) -> LineSource:
   return LineSource(path, max_line_bytes=max_line_bytes, compression_type=compression,
-                    validate=False)
+                    validate=False, block_lines=block_lines)
 
 
 class ReadJsonLinesFiles(beam.PTransform):
@@ -191,23 +192,25 @@ class ReadJsonLinesFiles(beam.PTransform):
   The element :class:`transforms.site.rows.PackJsonLinesBySiteFn` takes
   (lines as bytes, so a line that is not UTF-8 is a dead letter there), read
   by :class:`transforms.text_lines.LineSource`: a line over
-  ``max_line_bytes`` comes as a ``RefusedLine``. Compressed files are
+  ``max_line_bytes`` comes as a ``RefusedLine``; with ``block_lines``, lines
+  come many to an element as a ``LineBlock``. Compressed files are
   decompressed by extension, or as ``compression`` (a Beam
   ``CompressionTypes`` value) says; uncompressed files are split into ranges.
   """
 
   def __init__(self, files: Iterable[str], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-               compression: str = CompressionTypes.AUTO):
+               compression: str = CompressionTypes.AUTO, block_lines: int = 0):
     super().__init__()
     self._files = list(files)
     if not self._files:
       raise ValueError('no files given')
     self._max_line_bytes = max_line_bytes
     self._compression = compression
+    self._block_lines = block_lines
 
   def expand(self, pbegin):
     source = functools.partial(_line_source, max_line_bytes=self._max_line_bytes,
-                               compression=self._compression)
+                               compression=self._compression, block_lines=self._block_lines)
     return (pbegin
             | 'Files' >> beam.Create(self._files)
             | 'ReadLines' >> ReadAllFiles(

@@ -40,6 +40,7 @@ from transforms.site.instances import Record
 from transforms.site.instances import decode_line
 from transforms.site.instances import parse_line
 from transforms.site.instances import site_of
+from transforms.text_lines import LineBlock
 from transforms.text_lines import RefusedLine
 
 Runs = Tuple[Tuple[str, int], ...]
@@ -183,14 +184,22 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
   """``(file name, line) -> (site_id, SiteRows)``: parses, finds the site, packs the line.
 
   Lines may be bytes (read with ``BytesCoder``, so a file that is not UTF-8
-  fails line by line instead of failing the read). Dead letters:
+  fails line by line instead of failing the read), and may come many to an
+  element as a :class:`transforms.text_lines.LineBlock`. Dead letters:
   ``bad_encoding``, ``empty_line``, ``bad_json``, ``not_an_object``,
   ``line_too_long`` (a :class:`transforms.text_lines.RefusedLine`; stage
   ``parse``), ``missing_site``, ``bad_site`` (stage ``key_by_site``).
   """
 
-  def process(self, element: Tuple[str, Union[bytes, str, RefusedLine]]):
-    source, line = element
+  def process(self, element: Tuple[str, Union[bytes, str, RefusedLine, LineBlock]]):
+    source, payload = element
+    if isinstance(payload, LineBlock):
+      for line in payload:
+        yield from self._line(source, line)
+    else:
+      yield from self._line(source, payload)
+
+  def _line(self, source: str, line: Union[bytes, str, RefusedLine]):
     if isinstance(line, RefusedLine):
       yield failed(line.dead_letter(source))
       return
