@@ -295,6 +295,23 @@ def test_pre_sampled_batches_keep_what_sending_every_value_keeps(pairs, k, cuts)
   assert merge.extract_output(merge.merge_accumulators([accumulator])) == expected
 
 
+def _first_number_reference(value):
+  values, _ = hist.numeric_values(value)
+  return next((n for n in values.tolist() if math.isfinite(n)), None)
+
+
+_OUTPUT_SCALARS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(),
+                            st.booleans(), st.text(max_size=3), st.none())
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(_OUTPUT_SCALARS, st.lists(_OUTPUT_SCALARS, max_size=3),
+                       st.lists(st.lists(st.floats(), min_size=1, max_size=2), max_size=2)))
+def test_first_number_of_an_output_is_what_its_numeric_values_give(value):
+  got, want = samples.first_number(value), _first_number_reference(value)
+  assert got == want or (got is not None and want is not None and math.isclose(got, want))
+
+
 @pytest.mark.parametrize('value, expected', [
     (7, (7.0, False)), (2.5, (2.5, False)), (True, None), (float('nan'), None),
     (10 ** 400, None), ('2026-11-20T05:00:00Z', (_FIVE_AM, True)),

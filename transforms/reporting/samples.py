@@ -177,8 +177,10 @@ def row_time(instance: Dict[str, Any], time_field: str) -> Optional[Tuple[float,
 
 def first_number(value: Any) -> Optional[float]:
   """The first finite number of an output value (its first element for a list)."""
-  if isinstance(value, float):       # the usual output: one float per row
-    return value if math.isfinite(value) else None
+  if type(value) is list and len(value) == 1:   # pylint: disable=unidiomatic-typecheck
+    value = value[0]                 # an output of shape [1]
+  if type(value) is float:           # pylint: disable=unidiomatic-typecheck
+    return value if math.isfinite(value) else None   # the usual output: one float per row
   values, _ = numeric_values(value)
   for number in values.tolist():
     if math.isfinite(number):
