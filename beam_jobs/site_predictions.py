@@ -153,6 +153,9 @@ def validate(options: SitePredictionOptions) -> JobPlan:
       raise UsageError(flag, f'must be at least 1, got {getattr(options, flag)}')
   if not options.site_field:
     raise UsageError('site_field', 'must not be empty')
+  if options.key_field is not None and not options.key_field:
+    # --key_field= would otherwise pass no key through, silently.
+    raise UsageError('key_field', 'must not be empty (leave the flag out for no key)')
   return resolve_plan(options)
 
 

@@ -26,6 +26,7 @@ def inputs(tmp_path):
     (['--input={t}/in/*.jsonl', '--model_root={t}/nowhere'], '--model_root', 'does not exist'),
     (['--input={t}/in/*.jsonl', '--model_version=latest'], '--model_version', 'not an integer'),
     (['--input={t}/in/*.jsonl', '--rows_per_chunk=0'], '--rows_per_chunk', 'at least 1'),
+    (['--input={t}/in/*.jsonl', '--key_field='], '--key_field', 'must not be empty'),
 ])
 def test_usage_errors_name_the_flag(inputs, capsys, args, flag, words):
   argv = [a.format(t=inputs) for a in args]
