@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from transforms.reporting.histograms import OutputRangesFn
 from transforms.reporting.histograms import batch_counts
 from transforms.reporting.histograms import batch_values
+from transforms.reporting.histograms import numeric_columns
 from transforms.reporting.histograms import numeric_values
 
 NUMBERS = st.one_of(st.booleans(), st.integers(-2**70, 2**70),
@@ -41,14 +42,14 @@ def test_a_batch_gives_the_numbers_of_its_values_in_order(values):
 def test_ranges_and_counts_of_a_batch_equal_those_of_its_rows_alone(outputs):
   batch = [_Prediction(o) for o in outputs]
   fn = OutputRangesFn()
-  together = fn.extract_output(fn.add_input(fn.create_accumulator(), batch))
+  together = fn.extract_output(fn.add_input(fn.create_accumulator(), numeric_columns(batch)))
   alone = fn.create_accumulator()
   for prediction in batch:
-    alone = fn.add_input(alone, [prediction])
+    alone = fn.add_input(alone, numeric_columns([prediction]))
   assert together == fn.extract_output(alone)
   edges = {name: [-1.0, 0.0, 1.0] for name in together}
   summed = {}
   for prediction in batch:
-    for name, counts in batch_counts([prediction], edges).items():
+    for name, counts in batch_counts(numeric_columns([prediction]), edges).items():
       summed[name] = [a + b for a, b in zip(summed.get(name, [0, 0]), counts)]
-  assert batch_counts(batch, edges) == summed
+  assert batch_counts(numeric_columns(batch), edges) == summed

@@ -189,9 +189,10 @@ def test_histogram_counts_equal_numpy_over_all_values_however_batched(outputs, s
     i += k
   fn = hist.OutputRangesFn()
   ranges = fn.extract_output(fn.merge_accumulators(
-      [fn.add_input(fn.create_accumulator(), b) for b in batches] or [fn.create_accumulator()]))
+      [fn.add_input(fn.create_accumulator(), hist.numeric_columns(b)) for b in batches]
+      or [fn.create_accumulator()]))
   edges = hist.chosen_ranges(ranges, 12, 7)
-  counts = hist.sum_counts(hist.batch_counts(b, edges) for b in batches)
+  counts = hist.sum_counts(hist.batch_counts(hist.numeric_columns(b), edges) for b in batches)
   result = hist.histograms(counts, ranges, edges)
   for name in set(n for o in outputs for n in o):
     values = np.array([x for o in outputs if name in o for x in _flat_numbers(o[name])])
@@ -310,6 +311,48 @@ _OUTPUT_SCALARS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.i
 def test_first_number_of_an_output_is_what_its_numeric_values_give(value):
   got, want = samples.first_number(value), _first_number_reference(value)
   assert got == want or (got is not None and want is not None and math.isclose(got, want))
+
+
+def _reference_point(prediction, time_field):
+  """A prediction's series point as the report defines it, row by row."""
+  found = samples.row_time(prediction.instance, time_field)
+  if found is None:
+    return None
+  values = {}
+  for name in sorted(prediction.outputs)[:samples.MAX_SERIES_OUTPUTS]:
+    number = samples.first_number(prediction.outputs[name])
+    if number is not None:
+      values[name] = number
+  return (found[0], found[1], values, found[2]) if values else None
+
+
+_TIMES = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=False),
+                   st.sampled_from(['2026-11-20T05:00:00Z', 'soon', '2026-11-20']), st.none())
+_OUTPUT = st.one_of(st.floats(allow_nan=True), st.lists(st.floats(), max_size=2), st.text(max_size=2))
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from('ab'), st.sampled_from(['hour', 'timestamp', 'x']),
+                               _TIMES, st.dictionaries(st.sampled_from('pqrs'), _OUTPUT,
+                                                       max_size=4)), max_size=30),
+       k=st.integers(1, 6), cut=st.integers(0, 30))
+def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
+  predictions = [_prediction(site, outputs, instance={field: t})
+                 for site, field, t, outputs in rows]
+  expected = {}
+  for p in predictions:
+    point = _reference_point(p, samples.AUTO)
+    if point is not None:
+      expected.setdefault(p.site_id, []).append(point)
+  expected = {site: [v for _, _, v in samples.bottom_k(points, k)]
+              for site, points in expected.items()}
+  merge = samples.MergeBottomKPerKeyFn(k)
+  accumulator = merge.create_accumulator()
+  for batch in (predictions[:cut], predictions[cut:]):
+    for element in samples.timed_points(batch, samples.AUTO):
+      for sampled in samples.series_points(element, sites=['a', 'b'], k=k):
+        accumulator = merge.add_input(accumulator, sampled)
+  assert merge.extract_output(accumulator) == expected
 
 
 @pytest.mark.parametrize('value, expected', [

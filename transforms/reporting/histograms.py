@@ -1,10 +1,13 @@
 """Exact histograms of each model output across all sites, in two combining passes.
 
+Each prediction batch is first reduced to its numeric columns
+(:func:`numeric_columns`: per output, its numbers as one float64 array).
 Pass 1 (:class:`OutputRangesFn`) finds, per output name, the number of
-numeric values and their min and max; pass 2 counts the values of each
-prediction batch into ``DEFAULT_BINS`` equal bins between them (numpy's
-``histogram``, last bin closed) and sums the counts. Nothing but
-per-output counters and bin counts ever travels, whatever the row count.
+numeric values and their min and max; pass 2 counts each batch's numbers
+into ``DEFAULT_BINS`` equal bins between them (numpy's ``histogram``, last
+bin closed) and sums the counts. Pass 2 waits for pass 1, so its input is
+kept until then (in memory on the local runner): that is the columns, 8
+bytes per number, never the predictions with their instances.
 
 Values: a number (bools as 0/1) is one value; an output that is a list
 (of any depth) contributes every element, so an output of shape ``[k]``
@@ -23,6 +26,7 @@ DEFAULT_BINS = 30
 DEFAULT_MAX_OUTPUTS = 12
 
 Range = Dict[str, Any]  # rows, values, non_finite, non_numeric, min, max
+Columns = Dict[str, Tuple[int, np.ndarray, int]]   # name -> (rows, numbers, non-numeric)
 
 
 def numeric_values(value: Any) -> Tuple[np.ndarray, int]:
@@ -83,26 +87,35 @@ def _columns(batch) -> Dict[str, List[Any]]:
   return columns
 
 
+def numeric_columns(batch) -> Columns:
+  """``List[Prediction] ->`` per output name: (rows that have it, its numbers as float64,
+  how many of its elements are not numbers); what both passes need of a batch."""
+  columns = {}
+  for name, values in _columns(batch).items():
+    numbers, other = batch_values(values)
+    columns[name] = (len(values), numbers, other)
+  return columns
+
+
 def _empty_range() -> Range:
   return {'rows': 0, 'values': 0, 'non_finite': 0, 'non_numeric': 0,
           'min': math.inf, 'max': -math.inf}
 
 
 class OutputRangesFn(beam.CombineFn):
-  """``List[Prediction]`` batches -> ``{output name: Range}``; ``min``/``max`` are None for
-  an output without a finite number."""
+  """:func:`numeric_columns` of batches -> ``{output name: Range}``; ``min``/``max`` are
+  None for an output without a finite number."""
 
   def create_accumulator(self) -> Dict[str, Range]:
     return {}
 
-  def add_input(self, accumulator, batch):
-    for name, values in _columns(batch).items():
+  def add_input(self, accumulator, columns: Columns):
+    for name, (rows, numbers, other) in columns.items():
       stats = accumulator.get(name)
       if stats is None:
         stats = accumulator[name] = _empty_range()
-      numbers, other = batch_values(values)
       finite = numbers[np.isfinite(numbers)]
-      stats['rows'] += len(values)
+      stats['rows'] += rows
       stats['values'] += numbers.size
       stats['non_finite'] += numbers.size - finite.size
       stats['non_numeric'] += other
@@ -146,12 +159,13 @@ def chosen_ranges(ranges: Dict[str, Range], max_outputs: int, bins: int) -> Dict
   return {name: bin_edges(r['min'], r['max'], bins).tolist() for name, r in usable[:max_outputs]}
 
 
-def batch_counts(batch, edges: Dict[str, List[float]]) -> Dict[str, List[int]]:
-  """``List[Prediction] -> {output name: counts per bin}`` for the outputs in ``edges``."""
-  collected = {name: batch_values(values)[0]
-               for name, values in _columns(batch).items() if name in edges}
+def batch_counts(columns: Columns, edges: Dict[str, List[float]]) -> Dict[str, List[int]]:
+  """A batch's :func:`numeric_columns` -> ``{output name: counts per bin}`` for the
+  outputs in ``edges``."""
   counts = {}
-  for name, values in collected.items():
+  for name, (_, values, _) in columns.items():
+    if name not in edges:
+      continue
     values = values[np.isfinite(values)]
     hist, _ = np.histogram(values, bins=np.asarray(edges[name]))
     counts[name] = hist.tolist()
@@ -204,11 +218,12 @@ class OutputHistograms(beam.PTransform):
     self._max_outputs = max_outputs
 
   def expand(self, batches):
-    ranges = batches | 'Ranges' >> beam.CombineGlobally(OutputRangesFn())
+    columns = batches | 'NumericColumns' >> beam.Map(numeric_columns)
+    ranges = columns | 'Ranges' >> beam.CombineGlobally(OutputRangesFn())
     edges = beam.pvalue.AsSingleton(
         ranges | 'Edges' >> beam.Map(chosen_ranges, self._max_outputs, self._bins))
     return (
-        batches
+        columns
         | 'CountBatch' >> beam.Map(batch_counts, edges=edges)
         | 'SumCounts' >> beam.CombineGlobally(sum_counts)
         | 'Histograms' >> beam.Map(histograms, ranges=beam.pvalue.AsSingleton(ranges),

@@ -12,6 +12,7 @@ import zlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 
 from transforms import json_lines
 from transforms.reporting.histograms import numeric_values
@@ -188,29 +189,49 @@ def first_number(value: Any) -> Optional[float]:
   return None
 
 
-def series_points(batch, sites: Sequence[Optional[str]], time_field: str, k: int
-                  ) -> Iterable[Tuple[str, List[Ranked]]]:
-  """``List[Prediction] -> (site, bottom_k(points, k))`` per site of ``sites`` in the batch:
-  the batch's sample of its predictions that have a time (one element per site, not
-  per prediction)."""
-  wanted = set(sites)
-  points: Dict[str, List[Point]] = {}
+# A batch's timed points of one site, as arrays: (x is a datetime, time field, output
+# names, x per point, the names' first numbers per point (NaN: none)).
+TimedPoints = Tuple[bool, str, Tuple[str, ...], np.ndarray, np.ndarray]
+
+
+def timed_points(batch, time_field: str) -> Iterable[Tuple[str, TimedPoints]]:
+  """``List[Prediction] -> (site, TimedPoints)`` per site of the batch (and time field kind).
+
+  Runs for every batch, before the series sites are known, so it keeps only
+  what a point is made of, as float64 arrays (8 bytes per number): the
+  second pass (:func:`series_points`) waits for the sites, and its input is
+  kept until then (in memory on the local runner).
+  """
+  groups: Dict[Tuple[str, bool, str, Tuple[str, ...]], Tuple[List[float], List[List[float]]]]
+  groups = {}
   for prediction in batch:
-    site = site_key(prediction.site_id)
-    if site not in wanted:
-      continue
     found = row_time(prediction.instance, time_field)
     if found is None:
       continue
-    values = {}
-    for name in sorted(prediction.outputs)[:MAX_SERIES_OUTPUTS]:
-      number = first_number(prediction.outputs[name])
-      if number is not None:
-        values[name] = number
-    if values:
-      points.setdefault(site, []).append((found[0], found[1], values, found[2]))
-  for site, site_points in points.items():
-    yield site, bottom_k(site_points, k)
+    names = tuple(sorted(prediction.outputs)[:MAX_SERIES_OUTPUTS])
+    numbers = [first_number(prediction.outputs[name]) for name in names]
+    if all(number is None for number in numbers):
+      continue
+    key = (site_key(prediction.site_id), found[1], found[2], names)
+    xs, rows = groups.setdefault(key, ([], []))
+    xs.append(found[0])
+    rows.append([math.nan if number is None else number for number in numbers])
+  for (site, is_datetime, field, names), (xs, rows) in groups.items():
+    yield site, (is_datetime, field, names, np.asarray(xs, dtype=np.float64),
+                 np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names)))
+
+
+def series_points(element: Tuple[str, TimedPoints], sites: Sequence[Optional[str]],
+                  k: int) -> Iterable[Tuple[str, List[Ranked]]]:
+  """``(site, TimedPoints) -> (site, bottom_k(points, k))`` for a site of ``sites``;
+  a point is ``(x, is_datetime, {output name: first number}, time field)``."""
+  site, (is_datetime, field, names, xs, rows) = element
+  if site not in set(sites):
+    return
+  points = [(x, is_datetime, {name: number for name, number in zip(names, row)
+                              if not math.isnan(number)}, field)
+            for x, row in zip(xs.tolist(), rows.tolist())]
+  yield site, bottom_k(points, k)
 
 
 def _has_predictions(line: Dict[str, Any]) -> bool:
@@ -260,7 +281,8 @@ class SampleSeries(beam.PTransform):
         | 'SiteIds' >> beam.Map(_site_ids))
     return (
         batches
+        | 'TimedPoints' >> beam.FlatMap(timed_points, time_field=self._time_field)
         | 'Points' >> beam.FlatMap(series_points, sites=beam.pvalue.AsSingleton(sites),
-                                   time_field=self._time_field, k=self._points_per_site)
+                                   k=self._points_per_site)
         | 'Sample' >> beam.CombineGlobally(MergeBottomKPerKeyFn(self._points_per_site))
         | 'Series' >> beam.Map(_series, sites=beam.pvalue.AsSingleton(sites)))
