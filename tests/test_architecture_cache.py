@@ -79,3 +79,22 @@ def test_the_cache_forgets_least_recently_used_files_beyond_its_bound(tmp_path, 
   assert cache.size == 2 and len(key_reads) == 3
   cache.read(paths[0], 'serving_default')   # forgotten first
   assert len(key_reads) == 4
+
+
+def test_sites_of_one_architecture_share_one_program_which_goes_with_its_last_entry(
+    tmp_path, key_reads):
+  paths = [builders.save_site_module(str(tmp_path / f's{i}' / '1'), i) for i in range(3)]
+  size = os.path.getsize(os.path.join(paths[0], 'saved_model.pb'))
+  cache = architecture_cache.ArchitectureCache(max_bytes=2 * size + size // 2)
+  first, second = (cache.read(p, 'serving_default') for p in paths[:2])
+  again = cache.read(paths[1], 'serving_default')      # remembered
+  assert first.key == second.key and again.program is cache.read(paths[0],
+                                                                 'serving_default').program
+  # Each site keeps its own variables (values are bound by role, found by node id).
+  assert again.variables == architecture_key.read_architecture(
+      paths[1], 'serving_default').variables
+  builders.save_site_module(str(tmp_path / 'other' / '1'), 0, units=6)
+  for path in paths[2:] + [str(tmp_path / 'other' / '1')] * 2:
+    cache.read(path, 'serving_default')                 # s0 and s1 forgotten
+  assert cache.size == 2
+  assert len(cache._programs) == 2 and sum(cache._holders.values()) == 2  # pylint: disable=protected-access

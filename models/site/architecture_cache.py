@@ -13,6 +13,9 @@ is remembered too: its site goes straight to a full load, with no key work.
 Only local folders are remembered (a remote model is copied to a fresh
 temporary folder per load). Bounded by the summed ``saved_model.pb`` sizes
 of the remembered files (least recently used forgotten first) and by entries.
+Entries of one architecture key share one :class:`Program` (the canonical
+functions, the bulk of an entry): thousands of sites of one architecture
+keep one copy of it, plus their variables' roles each.
 
 Error policy: a file that cannot be ``stat``-ed is not remembered; reading
 it raises as :func:`~models.site.architecture_key.read_architecture` does.
@@ -20,10 +23,11 @@ it raises as :func:`~models.site.architecture_key.read_architecture` does.
 import collections
 import os
 import threading
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 from models.site.architecture_key import Architecture
 from models.site.architecture_key import NotShareable
+from models.site.architecture_key import Program
 from models.site.architecture_key import read_architecture
 from models.site.layout import SAVED_MODEL_FILE
 
@@ -53,6 +57,8 @@ class ArchitectureCache:
     self._entries: 'collections.OrderedDict[Identity, Union[Architecture, NotShareable]]' = (
         collections.OrderedDict())
     self._bytes = 0
+    self._programs: Dict[str, Program] = {}   # key -> the one Program its entries share
+    self._holders: Dict[str, int] = {}        # key -> entries holding it
     self._lock = threading.Lock()
     self.hits = 0
 
@@ -91,8 +97,21 @@ class ArchitectureCache:
     with self._lock:
       if identity in self._entries:
         return
+      if isinstance(outcome, Architecture):
+        outcome = outcome._replace(
+            program=self._programs.setdefault(outcome.key, outcome.program))
+        self._holders[outcome.key] = self._holders.get(outcome.key, 0) + 1
       self._entries[identity] = outcome
       self._bytes += size
       while self._bytes > self._max_bytes or len(self._entries) > self._max_entries:
-        forgotten, _ = self._entries.popitem(last=False)
-        self._bytes -= forgotten[3]
+        forgotten_identity, forgotten = self._entries.popitem(last=False)
+        self._bytes -= forgotten_identity[3]
+        if isinstance(forgotten, Architecture):
+          self._forget_program(forgotten.key)
+
+  def _forget_program(self, key: str) -> None:
+    """Drops the shared Program of ``key`` once no entry holds that key (lock held)."""
+    self._holders[key] -= 1
+    if not self._holders[key]:
+      del self._holders[key]
+      del self._programs[key]
