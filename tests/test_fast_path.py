@@ -123,9 +123,21 @@ def test_every_export_style_shares_and_predicts_exactly_as_its_own_full_load(roo
     assert {s: fast[s] for s in sites} == {s: s != first for s in sites}, group
   assert pool.num_graphs == len(GROUPS)
   assert pool.get('kv').model.version == '2'
-  # Plain reads take each site's values as inputs; the sparse read holds variables.
+  # By default every graph holds variables: the site's own program, reads included.
+  assert not any(pool.get(sites[0]).model.graph.binds_values for sites in GROUPS.values())
+
+
+def test_bound_values_share_too_and_stay_within_float_rounding(root, expected):
+  """``bind_values``: plain reads take each site's values as inputs (the sparse read holds
+  variables); oneDNN may fuse that program differently (last bits, e.g. tanh on AVX-512)."""
+  pool = make_pool(root, bind_values=True)
+  for site in SITES:
+    got = outputs_of(pool.get(site).model, rows_for(site))
+    for name, want in expected[site].items():
+      np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-6, err_msg=site)
   binds = {group: pool.get(sites[0]).model.graph.binds_values for group, sites in GROUPS.items()}
   assert binds == {group: group != 'embedding' for group in GROUPS}
+  assert pool.num_graphs == len(GROUPS)
 
 
 def test_swapped_biases_get_each_value_where_its_own_export_uses_it(root, expected):
@@ -150,7 +162,7 @@ def test_near_misses_do_not_share_a_graph(root):
 
 def test_unreadable_weights_or_a_refused_graph_fall_back_to_a_full_load(root, expected,
                                                                         monkeypatch):
-  def refuse(*unused_args):
+  def refuse(*unused_args, **unused_kwargs):
     raise architecture_key.NotShareable('simulated')
   graphs = shared_graphs.SharedGraphs()
   location = ModelLocation('a', served(root, 'a'), '1')

@@ -1,6 +1,8 @@
 """Memory of a worker's site model pool: bounded, and flat in the number of sites."""
 import gc
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -20,12 +22,25 @@ def rss_mib() -> float:
     return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
+_EXPORT = """
+import sys
+import savedmodel_builders as builders
+for i in range(int(sys.argv[2])):
+  builders.save_site_module(f'{sys.argv[1]}/site-{i}/1', i)
+"""
+
+
 @pytest.fixture(scope='module')
 def many_sites(tmp_path_factory):
-  """N_SITES tf.Module sites of one architecture, exported in a loop, each with its own weights."""
+  """N_SITES tf.Module sites of one architecture, exported in a loop (in a process of its
+  own, as a training job would, and away from the graphs earlier tests left in this
+  process), each with its own weights."""
   root = tmp_path_factory.mktemp('many_sites')
-  for i in range(N_SITES):
-    builders.save_site_module(str(root / f'site-{i}' / '1'), i)
+  tests = os.path.dirname(os.path.abspath(__file__))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [tests, os.path.dirname(tests), os.environ.get('PYTHONPATH', '')]))
+  subprocess.run([sys.executable, '-c', _EXPORT, str(root), str(N_SITES)], env=env,
+                 check=True, capture_output=True, timeout=600)
   return str(root)
 
 

@@ -37,8 +37,16 @@ def test_a_variable_used_beyond_reads_keeps_the_variables(tmp_path):
   path = builders.save_embedding(str(tmp_path / 'e'), 1)
   arch = architecture_key.read_architecture(path, 'serving_default')
   assert value_binding.value_program(arch.program, arch.variables) is None
-  graph = SharedGraph(arch, variable_restore.read_weights(path, arch))
+  graph = SharedGraph(arch, variable_restore.read_weights(path, arch), bind_values=True)
   assert not graph.binds_values
   ids = np.asarray([4, 0, 2], np.int64)
   got = graph.bind(variable_restore.read_weights(path, arch))(ids=ids)['v'].numpy()
   assert np.array_equal(got, builders.full_load_outputs(path, [{'ids': i} for i in ids])['v'])
+
+
+def test_a_plain_read_program_binds_values_only_when_asked(tmp_path):
+  path = builders.export_keras(str(tmp_path / 'k'), 1)
+  arch = architecture_key.read_architecture(path, 'serving_default')
+  weights = variable_restore.read_weights(path, arch)
+  assert SharedGraph(arch, weights, bind_values=True).binds_values
+  assert not SharedGraph(arch, weights).binds_values

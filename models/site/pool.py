@@ -60,6 +60,7 @@ class SiteModelPool:
                max_models: int = DEFAULT_MAX_MODELS,
                max_bytes: int = DEFAULT_MAX_BYTES,
                share_graphs: bool = True,
+               bind_values: bool = False,
                loader: Optional[Loader] = None,
                model_versions: Optional[Mapping[str, str]] = None):
     """
@@ -73,6 +74,8 @@ class SiteModelPool:
       max_models: most site models kept.
       max_bytes: most estimated bytes of site models and shared graphs kept.
       share_graphs: share one loaded graph among sites of one architecture.
+      bind_values: shared graphs take site values as inputs where they can
+        (:mod:`models.site.shared_graphs`; off: exact numerics first).
       loader: replaces the loading function (tests).
     """
     if max_models < 1:
@@ -83,7 +86,7 @@ class SiteModelPool:
     self._model_versions = dict(model_versions) if model_versions else None
     self._max_models = max_models
     self._max_bytes = max_bytes
-    self._graphs = SharedGraphs()
+    self._graphs = SharedGraphs(bind_values=bind_values)
     if loader is None:
       loader = (functools.partial(load_sharing_graphs, graphs=self._graphs)
                 if share_graphs else load_site_model)

@@ -13,12 +13,20 @@ order, then the captures. Outputs are bit for bit those of the site's own
 full load.
 
 Each site model keeps only its own variable values, bound to the graph by
-structural role. When the signature only reads its variables (the usual
-case), the graph takes values as inputs (:mod:`models.site.value_binding`) and
-each site calls it with its own: no assignment, no lock, sites of one
-architecture run concurrently. Otherwise the graph holds one variable per
-captured variable, and a site's values are assigned under the graph's lock
-before its rows run (consecutive chunks of one site skip the assignment).
+structural role. The graph holds one variable per captured variable, and a
+site's values are assigned under the graph's lock before its rows run
+(consecutive chunks of one site skip the assignment): the graph is the
+site's own program, reads of resource variables included, so its outputs
+are those of the full load bit for bit.
+
+``bind_values=True`` instead lets the graph take the values as inputs when
+the signature only reads its variables (:mod:`models.site.value_binding`):
+no assignment, no lock, sites of one architecture run concurrently. It is
+off by default because the rewritten program is not always fused the same
+way: on an AMD EPYC with AVX-512, TensorFlow's oneDNN rewrites gave a
+``tanh`` layer outputs 2.4e-7 away from the full load's (``relu`` and
+linear layers matched), which a job promising a site's own model's outputs
+must not do. It measured within noise of the default at 10,000 sites.
 
 :class:`SharedGraphs` counts each graph's users (site models in the pool):
 when the pool evicts the last site of an architecture, the graph goes too;
@@ -174,8 +182,12 @@ class SharedGraph:
   graph's lock.
   """
 
-  def __init__(self, architecture: Architecture, weights: variable_restore.Weights) -> None:
+  def __init__(self, architecture: Architecture, weights: variable_restore.Weights, *,
+               bind_values: bool = False) -> None:
     """Registers the program (with variables holding ``weights`` if it needs them).
+
+    ``bind_values``: take the values as inputs where the program allows (see
+    the module docstring) instead of holding variables.
 
     Raises:
       NotShareable: the signature's structure is not a flat mapping of
@@ -189,7 +201,7 @@ class SharedGraph:
     root = next(f for f in program.functions if f.signature.name == program.function_name)
     if len(output_specs) != len(root.signature.output_arg):
       raise NotShareable('the signature function does not return one tensor per output')
-    values = value_program(program, architecture.variables)
+    values = value_program(program, architecture.variables) if bind_values else None
     self.binds_values = values is not None
     functions = values.functions if values else program.functions
     name = values.function_name if values else program.function_name
@@ -261,7 +273,8 @@ class SharedGraph:
 class SharedGraphs:
   """Thread-safe registry of shared graphs by architecture key, with user counts."""
 
-  def __init__(self) -> None:
+  def __init__(self, *, bind_values: bool = False) -> None:
+    self.bind_values = bind_values          # for the graphs it makes (SharedGraph)
     self._lock = threading.Lock()
     self._graphs: Dict[str, List] = {}     # key -> [graph, users]
     self._key_locks: Dict[str, threading.Lock] = {}
@@ -345,7 +358,8 @@ def load_sharing_graphs(location: ModelLocation, signature_name: str,
       architecture = read(local_dir, signature_name)
       weights = variable_restore.read_weights(local_dir, architecture)
       graph, made_now = graphs.acquire(
-          architecture.key, lambda: SharedGraph(architecture, weights))
+          architecture.key,
+          lambda: SharedGraph(architecture, weights, bind_values=graphs.bind_values))
     except NotShareable as e:
       _LOGGER.debug('Site %s loads on its own: %s', location.site_id, e)
       return load_local(location, local_dir, signature_name, started)
