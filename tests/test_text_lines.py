@@ -125,6 +125,7 @@ def test_blocks_hold_the_lines_one_by_one_reading_gives_in_order(tmp_path, data,
   assert all(len(block) <= block_lines for _, block in records)
   assert sum(map(text_lines.records_in, records)) == len(expected)
   assert all(text_lines.records_in(record) == 1 for record in expected)
+  assert text_lines.records_in({'reason': 'bad_csv', 'record': 'a,b'}) == 1   # a dead letter
 
 
 @pytest.mark.parametrize('block_lines', [1, 2, 3])

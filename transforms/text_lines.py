@@ -87,10 +87,12 @@ class LineBlock(list):
   """
 
 
-def records_in(element: Tuple[str, Any]) -> int:
-  """Input records one ``(source, payload)`` element holds: a block's lines, else 1."""
-  payload = element[1]
-  return len(payload) if isinstance(payload, LineBlock) else 1
+def records_in(element: Any) -> int:
+  """Input records one read element holds: the lines of a ``(source, LineBlock)``,
+  else 1 (a line, a row, a read dead letter)."""
+  if isinstance(element, tuple) and len(element) == 2 and isinstance(element[1], LineBlock):
+    return len(element[1])
+  return 1
 
 
 class _LineScanner:
