@@ -17,8 +17,8 @@ Two things differ:
 * A line longer than ``max_line_bytes`` (without its line end) is never held
   whole: the reader keeps its first :data:`HEAD_BYTES`, streams on to the
   next newline counting bytes, and yields ``(file name, RefusedLine)`` in the
-  line's place. One element per line either way, so counting the read
-  elements counts the input records; the parse step turns a
+  line's place. One element (or block item) per line either way, so
+  counting them (:func:`records_in`) counts the input records; the parse step turns a
   :class:`RefusedLine` into the dead letter of :meth:`RefusedLine.dead_letter`
   (reason ``line_too_long``). Memory per reader is bounded by about twice
   ``max_line_bytes`` (a line at the limit, joined) plus one chunk: a line is
