@@ -95,12 +95,15 @@ def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
   # objects: no collections over them (runtime.launch freezes them).
   from common import heap  # pylint: disable=import-outside-toplevel
   heap.defer_collection()
-  level = quiet.log_level_in(args)
-  quiet.quiet_tensorflow(os.environ, level)
-  quiet.configure_logging(level)
-  with quiet.quiet_imports(level):
-    module = importlib.import_module(job.module)
-  return module.main(args)
+  try:
+    level = quiet.log_level_in(args)
+    quiet.quiet_tensorflow(os.environ, level)
+    quiet.configure_logging(level)
+    with quiet.quiet_imports(level):
+      module = importlib.import_module(job.module)
+    return module.main(args)
+  finally:
+    heap.resume_collection()   # a usage error returns before the launcher froze anything
 
 
 def missing_modules(job: Job) -> Sequence[str]:

@@ -21,12 +21,18 @@ what is collected among the objects made after set-up.
 """
 import gc
 
-__all__ = ['defer_collection', 'freeze_set_up_objects', 'freeze_unless_frozen']
+__all__ = ['defer_collection', 'freeze_set_up_objects', 'freeze_unless_frozen',
+           'resume_collection']
 
 
 def defer_collection() -> None:
   """No automatic collection until :func:`freeze_set_up_objects` (imports, pipeline build)."""
   gc.disable()
+
+
+def resume_collection() -> None:
+  """Automatic collection back on (a no-op once :func:`freeze_set_up_objects` ran)."""
+  gc.enable()
 
 
 def freeze_set_up_objects() -> None:

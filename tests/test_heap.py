@@ -51,3 +51,9 @@ def test_a_second_freeze_in_a_frozen_process_is_skipped():
     assert gc.get_freeze_count() == frozen
   finally:
     gc.unfreeze()
+
+
+def test_a_usage_error_leaves_the_collector_on(tmp_path):
+  from beam_jobs import cli  # pylint: disable=import-outside-toplevel
+  assert cli.site_predictions([f'--output={tmp_path}/out']) == 2    # no --input: usage error
+  assert gc.isenabled()
