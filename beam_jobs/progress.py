@@ -107,12 +107,8 @@ def each(element, field: str) -> Counts:
   return ((field, 1),)
 
 
-def size(element, field: str) -> Counts:
-  return ((field, len(element)),)
-
-
-def size_by(element, field: str, size: Callable[[Any], int]) -> Counts:
-  return ((field, size(element)),)
+def size(element, field: str, measure: Callable[[Any], int] = len) -> Counts:
+  return ((field, measure(element)),)
 
 
 def stats(element, fields: Sequence[str]) -> Counts:

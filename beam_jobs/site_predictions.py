@@ -368,7 +368,7 @@ def status_policy(max_failed_fraction: float) -> StatusPolicy:
 
 
 PROGRESS = progress.Plan(
-    taps=(progress.Tap('RunStats/CountRead', functools.partial(progress.size_by, size=records_in,
+    taps=(progress.Tap('RunStats/CountRead', functools.partial(progress.size, measure=records_in,
                                                                field='records_read')),
           progress.Tap('RunStats/CountWritten', functools.partial(progress.size,
                                                          field='predictions_written')),

@@ -73,9 +73,14 @@ def ranked(value: Any) -> Ranked:
   return content_hash(value), repr(value), value
 
 
+def _smallest(kept: Iterable[Ranked], k: int) -> List[Ranked]:
+  """The ``k`` first of ranked values in sampling order (hash, then repr)."""
+  return sorted(kept, key=lambda item: item[:2])[:k]
+
+
 def bottom_k(values: Iterable[Any], k: int) -> List[Ranked]:
   """The ``k`` values of ``values`` a :class:`BottomKPerKeyFn` would keep, ranked."""
-  return sorted(map(ranked, values), key=lambda item: item[:2])[:k]
+  return _smallest(map(ranked, values), k)
 
 
 class BottomKPerKeyFn(beam.CombineFn):
@@ -109,7 +114,7 @@ class BottomKPerKeyFn(beam.CombineFn):
     return {key: [v for _, _, v in self._trim(kept)] for key, kept in accumulator.items()}
 
   def _trim(self, kept):
-    return sorted(kept, key=lambda item: item[:2])[:self._k]
+    return _smallest(kept, self._k)
 
 
 class MergeBottomKPerKeyFn(BottomKPerKeyFn):
