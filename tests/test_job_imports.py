@@ -58,6 +58,7 @@ def test_a_site_job_run_imports_neither_torch_nor_scipy(tmp_path):
   modules = {m.split('.')[0] for m in report['modules']}
   assert 'tensorflow' in modules and 'apache_beam' in modules   # it did run the job here
   assert 'torch' not in modules
+  assert 'keras' not in modules        # TensorFlow imported without its eager Keras load
   assert not [m for m in report['modules'] if m.startswith('scipy.optimize')]
   assert 'Resource module is not available' not in proc.stderr   # Beam's fallback warning
   assert importlib.util.find_spec('torch') is not None    # though torch is installed here
@@ -71,3 +72,33 @@ def test_detection_without_torch_says_what_to_install(tmp_path):
       "error: detect-images needs torch, which is not installed: "
       "pip install 'beam-batch-inference[detect]' (see the README's set-up)"]
   assert not (tmp_path / 'out').exists()
+
+
+# In a fresh interpreter: TensorFlow without Keras, then Keras as usual, exporting a model
+# that the job's own loader (models.site) predicts with.
+_KERAS_AFTERWARDS = r'''
+import sys
+import numpy as np
+from common import tensorflow_import
+tensorflow_import.import_without_keras()
+assert 'tensorflow' in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)
+assert tensorflow_import.KERAS_EAGER_LOAD not in sys.modules
+import keras
+inputs = keras.Input(shape=(2,), name='x')
+model = keras.Model(inputs, keras.layers.Dense(1, name='y')(inputs))
+model.export(sys.argv[1], verbose=False)
+import tensorflow as tf
+served = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
+x = np.array([[1.0, 2.0]], np.float32)
+[got] = served(x=tf.constant(x)).values()
+np.testing.assert_array_equal(got.numpy(), model.predict(x, verbose=0))
+print('ok')
+'''
+
+
+def test_tensorflow_without_keras_leaves_keras_importable_afterwards(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, '-c', _KERAS_AFTERWARDS, str(tmp_path / 'm')],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert proc.returncode == 0 and proc.stdout.strip() == 'ok', proc.stderr[-3000:]
