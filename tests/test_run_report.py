@@ -314,16 +314,19 @@ def test_first_number_of_an_output_is_what_its_numeric_values_give(value):
 
 
 def _reference_point(prediction, time_field):
-  """A prediction's series point as the report defines it, row by row."""
+  """A prediction's series point as the report defines it, row by row, with its rank."""
   found = samples.row_time(prediction.instance, time_field)
   if found is None:
     return None
-  values = {}
+  values, row = {}, []
   for name in sorted(prediction.outputs)[:samples.MAX_SERIES_OUTPUTS]:
     number = samples.first_number(prediction.outputs[name])
+    row.append(math.nan if number is None else number)
     if number is not None:
       values[name] = number
-  return (found[0], found[1], values, found[2]) if values else None
+  point = (found[0], found[1], values, found[2])
+  rank = int(samples.point_ranks(np.array([found[0]]), np.array([row]))[0])
+  return (rank, point) if values else None
 
 
 _TIMES = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=False),
@@ -341,11 +344,11 @@ def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
                  for site, field, t, outputs in rows]
   expected = {}
   for p in predictions:
-    point = _reference_point(p, samples.AUTO)
-    if point is not None:
-      expected.setdefault(p.site_id, []).append(point)
-  expected = {site: [v for _, _, v in samples.bottom_k(points, k)]
-              for site, points in expected.items()}
+    ranked = _reference_point(p, samples.AUTO)
+    if ranked is not None:
+      expected.setdefault(p.site_id, []).append(ranked)
+  expected = {site: [point for _, point in sorted(ranked, key=lambda r: (r[0], repr(r[1])))[:k]]
+              for site, ranked in expected.items()}
   merge = samples.MergeBottomKPerKeyFn(k)
   accumulator = merge.create_accumulator()
   for batch in (predictions[:cut], predictions[cut:]):

@@ -205,8 +205,20 @@ def timed_points(batch, time_field: str) -> Iterable[Tuple[str, TimedPoints]]:
   Runs for every batch, before the series sites are known, so it keeps only
   what a point is made of, as float64 arrays (8 bytes per number): the
   second pass (:func:`series_points`) waits for the sites, and its input is
-  kept until then (in memory on the local runner).
+  kept until then (in memory on the local runner). A batch of one site
+  whose rows all have the same numeric time field and float outputs (the
+  usual chunk) is read a column at a time (:func:`_plain_timed_points`);
+  anything else row by row, with the same outcome.
   """
+  plain = _plain_timed_points(batch, time_field)
+  if plain is None:
+    yield from timed_points_by_row(batch, time_field)
+  elif len(plain[1][3]):
+    yield plain
+
+
+def timed_points_by_row(batch, time_field: str) -> Iterable[Tuple[str, TimedPoints]]:
+  """:func:`timed_points` of any batch, one row at a time."""
   groups: Dict[Tuple[str, bool, str, Tuple[str, ...]], Tuple[List[float], List[List[float]]]]
   groups = {}
   for prediction in batch:
@@ -226,17 +238,97 @@ def timed_points(batch, time_field: str) -> Iterable[Tuple[str, TimedPoints]]:
                  np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names)))
 
 
+def _numbers(values: List[Any]) -> Optional[np.ndarray]:
+  """float64 of a column whose values are all ints or floats (not bools), else None."""
+  if not all(type(v) is float or type(v) is int for v in values):  # pylint: disable=unidiomatic-typecheck
+    return None
+  try:
+    return np.array(values, dtype=np.float64)
+  except OverflowError:   # an int beyond a double
+    return None
+
+
+def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoints]]:
+  """:func:`timed_points` of a batch read a column at a time, or None where the batch is not
+  plain: one site, one set of output names whose values are floats, and one numeric time
+  field that every row has and that is the first of :data:`TIME_FIELDS` each row has
+  (``AUTO``), finite in every row. Rows with no finite number are left out, as row by row."""
+  if not batch:
+    return None
+  first = batch[0]
+  found = row_time(first.instance, time_field)
+  if found is None or found[1]:
+    return None
+  field = found[2]
+  earlier = TIME_FIELDS[:TIME_FIELDS.index(field)] if time_field == AUTO else ()
+  keys = first.outputs.keys()
+  if any(p.site_id != first.site_id or p.outputs.keys() != keys for p in batch):
+    return None
+  instances = [p.instance for p in batch]
+  if any(name in instance for name in earlier for instance in instances):
+    return None
+  try:
+    xs = _numbers([instance[field] for instance in instances])
+  except KeyError:
+    return None
+  if xs is None or not np.isfinite(xs).all():   # row by row, a later time field may serve
+    return None
+  names = tuple(sorted(keys)[:MAX_SERIES_OUTPUTS])
+  columns = [[p.outputs[name] for p in batch] for name in names]
+  if not all(type(v) is float for column in columns for v in column):  # pylint: disable=unidiomatic-typecheck
+    return None
+  rows = np.array(columns, dtype=np.float64).T.reshape(len(batch), len(names))
+  rows[~np.isfinite(rows)] = np.nan
+  keep = ~np.all(np.isnan(rows), axis=1)
+  return site_key(first.site_id), (False, field, names, xs[keep], rows[keep])
+
+
+_MIX_1 = np.uint64(0xbf58476d1ce4e5b9)
+_MIX_2 = np.uint64(0x94d049bb133111eb)
+_GOLDEN = np.uint64(0x9e3779b97f4a7c15)
+
+
+def _mix(bits: np.ndarray) -> np.ndarray:
+  """SplitMix64's finalizer on uint64s (wrapping arithmetic): a well-spread 64-bit hash."""
+  bits = (bits ^ (bits >> np.uint64(30))) * _MIX_1
+  bits = (bits ^ (bits >> np.uint64(27))) * _MIX_2
+  return bits ^ (bits >> np.uint64(31))
+
+
+def point_ranks(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+  """A stable 64-bit hash per point of ``(x, first numbers)`` (float64 arrays; NaN: none),
+  the same in every process: the series' sampling order (ties by the point's repr)."""
+  with np.errstate(over='ignore'):
+    ranks = _mix(np.ascontiguousarray(xs, dtype=np.float64).view(np.uint64) ^ _GOLDEN)
+    columns = np.ascontiguousarray(rows, dtype=np.float64).reshape(len(xs), -1)
+    for column in columns.T:
+      bits = np.where(np.isnan(column), np.nan, column).view(np.uint64)   # one NaN
+      ranks = _mix(ranks ^ _mix(bits + _GOLDEN))
+  return ranks
+
+
 def series_points(element: Tuple[str, TimedPoints], sites: Sequence[Optional[str]],
                   k: int) -> Iterable[Tuple[str, List[Ranked]]]:
-  """``(site, TimedPoints) -> (site, bottom_k(points, k))`` for a site of ``sites``;
-  a point is ``(x, is_datetime, {output name: first number}, time field)``."""
+  """``(site, TimedPoints) -> (site, [(rank, repr, point)])``: the ``k`` first points of a
+  site of ``sites`` in :func:`point_ranks` order (ties by repr); a point is
+  ``(x, is_datetime, {output name: first number}, time field)``. Only those
+  ``k`` (and ties) are made into Python points."""
   site, (is_datetime, field, names, xs, rows) = element
-  if site not in set(sites):
+  if site not in set(sites) or not len(xs):
     return
-  points = [(x, is_datetime, {name: number for name, number in zip(names, row)
-                              if not math.isnan(number)}, field)
-            for x, row in zip(xs.tolist(), rows.tolist())]
-  yield site, bottom_k(points, k)
+  ranks = point_ranks(xs, rows)
+  if len(ranks) > k:
+    cutoff = np.partition(ranks, k - 1)[k - 1]
+    chosen = np.flatnonzero(ranks <= cutoff)
+  else:
+    chosen = np.arange(len(ranks))
+  kept = []
+  for index in chosen.tolist():
+    point = (float(xs[index]), is_datetime,
+             {name: number for name, number in zip(names, rows[index].tolist())
+              if not math.isnan(number)}, field)
+    kept.append((int(ranks[index]), repr(point), point))
+  yield site, _smallest(kept, k)
 
 
 def _has_predictions(line: Dict[str, Any]) -> bool:

@@ -1,0 +1,98 @@
+"""The report's time series: a batch read a column at a time gives the points row by row
+gives; point ranks are per point, whatever the batch."""
+import math
+
+import numpy as np
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from transforms.reporting import samples
+from transforms.site.inference import Prediction
+
+_TIME = st.one_of(st.integers(-3, 3), st.integers(2 ** 1100, 2 ** 1100 + 1),
+                  st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                  st.sampled_from(['2026-11-20T05:00:00Z', 'soon']))
+_OUT = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2, 2),
+                 st.lists(st.floats(allow_nan=False), min_size=1, max_size=2))
+
+
+def _batch(rows):
+  return [Prediction(site_id, 'f.jsonl', instance, outputs, '1')
+          for site_id, instance, outputs in rows]
+
+
+# Mostly plain batches (one site, 'hour' ints, float outputs), with now and then what
+# makes a batch not plain: another site, an earlier time field, a text time, an int output.
+_ROWS = st.lists(
+    st.tuples(
+        st.sampled_from(['s'] * 9 + ['t']),
+        st.one_of(st.fixed_dictionaries({'hour': st.integers(0, 23)}),
+                  st.fixed_dictionaries({'hour': _TIME}),
+                  st.fixed_dictionaries({'timestamp': _TIME}),
+                  st.fixed_dictionaries({'timestamp': st.integers(0, 9), 'hour': _TIME})),
+        st.one_of(st.fixed_dictionaries({'y': st.floats(allow_nan=True, allow_infinity=True),
+                                         'z': st.floats(-1e3, 1e3)}),
+                  st.fixed_dictionaries({'y': _OUT, 'z': _OUT}))),
+    min_size=1, max_size=25)
+
+
+def _as_lists(elements):
+  return [(site, (dt, field, names, xs.tolist(), rows.tolist()))
+          for site, (dt, field, names, xs, rows) in elements]
+
+
+def _same(a, b):
+  return repr(a) == repr(b)   # NaN-aware: nan's repr is 'nan' on both sides
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=_ROWS, time_field=st.sampled_from([samples.AUTO, 'hour']))
+def test_a_batch_gives_the_points_it_gives_row_by_row(rows, time_field):
+  batch = _batch(rows)
+  assert _same(_as_lists(samples.timed_points(batch, time_field)),
+               _as_lists(samples.timed_points_by_row(batch, time_field)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(hours=st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=40),
+       seed=st.integers(0, 2 ** 16))
+def test_a_plain_batch_is_read_by_columns_with_the_same_points(hours, seed):
+  rng = np.random.default_rng(seed)
+  values = rng.normal(size=(len(hours), 2))
+  values[rng.random(values.shape) < 0.2] = math.nan
+  batch = [Prediction('s', 'f', {'hour': h, 'x': 1}, {'b': float(v[0]), 'a': float(v[1])}, '1')
+           for h, v in zip(hours, values)]
+  got = list(samples.timed_points(batch, samples.AUTO))
+  assert _same(_as_lists(got), _as_lists(samples.timed_points_by_row(batch, samples.AUTO)))
+  if not np.isnan(values).all():
+    [(site, (_, field, names, xs, _))] = got
+    assert (site, field, names) == ('s', 'hour', ('a', 'b'))
+    assert len(xs) == int((~np.isnan(values).all(axis=1)).sum())
+
+
+@settings(max_examples=200, deadline=None)
+@given(points=st.lists(st.tuples(st.floats(allow_nan=False, allow_infinity=True),
+                                 st.lists(st.floats(allow_nan=True), min_size=2, max_size=2)),
+                       min_size=1, max_size=20))
+def test_point_ranks_are_per_point(points):
+  xs = np.array([x for x, _ in points])
+  rows = np.array([row for _, row in points])
+  together = samples.point_ranks(xs, rows)
+  alone = [samples.point_ranks(xs[i:i + 1], rows[i:i + 1])[0] for i in range(len(points))]
+  assert together.tolist() == [int(r) for r in alone]
+  # a NaN is one NaN, whatever its bits
+  odd_nan = np.array([np.frombuffer(np.uint64(0x7ff8000000000001).tobytes(), np.float64)[0]])
+  assert samples.point_ranks(np.zeros(1), odd_nan.reshape(1, 1)) == samples.point_ranks(
+      np.zeros(1), np.array([[math.nan]]))
+
+
+def test_series_points_keep_the_k_first_ranks_ties_by_repr():
+  xs = np.arange(50, dtype=np.float64)
+  rows = np.stack([np.sin(xs), np.full(50, math.nan)], axis=1)
+  element = ('s', (False, 'hour', ('a', 'b'), xs, rows))
+  [(site, kept)] = samples.series_points(element, sites=['s'], k=7)
+  ranks = samples.point_ranks(xs, rows)
+  assert site == 's' and [r for r, _, _ in kept] == sorted(ranks.tolist())[:7]
+  assert all(point[2] == {'a': math.sin(point[0])} for _, _, point in kept)
+  assert list(samples.series_points(element, sites=['t'], k=7)) == []
