@@ -2,6 +2,9 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from common.failures import RecordFailure
 from transforms.dead_letters import failure_letter
@@ -82,3 +85,38 @@ def test_rows_nested_too_deep_are_refused_before_anything_recurses_on_them():
 def test_brackets_inside_strings_do_not_count_as_nesting():
   row = parse_line(json.dumps({'site_id': 's', 'note': '[' * 500}))
   assert row['note'] == '[' * 500
+
+
+def _reference_outcome(line):
+  """What a line gives parsed with json.loads and nothing else: the dict, or the reason."""
+  if not line.strip():
+    return 'empty_line'
+  try:
+    row = json.loads(line)
+  except (ValueError, RecursionError):
+    return 'bad_json'
+  if not isinstance(row, dict):
+    return 'not_an_object'
+  return row
+
+
+def _outcome(line):
+  try:
+    return parse_line(line)
+  except RecordFailure as e:
+    return e.reason
+
+
+_JSONISH = st.one_of(
+    st.text(alphabet='{}[]":,. \t\r\x0b\x0c\u00a0\u2028abeEnul0123456789-+NaIfity\\', max_size=30),
+    st.builds(lambda row, tail, head: head + json.dumps(row) + tail,
+              st.dictionaries(st.text(max_size=3), st.one_of(st.floats(), st.integers(),
+                                                            st.text(max_size=3)), max_size=3),
+              st.sampled_from(['', ' ', '\t', '\r', ' x', '{}', '\x0b', '\u00a0', '\u2028', ',']),
+              st.sampled_from(['', ' ', '\ufeff', '['])))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(line=_JSONISH)
+def test_a_line_parses_as_json_loads_parses_it(line):
+  assert repr(_outcome(line)) == repr(_reference_outcome(line))

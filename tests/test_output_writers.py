@@ -52,7 +52,7 @@ _FINITE_OUTPUTS = st.dictionaries(
     min_size=1, max_size=3)
 _PREDICTIONS = st.builds(Prediction, site_id=_TEXT, source=_TEXT, instance=_INSTANCES,
                          outputs=_FINITE_OUTPUTS, model_version=st.none() | st.sampled_from(
-                             ['1', '10', '007']))
+                             ['1', '10', '007']), instance_text=st.none())
 
 
 def _prediction(instance=None, outputs=None, version='3'):

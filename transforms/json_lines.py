@@ -23,6 +23,7 @@ import datetime
 import decimal
 import json
 import math
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -49,6 +50,27 @@ def _default(value: Any) -> Any:
   if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
     return value.isoformat()
   raise TypeError(f'{type(value).__name__} is not JSON serializable')
+
+
+# A number whose double may be infinite (or zero from an underflow): an exponent of three or
+# more digits, or 309 digits in a row. Also matches text in strings (then: not verbatim).
+_FAR_NUMBER = re.compile(r'[eE][+-]?[0-9]{3}|[0-9]{309}')
+
+
+def writes_verbatim(text: str) -> bool:
+  """Whether JSON text that Python's ``json`` parsed may be written back as it is, where
+  an encoder of this module would write the parsed value.
+
+  True when the text holds nothing this module writes otherwise: only ASCII
+  (no U+2028 or U+0085 to split a line on), no ``NaN`` or ``Infinity``
+  (anywhere, strings included), no carriage return (JSON whitespace that
+  some line readers split on), and no number that might not be a finite
+  double (:data:`_FAR_NUMBER`). The text then reads back as the same value,
+  except that a repeated object key stays repeated (readers keep the last,
+  as the parse did).
+  """
+  return (text.isascii() and 'NaN' not in text and 'Infinity' not in text
+          and '\r' not in text and _FAR_NUMBER.search(text) is None)
 
 
 def non_finite_text(value: float) -> str:

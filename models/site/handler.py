@@ -27,11 +27,14 @@ from models.site.row_feed import predict_rows
 class SiteChunk(NamedTuple):
   """Rows of one site, in input order; ``sources`` (file or table per row)
   ride along for dead letters and are not used for inference. ``num_bytes``:
-  the rows' JSON size when known (Beam's byte metrics), else estimated."""
+  the rows' JSON size when known (Beam's byte metrics), else estimated.
+  ``texts``: each row's JSON text where the outputs may echo it as it is
+  (:func:`transforms.json_lines.writes_verbatim`), else None."""
   site_id: str
   rows: List[Dict[str, Any]]
   sources: Optional[List[str]] = None
   num_bytes: Optional[int] = None
+  texts: Optional[List[str]] = None
 
 
 class ChunkOutcome(NamedTuple):

@@ -296,15 +296,16 @@ def _mix(bits: np.ndarray) -> np.ndarray:
 
 
 def point_ranks(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-  """A stable 64-bit hash per point of ``(x, first numbers)`` (float64 arrays; NaN: none),
-  the same in every process: the series' sampling order (ties by the point's repr)."""
+  """A stable 63-bit hash per point of ``(x, first numbers)`` (float64 arrays; NaN: none),
+  the same in every process: the series' sampling order (ties by the point's repr).
+  Non-negative int64s: Beam's coders take ints up to 2**63 - 1."""
   with np.errstate(over='ignore'):
     ranks = _mix(np.ascontiguousarray(xs, dtype=np.float64).view(np.uint64) ^ _GOLDEN)
     columns = np.ascontiguousarray(rows, dtype=np.float64).reshape(len(xs), -1)
     for column in columns.T:
       bits = np.where(np.isnan(column), np.nan, column).view(np.uint64)   # one NaN
       ranks = _mix(ranks ^ _mix(bits + _GOLDEN))
-  return ranks
+  return (ranks >> np.uint64(1)).astype(np.int64)
 
 
 def series_points(element: Tuple[str, TimedPoints], sites: Sequence[Optional[str]],

@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, List, Optional
 import apache_beam as beam
 
 from common import paths
-from transforms.reporting import render
 from transforms.reporting.histograms import DEFAULT_BINS
 from transforms.reporting.histograms import OutputHistograms
 from transforms.reporting.samples import AUTO
@@ -33,6 +32,13 @@ from transforms.reporting.thumbnails import ContactSheet
 
 _LOGGER = logging.getLogger(__name__)
 
+
+def _renderer():
+  """:mod:`transforms.reporting.render`, imported when a page is written: it pulls in
+  matplotlib and Jinja2 (about 0.5 s), which a job needs only at its end."""
+  from transforms.reporting import render  # pylint: disable=import-outside-toplevel
+  return render
+
 REPORT_NAME = 'report.html'
 MIME_TYPE = 'text/html; charset=utf-8'
 
@@ -44,7 +50,7 @@ def _write_page(path: str, summary: Dict[str, Any], page: Callable[[], str], *,
   except Exception as e:  # pylint: disable=broad-except
     # Any rendering bug or odd value: the run's outputs are fine, say so.
     _LOGGER.exception('rendering %s failed; writing a minimal report', path)
-    html = render.render_fallback(summary, title=title, failed_key=failed_key,
+    html = _renderer().render_fallback(summary, title=title, failed_key=failed_key,
                                   error=f'{type(e).__name__}: {e}')
   paths.write_bytes(path, html.encode('utf-8'), mime_type=MIME_TYPE)
   _LOGGER.info('Run report: %s', path)
@@ -55,7 +61,7 @@ def write_site_page(summary: Dict[str, Any], path: str, site_table: Dict[str, An
                     histograms: Dict[str, Any], series: List[Dict[str, Any]],
                     letters: Dict[str, List[Dict[str, Any]]]) -> str:
   """Renders and writes the per-site page; returns ``path``."""
-  return _write_page(path, summary, lambda: render.render_site_report(
+  return _write_page(path, summary, lambda: _renderer().render_site_report(
       summary, site_table=site_table, histograms=histograms, series=series, letters=letters),
       title='Per-site predictions', failed_key='failed_total')
 
@@ -63,7 +69,7 @@ def write_site_page(summary: Dict[str, Any], path: str, site_table: Dict[str, An
 def write_detection_page(summary: Dict[str, Any], path: str, thumbnails: List[Dict[str, Any]],
                          letters: Dict[str, List[Dict[str, Any]]], images_matched: int) -> str:
   """Renders and writes the detection page; returns ``path``."""
-  return _write_page(path, summary, lambda: render.render_detection_report(
+  return _write_page(path, summary, lambda: _renderer().render_detection_report(
       summary, thumbnails=thumbnails, letters=letters, images_matched=images_matched),
       title='Image detection', failed_key='images_failed')
 

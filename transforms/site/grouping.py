@@ -32,6 +32,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from models.site.handler import SiteChunk
+from transforms import json_lines
 from transforms.dead_letters import FAILED
 from transforms.site.rows import DEFAULT_MAX_BLOCK_ROWS
 from transforms.site.rows import DEFAULT_MAX_BUFFERED_BYTES
@@ -94,13 +95,17 @@ def parse_chunk(element: Tuple[str, SiteRows]) -> SiteChunk:
   """``(site_id, SiteRows) -> SiteChunk``: the rows decoded as one JSON array.
 
   ``num_bytes``: the rows' JSON text size (characters). The texts parsed
-  as JSON objects when they were packed, so this does not fail.
+  as JSON objects when they were packed, so this does not fail. The chunk
+  keeps the texts when all of them may be echoed as they are (one check of
+  the joined text: :func:`transforms.json_lines.writes_verbatim`).
   """
   site_id, block = element
   runs, texts = unpack_texts(block)
-  rows = json.loads('[' + ','.join(texts) + ']')
+  joined = ','.join(texts)
+  rows = json.loads('[' + joined + ']')
   sources = [source for source, count in runs for _ in range(count)]
-  return SiteChunk(site_id, rows, sources, sum(map(len, texts)))
+  return SiteChunk(site_id, rows, sources, len(joined) - len(texts) + 1,
+                   texts if json_lines.writes_verbatim(joined) else None)
 
 
 def _require_global_window(pcoll, what: str) -> None:

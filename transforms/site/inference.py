@@ -28,12 +28,15 @@ from transforms.dead_letters import failed
 class Prediction(NamedTuple):
   """One row's prediction, before formatting: ``instance`` is the row as echoed
   (:func:`models.site.instance_config.echo_of`), ``model_version`` the version
-  folder that predicted it (None for the unversioned layout)."""
+  folder that predicted it (None for the unversioned layout), ``instance_text``
+  the row's JSON text where the whole row is echoed and the text may be
+  written as it is (:attr:`models.site.handler.SiteChunk.texts`), else None."""
   site_id: str
   source: str
   instance: Dict[str, Any]
   outputs: Dict[str, Any]
   model_version: Optional[str]
+  instance_text: Optional[str] = None
 
 
 class PredictionBatch(list):
@@ -81,13 +84,15 @@ class SplitOutcomesFn(beam.DoFn):
       if outcome.model_fast_path:
         yield beam.pvalue.TaggedOutput('stats', (('models_fast_path',), 1))
     predictions = PredictionBatch()
+    texts = chunk.texts if self._config is None else None
     for row_result in outcome.rows:
       row = chunk.rows[row_result.index]
       source = chunk.sources[row_result.index]
       if row_result.outputs is not None:
         instance = row if self._config is None else echo_of(row, self._config)
         predictions.append(Prediction(chunk.site_id, source, instance, row_result.outputs,
-                                      outcome.model_version))
+                                      outcome.model_version,
+                                      None if texts is None else texts[row_result.index]))
       else:
         yield failed(dead_letter(
             row_result.stage, row_result.reason, row_result.message,

@@ -56,9 +56,27 @@ def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[st
 
 
 def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str:
-  """A chunk's prediction lines, as one newline-joined text (written as it is)."""
+  """A chunk's prediction lines, as one newline-joined text (written as it is).
+
+  A prediction that has its instance's text (``instance_text``) echoes that
+  text as it is instead of encoding the parsed row again; the line is the
+  same record (:func:`prediction_line`) in the same field order.
+  """
   encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
-  return '\n'.join(encode(prediction_line(p, key_field)) for p in batch)
+  texts = {}   # (site, version) -> their fields' text: one site and version per chunk
+
+  def line_with_text(p: Prediction) -> str:
+    fields = texts.get((p.site_id, p.model_version))
+    if fields is None:
+      fields = texts[p.site_id, p.model_version] = (
+          encode(p.site_id), f',"model_version":{encode(p.model_version)},"instance":')
+    key = (f',"key":{encode(p.instance[key_field])}'
+           if key_field and key_field in p.instance else '')
+    return (f'{{"site_id":{fields[0]}{key}{fields[1]}{p.instance_text},'
+            f'"prediction":{encode(p.outputs)}}}')
+
+  return '\n'.join(encode(prediction_line(p, key_field)) if p.instance_text is None
+                   else line_with_text(p) for p in batch)
 
 
 def encode_aiplatform_results(batch: List[Prediction]) -> str:
