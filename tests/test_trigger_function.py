@@ -15,12 +15,12 @@ from common import paths
 from trigger_support import DETECT_FIXED
 from trigger_support import FUNCTION_SOURCE
 from trigger_support import SITE_TRIGGER
-from trigger_support import RecordingDataflow
+from trigger_support import client  # noqa: F401  pylint: disable=unused-import
+from trigger_support import dataflow  # noqa: F401  pylint: disable=unused-import
 from trigger_support import deliver
 from trigger_support import finalize_event
-from trigger_support import function_client
 from trigger_support import log_lines
-from trigger_support import trigger_env
+from trigger_support import set_trigger_env
 from trigger_support import upload
 from trigger_support import upload_templates
 
@@ -29,24 +29,11 @@ BUCKET = 'test-bucket'
 
 
 @pytest.fixture
-def dataflow():
-  with RecordingDataflow() as server:
-    yield server
-
-
-@pytest.fixture
 def env(gcs_bucket, dataflow, monkeypatch):
+  """The function's environment for the gcp-storage-emulator bucket, templates uploaded."""
   from google.cloud import storage  # pylint: disable=import-outside-toplevel
   upload_templates(storage.Client().bucket(BUCKET))
-  values = trigger_env(gcs_bucket, dataflow.url)
-  for key, value in values.items():
-    monkeypatch.setenv(key, value)
-  return values
-
-
-@pytest.fixture(scope='module')
-def client():
-  return function_client()
+  return set_trigger_env(monkeypatch, gcs_bucket, dataflow.url)
 
 
 def test_trigger_file_launches_the_site_template(client, env, dataflow):
