@@ -154,14 +154,24 @@ def test_malformed_events(client, env, dataflow, capsys):
   assert reasons == ['event data lacks bucket or name', "event generation 'abc' is not a number"]
 
 
+DETECT_TRIGGER = {'job': 'detect_images', 'parameters': {
+    **DETECT_FIXED, 'input': 'gs://test-bucket/cameras/',
+    'output': 'gs://test-bucket/detections/run-1'}}
+
+
+def _edited(trigger, **changes):
+  """``trigger`` as JSON, its parameters changed by ``changes`` (a None value drops one)."""
+  parameters = {**trigger['parameters'], **changes}
+  return json.dumps({**trigger, 'parameters': {
+      key: value for key, value in parameters.items() if value is not None}})
+
+
 def _with(**changes):
-  body = json.loads(json.dumps(SITE_TRIGGER))
-  for key, value in changes.items():
-    if value is None:
-      body['parameters'].pop(key)
-    else:
-      body['parameters'][key] = value
-  return json.dumps(body)
+  return _edited(SITE_TRIGGER, **changes)
+
+
+def _detect(**changes):
+  return _edited(DETECT_TRIGGER, **changes)
 
 
 @pytest.mark.parametrize('content,reason', [
@@ -191,18 +201,6 @@ def test_hostile_or_malformed_trigger_files_are_rejected(client, env, dataflow, 
   logged = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith('{')]
   assert [l['outcome'] for l in logged] == ['rejected']
   assert logged[0]['severity'] == 'WARNING' and reason in logged[0]['reason'], logged[0]
-
-
-def _detect(**changes):
-  body = {'job': 'detect_images', 'parameters': {
-      **DETECT_FIXED, 'input': 'gs://test-bucket/cameras/',
-      'output': 'gs://test-bucket/detections/run-1'}}
-  for key, value in changes.items():
-    if value is None:
-      body['parameters'].pop(key)
-    else:
-      body['parameters'][key] = value
-  return json.dumps(body)
 
 
 # What the jobs refuse at start (job_rules): (trigger file, parameter, code, reason).
