@@ -4,11 +4,11 @@ from transforms.reporting import site_outcomes as so
 from transforms.site.inference import Prediction
 
 
-def prediction(site, outputs, version='1', instance=None):
+def make_prediction(site, outputs, version='1', instance=None):
   return Prediction(site, 'in.jsonl', instance or {'site_id': site}, outputs, version)
 
 
-def letter(site, reason, record=None, message='went wrong'):
+def make_letter(site, reason, record=None, message='went wrong'):
   return {'stage': 'predict', 'reason': reason, 'message': message, 'site_id': site,
           'source': 'in.jsonl', 'record': record}
 

@@ -17,18 +17,19 @@ from transforms.reporting import histograms as hist
 from transforms.reporting import site_outcomes as so
 from report_data import counts_list
 from report_data import flat_numbers
-from report_data import letter
-from report_data import prediction
+from report_data import make_letter
+from report_data import make_prediction
 from tests_support import strict_json
 
 
 # --- per-site outcomes ------------------------------------------------------------------
 
 def test_site_outcomes_count_each_site_and_rows_without_a_site():
-  batches = [[prediction('a', {'y': 1.0}), prediction('a', {'y': 2.0})],
-             [prediction('b', {'y': 3.0}, version='7')], [prediction('42', {'y': 0.5})]]
-  letters = [letter('a', 'bad_feature'), letter('c', 'no_model'), letter('c', 'no_model'),
-             letter(None, 'bad_json'), letter(42, 'bad_feature')]
+  batches = [[make_prediction('a', {'y': 1.0}), make_prediction('a', {'y': 2.0})],
+             [make_prediction('b', {'y': 3.0}, version='7')], [make_prediction('42', {'y': 0.5})]]
+  letters = [make_letter('a', 'bad_feature'), make_letter('c', 'no_model'),
+             make_letter('c', 'no_model'), make_letter(None, 'bad_json'),
+             make_letter(42, 'bad_feature')]
   loads = [('a', {'model_version': '1', 'fast_path': False, 'load_ms': 120.0}),
            ('b', {'model_version': '7', 'fast_path': True, 'load_ms': 2.5}),
            ('b', {'model_version': '7', 'fast_path': False, 'load_ms': 100.0})]
@@ -50,8 +51,8 @@ def test_site_outcomes_count_each_site_and_rows_without_a_site():
 
 def test_site_outcomes_without_model_loads_leave_the_load_fields_null(tmp_path):
   with TestPipeline(runner='FnApiRunner') as p:
-    lines = (p | 'Batches' >> beam.Create([[prediction('a', {'y': 1.0})]])) | so.SiteOutcomes(
-        failed=p | 'Letters' >> beam.Create([letter('a', 'bad_feature')]))
+    lines = (p | 'Batches' >> beam.Create([[make_prediction('a', {'y': 1.0})]])) | so.SiteOutcomes(
+        failed=p | 'Letters' >> beam.Create([make_letter('a', 'bad_feature')]))
     files = lines | so.WriteSiteOutcomes(str(tmp_path))
     assert_that(files | beam.combiners.Count.Globally(), equal_to([1]))
   [written] = list((tmp_path / 'sites').glob('sites-*.jsonl'))
@@ -71,14 +72,14 @@ _OUTCOMES = st.lists(st.tuples(_SITES, st.one_of(st.none(), st.sampled_from(
 @given(outcomes=_OUTCOMES, seed=st.integers(0, 1000))
 def test_site_lines_reconcile_and_do_not_depend_on_how_the_combine_is_split(outcomes, seed):
   events = []
-  predictions = [prediction(so.site_key(s), {'y': 1.0}) for s, reason in outcomes
+  predictions = [make_prediction(so.site_key(s), {'y': 1.0}) for s, reason in outcomes
                  if reason is None and s is not None]
   rng = random.Random(seed)
   rng.shuffle(predictions)
   cut = rng.randint(0, len(predictions))
   for batch in (predictions[:cut], predictions[cut:]):
     events.extend(so.prediction_events(batch))
-  events.extend(so.failure_event(letter(s, r)) for s, r in outcomes
+  events.extend(so.failure_event(make_letter(s, r)) for s, r in outcomes
                 if r is not None or s is None)
   rng.shuffle(events)
   fn = so.SiteOutcomeFn()
@@ -135,7 +136,7 @@ _VALUE = st.one_of(_NUMBER, st.text(max_size=3), st.none(),
        seed=st.integers(0, 1000))
 def test_histogram_counts_equal_numpy_over_all_values_however_batched(outputs, seed):
   rng = random.Random(seed)
-  predictions = [prediction('a', o) for o in outputs]
+  predictions = [make_prediction('a', o) for o in outputs]
   batches, i = [], 0
   while i < len(predictions):
     k = rng.randint(1, 5)
@@ -164,9 +165,9 @@ def test_histogram_counts_equal_numpy_over_all_values_however_batched(outputs, s
 
 
 def test_output_histograms_in_a_pipeline_bin_every_element_of_list_outputs():
-  batches = [[prediction('a', {'y': [1.0, 2.0], 's': 'text'}),
-              prediction('b', {'y': [3.0, float('nan')], 's': 'more'})],
-             [prediction('c', {'y': [10.0, 10.0]})]]
+  batches = [[make_prediction('a', {'y': [1.0, 2.0], 's': 'text'}),
+              make_prediction('b', {'y': [3.0, float('nan')], 's': 'more'})],
+             [make_prediction('c', {'y': [10.0, 10.0]})]]
   with TestPipeline(runner='FnApiRunner') as p:
     out = p | beam.Create(batches) | hist.OutputHistograms(bins=3)
     assert_that(out, equal_to([{

@@ -17,16 +17,16 @@ from transforms.reporting import histograms as hist
 from transforms.reporting import samples
 from transforms.reporting import site_outcomes as so
 from report_data import counts_list
-from report_data import letter
-from report_data import prediction
+from report_data import make_letter
+from report_data import make_prediction
 
 
 # --- samples ------------------------------------------------------------------------------
 
 def test_dead_letter_samples_are_bounded_per_reason_and_truncated():
   long_record = {'text': 'x' * 5000}
-  letters = ([letter('a', 'bad_json', record='{"a": ' + 'y' * 900)] * 10
-             + [letter('b', 'no_model', record=long_record, message='m' * 800)] * 2
+  letters = ([make_letter('a', 'bad_json', record='{"a": ' + 'y' * 900)] * 10
+             + [make_letter('b', 'no_model', record=long_record, message='m' * 800)] * 2
              + [{'reason': None, 'record': {1, 2}}])
   with TestPipeline(runner='FnApiRunner') as p:
     out = p | beam.Create(letters) | samples.SampleDeadLetters(per_reason=3)
@@ -99,14 +99,14 @@ def test_first_number_of_an_output_is_what_its_numeric_values_give(value):
   assert got == want or (got is not None and want is not None and math.isclose(got, want))
 
 
-def _reference_point(predicted, time_field):
+def _reference_point(prediction, time_field):
   """A prediction's series point as the report defines it, row by row."""
-  found = samples.row_time(predicted.instance, time_field)
+  found = samples.row_time(prediction.instance, time_field)
   if found is None:
     return None
   values = {}
-  for name in sorted(predicted.outputs)[:samples.MAX_SERIES_OUTPUTS]:
-    number = samples.first_number(predicted.outputs[name])
+  for name in sorted(prediction.outputs)[:samples.MAX_SERIES_OUTPUTS]:
+    number = samples.first_number(prediction.outputs[name])
     if number is not None:
       values[name] = number
   return (found[0], found[1], values, found[2]) if values else None
@@ -123,7 +123,7 @@ _OUTPUT = st.one_of(st.floats(allow_nan=True), st.lists(st.floats(), max_size=2)
                                                        max_size=4)), max_size=30),
        k=st.integers(1, 6), cut=st.integers(0, 30))
 def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
-  predictions = [prediction(site, outputs, instance={field: t})
+  predictions = [make_prediction(site, outputs, instance={field: t})
                  for site, field, t, outputs in rows]
   expected = {}
   for p in predictions:
@@ -153,10 +153,10 @@ def test_time_values(value, expected):
 def test_series_sample_the_worst_sites_that_predicted_sorted_by_time():
   batches = []
   for site in 'abcd':
-    batches.append([prediction(site, {'y': [float(h)], 'z': 'text'},
+    batches.append([make_prediction(site, {'y': [float(h)], 'z': 'text'},
                                 instance={'hour': h, 'site_id': site})
                     for h in range(30, -1, -1)])
-  batches.append([prediction('b', {'y': 1.0}, instance={'no_time': 1})])
+  batches.append([make_prediction('b', {'y': 1.0}, instance={'no_time': 1})])
   lines = [so.outcome_line((s, c), False) for s, c in zip('abcd', counts_list()[:4])]
   with TestPipeline(runner='FnApiRunner') as p:
     site_lines = p | 'Lines' >> beam.Create(lines)

@@ -29,7 +29,7 @@ import savedmodel_builders
 import site_job_data
 from report_data import counts_list
 from report_data import flat_numbers
-from report_data import letter
+from report_data import make_letter
 from report_pages import page_stats
 from tests_support import read_jsonl
 from tests_support import strict_json
@@ -120,7 +120,8 @@ def test_every_value_from_the_data_is_escaped():
                          'max': 1.0, 'edges': [0.5, 1.5], 'counts': [1]}},
       series=[{'site_id': evil, 'datetime': False, 'time_field': evil, 'x': [1.0, 2.0],
                'values': [{evil: 1.0}, {evil: 2.0}]}],
-      letters={evil: [samples.letter_example(letter(evil, evil, record=evil, message=evil))[1]]})
+      letters={evil: [samples.letter_example(
+          make_letter(evil, evil, record=evil, message=evil))[1]]})
   assert '<script>alert' not in html
   assert html.count('<script>') == 2  # the page's own two
   assert '&lt;script&gt;alert(1)&lt;/script&gt;' in html
