@@ -1,6 +1,6 @@
 """Launch-time validation: user-fixable mistakes fail before the pipeline runs."""
 import difflib
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 from apache_beam.options import pipeline_options
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -93,12 +93,17 @@ def require_fraction(flag: str, value: float) -> None:
     raise UsageError(flag, f'must be within [0, 1], got {value}')
 
 
+def _ask_storage(flag: str, call: Callable[[str], Any], path: str, verb: str) -> Any:
+  """``call(path)``, any error it raises a UsageError: ``cannot <verb> '<path>': <error>``."""
+  try:
+    return call(path)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError(flag, f'cannot {verb} {path!r}: {e}') from e
+
+
 def require_matches(flag: str, pattern: str) -> int:
   """Fails unless ``pattern`` matches at least one file; returns how many."""
-  try:
-    found = paths.match(pattern)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UsageError(flag, f'cannot list {pattern!r}: {e}') from e
+  found = _ask_storage(flag, paths.match, pattern, 'list')
   if not found:
     raise UsageError(flag, f'no files match {pattern!r}')
   return len(found)
@@ -106,9 +111,5 @@ def require_matches(flag: str, pattern: str) -> int:
 
 def require_exists(flag: str, path: str) -> None:
   """Fails unless ``path`` is a file or a folder with something in it."""
-  try:
-    present = paths.exists(path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UsageError(flag, f'cannot read {path!r}: {e}') from e
-  if not present:
+  if not _ask_storage(flag, paths.exists, path, 'read'):
     raise UsageError(flag, f'{path!r} does not exist')

@@ -205,6 +205,28 @@ def read_bytes(path: str) -> bytes:
     return f.read()
 
 
+class NotUtf8Text(ValueError):
+  """A file that is not UTF-8 text; ``line`` is the line (from 1) of its first bad byte."""
+
+  def __init__(self, path: str, line: int):
+    super().__init__(f'{path}: line {line}: not UTF-8 text')
+    self.path = path
+    self.line = line
+
+
+def read_text(path: str) -> str:
+  """The file's text, read as UTF-8 (a leading BOM dropped).
+
+  Raises:
+    NotUtf8Text: ``"<path>: line N: not UTF-8 text"``, N the line of the first bad byte.
+  """
+  data = read_bytes(path)
+  try:
+    return data.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    raise NotUtf8Text(path, data[:e.start].count(b'\n') + 1) from e
+
+
 def write_bytes(path: str, data: bytes, mime_type: str = 'application/octet-stream') -> None:
   """Writes ``data`` to ``path`` in one create (atomic on GCS, parents made locally)."""
   if is_local(path):

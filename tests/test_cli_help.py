@@ -122,27 +122,39 @@ def test_detect_help_marks_required_flags_and_shows_defaults(capsys):
   assert 'detect-images --input=images/ --output=out/run-1 --model_config=yolov3.cfg' in flat
 
 
-def test_light_defaults_are_the_librarys():
-  assert flags_site.DEFAULT_MAX_MODELS == pool.DEFAULT_MAX_MODELS
-  assert flags_site.DEFAULT_MAX_BYTES == pool.DEFAULT_MAX_BYTES
-  assert flags_site.DEFAULT_ROWS_PER_CHUNK == grouping.DEFAULT_ROWS_PER_CHUNK
-  assert flags_site.DEFAULT_MAX_LINE_BYTES == text_lines.DEFAULT_MAX_LINE_BYTES
-  assert flags_site.JSONL == prediction_output.JSONL
-  assert flags_site.AIPLATFORM == prediction_output.AIPLATFORM
-  assert flags_site.OUTPUT_FORMATS == prediction_output.OUTPUT_FORMATS
-  assert flags_site.FILE_LOADS == bigquery_output.FILE_LOADS
-  assert flags_site.WRITE_METHODS == bigquery_output.WRITE_METHODS
-  assert flags_site.INPUT_FORMATS == file_list.INPUT_FORMATS
-  assert flags_site.LISTED_FORMATS == file_list.FORMATS
-  assert flags_site.INSTANCE_TYPES == instance_config.INSTANCE_TYPES
+# Each light flag module's constant and the library's it repeats: (light module, name,
+# library module, name).
+LIGHT_CONSTANTS = [
+    (flags_site, 'DEFAULT_MAX_MODELS', pool, 'DEFAULT_MAX_MODELS'),
+    (flags_site, 'DEFAULT_MAX_BYTES', pool, 'DEFAULT_MAX_BYTES'),
+    (flags_site, 'DEFAULT_ROWS_PER_CHUNK', grouping, 'DEFAULT_ROWS_PER_CHUNK'),
+    (flags_site, 'DEFAULT_MAX_LINE_BYTES', text_lines, 'DEFAULT_MAX_LINE_BYTES'),
+    (flags_site, 'JSONL', prediction_output, 'JSONL'),
+    (flags_site, 'AIPLATFORM', prediction_output, 'AIPLATFORM'),
+    (flags_site, 'OUTPUT_FORMATS', prediction_output, 'OUTPUT_FORMATS'),
+    (flags_site, 'FILE_LOADS', bigquery_output, 'FILE_LOADS'),
+    (flags_site, 'WRITE_METHODS', bigquery_output, 'WRITE_METHODS'),
+    (flags_site, 'INPUT_FORMATS', file_list, 'INPUT_FORMATS'),
+    (flags_site, 'LISTED_FORMATS', file_list, 'FORMATS'),
+    (flags_site, 'INSTANCE_TYPES', instance_config, 'INSTANCE_TYPES'),
+    (flags_detect, 'DEFAULT_BATCH_SIZE', yolo_handler, 'DEFAULT_BATCH_SIZE'),
+    (flags_detect, 'DEFAULT_SCORE_THRESHOLD', yolo_handler, 'DEFAULT_SCORE_THRESHOLD'),
+    (flags_detect, 'DEFAULT_IOU_THRESHOLD', yolo_handler, 'DEFAULT_IOU_THRESHOLD'),
+    (flags_detect, 'DEFAULT_MAX_DETECTIONS', yolo_handler, 'DEFAULT_MAX_DETECTIONS'),
+    (flags_detect, 'DEVICES', yolo_handler, 'DEVICES'),
+    (flags_detect, 'DEFAULT_MAX_IMAGE_PIXELS', image_decode, 'DEFAULT_MAX_IMAGE_PIXELS'),
+]
+
+
+@pytest.mark.parametrize('light, name, library, library_name', LIGHT_CONSTANTS,
+                         ids=[f'{light.__name__}.{name}' for light, name, _, _ in LIGHT_CONSTANTS])
+def test_light_defaults_are_the_librarys(light, name, library, library_name):
+  assert getattr(light, name) == getattr(library, library_name)
+
+
+def test_light_compressions_are_beams():
   assert set(flags_site.COMPRESSIONS) == {
       v for k, v in vars(CompressionTypes).items() if k.isupper()}
-  assert flags_detect.DEFAULT_BATCH_SIZE == yolo_handler.DEFAULT_BATCH_SIZE
-  assert flags_detect.DEFAULT_SCORE_THRESHOLD == yolo_handler.DEFAULT_SCORE_THRESHOLD
-  assert flags_detect.DEFAULT_IOU_THRESHOLD == yolo_handler.DEFAULT_IOU_THRESHOLD
-  assert flags_detect.DEFAULT_MAX_DETECTIONS == yolo_handler.DEFAULT_MAX_DETECTIONS
-  assert flags_detect.DEVICES == yolo_handler.DEVICES
-  assert flags_detect.DEFAULT_MAX_IMAGE_PIXELS == image_decode.DEFAULT_MAX_IMAGE_PIXELS
 
 
 def test_console_entry_runs_the_job_with_its_exit_codes(tmp_path, capsys):

@@ -118,7 +118,23 @@ def test_yolo_head_decodes_by_hand():
   assert float(scores[0, :, 1].max()) < 1e-10
 
 
-MINI_V3 = """
+def _yolo_head(mask):
+  """A 1x1 linear convolution to one anchor's 5 + 9 values and the [yolo] layer reading it."""
+  return f"""[convolutional]
+size=1
+stride=1
+pad=1
+filters=14
+activation=linear
+[yolo]
+mask={mask}
+anchors=4,4, 8,8
+classes=9
+num=2
+"""
+
+
+MINI_V3 = ("""
 [net]
 width=64
 height=64
@@ -146,35 +162,14 @@ activation=leaky
 [shortcut]
 from=-2
 activation=linear
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=14
-activation=linear
-[yolo]
-mask=1
-anchors=4,4, 8,8
-classes=9
-num=2
+""" + _yolo_head(1) + """\
 [route]
 layers=-3
 [upsample]
 stride=2
 [route]
 layers=-1, 0
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=14
-activation=linear
-[yolo]
-mask=0
-anchors=4,4, 8,8
-classes=9
-num=2
-"""
+""" + _yolo_head(0))
 
 
 def test_yolov3_layers_route_shortcut_upsample_load_in_cfg_order(tmp_path):

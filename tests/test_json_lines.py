@@ -3,6 +3,7 @@ import datetime
 import decimal
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -69,6 +70,21 @@ def test_an_unknown_policy_is_refused():
 def test_the_strict_reader_refuses_what_strict_parsers_refuse(line):
   with pytest.raises(ValueError):
     json_lines.loads_strict(line)
+
+
+@pytest.mark.parametrize('line, reason', [
+    ('NaN', 'NaN is not JSON'), ('{"a": [Infinity]}', 'Infinity is not JSON'),
+    ('{"a": -Infinity}', '-Infinity is not JSON'),
+    ('{"a": 1e400}', 'number 1e400 is beyond the range of a double'),
+    ('[-1.5e999]', 'number -1.5e999 is beyond the range of a double')])
+def test_the_strict_reader_says_why_it_refuses_a_line(line, reason):
+  with pytest.raises(ValueError, match='^' + re.escape(reason)):
+    json_lines.loads_strict(line)
+
+
+def test_the_strict_reader_reads_finite_json_as_json_does():
+  line = '{"a": 1.7976931348623157e308, "b": -0.0, "c": [1, 2.5e-320, "NaN"], "d": null}'
+  assert json_lines.loads_strict(line) == json.loads(line)
 
 
 def test_one_encoder_serves_many_values_like_dumps():

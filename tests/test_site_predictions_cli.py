@@ -8,6 +8,8 @@ from apache_beam.options.pipeline_options import StandardOptions
 
 from beam_jobs import runtime
 from beam_jobs import site_predictions
+from beam_jobs import usage
+from common import paths
 
 
 @pytest.fixture
@@ -37,6 +39,20 @@ def test_usage_errors_name_the_flag(inputs, capsys, args, flag, words):
   err = capsys.readouterr().err
   assert err.startswith(f'error: {flag}:') and words in err
   assert not (inputs / 'out').exists()
+
+
+@pytest.mark.parametrize('check, storage_call, message', [
+    (usage.require_matches, 'match', "--input: cannot list 'gs://b/in/*': refused"),
+    (usage.require_exists, 'exists', "--input: cannot read 'gs://b/in/*': refused"),
+])
+def test_a_storage_error_is_a_usage_error_naming_the_flag(monkeypatch, check, storage_call,
+                                                         message):
+  def refuse(path):
+    raise OSError('refused')
+  monkeypatch.setattr(paths, storage_call, refuse)
+  with pytest.raises(usage.UsageError) as raised:
+    check('input', 'gs://b/in/*')
+  assert str(raised.value) == message and raised.value.flag == 'input'
 
 
 def test_console_entry_exits_2_with_one_line(inputs):

@@ -13,6 +13,17 @@ def test_local_exists_match_and_copy(tmp_path):
   assert paths.relative_to(str(tmp_path / 'a' / 'b' / 'f.bin'), str(tmp_path)) == 'a/b/f.bin'
 
 
+def test_read_text_drops_a_bom_and_names_the_line_of_the_first_bad_byte(tmp_path):
+  path = str(tmp_path / 'f.txt')
+  paths.write_bytes(path, '\ufeffcaf\u00e9\r\nok\n'.encode('utf-8'))
+  assert paths.read_text(path) == 'caf\u00e9\r\nok\n'
+  paths.write_bytes(path, b'one\ntwo\nthr\xe9e\n\xff\n')
+  with pytest.raises(paths.NotUtf8Text) as e:
+    paths.read_text(path)
+  assert isinstance(e.value, ValueError) and e.value.line == 3
+  assert str(e.value) == f'{path}: line 3: not UTF-8 text'
+
+
 @pytest.mark.gcs
 def test_gcs_bucket_root_prefix_and_localized_copy(gcs_bucket):
   paths.write_bytes(f'{gcs_bucket}/models/s1/1/saved_model.pb', b'pb')

@@ -14,12 +14,14 @@ from google.api_core import exceptions as api_exceptions
 
 from trigger_support import SITE_TRIGGER
 from trigger_support import RecordingDataflow
+from trigger_support import client  # noqa: F401  pylint: disable=unused-import
+from trigger_support import dataflow  # noqa: F401  pylint: disable=unused-import
 from trigger_support import deliver
 from trigger_support import fake_bucket  # noqa: F401  pylint: disable=unused-import
 from trigger_support import fake_gcs  # noqa: F401  pylint: disable=unused-import
+from trigger_support import fake_gcs_env  # noqa: F401  pylint: disable=unused-import
 from trigger_support import function_client
 from trigger_support import log_lines
-from trigger_support import trigger_env
 from trigger_support import upload
 
 BUCKET = 'test-bucket'
@@ -29,23 +31,6 @@ TRIGGER = json.dumps(SITE_TRIGGER)
 @pytest.fixture
 def bucket(fake_bucket):
   return fake_bucket
-
-
-@pytest.fixture
-def dataflow():
-  with RecordingDataflow() as server:
-    yield server
-
-
-@pytest.fixture
-def env(bucket, dataflow, monkeypatch):
-  for key, value in trigger_env(f'gs://{BUCKET}', dataflow.url).items():
-    monkeypatch.setenv(key, value)
-
-
-@pytest.fixture(scope='module')
-def client():
-  return function_client()
 
 
 def outcomes(capsys):
@@ -85,8 +70,8 @@ def test_gcp_storage_emulator_ignores_if_generation_match(gcs_bucket):
 
 # -- one event, one launch -------------------------------------------------------
 
-def test_redelivery_after_the_job_finished_does_not_launch_again(client, env, dataflow, bucket,
-                                                                 capsys):
+def test_redelivery_after_the_job_finished_does_not_launch_again(client, fake_gcs_env, dataflow,
+                                                                 bucket, capsys):
   gen = upload('triggers/nightly.json', TRIGGER)
   assert deliver(client, 'triggers/nightly.json', gen).status_code == 200
   name = dataflow.launches[0]['jobName']
@@ -97,7 +82,7 @@ def test_redelivery_after_the_job_finished_does_not_launch_again(client, env, da
   assert outcomes(capsys) == ['launched', 'duplicate', 'duplicate']
 
 
-def test_launch_record_layout(client, env, dataflow, bucket, capsys):
+def test_launch_record_layout(client, fake_gcs_env, dataflow, bucket, capsys):
   gen = upload('triggers/nightly.json', TRIGGER)
   deliver(client, 'triggers/nightly.json', gen, event_id='evt-1')
   line, = log_lines(capsys.readouterr().out)
@@ -114,7 +99,7 @@ def test_launch_record_layout(client, env, dataflow, bucket, capsys):
   assert abs(record['claimed_at'] - time.time()) < 120
 
 
-def test_concurrent_deliveries_launch_once(client, env, bucket, capsys, monkeypatch):
+def test_concurrent_deliveries_launch_once(client, fake_gcs_env, bucket, capsys, monkeypatch):
   gen = upload('triggers/nightly.json', TRIGGER)
   with RecordingDataflow(delay_s=1.0) as slow:
     monkeypatch.setenv('DATAFLOW_ENDPOINT', slow.url)
@@ -133,7 +118,7 @@ def test_concurrent_deliveries_launch_once(client, env, bucket, capsys, monkeypa
   assert outcomes(capsys) == ['duplicate']
 
 
-def test_re_uploaded_trigger_file_is_a_new_run(client, env, dataflow, bucket):
+def test_re_uploaded_trigger_file_is_a_new_run(client, fake_gcs_env, dataflow, bucket):
   first = upload('triggers/a.json', TRIGGER)
   deliver(client, 'triggers/a.json', first)
   dataflow.finish(f'site-predictions-a-{first}')
@@ -144,7 +129,7 @@ def test_re_uploaded_trigger_file_is_a_new_run(client, env, dataflow, bucket):
       f'site-predictions-a-{first}', f'site-predictions-a-{second}']
 
 
-def test_an_event_for_a_replaced_version_is_skipped(client, env, dataflow, bucket, capsys):
+def test_an_event_for_a_replaced_version_is_skipped(client, fake_gcs_env, dataflow, bucket, capsys):
   first = upload('triggers/a.json', TRIGGER)
   second = upload('triggers/a.json', TRIGGER)
   assert deliver(client, 'triggers/a.json', first).status_code == 200
@@ -155,7 +140,7 @@ def test_an_event_for_a_replaced_version_is_skipped(client, env, dataflow, bucke
 
 # -- failures between the record and the launch ---------------------------------
 
-def test_a_failed_launch_releases_the_record_so_the_retry_launches(client, env, dataflow,
+def test_a_failed_launch_releases_the_record_so_the_retry_launches(client, fake_gcs_env, dataflow,
                                                                    bucket, capsys):
   gen = upload('triggers/nightly.json', TRIGGER)
   dataflow.answer_next(503, 'UNAVAILABLE')
@@ -167,7 +152,7 @@ def test_a_failed_launch_releases_the_record_so_the_retry_launches(client, env, 
   assert [r['state'] for r in records(bucket).values()] == ['launched']
 
 
-def test_a_launch_dataflow_refuses_is_rejected_not_retried(client, env, dataflow, bucket,
+def test_a_launch_dataflow_refuses_is_rejected_not_retried(client, fake_gcs_env, dataflow, bucket,
                                                            capsys):
   gen = upload('triggers/nightly.json', TRIGGER)
   dataflow.answer_next(400, 'INVALID_ARGUMENT')
@@ -177,8 +162,8 @@ def test_a_launch_dataflow_refuses_is_rejected_not_retried(client, env, dataflow
   assert 'INVALID_ARGUMENT' in line['reason'] and records(bucket) == {}
 
 
-def test_409_on_the_first_delivery_is_a_duplicate_and_recorded(client, env, dataflow, bucket,
-                                                                capsys):
+def test_409_on_the_first_delivery_is_a_duplicate_and_recorded(client, fake_gcs_env, dataflow,
+                                                                bucket, capsys):
   gen = upload('triggers/nightly.json', TRIGGER)
   name = f'site-predictions-nightly-{gen}'
   dataflow.active.add(name)        # an earlier delivery launched it; its record was lost
@@ -199,7 +184,7 @@ def _abandoned_claim(bucket, gen, claimed_at):
   return name
 
 
-def test_a_claim_abandoned_mid_launch_is_taken_over(client, env, dataflow, bucket, capsys,
+def test_a_claim_abandoned_mid_launch_is_taken_over(client, fake_gcs_env, dataflow, bucket, capsys,
                                                     function_modules):
   del function_modules
   gen = upload('triggers/nightly.json', TRIGGER)
@@ -210,8 +195,8 @@ def test_a_claim_abandoned_mid_launch_is_taken_over(client, env, dataflow, bucke
   assert (record['state'], record['attempt']) == ('launched', 2)
 
 
-def test_a_claim_younger_than_the_timeout_is_retried_later(client, env, dataflow, bucket, capsys,
-                                                           function_modules):
+def test_a_claim_younger_than_the_timeout_is_retried_later(client, fake_gcs_env, dataflow, bucket,
+                                                           capsys, function_modules):
   del function_modules
   gen = upload('triggers/nightly.json', TRIGGER)
   _abandoned_claim(bucket, gen, time.time() - 5)
@@ -227,8 +212,8 @@ def function_modules(monkeypatch):
 
 
 @pytest.mark.parametrize('prefix', ['triggers/state/', 'input-images/', '/'])
-def test_a_state_prefix_inside_a_watched_one_is_a_deploy_error(client, env, dataflow, capsys,
-                                                              monkeypatch, prefix):
+def test_a_state_prefix_inside_a_watched_one_is_a_deploy_error(client, fake_gcs_env, dataflow,
+                                                              capsys, monkeypatch, prefix):
   monkeypatch.setenv('STATE_PREFIX', prefix)
   gen = upload('triggers/nightly.json', TRIGGER)
   assert deliver(client, 'triggers/nightly.json', gen).status_code == 500
@@ -241,7 +226,7 @@ def test_a_state_prefix_inside_a_watched_one_is_a_deploy_error(client, env, data
 # -- upload mode ------------------------------------------------------------------
 
 def test_upload_event_redelivered_after_its_job_ended_does_not_launch_again(
-    client, env, dataflow, bucket, capsys):
+    client, fake_gcs_env, dataflow, bucket, capsys):
   """The job failed and left the image in place; GCS delivers its event again."""
   gen = upload('input-images/cam-1/a.jpg', b'jpeg bytes')
   assert deliver(client, 'input-images/cam-1/a.jpg', gen).status_code == 200

@@ -15,12 +15,12 @@ from common import paths
 from trigger_support import DETECT_FIXED
 from trigger_support import FUNCTION_SOURCE
 from trigger_support import SITE_TRIGGER
-from trigger_support import RecordingDataflow
+from trigger_support import client  # noqa: F401  pylint: disable=unused-import
+from trigger_support import dataflow  # noqa: F401  pylint: disable=unused-import
 from trigger_support import deliver
 from trigger_support import finalize_event
-from trigger_support import function_client
 from trigger_support import log_lines
-from trigger_support import trigger_env
+from trigger_support import set_trigger_env
 from trigger_support import upload
 from trigger_support import upload_templates
 
@@ -29,24 +29,11 @@ BUCKET = 'test-bucket'
 
 
 @pytest.fixture
-def dataflow():
-  with RecordingDataflow() as server:
-    yield server
-
-
-@pytest.fixture
 def env(gcs_bucket, dataflow, monkeypatch):
+  """The function's environment for the gcp-storage-emulator bucket, templates uploaded."""
   from google.cloud import storage  # pylint: disable=import-outside-toplevel
   upload_templates(storage.Client().bucket(BUCKET))
-  values = trigger_env(gcs_bucket, dataflow.url)
-  for key, value in values.items():
-    monkeypatch.setenv(key, value)
-  return values
-
-
-@pytest.fixture(scope='module')
-def client():
-  return function_client()
+  return set_trigger_env(monkeypatch, gcs_bucket, dataflow.url)
 
 
 def test_trigger_file_launches_the_site_template(client, env, dataflow):
@@ -167,14 +154,24 @@ def test_malformed_events(client, env, dataflow, capsys):
   assert reasons == ['event data lacks bucket or name', "event generation 'abc' is not a number"]
 
 
+DETECT_TRIGGER = {'job': 'detect_images', 'parameters': {
+    **DETECT_FIXED, 'input': 'gs://test-bucket/cameras/',
+    'output': 'gs://test-bucket/detections/run-1'}}
+
+
+def _edited(trigger, **changes):
+  """``trigger`` as JSON, its parameters changed by ``changes`` (a None value drops one)."""
+  parameters = {**trigger['parameters'], **changes}
+  return json.dumps({**trigger, 'parameters': {
+      key: value for key, value in parameters.items() if value is not None}})
+
+
 def _with(**changes):
-  body = json.loads(json.dumps(SITE_TRIGGER))
-  for key, value in changes.items():
-    if value is None:
-      body['parameters'].pop(key)
-    else:
-      body['parameters'][key] = value
-  return json.dumps(body)
+  return _edited(SITE_TRIGGER, **changes)
+
+
+def _detect(**changes):
+  return _edited(DETECT_TRIGGER, **changes)
 
 
 @pytest.mark.parametrize('content,reason', [
@@ -204,18 +201,6 @@ def test_hostile_or_malformed_trigger_files_are_rejected(client, env, dataflow, 
   logged = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith('{')]
   assert [l['outcome'] for l in logged] == ['rejected']
   assert logged[0]['severity'] == 'WARNING' and reason in logged[0]['reason'], logged[0]
-
-
-def _detect(**changes):
-  body = {'job': 'detect_images', 'parameters': {
-      **DETECT_FIXED, 'input': 'gs://test-bucket/cameras/',
-      'output': 'gs://test-bucket/detections/run-1'}}
-  for key, value in changes.items():
-    if value is None:
-      body['parameters'].pop(key)
-    else:
-      body['parameters'][key] = value
-  return json.dumps(body)
 
 
 # What the jobs refuse at start (job_rules): (trigger file, parameter, code, reason).

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 
 from trigger_support import SITE_TRIGGER
 from trigger_support import CountingProxy
-from trigger_support import RecordingDataflow
 from trigger_support import deliver
-from trigger_support import function_client
 from trigger_support import log_lines
-from trigger_support import trigger_env
 from trigger_support import upload
+from trigger_support import client  # noqa: F401  pylint: disable=unused-import
+from trigger_support import dataflow  # noqa: F401  pylint: disable=unused-import
 from trigger_support import fake_bucket  # noqa: F401  pylint: disable=unused-import
 from trigger_support import fake_gcs  # noqa: F401  pylint: disable=unused-import
+from trigger_support import fake_gcs_env  # noqa: F401  pylint: disable=unused-import
 
 LIMIT = 64 * 1024
 NAME = 'triggers/hostile.json'
@@ -33,23 +33,6 @@ VALID = json.dumps(SITE_TRIGGER)
 HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=False,
                       suppress_health_check=[HealthCheck.function_scoped_fixture,
                                              HealthCheck.too_slow])
-
-
-@pytest.fixture
-def dataflow():
-  with RecordingDataflow() as server:
-    yield server
-
-
-@pytest.fixture
-def env(fake_bucket, dataflow, monkeypatch):
-  for key, value in trigger_env(f'gs://{fake_bucket.name}', dataflow.url).items():
-    monkeypatch.setenv(key, value)
-
-
-@pytest.fixture(scope='module')
-def client():
-  return function_client()
 
 
 def outcome_of(client, capsys, content, name=NAME):
@@ -124,7 +107,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize('content,code', HOSTILE, ids=[f'{i}-{c}' for i, (_, c) in
                                                        enumerate(HOSTILE)])
-def test_hostile_trigger_files(client, env, dataflow, capsys, content, code):
+def test_hostile_trigger_files(client, fake_gcs_env, dataflow, capsys, content, code):
   assert_rejected(client, capsys, dataflow, content, code)
 
 
@@ -135,7 +118,7 @@ def test_hostile_trigger_files(client, env, dataflow, capsys, content, code):
     '{' + '"k":1,' * 10_000 + '"k":2}',
     VALID[:-2] + ', "' + 'x' * 60_000 + '": 1}}',   # a huge unknown key (closest-key search)
 ])
-def test_pathological_text_is_answered_quickly(client, env, dataflow, capsys, content):
+def test_pathological_text_is_answered_quickly(client, fake_gcs_env, dataflow, capsys, content):
   start = time.monotonic()
   assert_rejected(client, capsys, dataflow, content)
   assert time.monotonic() - start < 10, 'a scan of 64 KiB must stay linear'
@@ -146,17 +129,18 @@ def test_pathological_text_is_answered_quickly(client, env, dataflow, capsys, co
     (VALID[:-2] + ', "rows_per_chnk": "10"}}', "did you mean 'rows_per_chunk'?"),
     (json.dumps({'job': 'site_prediction', 'parameters': {}}), "did you mean 'site_predictions'?"),
 ])
-def test_unknown_keys_name_the_closest_known_key(client, env, dataflow, capsys, content, hint):
+def test_unknown_keys_name_the_closest_known_key(client, fake_gcs_env, dataflow, capsys, content,
+                                                 hint):
   assert hint in assert_rejected(client, capsys, dataflow, content)['reason']
 
 
-def test_a_utf8_bom_is_accepted(client, env, dataflow, capsys):
+def test_a_utf8_bom_is_accepted(client, fake_gcs_env, dataflow, capsys):
   status, line = outcome_of(client, capsys, codecs.BOM_UTF8 + VALID.encode())
   assert status == 200 and line['outcome'] == 'launched', line
   assert dataflow.launches[0]['parameters'] == SITE_TRIGGER['parameters']
 
 
-def test_an_oversized_trigger_file_is_never_downloaded_whole(client, env, dataflow, capsys,
+def test_an_oversized_trigger_file_is_never_downloaded_whole(client, fake_gcs_env, dataflow, capsys,
                                                              monkeypatch):
   import os  # pylint: disable=import-outside-toplevel
   big = VALID[:-2] + ', "pad": "' + 'x' * (5 << 20) + '"}}'
@@ -174,7 +158,7 @@ def test_an_oversized_trigger_file_is_never_downloaded_whole(client, env, datafl
   assert dataflow.requests == []
 
 
-def test_a_file_at_the_limit_is_read_whole_and_launches(client, env, dataflow, capsys):
+def test_a_file_at_the_limit_is_read_whole_and_launches(client, fake_gcs_env, dataflow, capsys):
   content = VALID[:-2] + ', "run_id": "r"}}'
   content = content[:-2] + ' ' * (LIMIT - len(content)) + '}}'
   assert len(content) == LIMIT
@@ -182,7 +166,7 @@ def test_a_file_at_the_limit_is_read_whole_and_launches(client, env, dataflow, c
   assert status == 200 and line['outcome'] == 'launched', line
 
 
-def test_a_trigger_file_deleted_before_it_is_read_is_skipped(client, env, dataflow, capsys,
+def test_a_trigger_file_deleted_before_it_is_read_is_skipped(client, fake_gcs_env, dataflow, capsys,
                                                             fake_bucket):
   gen = upload(NAME, VALID)
   fake_bucket.blob(NAME).delete()
@@ -209,7 +193,7 @@ json_values = st.recursive(
 
 @HYPOTHESIS
 @given(content=st.binary(max_size=400) | st.binary(max_size=200).map(codecs.BOM_UTF8.__add__))
-def test_random_bytes_are_rejected(client, env, dataflow, capsys, content):
+def test_random_bytes_are_rejected(client, fake_gcs_env, dataflow, capsys, content):
   assert_rejected(client, capsys, dataflow, content)
 
 
@@ -218,7 +202,7 @@ def test_random_bytes_are_rejected(client, env, dataflow, capsys, content):
        | st.fixed_dictionaries({'job': st.sampled_from(['site_predictions', 'detect_images']),
                                 'parameters': st.dictionaries(st.sampled_from(KNOWN_KEYS),
                                                               json_values, max_size=5)}))
-def test_random_json_values_are_rejected(client, env, dataflow, capsys, value):
+def test_random_json_values_are_rejected(client, fake_gcs_env, dataflow, capsys, value):
   # json.dumps writes NaN/Infinity literals for such floats: hostile too.
   assert_rejected(client, capsys, dataflow, json.dumps(value))
 
@@ -226,7 +210,7 @@ def test_random_json_values_are_rejected(client, env, dataflow, capsys, value):
 @HYPOTHESIS
 @given(depth=st.integers(17, 30_000), opener=st.sampled_from(['[', '{"k":']),
        where=st.sampled_from(['outside', 'value']))
-def test_deep_nesting_is_rejected(client, env, dataflow, capsys, depth, opener, where):
+def test_deep_nesting_is_rejected(client, fake_gcs_env, dataflow, capsys, depth, opener, where):
   closer = ']' if opener == '[' else '}'
   nested = opener * depth + '1' + closer * depth
   content = nested if where == 'outside' else VALID[:-2] + ', "run_id": ' + nested + '}}'
@@ -251,11 +235,11 @@ def _mutations():
 
 @HYPOTHESIS
 @given(content=_mutations())
-def test_mutated_valid_files_are_rejected(client, env, dataflow, capsys, content):
+def test_mutated_valid_files_are_rejected(client, fake_gcs_env, dataflow, capsys, content):
   assert_rejected(client, capsys, dataflow, content)
 
 
-def test_log_line_formats(client, env, dataflow, capsys):
+def test_log_line_formats(client, fake_gcs_env, dataflow, capsys):
   """One line per event; fields by outcome (what the lead documents)."""
   _, launched = outcome_of(client, capsys, VALID, name='triggers/ok.json')
   assert set(launched) == {'severity', 'message', 'outcome', 'event', 'job', 'job_name',

@@ -48,6 +48,13 @@ def test_list_mistakes_name_the_list_and_the_line(inputs, text, words):
   assert str(inputs / 'list.txt') in str(e.value) and words in str(e.value)
 
 
+def test_a_list_that_is_not_utf8_names_the_line_of_the_first_bad_byte(inputs):
+  (inputs / 'list.txt').write_bytes(b'\xef\xbb\xbfdata/a.jsonl\r\ndata/b\xff.jsonl\n')
+  with pytest.raises(FileListError) as e:
+    expand_file_list(str(inputs / 'list.txt'))
+  assert str(e.value) == f'file list {inputs / "list.txt"}: line 2: not UTF-8 text'
+
+
 def test_a_missing_list_file_raises_the_io_error(tmp_path):
   with pytest.raises(Exception) as e:
     expand_file_list(str(tmp_path / 'nope.txt'))

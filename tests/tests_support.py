@@ -1,26 +1,14 @@
-"""Small helpers shared by test modules."""
-import json
-import math
+"""Small helpers shared by test modules.
+
+Lines are parsed with the product's strict reader, ``transforms.json_lines.loads_strict``,
+whose own tests (tests/test_json_lines.py) pin what it refuses.
+"""
 import pathlib
 from typing import Any, List
 
 import numpy as np
 
-
-def _refuse(name: str) -> Any:
-  raise ValueError(f'{name} is not JSON')
-
-
-def _finite(text: str) -> float:
-  value = float(text)
-  if not math.isfinite(value):
-    raise ValueError(f'{text} overflows a double')
-  return value
-
-
-def loads_strict(line: str) -> Any:
-  """json.loads refusing NaN, Infinity, -Infinity and numbers overflowing a double."""
-  return json.loads(line, parse_constant=_refuse, parse_float=_finite)
+from transforms.json_lines import loads_strict
 
 
 def strict_json(line: str) -> Any:

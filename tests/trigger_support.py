@@ -1,5 +1,7 @@
 """Test support for the trigger function: a recording Dataflow API server, events,
-a byte-counting proxy in front of a GCS server, and fake-gcs-server.
+a byte-counting proxy in front of a GCS server, and fake-gcs-server; the fixtures
+the trigger tests share (``dataflow``, ``client``, ``fake_gcs``, ``fake_bucket``,
+``fake_gcs_env``), which a test module imports to use.
 
 gcp-storage-emulator (the suite's usual GCS server) ignores ``ifGenerationMatch``
 and the ``generation`` of downloads; fake-gcs-server (a Go binary shipped in the
@@ -228,6 +230,27 @@ def fake_gcs_server(timeout_s: float = 30.0) -> Iterator[str]:
       proc.wait(timeout=30)
 
 
+def set_trigger_env(monkeypatch, bucket_uri: str, dataflow_url: str) -> Dict[str, str]:
+  """Sets the function's environment (:func:`trigger_env`) for this test; returns it."""
+  values = trigger_env(bucket_uri, dataflow_url)
+  for key, value in values.items():
+    monkeypatch.setenv(key, value)
+  return values
+
+
+@pytest.fixture
+def dataflow():
+  """The recording Dataflow API server for this test."""
+  with RecordingDataflow() as server:
+    yield server
+
+
+@pytest.fixture(scope='module')
+def client():
+  """The function under the functions framework, for the tests of one module."""
+  return function_client()
+
+
 @pytest.fixture(scope='module')
 def fake_gcs():
   """fake-gcs-server for the tests of one module; yields its URL."""
@@ -251,6 +274,12 @@ def fake_bucket(fake_gcs, monkeypatch):
     bucket = client.create_bucket('test-bucket')
   upload_templates(bucket)
   return bucket
+
+
+@pytest.fixture
+def fake_gcs_env(fake_bucket, dataflow, monkeypatch):
+  """The function's environment for ``fake_bucket`` and the ``dataflow`` server."""
+  set_trigger_env(monkeypatch, f'gs://{fake_bucket.name}', dataflow.url)
 
 
 class CountingProxy(_LocalServer):

@@ -38,12 +38,7 @@ def load_manifest(path: str) -> Dict[str, str]:
   Raises:
     ValueError: ``"<path>: line N: problem"`` for a malformed manifest.
   """
-  data = paths.read_bytes(path)
-  try:
-    text = data.decode('utf-8-sig')
-  except UnicodeDecodeError as e:
-    line = data[:e.start].count(b'\n') + 1
-    raise ValueError(f'{path}: line {line}: not UTF-8 text') from e
+  text = paths.read_text(path)  # not UTF-8: NotUtf8Text, a ValueError '<path>: line N: ...'
   lowered = path.lower()
   if lowered.endswith('.json') or (not lowered.endswith('.csv')
                                    and text.lstrip().startswith('{')):

@@ -74,7 +74,26 @@ def write_detection_page(summary: Dict[str, Any], path: str, thumbnails: List[Di
       title='Image detection', failed_key='images_failed')
 
 
-class WriteSiteReport(beam.PTransform):
+class _WriteReport(beam.PTransform):
+  """What both reports do: sample the run's dead letters per reason, then render and
+  write the page once, from the summary, with every reduced input a singleton side input."""
+
+  def __init__(self, output_dir: str, *, failed: beam.PCollection, letters_per_reason: int):
+    super().__init__()
+    self._output_dir = output_dir
+    self._path = paths.join(output_dir, REPORT_NAME)
+    self._failed = failed
+    self._letters_per_reason = letters_per_reason
+
+  def _render(self, summary, write_page: Callable[..., str], **reduced: beam.PCollection):
+    """``write_page(summary, path, letters=..., **reduced)``, each one element, on one worker."""
+    reduced['letters'] = self._failed | 'SampleDeadLetters' >> SampleDeadLetters(
+        per_reason=self._letters_per_reason)
+    return summary | 'Render' >> beam.Map(write_page, self._path, **{
+        name: beam.pvalue.AsSingleton(pcoll) for name, pcoll in reduced.items()})
+
+
+class WriteSiteReport(_WriteReport):
   """Summary (one dict) -> ``<output>/report.html`` of the per-site job; returns its path.
 
   Args:
@@ -96,17 +115,14 @@ class WriteSiteReport(beam.PTransform):
                time_field: Optional[str] = AUTO, max_table_sites: int = DEFAULT_TABLE_SITES,
                bins: int = DEFAULT_BINS, series_sites: int = DEFAULT_SERIES_SITES,
                letters_per_reason: int = DEFAULT_LETTERS_PER_REASON):
-    super().__init__()
-    self._path = paths.join(output_dir, REPORT_NAME)
+    super().__init__(output_dir, failed=failed, letters_per_reason=letters_per_reason)
     self._batches = prediction_batches
-    self._failed = failed
     self._site_lines = site_lines
     self._model_loads = model_loads
     self._time_field = time_field
     self._max_table_sites = max_table_sites
     self._bins = bins
     self._series_sites = series_sites
-    self._letters_per_reason = letters_per_reason
 
   def expand(self, summary):
     site_lines = self._site_lines
@@ -117,21 +133,15 @@ class WriteSiteReport(beam.PTransform):
     histograms = self._batches | 'OutputHistograms' >> OutputHistograms(bins=self._bins)
     series = self._batches | 'SampleSeries' >> SampleSeries(
         site_lines=site_lines, time_field=self._time_field, max_sites=self._series_sites)
-    letters = self._failed | 'SampleDeadLetters' >> SampleDeadLetters(
-        per_reason=self._letters_per_reason)
-    return summary | 'Render' >> beam.Map(
-        write_site_page, self._path,
-        site_table=beam.pvalue.AsSingleton(table),
-        histograms=beam.pvalue.AsSingleton(histograms),
-        series=beam.pvalue.AsSingleton(series),
-        letters=beam.pvalue.AsSingleton(letters))
+    return self._render(summary, write_site_page, site_table=table, histograms=histograms,
+                        series=series)
 
 
 def _matched(record: Dict[str, Any]) -> int:
   return 1 if record.get('detections') else 0
 
 
-class WriteDetectionReport(beam.PTransform):
+class WriteDetectionReport(_WriteReport):
   """Summary (one dict) -> ``<output>/report.html`` of the detection job; returns its path.
 
   Args:
@@ -145,14 +155,10 @@ class WriteDetectionReport(beam.PTransform):
   def __init__(self, output_dir: str, *, input_root: str, records: beam.PCollection,
                failed: beam.PCollection, max_thumbnails: int = DEFAULT_THUMBNAILS,
                letters_per_reason: int = DEFAULT_LETTERS_PER_REASON):
-    super().__init__()
-    self._output_dir = output_dir
-    self._path = paths.join(output_dir, REPORT_NAME)
+    super().__init__(output_dir, failed=failed, letters_per_reason=letters_per_reason)
     self._input_root = input_root
     self._records = records
-    self._failed = failed
     self._max_thumbnails = max_thumbnails
-    self._letters_per_reason = letters_per_reason
 
   def expand(self, summary):
     thumbnails = self._records | 'ContactSheet' >> ContactSheet(
@@ -161,10 +167,5 @@ class WriteDetectionReport(beam.PTransform):
     matched = (self._records
                | 'Matched' >> beam.Map(_matched)
                | 'CountMatched' >> beam.CombineGlobally(sum))
-    letters = self._failed | 'SampleDeadLetters' >> SampleDeadLetters(
-        per_reason=self._letters_per_reason)
-    return summary | 'Render' >> beam.Map(
-        write_detection_page, self._path,
-        thumbnails=beam.pvalue.AsSingleton(thumbnails),
-        letters=beam.pvalue.AsSingleton(letters),
-        images_matched=beam.pvalue.AsSingleton(matched))
+    return self._render(summary, write_detection_page, thumbnails=thumbnails,
+                        images_matched=matched)

@@ -81,12 +81,10 @@ def read_file_list(list_path: str) -> List[Tuple[int, str]]:
   Raises:
     FileListError: the list is not UTF-8 text, or names no file.
   """
-  data = paths.read_bytes(list_path)
   try:
-    text = data.decode('utf-8-sig')
-  except UnicodeDecodeError as e:
-    line = data[:e.start].count(b'\n') + 1
-    raise FileListError(f'file list {list_path}: line {line}: not UTF-8 text') from e
+    text = paths.read_text(list_path)
+  except paths.NotUtf8Text as e:
+    raise FileListError(f'file list {list_path}: line {e.line}: not UTF-8 text') from e
   entries = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
              if line.strip()]
   if not entries:
