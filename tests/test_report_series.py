@@ -33,6 +33,8 @@ _ROWS = st.lists(
                   st.fixed_dictionaries({'timestamp': st.integers(0, 9), 'hour': _TIME})),
         st.one_of(st.fixed_dictionaries({'y': st.floats(allow_nan=True, allow_infinity=True),
                                          'z': st.floats(-1e3, 1e3)}),
+                  st.fixed_dictionaries({'y': st.lists(st.floats(), min_size=1, max_size=1),
+                                         'z': st.floats(-1e3, 1e3)}),
                   st.fixed_dictionaries({'y': _OUT, 'z': _OUT}))),
     min_size=1, max_size=25)
 
@@ -61,7 +63,9 @@ def test_a_plain_batch_is_read_by_columns_with_the_same_points(hours, seed):
   rng = np.random.default_rng(seed)
   values = rng.normal(size=(len(hours), 2))
   values[rng.random(values.shape) < 0.2] = math.nan
-  batch = [Prediction('s', 'f', {'hour': h, 'x': 1}, {'b': float(v[0]), 'a': float(v[1])}, '1')
+  shape_one = seed % 2   # outputs of shape [1] are one-float lists
+  batch = [Prediction('s', 'f', {'hour': h, 'x': 1},
+                      {'b': [float(v[0])] if shape_one else float(v[0]), 'a': float(v[1])}, '1')
            for h, v in zip(hours, values)]
   got = list(samples.timed_points(batch, samples.AUTO))
   assert _same(_as_lists(got), _as_lists(samples.timed_points_by_row(batch, samples.AUTO)))

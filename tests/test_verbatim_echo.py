@@ -68,10 +68,11 @@ def test_a_chunk_echoing_its_texts_writes_the_same_records(rows, key_field):
 
 
 def test_a_chunk_keeps_its_texts_only_when_all_may_be_echoed():
-  plain = ['{"site_id": "s", "x": 1.5}', '{"site_id":"s","x":[1,2]}']
+  plain = ['{"site_id": "s", "x": 1.5}', '{"site_id":"s","x":[1,2],"id":"site-00001-e100"}']
   chunk = parse_chunk(('s', pack((('f', 2),), plain)))
   assert chunk.texts == plain
   for odd in ['{"site_id": "s", "x": NaN}', '{"site_id": "s", "x": 1e400}',
+              '{"site_id": "s", "x": 2.5E-400}', '{"site_id": "s", "x": ' + '9' * 309 + '.0}',
               '{"site_id": "s", "x": "caf\u00e9"}', '{"site_id": "s", "x": 1}\r']:
     chunk = parse_chunk(('s', pack((('f', 3),), plain + [odd])))
     assert chunk.texts is None and len(chunk.rows) == 3

@@ -53,8 +53,9 @@ def _default(value: Any) -> Any:
 
 
 # A number whose double may be infinite (or zero from an underflow): an exponent of three or
-# more digits, or 309 digits in a row. Also matches text in strings (then: not verbatim).
-_FAR_NUMBER = re.compile(r'[eE][+-]?[0-9]{3}|[0-9]{309}')
+# more digits (after a digit, as in every JSON number), or 309 digits in a row. Also matches
+# such text in strings ("v1e100"; then: not verbatim), not ids such as "site-001".
+_FAR_NUMBER = re.compile(r'[0-9][eE][+-]?[0-9]{3}|[0-9]{309}')
 
 
 def writes_verbatim(text: str) -> bool:

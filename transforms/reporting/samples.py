@@ -248,9 +248,20 @@ def _numbers(values: List[Any]) -> Optional[np.ndarray]:
     return None
 
 
+def _floats(values: List[Any]) -> Optional[List[float]]:
+  """A column of outputs that are all floats, or all one-float lists (shape ``[1]``), as its
+  floats (what :func:`first_number` reads of each, before the finiteness check); else None."""
+  # pylint: disable=unidiomatic-typecheck
+  if all(type(v) is float for v in values):
+    return values
+  if all(type(v) is list and len(v) == 1 and type(v[0]) is float for v in values):
+    return [v[0] for v in values]
+  return None
+
+
 def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoints]]:
   """:func:`timed_points` of a batch read a column at a time, or None where the batch is not
-  plain: one site, one set of output names whose values are floats, and one numeric time
+  plain: one site, one set of output names whose values are floats (or one-float lists), and one numeric time
   field that every row has and that is the first of :data:`TIME_FIELDS` each row has
   (``AUTO``), finite in every row. Rows with no finite number are left out, as row by row."""
   if not batch:
@@ -274,8 +285,8 @@ def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoin
   if xs is None or not np.isfinite(xs).all():   # row by row, a later time field may serve
     return None
   names = tuple(sorted(keys)[:MAX_SERIES_OUTPUTS])
-  columns = [[p.outputs[name] for p in batch] for name in names]
-  if not all(type(v) is float for column in columns for v in column):  # pylint: disable=unidiomatic-typecheck
+  columns = [_floats([p.outputs[name] for p in batch]) for name in names]
+  if any(column is None for column in columns):
     return None
   rows = np.array(columns, dtype=np.float64).T.reshape(len(batch), len(names))
   rows[~np.isfinite(rows)] = np.nan
