@@ -100,3 +100,30 @@ def test_series_points_keep_the_k_first_ranks_ties_by_repr():
   assert site == 's' and [r for r, _, _ in kept] == sorted(ranks.tolist())[:7]
   assert all(point[2] == {'a': math.sin(point[0])} for _, _, point in kept)
   assert list(samples.series_points(element, sites=['t'], k=7)) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=8), k=st.integers(1, 5),
+       factor=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
+def test_a_bundle_of_batches_keeps_the_points_each_batch_would(sizes, k, factor, seed):
+  rng = np.random.default_rng(seed)
+  elements = []
+  for i, size in enumerate(sizes):
+    xs = rng.integers(0, 30, size).astype(np.float64)   # repeated x: ties between points
+    rows = rng.normal(size=(size, 2))
+    rows[rng.random(rows.shape) < 0.3] = math.nan
+    elements.append(('ab'[i % 2], (False, 'hour', ('p', 'q'), xs, rows)))
+  merge = samples.MergeBottomKPerKeyFn(k)
+  expected = merge.create_accumulator()
+  for element in elements:
+    for sampled in samples.series_points(element, sites=['a', 'b'], k=k):
+      expected = merge.add_input(expected, sampled)
+  fn = samples.SeriesPointsFn(k)
+  fn.BUFFER_FACTOR = factor   # trims as the buffer grows
+  fn.start_bundle()
+  for element in elements:
+    assert fn.process(element, sites=['a', 'b']) is None   # emits at the bundle's end
+  got = merge.create_accumulator()
+  for windowed in fn.finish_bundle():
+    got = merge.add_input(got, windowed.value)
+  assert repr(merge.extract_output(got)) == repr(merge.extract_output(expected))

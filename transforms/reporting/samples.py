@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms import json_lines
 from transforms.reporting.histograms import numeric_values
@@ -328,19 +329,68 @@ def series_points(element: Tuple[str, TimedPoints], sites: Sequence[Optional[str
   site, (is_datetime, field, names, xs, rows) = element
   if site not in set(sites) or not len(xs):
     return
+  yield site, _first_points(is_datetime, field, names, xs, rows, k)
+
+
+def _first_candidates(xs: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+  """Indices of the points whose rank is at most the ``k``-th smallest (ties kept)."""
   ranks = point_ranks(xs, rows)
-  if len(ranks) > k:
-    cutoff = np.partition(ranks, k - 1)[k - 1]
-    chosen = np.flatnonzero(ranks <= cutoff)
-  else:
-    chosen = np.arange(len(ranks))
+  if len(ranks) <= k:
+    return np.arange(len(ranks))
+  return np.flatnonzero(ranks <= np.partition(ranks, k - 1)[k - 1])
+
+
+def _first_points(is_datetime: bool, field: str, names: Tuple[str, ...], xs: np.ndarray,
+                  rows: np.ndarray, k: int) -> List[Ranked]:
+  chosen = _first_candidates(xs, rows, k)
+  ranks = point_ranks(xs[chosen], rows[chosen])
   kept = []
-  for index in chosen.tolist():
-    point = (float(xs[index]), is_datetime,
-             {name: number for name, number in zip(names, rows[index].tolist())
-              if not math.isnan(number)}, field)
-    kept.append((int(ranks[index]), repr(point), point))
-  yield site, _smallest(kept, k)
+  for rank, x, row in zip(ranks.tolist(), xs[chosen].tolist(), rows[chosen].tolist()):
+    point = (x, is_datetime,
+             {name: number for name, number in zip(names, row) if not math.isnan(number)},
+             field)
+    kept.append((rank, repr(point), point))
+  return _smallest(kept, k)
+
+
+class SeriesPointsFn(beam.DoFn):
+  """:func:`series_points` of a bundle's elements at once: the arrays of each site (and
+  time field kind) are gathered and reduced to their ``k`` first points in the bundle's
+  end, so a site of many batches makes ``k`` Python points per bundle, not per batch.
+  What is buffered stays under ``BUFFER_FACTOR * k`` points per key (trimmed to the
+  candidates as it grows)."""
+
+  BUFFER_FACTOR = 16
+
+  def __init__(self, k: int):
+    self._k = k
+    self._buffers = None
+
+  def start_bundle(self):
+    self._buffers: Dict[Tuple[str, bool, str, Tuple[str, ...]],
+                        Tuple[List[np.ndarray], List[np.ndarray], List[int]]] = {}
+
+  def process(self, element: Tuple[str, TimedPoints], sites: Sequence[Optional[str]]):
+    site, (is_datetime, field, names, xs, rows) = element
+    if site not in set(sites) or not len(xs):
+      return
+    key = (site, is_datetime, field, names)
+    xs_parts, rows_parts, size = self._buffers.setdefault(key, ([], [], [0]))
+    xs_parts.append(xs)
+    rows_parts.append(rows)
+    size[0] += len(xs)
+    if size[0] > self.BUFFER_FACTOR * self._k:
+      all_xs, all_rows = np.concatenate(xs_parts), np.concatenate(rows_parts)
+      chosen = _first_candidates(all_xs, all_rows, self._k)
+      xs_parts[:], rows_parts[:] = [all_xs[chosen]], [all_rows[chosen]]
+      size[0] = len(chosen)
+
+  def finish_bundle(self):
+    for (site, is_datetime, field, names), (xs_parts, rows_parts, _) in self._buffers.items():
+      yield GlobalWindows.windowed_value((site, _first_points(
+          is_datetime, field, names, np.concatenate(xs_parts), np.concatenate(rows_parts),
+          self._k)))
+    self._buffers = {}
 
 
 def _has_predictions(line: Dict[str, Any]) -> bool:
@@ -391,7 +441,7 @@ class SampleSeries(beam.PTransform):
     return (
         batches
         | 'TimedPoints' >> beam.FlatMap(timed_points, time_field=self._time_field)
-        | 'Points' >> beam.FlatMap(series_points, sites=beam.pvalue.AsSingleton(sites),
-                                   k=self._points_per_site)
+        | 'Points' >> beam.ParDo(SeriesPointsFn(self._points_per_site),
+                                 sites=beam.pvalue.AsSingleton(sites))
         | 'Sample' >> beam.CombineGlobally(MergeBottomKPerKeyFn(self._points_per_site))
         | 'Series' >> beam.Map(_series, sites=beam.pvalue.AsSingleton(sites)))
