@@ -53,6 +53,12 @@ class Job:
   input_metavar: str = 'PATH'
   input_required: bool = True
   needs: Sequence[str] = ()           # top-level modules an install may lack (an extra)
+  # "module:function" importing what the job's workers import (e.g. TensorFlow): called with
+  # the job's module where the workers run in this process (see workers_run_here), so
+  # that their libraries' load-time noise is filtered too and the launcher's freeze
+  # (common.heap) covers them. Elsewhere (Dataflow, multi-process local runs) the
+  # launcher never imports them.
+  worker_imports: Optional[str] = None
   install_hint: str = ''
 
 
@@ -60,7 +66,8 @@ SITE = Job(prog=flags_site.PROG, module='beam_jobs.site_predictions',
            add_flags=flags_site.add_flags, description=flags_site.DESCRIPTION,
            usage=flags_site.USAGE, example=flags_site.EXAMPLE,
            input_help=flags_site.INPUT_HELP + ' One of --input, --input_table, --input_query.',
-           input_metavar='GLOB', input_required=False)
+           input_metavar='GLOB', input_required=False,
+           worker_imports='models.site.handler:import_model_modules')
 DETECT = Job(prog=flags_detect.PROG, module='beam_jobs.detect_images',
              add_flags=flags_detect.add_flags, description=flags_detect.DESCRIPTION,
              usage=flags_detect.USAGE, example=flags_detect.EXAMPLE,
@@ -101,6 +108,9 @@ def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
     quiet.configure_logging(level)
     with quiet.quiet_imports(level):
       module = importlib.import_module(job.module)
+      if job.worker_imports and workers_run_here(args):
+        worker_module, function = job.worker_imports.split(':')
+        getattr(importlib.import_module(worker_module), function)()
     return module.main(args)
   finally:
     heap.resume_collection()   # a usage error returns before the launcher froze anything
@@ -117,6 +127,29 @@ def missing_modules(job: Job) -> Sequence[str]:
     if not found:
       missing.append(name)
   return missing
+
+
+# Runners whose workers run in the launching process, unless --direct_running_mode says
+# multi_processing (beam_jobs.runtime runs DirectRunner as FnApiRunner).
+_IN_PROCESS_RUNNERS = ('DirectRunner', 'direct', 'SwitchingDirectRunner', 'FnApiRunner')
+
+
+def _flag(args: Sequence[str], name: str) -> Optional[str]:
+  """The last value of ``--name=X`` or ``--name X`` in ``args``, or None."""
+  value = None
+  for i, arg in enumerate(args):
+    if arg.startswith(f'--{name}='):
+      value = arg.split('=', 1)[1]
+    elif arg == f'--{name}' and i + 1 < len(args):
+      value = args[i + 1]
+  return value
+
+
+def workers_run_here(args: Sequence[str]) -> bool:
+  """Whether a run with ``args`` processes its bundles in this process (local in-memory)."""
+  runner = _flag(args, 'runner')
+  return ((runner is None or runner in _IN_PROCESS_RUNNERS)
+          and _flag(args, 'direct_running_mode') != 'multi_processing')
 
 
 def help_requested(args: Sequence[str]) -> bool:

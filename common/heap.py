@@ -21,7 +21,7 @@ what is collected among the objects made after set-up.
 """
 import gc
 
-__all__ = ['defer_collection', 'freeze_set_up_objects', 'freeze_unless_frozen',
+__all__ = ['defer_collection', 'freeze_set_up_objects', 'freeze_worker_set_up',
            'resume_collection']
 
 
@@ -42,12 +42,13 @@ def freeze_set_up_objects() -> None:
   gc.enable()
 
 
-def freeze_unless_frozen() -> None:
-  """:func:`freeze_set_up_objects` in a process that has not frozen anything yet.
-
-  For worker set-up: a worker process of its own freezes once its imports
-  are done; in the launching process (in-memory local runs) the launcher
-  already froze, and a second full collection would only cost time.
+def freeze_worker_set_up() -> None:
+  """Freezes a worker's set-up: :func:`freeze_set_up_objects` in a process that has not
+  frozen anything yet; where the launcher already froze (in-memory local runs), only
+  ``gc.freeze()`` of what is new (e.g. TensorFlow, imported when the first model loads),
+  without another full collection, which would walk it all for little garbage.
   """
   if gc.get_freeze_count() == 0 or not gc.isenabled():
     freeze_set_up_objects()
+  else:
+    gc.freeze()

@@ -168,3 +168,13 @@ def test_console_entry_runs_the_job_with_its_exit_codes(tmp_path, capsys):
   assert capsys.readouterr().err == (
       "error: --log_level: invalid choice: 'LOUD' (choose from 'DEBUG', 'INFO', 'WARNING', "
       "'ERROR')\n")
+
+
+@pytest.mark.parametrize('args, here', [
+    ([], True), (['--runner=DirectRunner'], True), (['--runner', 'FnApiRunner'], True),
+    (['--direct_running_mode=in_memory'], True),
+    (['--direct_running_mode=multi_processing', '--direct_num_workers=2'], False),
+    (['--direct_running_mode', 'multi_processing'], False),
+    (['--runner=DataflowRunner'], False), (['--runner=PrismRunner'], False)])
+def test_workers_run_in_the_launcher_only_on_the_in_process_runner(args, here):
+  assert cli.workers_run_here(args) is here

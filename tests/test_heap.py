@@ -40,15 +40,20 @@ def test_the_site_handler_freezes_its_worker_set_up_once_it_loads():
     gc.unfreeze()
 
 
-def test_a_second_freeze_in_a_frozen_process_is_skipped():
+def test_a_second_freeze_in_a_frozen_process_freezes_what_is_new_without_collecting():
   gc.unfreeze()
   try:
-    heap.freeze_unless_frozen()
+    heap.freeze_worker_set_up()
     frozen = gc.get_freeze_count()
     assert frozen > 0
-    _Node()                                  # new objects, left to the collector
-    heap.freeze_unless_frozen()
-    assert gc.get_freeze_count() == frozen
+    garbage = _Node()
+    garbage.me = garbage                     # a cycle: only a collection would free it
+    kept = [_Node() for _ in range(100)]     # new objects, made after the first freeze
+    collections_before = gc.get_stats()[2]['collections']
+    heap.freeze_worker_set_up()
+    assert gc.get_freeze_count() >= frozen + len(kept)
+    assert gc.get_stats()[2]['collections'] == collections_before   # no full collection
+    assert gc.isenabled()
   finally:
     gc.unfreeze()
 

@@ -102,3 +102,33 @@ def test_tensorflow_without_keras_leaves_keras_importable_afterwards(tmp_path):
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
                         check=False)
   assert proc.returncode == 0 and proc.stdout.strip() == 'ok', proc.stderr[-3000:]
+
+
+# In a fresh interpreter: validate and build the per-site pipeline; TensorFlow stays out of
+# the launching process until a model loads (on Dataflow and in multi-process local runs,
+# that is never: the workers load the models).
+_BUILD_ONLY = r'''
+import json, sys
+from apache_beam.testing.test_pipeline import TestPipeline
+from beam_jobs import runtime
+from beam_jobs import site_predictions
+from beam_jobs.site_validation import validate
+options = runtime.parse_options(sys.argv[1:])
+plan = validate(options.view_as(site_predictions.SitePredictionOptions))
+site_predictions.build_pipeline(TestPipeline(options=options), options, plan=plan)
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))
+'''
+
+
+@pytest.mark.parametrize('input_format', ['jsonl', 'tfrecord', 'csv'])
+def test_building_the_site_pipeline_imports_no_tensorflow(tmp_path, input_format):
+  savedmodel_builders.save_linear(str(tmp_path / 'models' / 'a' / '1'), [1.0, 2.0], 0.5)
+  (tmp_path / f'in.{input_format}').write_bytes(b'')
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.run(
+      [sys.executable, '-c', _BUILD_ONLY, f'--input={tmp_path}/in.{input_format}',
+       f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
+       f'--input_format={input_format}'],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

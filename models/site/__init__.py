@@ -1,7 +1,7 @@
 """Per-site TensorFlow SavedModels: layout, loading, the shared-graph fast path,
-the per-worker pool and the Beam ModelHandler. Imports TensorFlow (without Keras)."""
+the per-worker pool and the Beam ModelHandler. The pool and the models import
+TensorFlow (without Keras: :mod:`common.tensorflow_import`); the handler, the
+layout and the instance config do not, so a pipeline is built without it."""
 from common import beam_ml
-from common import tensorflow_import
 
 beam_ml.without_model_manager()   # no torch, no SciPy: see common.beam_ml
-tensorflow_import.import_without_keras()   # see common.tensorflow_import

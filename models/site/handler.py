@@ -15,13 +15,15 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
 
 from common import heap
+from common import tensorflow_import
 from common.failures import RecordFailure
-from models.site.site_model import RowResult
 from models.site.instance_config import InstanceConfig
-from models.site.pool import DEFAULT_MAX_BYTES
-from models.site.pool import DEFAULT_MAX_MODELS
-from models.site.pool import SiteModelPool
-from models.site.row_feed import predict_rows
+from models.site.pool_bounds import DEFAULT_MAX_BYTES
+from models.site.pool_bounds import DEFAULT_MAX_MODELS
+
+# This module imports no TensorFlow: a pipeline that holds a SiteModelHandler is built
+# without it, and only the processes that load models import it (import_model_modules).
+SiteModelPool = Any        # models.site.pool.SiteModelPool, once a worker imported it
 
 
 class SiteChunk(NamedTuple):
@@ -40,13 +42,13 @@ class SiteChunk(NamedTuple):
 class ChunkOutcome(NamedTuple):
   """What happened to a chunk: one RowResult per row, plus model facts."""
   model_version: Optional[str]
-  rows: List[RowResult]
+  rows: List[Any]        # models.site.site_model.RowResult, one per row
   model_loaded: bool = False
   model_load_ms: float = 0.0
   model_fast_path: bool = False   # loaded now, sharing an already loaded graph
 
 
-class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool]):
+class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, Any]):
   """``SiteChunk -> PredictionResult(example=chunk, inference=ChunkOutcome)``.
 
   Error policy: a site without a usable model fails all its rows (reason
@@ -93,11 +95,12 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, SiteModelPool])
     self._text_values = text_values
 
   def load_model(self) -> SiteModelPool:
+    pool, _ = import_model_modules()
     # Once per worker process, after its imports: the collector leaves
     # them alone while rows stream through (common.heap).
-    heap.freeze_unless_frozen()
+    heap.freeze_worker_set_up()
     # No I/O: site models load lazily, on the first chunk of each site.
-    return SiteModelPool(
+    return pool.SiteModelPool(
         model_root=self._model_root, signature=self._signature,
         model_version=self._model_version, max_models=self._max_models,
         max_bytes=self._max_bytes, share_graphs=self._share_graphs,
@@ -126,6 +129,15 @@ def _estimated_bytes(chunk: SiteChunk) -> int:
   return sum(sys.getsizeof(row) + sum(map(sys.getsizeof, row.values())) for row in chunk.rows)
 
 
+def import_model_modules():
+  """``(models.site.pool, models.site.row_feed)``: the modules that import TensorFlow,
+  imported here first without Keras (:mod:`common.tensorflow_import`). Called where
+  models load, and by the console launcher of a run whose workers run in its process."""
+  tensorflow_import.import_without_keras()
+  from models.site import pool, row_feed  # pylint: disable=import-outside-toplevel
+  return pool, row_feed
+
+
 def predict_chunk(pool: SiteModelPool, chunk: SiteChunk, *,
                   config: Optional[InstanceConfig] = None,
                   text_values: bool = False) -> ChunkOutcome:
@@ -136,10 +148,12 @@ def predict_chunk(pool: SiteModelPool, chunk: SiteChunk, *,
   try:
     model, loaded_now = pool.get(chunk.site_id)
   except RecordFailure as e:
+    from models.site.site_model import RowResult  # pylint: disable=import-outside-toplevel
     return ChunkOutcome(None, [RowResult(i, None, e.reason, e.message, e.stage)
                                for i in range(len(chunk.rows))])
   if text_values or (config is not None and not config.feeds_whole_row):
-    results = predict_rows(model, chunk.rows, config=config, text_values=text_values)
+    _, row_feed = import_model_modules()
+    results = row_feed.predict_rows(model, chunk.rows, config=config, text_values=text_values)
   else:
     results = model.predict(chunk.rows)
   return ChunkOutcome(model.version, results, loaded_now,

@@ -35,12 +35,12 @@ from models.site.site_model import load_site_model
 from models.site.layout import ModelLocation
 from models.site.layout import locate
 from models.site.version_manifest import pinned_version
+from models.site.pool_bounds import DEFAULT_MAX_BYTES
+from models.site.pool_bounds import DEFAULT_MAX_MODELS
 
 _LOGGER = logging.getLogger(__name__)
 
 METRICS_NAMESPACE = 'site_models'
-DEFAULT_MAX_MODELS = 256
-DEFAULT_MAX_BYTES = 1 << 30
 _MAX_REMEMBERED_FAILURES = 100_000
 
 Loader = Callable[[ModelLocation, str], SiteModel]

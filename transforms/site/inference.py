@@ -18,8 +18,8 @@ from models.site.handler import SiteChunk
 from models.site.handler import SiteModelHandler
 from models.site.instance_config import InstanceConfig
 from models.site.instance_config import echo_of
-from models.site.pool import DEFAULT_MAX_BYTES
-from models.site.pool import DEFAULT_MAX_MODELS
+from models.site.pool_bounds import DEFAULT_MAX_BYTES
+from models.site.pool_bounds import DEFAULT_MAX_MODELS
 from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
 

@@ -49,8 +49,8 @@ import apache_beam as beam
 import google_crc32c
 from google.protobuf import message as protobuf_message
 from google.protobuf import unknown_fields
-from tensorflow.core.example import example_pb2
 
+from common import tensorflow_import
 from common.failures import PARSE
 from common.failures import RecordFailure
 from transforms.dead_letters import failure_letter
@@ -139,6 +139,14 @@ def _text_or_b64(value: bytes) -> Union[str, Dict[str, str]]:
     return {'b64': _b64(value)}
 
 
+def _example_pb2():
+  """TensorFlow's ``example_pb2``, imported on the first record (TensorFlow without Keras:
+  :mod:`common.tensorflow_import`), so that building a pipeline does not import it."""
+  tensorflow_import.import_without_keras()
+  from tensorflow.core.example import example_pb2  # pylint: disable=import-outside-toplevel
+  return example_pb2
+
+
 def example_row(data: bytes, *, serialized_field: Optional[str] = None) -> Dict[str, Any]:
   """One serialized ``tf.train.Example`` as a row dict (see the module doc).
 
@@ -151,7 +159,7 @@ def example_row(data: bytes, *, serialized_field: Optional[str] = None) -> Dict[
     RecordFailure: ``bad_tfrecord`` (not an Example) or ``bad_value`` (NaN).
   """
   try:
-    example = example_pb2.Example.FromString(data)
+    example = _example_pb2().Example.FromString(data)
   except protobuf_message.DecodeError as e:
     raise RecordFailure(PARSE, 'bad_tfrecord', f'not a tf.train.Example: {e}',
                         _b64(data)) from e
