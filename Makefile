@@ -20,7 +20,9 @@ export NO_GCE_CHECK := true
 export GOOGLE_CLOUD_PROJECT ?= local-project
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install browser demo demo-cloud trigger-demo test bench clean check-python
+FORMATTED := beam_jobs transforms models common functions templates tests benchmarks setup.py
+
+.PHONY: install browser demo demo-cloud trigger-demo test bench format clean check-python
 
 install: $(VENV)/.installed
 
@@ -60,6 +62,10 @@ test: install browser
 
 bench: install
 	$(PY) benchmarks/site_predictions.py
+
+# Format the tree in place (yapf, configured in pyproject.toml); `make test` checks it.
+format: install
+	$(PY) -m yapf -i -r $(FORMATTED)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUTPUT) .pytest_cache *.egg-info
