@@ -58,6 +58,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from models.site.canonical_function import CanonicalFunction
 from models.site.canonical_function import NotShareable
 from models.site.canonical_function import canonicalize
+from models.site.known_functions import KnownFunctions
 from models.site import saved_model_parts
 from models.site.layout import SAVED_MODEL_FILE
 
@@ -100,8 +101,13 @@ class Architecture(NamedTuple):
   program: Program
 
 
-def read_architecture(model_dir: str, signature_name: str) -> Architecture:
+def read_architecture(model_dir: str, signature_name: str,
+                      known: Optional[KnownFunctions] = None) -> Architecture:
   """The architecture of a local SavedModel folder's signature.
+
+  ``known``: functions canonicalized before, which this export's may match
+  (:mod:`models.site.known_functions`: same key, less work); it learns
+  this export's when they are canonicalized in full.
 
   Raises:
     NotShareable: unreadable ``saved_model.pb``, or a signature that
@@ -114,16 +120,17 @@ def read_architecture(model_dir: str, signature_name: str) -> Architecture:
   except Exception as e:  # pylint: disable=broad-except
     # Corrupt or unreadable metadata: the full load decides what is wrong.
     raise NotShareable(f'cannot parse {SAVED_MODEL_FILE}: {e}') from e
-  return _architecture(parts, signature_name)
+  return _architecture(parts, signature_name, known)
 
 
-def architecture_of(saved_model: saved_model_pb2.SavedModel,
-                    signature_name: str) -> Architecture:
+def architecture_of(saved_model: saved_model_pb2.SavedModel, signature_name: str,
+                    known: Optional[KnownFunctions] = None) -> Architecture:
   """:func:`read_architecture` on a parsed ``SavedModel`` proto."""
-  return _architecture(saved_model_parts.parts_of(saved_model), signature_name)
+  return _architecture(saved_model_parts.parts_of(saved_model), signature_name, known)
 
 
-def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Architecture:
+def _architecture(parts: saved_model_parts.Parts, signature_name: str,
+                  known: Optional[KnownFunctions]) -> Architecture:
   """The architecture of ``signature_name`` from a SavedModel's parts."""
   if parts.num_meta_graphs != 1:
     raise NotShareable(f'{parts.num_meta_graphs} meta graphs, expected 1')
@@ -138,11 +145,17 @@ def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Archit
   library = parts.library
   if function_name not in library:
     raise NotShareable(f'function {function_name} is not in the library')
-  canonical = _canonical_library(library, function_name)
+  copy = saved_model_parts.copier(library)
+  names = saved_model_parts.function_names(library)
+  matched = known.match(function_name, names, copy) if known is not None else None
+  if matched:
+    canonical, known_roles, arg_types = matched
+  else:
+    canonical, known_roles = _canonical_library(library, function_name), {}
+    arg_types = [a.type for a in library[function_name].signature.input_arg]
   root = canonical[function_name]
 
   num_inputs = len(bare.argument_keywords)
-  arg_types = [a.type for a in library[function_name].signature.input_arg]
   if len(arg_types) != num_inputs + len(concrete.bound_inputs):
     raise NotShareable('the signature function does not take its inputs and captures')
   variables, constants = _captures(parts, concrete.bound_inputs)
@@ -150,7 +163,8 @@ def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Archit
   for i, variable in enumerate(variables):
     if arg_types[num_inputs + variable.position] != types_pb2.DT_RESOURCE:
       raise NotShareable(f'captured variable {variable.name!r} is not passed as a resource')
-    role = _role(canonical, function_name, num_inputs + variable.position, {})
+    role = known_roles.get(num_inputs + variable.position) or _role(
+        canonical, function_name, num_inputs + variable.position, {})
     if role in roles:
       raise NotShareable(f'variables {roles[role]!r} and {variable.name!r} have one role')
     roles[role] = variable.name
@@ -183,7 +197,11 @@ def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Archit
       concrete.canonicalized_input_signature.SerializeToString(),
       concrete.output_signature.SerializeToString(), tuple(constants),
       len(concrete.bound_inputs))
-  return Architecture(digest.hexdigest(), tuple(variables), program)
+  architecture = Architecture(digest.hexdigest(), tuple(variables), program)
+  if known is not None and not matched:
+    known.learn(architecture.key, function_name, names, copy, canonical,
+                {num_inputs + v.position: v.role for v in variables})
+  return architecture
 
 
 def _add(digest, data: bytes) -> None:

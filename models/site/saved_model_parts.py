@@ -12,7 +12,7 @@ when asked for it. What it returns holds exactly the bytes of the file, so
 the architecture computed from it is the one a full parse gives.
 """
 import functools
-from typing import Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, Container, Dict, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
@@ -74,6 +74,15 @@ class LazyLibrary(Mapping):
       found = self._parsed[name] = function_pb2.FunctionDef.FromString(self._raw[name])
     return found
 
+  @property
+  def raw(self) -> Mapping[str, bytes]:
+    """Each function's bytes, by name."""
+    return self._raw
+
+  def copy_of(self, name: str) -> function_pb2.FunctionDef:
+    """A fresh, modifiable copy of function ``name`` (parsed again from its bytes)."""
+    return function_pb2.FunctionDef.FromString(self._raw[name])
+
   def __contains__(self, name) -> bool:
     return name in self._raw
 
@@ -126,6 +135,24 @@ def _graph_node(nodes: Sequence[bytes], head: type, name: str) -> Optional[node_
     if head.FromString(node).name == name:
       return node_def_pb2.NodeDef.FromString(node)
   return None
+
+
+def copier(library: Mapping[str, function_pb2.FunctionDef]
+           ) -> Callable[[str], function_pb2.FunctionDef]:
+  """Fresh, modifiable copies of ``library``'s functions, by name."""
+  if isinstance(library, LazyLibrary):
+    return library.copy_of
+
+  def copy(name: str) -> function_pb2.FunctionDef:
+    fresh = function_pb2.FunctionDef()
+    fresh.CopyFrom(library[name])
+    return fresh
+  return copy
+
+
+def function_names(library: Mapping[str, function_pb2.FunctionDef]) -> Container[str]:
+  """``library``'s function names, for fast membership tests (nothing is parsed)."""
+  return library.raw if isinstance(library, LazyLibrary) else library
 
 
 def parts_of(saved_model) -> Parts:
