@@ -20,9 +20,9 @@ def fixture_key_reads(monkeypatch):
   reads = []
   real = architecture_key.read_architecture
 
-  def counted(model_dir, signature_name):
+  def counted(model_dir, signature_name, **kwargs):
     reads.append(os.path.basename(os.path.dirname(model_dir)))
-    return real(model_dir, signature_name)
+    return real(model_dir, signature_name, **kwargs)
 
   monkeypatch.setattr(architecture_cache, 'read_architecture', counted)
   return reads

@@ -29,6 +29,7 @@ from models.site.architecture_key import Architecture
 from models.site.architecture_key import NotShareable
 from models.site.architecture_key import Program
 from models.site.architecture_key import read_architecture
+from models.site.known_functions import KnownFunctions
 from models.site.layout import SAVED_MODEL_FILE
 
 DEFAULT_MAX_BYTES = 64 << 20
@@ -61,6 +62,7 @@ class ArchitectureCache:
     self._holders: Dict[str, int] = {}        # key -> entries holding it
     self._lock = threading.Lock()
     self.hits = 0
+    self.known = KnownFunctions()   # templates: new files of known architectures match them
 
   @property
   def size(self) -> int:
@@ -74,7 +76,7 @@ class ArchitectureCache:
     """
     identity = file_identity(model_dir, signature_name)
     if identity is None:
-      return read_architecture(model_dir, signature_name)
+      return read_architecture(model_dir, signature_name, known=self.known)
     with self._lock:
       found = self._entries.get(identity)
       if found is not None:
@@ -82,7 +84,7 @@ class ArchitectureCache:
         self.hits += 1
     if found is None:
       try:
-        found = read_architecture(model_dir, signature_name)
+        found = read_architecture(model_dir, signature_name, known=self.known)
       except NotShareable as e:
         found = e
       self._remember(identity, found)

@@ -46,6 +46,7 @@ called and is left out. A signature that captures anything but variables
 and constants (assets, lookup tables), or that changes or names resources,
 is not shareable: such sites are loaded fully, each on its own.
 """
+import functools
 import hashlib
 import os
 from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
@@ -53,11 +54,13 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 from tensorflow.core.framework import function_pb2
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models.site.canonical_function import CanonicalFunction
 from models.site.canonical_function import NotShareable
 from models.site.canonical_function import canonicalize
+from models.site.known_functions import KnownFunctions
 from models.site import saved_model_parts
 from models.site.layout import SAVED_MODEL_FILE
 
@@ -100,34 +103,40 @@ class Architecture(NamedTuple):
   program: Program
 
 
-def read_architecture(model_dir: str, signature_name: str) -> Architecture:
+def read_architecture(model_dir: str, signature_name: str,
+                      known: Optional[KnownFunctions] = None) -> Architecture:
   """The architecture of a local SavedModel folder's signature.
+
+  ``known``: functions canonicalized before, which this export's may match
+  (:mod:`models.site.known_functions`: same key, less work); it learns
+  this export's when they are canonicalized in full.
 
   Raises:
     NotShareable: unreadable ``saved_model.pb``, or a signature that
       cannot share a graph (see the module docstring).
   """
   try:
-    with open(os.path.join(model_dir, SAVED_MODEL_FILE), 'rb') as f:
-      data = f.read()
+    with open(os.path.join(model_dir, SAVED_MODEL_FILE), 'rb', buffering=0) as f:
+      data = f.read()   # unbuffered: one read of the whole file, half the time
     parts = saved_model_parts.read_parts(data)
   except Exception as e:  # pylint: disable=broad-except
     # Corrupt or unreadable metadata: the full load decides what is wrong.
     raise NotShareable(f'cannot parse {SAVED_MODEL_FILE}: {e}') from e
-  return _architecture(parts, signature_name)
+  return _architecture(parts, signature_name, known)
 
 
-def architecture_of(saved_model: saved_model_pb2.SavedModel,
-                    signature_name: str) -> Architecture:
+def architecture_of(saved_model: saved_model_pb2.SavedModel, signature_name: str,
+                    known: Optional[KnownFunctions] = None) -> Architecture:
   """:func:`read_architecture` on a parsed ``SavedModel`` proto."""
-  return _architecture(saved_model_parts.parts_of(saved_model), signature_name)
+  return _architecture(saved_model_parts.parts_of(saved_model), signature_name, known)
 
 
-def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Architecture:
+def _architecture(parts: saved_model_parts.Parts, signature_name: str,
+                  known: Optional[KnownFunctions]) -> Architecture:
   """The architecture of ``signature_name`` from a SavedModel's parts."""
   if parts.num_meta_graphs != 1:
     raise NotShareable(f'{parts.num_meta_graphs} meta graphs, expected 1')
-  if signature_name not in parts.signature_def:
+  if signature_name not in parts.signature_entries:
     raise NotShareable(f'no signature {signature_name!r}')
   graph = parts.object_graph_def
   function_name, bare = _signature_function(graph, signature_name)
@@ -138,33 +147,42 @@ def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Archit
   library = parts.library
   if function_name not in library:
     raise NotShareable(f'function {function_name} is not in the library')
-  canonical = _canonical_library(library, function_name)
+  copy = saved_model_parts.copier(library)
+  names = saved_model_parts.function_names(library)
+  matched = known.match(function_name, names, copy) if known is not None else None
+  if matched:
+    canonical, known_roles, arg_types = matched
+  else:
+    canonical, known_roles = _canonical_library(library, function_name), {}
+    arg_types = [a.type for a in library[function_name].signature.input_arg]
   root = canonical[function_name]
 
   num_inputs = len(bare.argument_keywords)
-  arg_types = [a.type for a in library[function_name].signature.input_arg]
   if len(arg_types) != num_inputs + len(concrete.bound_inputs):
     raise NotShareable('the signature function does not take its inputs and captures')
-  variables, constants = _captures(parts, concrete.bound_inputs)
+  variables, constants = [], []
   roles = {}
-  for i, variable in enumerate(variables):
-    if arg_types[num_inputs + variable.position] != types_pb2.DT_RESOURCE:
+  for variable in _captures(parts, concrete.bound_inputs, constants):
+    argument = num_inputs + variable.position
+    if arg_types[argument] != types_pb2.DT_RESOURCE:
       raise NotShareable(f'captured variable {variable.name!r} is not passed as a resource')
-    role = _role(canonical, function_name, num_inputs + variable.position, {})
+    role = known_roles.get(argument) or _role(canonical, function_name, argument, {})
     if role in roles:
       raise NotShareable(f'variables {roles[role]!r} and {variable.name!r} have one role')
     roles[role] = variable.name
-    variables[i] = variable._replace(role=role)
+    variables.append(variable._replace(role=role))
 
   digest = hashlib.sha256(KEY_VERSION)
   _add(digest, signature_name.encode())
-  _add(digest, _unnamed_signature_def(parts.signature_def[signature_name]))
+  _add(digest, _unnamed_signature_def(parts.signature_entries[signature_name]))
   bare_copy = type(bare)()
   bare_copy.CopyFrom(bare)
   bare_copy.concrete_function_name = root.name
   _add(digest, bare_copy.SerializeToString(deterministic=True))
-  _add(digest, concrete.canonicalized_input_signature.SerializeToString(deterministic=True))
-  _add(digest, concrete.output_signature.SerializeToString(deterministic=True))
+  input_signature = concrete.canonicalized_input_signature.SerializeToString(deterministic=True)
+  output_signature = concrete.output_signature.SerializeToString(deterministic=True)
+  _add(digest, input_signature)
+  _add(digest, output_signature)
   for variable in variables:
     _add(digest, repr(('variable', variable.position, variable.dtype, variable.shape,
                        variable.role)).encode())
@@ -178,12 +196,13 @@ def _architecture(parts: saved_model_parts.Parts, signature_name: str) -> Archit
     if canonical[name].name not in seen:
       seen.add(canonical[name].name)
       functions.append(canonical[name].definition)
-  program = Program(
-      root.name, tuple(functions), tuple(bare.argument_keywords),
-      concrete.canonicalized_input_signature.SerializeToString(),
-      concrete.output_signature.SerializeToString(), tuple(constants),
-      len(concrete.bound_inputs))
-  return Architecture(digest.hexdigest(), tuple(variables), program)
+  program = Program(root.name, tuple(functions), tuple(bare.argument_keywords), input_signature,
+                    output_signature, tuple(constants), len(concrete.bound_inputs))
+  architecture = Architecture(digest.hexdigest(), tuple(variables), program)
+  if known is not None and not matched:
+    known.learn(architecture.key, function_name, names, copy, canonical,
+                {num_inputs + v.position: v.role for v in variables})
+  return architecture
 
 
 def _add(digest, data: bytes) -> None:
@@ -209,25 +228,29 @@ def _signature_function(graph, signature_name: str):
   return node.bare_concrete_function.concrete_function_name, node.bare_concrete_function
 
 
-def _unnamed_signature_def(signature_def) -> bytes:
-  """The SignatureDef without its graph tensor names (TF2's loader does not use them)."""
-  copy = type(signature_def)()
-  copy.CopyFrom(signature_def)
-  for infos in (copy.inputs, copy.outputs):
+@functools.lru_cache(maxsize=1024)
+def _unnamed_signature_def(entry: bytes) -> bytes:
+  """The SignatureDef of a serialized entry without its graph tensor names, serialized.
+
+  TF2's loader does not use the names. Remembered per entry's bytes: the
+  exports of one architecture mostly have one signature map, byte for byte.
+  """
+  signature_def = meta_graph_pb2.MetaGraphDef.SignatureDefEntry.FromString(entry).value
+  for infos in (signature_def.inputs, signature_def.outputs):
     for info in infos.values():
       if info.WhichOneof('encoding') != 'name':
         raise NotShareable(f'signature tensor encoded as {info.WhichOneof("encoding")}')
       info.ClearField('name')
-  return copy.SerializeToString(deterministic=True)
+  return signature_def.SerializeToString(deterministic=True)
 
 
-def _captures(parts: saved_model_parts.Parts,
-              bound_inputs) -> Tuple[List[CapturedVariable], List[CapturedConstant]]:
-  """The signature's captured variables (roles still empty) and constants."""
-  graph = parts.object_graph_def
-  variables, constants = [], []
+def _captures(parts: saved_model_parts.Parts, bound_inputs,
+              constants: List[CapturedConstant]) -> List[CapturedVariable]:
+  """The signature's captured variables (roles still empty); its constants go to ``constants``."""
+  nodes = parts.object_graph_def.nodes
+  variables = []
   for position, node_id in enumerate(bound_inputs):
-    node = graph.nodes[node_id]
+    node = nodes[node_id]
     kind = node.WhichOneof('kind')
     if kind == 'constant':
       constants.append(CapturedConstant(position, _constant_value(parts,
@@ -236,13 +259,14 @@ def _captures(parts: saved_model_parts.Parts,
     if kind != 'variable':
       raise NotShareable(f'the signature captures a {kind} (node {node_id})')
     spec = node.variable
-    shape = tuple(d.size for d in spec.shape.dim)
-    if spec.shape.unknown_rank or any(d < 0 for d in shape):
+    shape_proto = spec.shape
+    shape = tuple([d.size for d in shape_proto.dim])
+    if shape_proto.unknown_rank or any(d < 0 for d in shape):
       raise NotShareable(f'variable {spec.name!r} has no fixed shape')
     if spec.experimental_distributed_variable_components:
       raise NotShareable(f'variable {spec.name!r} is distributed')
     variables.append(CapturedVariable(node_id, position, '', spec.name, spec.dtype, shape))
-  return variables, constants
+  return variables
 
 
 def _constant_value(parts: saved_model_parts.Parts, operation: str) -> tensor_pb2.TensorProto:

@@ -86,7 +86,7 @@ Resolver = Callable[[str], Optional[str]]
 
 
 @functools.lru_cache(maxsize=4096)
-def _func_attr_names(op: str) -> Optional[Tuple[str, ...]]:
+def func_attr_names(op: str) -> Optional[Tuple[str, ...]]:
   """Attributes of ``op`` that hold functions (from its OpDef); None: unknown op, look at all.
 
   Remembered per op name (OpDefs are fixed once registered; an op registered
@@ -129,16 +129,7 @@ def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> Canon
   """
   fdef = function_pb2.FunctionDef()
   fdef.CopyFrom(function)
-  args = {a.name: i for i, a in enumerate(fdef.signature.input_arg)}
   nodes = fdef.node_def
-  index = {node.name: i for i, node in enumerate(nodes)}
-  if len(index) != len(nodes):
-    raise NotShareable('two nodes share a name')
-  # Per node: data input sources (node index, or -1 - argument position),
-  # the ":output:index" part of each, control input sources.
-  sources: List[List[int]] = []
-  tails: List[List[str]] = []
-  control: List[List[int]] = []
   ops: List[str] = []
   calls: Dict[int, str] = {}
   func_attrs: Dict[str, Optional[Tuple[str, ...]]] = {}
@@ -154,7 +145,7 @@ def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> Canon
       node.op = callee
       calls[position] = op
     if op not in func_attrs:
-      func_attrs[op] = None if callee is not None else _func_attr_names(op)
+      func_attrs[op] = None if callee is not None else func_attr_names(op)
     named = func_attrs[op]
     for key in (attrs if named is None else named):
       if key in attrs:
@@ -164,43 +155,11 @@ def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> Canon
           if op in CALL_OPS and key == 'f':
             calls[position] = value.func.name
           _rename_attr(value, resolve)
-    node_sources, node_tails, node_control = [], [], []
-    for text in node.input:
-      if text[0] == '^':
-        source = index.get(text[1:])
-        if source is None:
-          raise NotShareable(f'control input {text!r} names no node')
-        node_control.append(source)
-        continue
-      head, colon, tail = text.partition(':')
-      source = index.get(head) if colon else -1 - args.get(text, -1)
-      if source is None or source == 0 and not colon:
-        raise NotShareable(f'input {text!r} names no node output or argument')
-      node_sources.append(source)
-      node_tails.append(colon + tail)
-    sources.append(node_sources)
-    tails.append(node_tails)
-    control.append(node_control)
     ops.append(op)
+  index, args, wiring = edges(fdef)
+  sources, tails, control, rets, control_rets = wiring
 
-  outputs = [a.name for a in fdef.signature.output_arg]
-  if set(fdef.ret) != set(outputs):
-    raise NotShareable('ret does not match the output arguments')
-  rets = []
-  for name in outputs:
-    text = fdef.ret[name]
-    head, colon, tail = text.partition(':')
-    source = index.get(head) if colon else -1 - args.get(text, -1)
-    if source is None or source == 0 and not colon:
-      raise NotShareable(f'output {text!r} names no node output or argument')
-    rets.append((source, colon + tail))
-  control_rets = []
-  for target in fdef.control_ret.values():
-    if target not in index:
-      raise NotShareable(f'control output {target!r} names no node')
-    control_rets.append(index[target])
-
-  number = _number(sources, control, ops, [r for r, _ in rets if r >= 0], control_rets)
+  number = numbering(wiring, ops)
   names = [f'n{k}' for k in number]
   for i, node in enumerate(nodes):
     node.name = names[i]
@@ -239,16 +198,7 @@ def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> Canon
     fdef.control_ret[names[i]] = names[i]
   for value in fdef.attr.values():
     _rename_attr(value, resolve)
-  for attrs in fdef.arg_attr.values():
-    if '_user_specified_name' in attrs.attr:
-      del attrs.attr['_user_specified_name']
-  if fdef.resource_arg_unique_id:
-    renumbered: Dict[int, int] = {}
-    unique_ids = {p: renumbered.setdefault(fdef.resource_arg_unique_id[p], len(renumbered))
-                  for p in sorted(fdef.resource_arg_unique_id)}
-    fdef.ClearField('resource_arg_unique_id')
-    for position, unique in unique_ids.items():
-      fdef.resource_arg_unique_id[position] = unique
+  strip_argument_hints(fdef)
 
   signature.name = ''
   signature.name = CANONICAL_PREFIX + hashlib.sha256(
@@ -263,6 +213,100 @@ def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> Canon
       uses[-1 - source].append((-1, position))
   return CanonicalFunction(signature.name, fdef, tuple(tuple(sorted(u)) for u in uses),
                            {number[i]: callee for i, callee in calls.items()})
+
+
+def strip_argument_hints(fdef: function_pb2.FunctionDef) -> None:
+  """Drops the ``_user_specified_name`` hints and renumbers ``resource_arg_unique_id``, in place.
+
+  The hints are names (of an argument, or a process-wide tensor id for a
+  capture); the unique ids are kept up to renaming, by first appearance.
+  """
+  for attrs in fdef.arg_attr.values():
+    if '_user_specified_name' in attrs.attr:
+      del attrs.attr['_user_specified_name']
+  if fdef.resource_arg_unique_id:
+    renumbered: Dict[int, int] = {}
+    unique_ids = {p: renumbered.setdefault(fdef.resource_arg_unique_id[p], len(renumbered))
+                  for p in sorted(fdef.resource_arg_unique_id)}
+    fdef.ClearField('resource_arg_unique_id')
+    for position, unique in unique_ids.items():
+      fdef.resource_arg_unique_id[position] = unique
+
+
+class Edges(NamedTuple):
+  """A function's wiring by position: node indices, argument positions, output slots.
+
+  A source is a node index, or ``-1 - position`` for an argument; a tail is
+  the ``:output:index`` part of a reference ('' for an argument).
+  """
+  sources: List[List[int]]          # per node: its data inputs' sources
+  tails: List[List[str]]            # per node: their tails
+  control: List[List[int]]          # per node: its control inputs, in file order
+  rets: List[Tuple[int, str]]       # per output: source and tail
+  control_rets: List[int]           # control outputs' nodes, in file order
+
+
+def edges(fdef: function_pb2.FunctionDef) -> Tuple[Dict[str, int], Dict[str, int], Edges]:
+  """Node and argument positions by name, and the wiring they give ``fdef``.
+
+  What a canonical form takes from names (colocation attributes aside):
+  two functions with equal edges and ops get equal node numbers, hence
+  equal canonical names, inputs and outputs. Shared with
+  :mod:`models.site.known_functions`, which compares exports by it.
+
+  Raises:
+    NotShareable: two nodes share a name, or a reference names no node or argument.
+  """
+  args = {a.name: i for i, a in enumerate(fdef.signature.input_arg)}
+  nodes = fdef.node_def
+  index = {node.name: i for i, node in enumerate(nodes)}
+  if len(index) != len(nodes):
+    raise NotShareable('two nodes share a name')
+  sources: List[List[int]] = []
+  tails: List[List[str]] = []
+  control: List[List[int]] = []
+  for node in nodes:
+    node_sources, node_tails, node_control = [], [], []
+    for text in node.input:
+      if text[0] == '^':
+        source = index.get(text[1:])
+        if source is None:
+          raise NotShareable(f'control input {text!r} names no node')
+        node_control.append(source)
+        continue
+      head, colon, tail = text.partition(':')
+      source = index.get(head) if colon else -1 - args.get(text, -1)
+      if source is None or source == 0 and not colon:
+        raise NotShareable(f'input {text!r} names no node output or argument')
+      node_sources.append(source)
+      node_tails.append(colon + tail)
+    sources.append(node_sources)
+    tails.append(node_tails)
+    control.append(node_control)
+
+  outputs = [a.name for a in fdef.signature.output_arg]
+  if set(fdef.ret) != set(outputs):
+    raise NotShareable('ret does not match the output arguments')
+  rets = []
+  for name in outputs:
+    text = fdef.ret[name]
+    head, colon, tail = text.partition(':')
+    source = index.get(head) if colon else -1 - args.get(text, -1)
+    if source is None or source == 0 and not colon:
+      raise NotShareable(f'output {text!r} names no node output or argument')
+    rets.append((source, colon + tail))
+  control_rets = []
+  for target in fdef.control_ret.values():
+    if target not in index:
+      raise NotShareable(f'control output {target!r} names no node')
+    control_rets.append(index[target])
+  return index, args, Edges(sources, tails, control, rets, control_rets)
+
+
+def numbering(wiring: Edges, ops: Sequence[str]) -> List[int]:
+  """Canonical node numbers of a function with ``wiring`` and ``ops`` (original op names)."""
+  return _number(wiring.sources, wiring.control, ops, [r for r, _ in wiring.rets if r >= 0],
+                 wiring.control_rets)
 
 
 def _number(sources: Sequence[Sequence[int]], control: Sequence[Sequence[int]],

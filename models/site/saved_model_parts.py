@@ -12,7 +12,7 @@ when asked for it. What it returns holds exactly the bytes of the file, so
 the architecture computed from it is the one a full parse gives.
 """
 import functools
-from typing import Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, Container, Dict, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
@@ -35,6 +35,7 @@ _MESSAGES = {
     'Library': [('function', 1, True, 'bytes')],
     'Function': [('signature', 1, False, 'Name')],
     'Name': [('name', 1, False, 'string')],
+    'Entry': [('key', 1, False, 'string')],
 }
 
 
@@ -74,6 +75,15 @@ class LazyLibrary(Mapping):
       found = self._parsed[name] = function_pb2.FunctionDef.FromString(self._raw[name])
     return found
 
+  @property
+  def raw(self) -> Mapping[str, bytes]:
+    """Each function's bytes, by name."""
+    return self._raw
+
+  def copy_of(self, name: str) -> function_pb2.FunctionDef:
+    """A fresh, modifiable copy of function ``name`` (parsed again from its bytes)."""
+    return function_pb2.FunctionDef.FromString(self._raw[name])
+
   def __contains__(self, name) -> bool:
     return name in self._raw
 
@@ -87,7 +97,8 @@ class LazyLibrary(Mapping):
 class Parts(NamedTuple):
   """What :mod:`models.site.architecture_key` reads of a one-meta-graph SavedModel."""
   num_meta_graphs: int
-  signature_def: Mapping[str, meta_graph_pb2.SignatureDef]
+  # Per signature name: its serialized ``SignatureDefEntry`` (name and SignatureDef).
+  signature_entries: Mapping[str, bytes]
   object_graph_def: saved_object_graph_pb2.SavedObjectGraph
   library: Mapping[str, function_pb2.FunctionDef]
   graph_node: Callable[[str], Optional[node_def_pb2.NodeDef]]   # the top-level node named so
@@ -106,10 +117,8 @@ def read_parts(data: bytes) -> Parts:
                  {}, lambda name: None)
   meta_bytes = saved_model.meta_graphs[0]
   meta = classes['MetaGraph'].FromString(meta_bytes)
-  signatures = {}
-  for entry in meta.signature_def:
-    parsed = meta_graph_pb2.MetaGraphDef.SignatureDefEntry.FromString(entry)
-    signatures[parsed.key] = parsed.value
+  entry_head = classes['Entry']
+  signatures = {entry_head.FromString(entry).key: entry for entry in meta.signature_def}
   function_head = classes['Function']
   raw = {}
   for function in meta.graph_def.library.function:
@@ -128,12 +137,35 @@ def _graph_node(nodes: Sequence[bytes], head: type, name: str) -> Optional[node_
   return None
 
 
+def copier(library: Mapping[str, function_pb2.FunctionDef]
+           ) -> Callable[[str], function_pb2.FunctionDef]:
+  """Fresh, modifiable copies of ``library``'s functions, by name."""
+  if isinstance(library, LazyLibrary):
+    return library.copy_of
+
+  def copy(name: str) -> function_pb2.FunctionDef:
+    fresh = function_pb2.FunctionDef()
+    fresh.CopyFrom(library[name])
+    return fresh
+  return copy
+
+
+def function_names(library: Mapping[str, function_pb2.FunctionDef]) -> Container[str]:
+  """``library``'s function names, for fast membership tests (nothing is parsed)."""
+  return library.raw if isinstance(library, LazyLibrary) else library
+
+
 def parts_of(saved_model) -> Parts:
   """:class:`Parts` of an already parsed ``SavedModel`` proto."""
   if len(saved_model.meta_graphs) != 1:
     return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(),
                  {}, lambda name: None)
   meta_graph = saved_model.meta_graphs[0]
-  return Parts(1, meta_graph.signature_def, meta_graph.object_graph_def,
+  entries = {}
+  for key, signature_def in meta_graph.signature_def.items():
+    entry = meta_graph_pb2.MetaGraphDef.SignatureDefEntry(key=key)
+    entry.value.CopyFrom(signature_def)
+    entries[key] = entry.SerializeToString(deterministic=True)
+  return Parts(1, entries, meta_graph.object_graph_def,
                {f.signature.name: f for f in meta_graph.graph_def.library.function},
                lambda name: next((n for n in meta_graph.graph_def.node if n.name == name), None))

@@ -40,6 +40,7 @@ the site is then loaded in full on its own, and only a failing full load is
 a :class:`~models.site.errors.RecordFailure`.
 """
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -352,7 +353,10 @@ def load_sharing_graphs(location: ModelLocation, signature_name: str,
   """
   started = time.perf_counter()
   # Local folders are read in place: their architectures are remembered by file identity.
-  read = graphs.architectures.read if paths.is_local(location.path) else read_architecture
+  if paths.is_local(location.path):
+    read = graphs.architectures.read
+  else:
+    read = functools.partial(read_architecture, known=graphs.architectures.known)
   with paths.localize_tree(location.path) as local_dir:
     try:
       architecture = read(local_dir, signature_name)

@@ -16,6 +16,7 @@ from typing import Any, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
+from tensorflow.python.training import py_checkpoint_reader
 from tensorflow.python.ops import gen_resource_variable_ops
 
 from models.site.architecture_key import Architecture
@@ -41,17 +42,18 @@ def read_weights(model_dir: str, architecture: Architecture) -> Weights:
   try:
     # The reader itself (``tf.train.load_checkpoint`` first checks for a
     # directory, a millisecond on a busy disk).
-    reader = tf.compat.v1.train.NewCheckpointReader(checkpoint_prefix(model_dir))
+    reader = py_checkpoint_reader.NewCheckpointReader(checkpoint_prefix(model_dir))
     graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
         reader.get_tensor(OBJECT_GRAPH_KEY))
   except Exception as e:  # pylint: disable=broad-except
     raise NotShareable(f'cannot read the variables checkpoint: {e}') from e
   values = []
+  nodes = graph.nodes
+  numpy_dtypes = {}
   for variable in architecture.variables:
-    if variable.node_id >= len(graph.nodes):
+    if variable.node_id >= len(nodes):
       raise NotShareable(f'checkpoint has no node {variable.node_id}')
-    attributes = [a for a in graph.nodes[variable.node_id].attributes
-                  if a.name == VARIABLE_VALUE]
+    attributes = [a for a in nodes[variable.node_id].attributes if a.name == VARIABLE_VALUE]
     if len(attributes) != 1 or attributes[0].full_name != variable.name:
       found = attributes[0].full_name if attributes else 'nothing'
       raise NotShareable(
@@ -61,7 +63,9 @@ def read_weights(model_dir: str, architecture: Architecture) -> Weights:
     except Exception as e:  # pylint: disable=broad-except
       raise NotShareable(f'cannot read {variable.name!r}: {e}') from e
     value = np.asarray(value)
-    want = tf.dtypes.as_dtype(variable.dtype).as_numpy_dtype
+    want = numpy_dtypes.get(variable.dtype)
+    if want is None:
+      want = numpy_dtypes[variable.dtype] = tf.dtypes.as_dtype(variable.dtype).as_numpy_dtype
     if value.dtype != want or value.shape != variable.shape:
       raise NotShareable(
           f'{variable.name!r} is {value.dtype}{list(value.shape)} in the checkpoint, '
