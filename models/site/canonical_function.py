@@ -221,9 +221,11 @@ def strip_argument_hints(fdef: function_pb2.FunctionDef) -> None:
   The hints are names (of an argument, or a process-wide tensor id for a
   capture); the unique ids are kept up to renaming, by first appearance.
   """
-  for attrs in fdef.arg_attr.values():
-    if '_user_specified_name' in attrs.attr:
-      del attrs.attr['_user_specified_name']
+  arg_attr = fdef.arg_attr
+  for position in arg_attr:   # keys, then lookups: the map's values() iterates in Python
+    attrs = arg_attr[position].attr
+    if '_user_specified_name' in attrs:
+      del attrs['_user_specified_name']
   if fdef.resource_arg_unique_id:
     renumbered: Dict[int, int] = {}
     unique_ids = {p: renumbered.setdefault(fdef.resource_arg_unique_id[p], len(renumbered))

@@ -180,7 +180,8 @@ def _same_references(fdef, nodes, names: List[str], references: Tuple) -> bool:
   if set(ret) != set(output_names) or [ret[name] for name in output_names] != [
       p + names[j] + t for p, j, t in outputs]:
     return False
-  return set(fdef.control_ret.values()) == {names[i] for i in control_outputs}
+  control_ret = fdef.control_ret
+  return {control_ret[key] for key in control_ret} == {names[i] for i in control_outputs}
 
 
 def _erase(fdef: function_pb2.FunctionDef, nodes, args, funcs) -> bytes:
