@@ -45,6 +45,11 @@ its numerics), ``_construction_context``, dtypes and constant values. The
 result is still an executable ``FunctionDef`` (its name:
 ``CANONICAL_PREFIX`` + digest), which is what a shared graph registers.
 
+What canonicalization takes from names is :func:`edges` (wiring by
+position) and what it strips is :func:`strip_argument_hints`; both are
+shared with :mod:`models.site.known_functions`, which matches exports of a
+known architecture by them without renaming anything.
+
 Refused (:class:`NotShareable`): ops that change a variable (state would
 carry from one site's chunk to the next in a shared graph), ops that name a
 resource with a ``shared_name`` or ``container`` attribute (their identity

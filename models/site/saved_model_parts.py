@@ -6,9 +6,9 @@ other signatures' wrappers. Parsing all of it is about half of the key work
 of a small model. :func:`read_parts` parses the file with message types
 that keep every skipped part as raw bytes (protobuf's wire format lets a
 message be read with a schema that declares fewer fields): it reads the
-object graph and the signature map, notes each library function's name,
-and parses a function (or a top-level node, for a captured constant) only
-when asked for it. What it returns holds exactly the bytes of the file, so
+object graph, notes each signature's name (its SignatureDef stays in
+bytes) and each library function's name, and parses a function (or a
+top-level node, for a captured constant) only when asked for it. What it returns holds exactly the bytes of the file, so
 the architecture computed from it is the one a full parse gives.
 """
 import functools
