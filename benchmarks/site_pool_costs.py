@@ -3,7 +3,8 @@
 For the sites of ``MODEL_ROOT`` (the first ``--sites``), in a fresh process:
 the steps a first load takes, each timed over all sites on its own (locate
 the version folder, parse ``saved_model.pb`` and compute the architecture
-key, read the variables), then ``SiteModelPool.get`` of every site (the
+key, the same with the functions of earlier sites known as a pool knows
+them, read the variables), then ``SiteModelPool.get`` of every site (the
 whole load: those steps plus registering or binding, bookkeeping and
 eviction at the pool's default bound of 256; sites beyond it are evicted and
 loaded again, timed on their own) and ``predict`` of ``--rows`` rows per site
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from models.site import architecture_key  # pylint: disable=import-outside-toplevel
   from models.site import variable_restore  # pylint: disable=import-outside-toplevel
+  from models.site.known_functions import KnownFunctions  # pylint: disable=import-outside-toplevel
   from models.site.layout import locate  # pylint: disable=import-outside-toplevel
   from models.site.pool import SiteModelPool  # pylint: disable=import-outside-toplevel
 
@@ -56,6 +58,9 @@ def main(argv=None) -> int:
   found = {}
   _timed('parse + architecture key', sites, lambda s: found.__setitem__(
       s, architecture_key.read_architecture(locations[s].path, 'serving_default')))
+  known = KnownFunctions()
+  _timed('  the same, architectures known', sites, lambda s: architecture_key.read_architecture(
+      locations[s].path, 'serving_default', known=known))
   _timed('read variables', sites,
          lambda s: variable_restore.read_weights(locations[s].path, found[s]))
   pool = SiteModelPool(model_root=args.model_root, signature='serving_default')

@@ -45,6 +45,11 @@ its numerics), ``_construction_context``, dtypes and constant values. The
 result is still an executable ``FunctionDef`` (its name:
 ``CANONICAL_PREFIX`` + digest), which is what a shared graph registers.
 
+What canonicalization takes from names is :func:`edges` (wiring by
+position) and what it strips is :func:`strip_argument_hints`; both are
+shared with :mod:`models.site.known_functions`, which matches exports of a
+known architecture by them without renaming anything.
+
 Refused (:class:`NotShareable`): ops that change a variable (state would
 carry from one site's chunk to the next in a shared graph), ops that name a
 resource with a ``shared_name`` or ``container`` attribute (their identity
@@ -221,9 +226,11 @@ def strip_argument_hints(fdef: function_pb2.FunctionDef) -> None:
   The hints are names (of an argument, or a process-wide tensor id for a
   capture); the unique ids are kept up to renaming, by first appearance.
   """
-  for attrs in fdef.arg_attr.values():
-    if '_user_specified_name' in attrs.attr:
-      del attrs.attr['_user_specified_name']
+  arg_attr = fdef.arg_attr
+  for position in arg_attr:   # keys, then lookups: the map's values() iterates in Python
+    attrs = arg_attr[position].attr
+    if '_user_specified_name' in attrs:
+      del attrs['_user_specified_name']
   if fdef.resource_arg_unique_id:
     renumbered: Dict[int, int] = {}
     unique_ids = {p: renumbered.setdefault(fdef.resource_arg_unique_id[p], len(renumbered))

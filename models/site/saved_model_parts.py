@@ -6,9 +6,9 @@ other signatures' wrappers. Parsing all of it is about half of the key work
 of a small model. :func:`read_parts` parses the file with message types
 that keep every skipped part as raw bytes (protobuf's wire format lets a
 message be read with a schema that declares fewer fields): it reads the
-object graph and the signature map, notes each library function's name,
-and parses a function (or a top-level node, for a captured constant) only
-when asked for it. What it returns holds exactly the bytes of the file, so
+object graph, notes each signature's name (its SignatureDef stays in
+bytes) and each library function's name, and parses a function (or a
+top-level node, for a captured constant) only when asked for it. What it returns holds exactly the bytes of the file, so
 the architecture computed from it is the one a full parse gives.
 """
 import functools
@@ -27,7 +27,7 @@ _PACKAGE = 'site_models.saved_model_parts'
 # Field numbers are those of tensorflow/core/protobuf/saved_model.proto,
 # meta_graph.proto, framework/graph.proto, function.proto and op_def.proto.
 _MESSAGES = {
-    'SavedModel': [('meta_graphs', 2, True, 'bytes')],
+    'SavedModel': [('meta_graphs', 2, True, 'MetaGraph')],
     'MetaGraph': [('graph_def', 2, False, 'Graph'), ('signature_def', 5, True, 'bytes'),
                   ('object_graph_def', 7, False, 'bytes')],
     'Graph': [('node', 1, True, 'bytes'), ('library', 2, False, 'Library')],
@@ -115,8 +115,7 @@ def read_parts(data: bytes) -> Parts:
   if len(saved_model.meta_graphs) != 1:
     return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(),
                  {}, lambda name: None)
-  meta_bytes = saved_model.meta_graphs[0]
-  meta = classes['MetaGraph'].FromString(meta_bytes)
+  meta = saved_model.meta_graphs[0]
   entry_head = classes['Entry']
   signatures = {entry_head.FromString(entry).key: entry for entry in meta.signature_def}
   function_head = classes['Function']
