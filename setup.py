@@ -44,8 +44,7 @@ setuptools.setup(
     version='0.1.0',
     description=__doc__.splitlines()[0],
     python_requires='>=3.11,<3.12',
-    packages=setuptools.find_packages(
-        include=['beam_jobs*', 'transforms*', 'models*', 'common*']),
+    packages=setuptools.find_packages(include=['beam_jobs*', 'transforms*', 'models*', 'common*']),
     include_package_data=True,
     package_data={'transforms.reporting': ['templates/*']},
     install_requires=_REQUIREMENTS[''],

@@ -30,13 +30,12 @@ from beam_jobs import flags_io
 from beam_jobs import flags_site
 from beam_jobs import quiet
 
-_NOTES = (
-    'Beam/Dataflow pipeline options (--runner, --project, --region, --temp_location, ...) '
-    'are accepted too; any other flag is an error. Local runs (the default) use Beam\'s '
-    'in-process runner; on Dataflow the job\'s Beam counters in the Dataflow console '
-    'show its progress.',
-    'exit status: 0 run ok; 1 run failed (outputs written, reason in summary.json); '
-    '2 usage error (nothing run).')
+_NOTES = ('Beam/Dataflow pipeline options (--runner, --project, --region, --temp_location, ...) '
+          'are accepted too; any other flag is an error. Local runs (the default) use Beam\'s '
+          'in-process runner; on Dataflow the job\'s Beam counters in the Dataflow console '
+          'show its progress.',
+          'exit status: 0 run ok; 1 run failed (outputs written, reason in summary.json); '
+          '2 usage error (nothing run).')
 _WIDTH = 79
 
 
@@ -44,7 +43,7 @@ _WIDTH = 79
 class Job:
   """What a console script needs before it imports its job."""
   prog: str
-  module: str                       # imported only to run
+  module: str  # imported only to run
   add_flags: Callable[[argparse.ArgumentParser], None]
   description: str
   usage: Optional[str] = None
@@ -52,7 +51,7 @@ class Job:
   input_help: str = flags_io.INPUT_HELP
   input_metavar: str = 'PATH'
   input_required: bool = True
-  needs: Sequence[str] = ()           # top-level modules an install may lack (an extra)
+  needs: Sequence[str] = ()  # top-level modules an install may lack (an extra)
   # "module:function" importing what the job's workers import (e.g. TensorFlow): called with
   # the job's module where the workers run in this process (see workers_run_here), so
   # that their libraries' load-time noise is filtered too and the launcher's freeze
@@ -62,17 +61,25 @@ class Job:
   install_hint: str = ''
 
 
-SITE = Job(prog=flags_site.PROG, module='beam_jobs.site_predictions',
-           add_flags=flags_site.add_flags, description=flags_site.DESCRIPTION,
-           usage=flags_site.USAGE, example=flags_site.EXAMPLE,
+SITE = Job(prog=flags_site.PROG,
+           module='beam_jobs.site_predictions',
+           add_flags=flags_site.add_flags,
+           description=flags_site.DESCRIPTION,
+           usage=flags_site.USAGE,
+           example=flags_site.EXAMPLE,
            input_help=flags_site.INPUT_HELP + ' One of --input, --input_table, --input_query.',
-           input_metavar='GLOB', input_required=False,
+           input_metavar='GLOB',
+           input_required=False,
            worker_imports='models.site.handler:import_model_modules')
-DETECT = Job(prog=flags_detect.PROG, module='beam_jobs.detect_images',
-             add_flags=flags_detect.add_flags, description=flags_detect.DESCRIPTION,
-             usage=flags_detect.USAGE, example=flags_detect.EXAMPLE,
-             input_help=flags_detect.INPUT_HELP, input_metavar='DIR',
-             needs=('torch',),
+DETECT = Job(prog=flags_detect.PROG,
+             module='beam_jobs.detect_images',
+             add_flags=flags_detect.add_flags,
+             description=flags_detect.DESCRIPTION,
+             usage=flags_detect.USAGE,
+             example=flags_detect.EXAMPLE,
+             input_help=flags_detect.INPUT_HELP,
+             input_metavar='DIR',
+             needs=('torch', ),
              install_hint="pip install 'beam-batch-inference[detect]' (see the README's set-up)")
 JOBS = {job.prog: job for job in (SITE, DETECT)}
 
@@ -95,8 +102,10 @@ def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
     return 0
   missing = missing_modules(job)
   if missing:
-    print(f'error: {job.prog} needs {", ".join(missing)}, which is not installed: '
-          f'{job.install_hint}', file=sys.stderr)
+    print(
+        f'error: {job.prog} needs {", ".join(missing)}, which is not installed: '
+        f'{job.install_hint}',
+        file=sys.stderr)
     return 2
   # Imports and pipeline construction make about a million long-lived
   # objects: no collections over them (runtime.launch freezes them).
@@ -113,7 +122,7 @@ def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
         getattr(importlib.import_module(worker_module), function)()
     return module.main(args)
   finally:
-    heap.resume_collection()   # a usage error returns before the launcher froze anything
+    heap.resume_collection()  # a usage error returns before the launcher froze anything
 
 
 def missing_modules(job: Job) -> Sequence[str]:
@@ -122,7 +131,7 @@ def missing_modules(job: Job) -> Sequence[str]:
   for name in job.needs:
     try:
       found = importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):      # a module set to None in sys.modules: blocked
+    except (ImportError, ValueError):  # a module set to None in sys.modules: blocked
       found = False
     if not found:
       missing.append(name)
@@ -169,17 +178,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def help_parser(job: Job) -> argparse.ArgumentParser:
   """The parser ``--help`` prints: shared flags, the job's, then the console ones."""
-  epilog = '\n\n'.join(((f'example:\n{job.example}',) if job.example else ())
-                       + tuple(textwrap.fill(note, _WIDTH) for note in _NOTES))
-  parser = argparse.ArgumentParser(
-      prog=job.prog, usage=job.usage, description=textwrap.fill(job.description, _WIDTH),
-      epilog=epilog,
-      formatter_class=HelpFormatter, allow_abbrev=False)
-  flags_io.add_flags(parser, input_help=job.input_help, input_metavar=job.input_metavar,
+  epilog = '\n\n'.join(((f'example:\n{job.example}', ) if job.example else ()) +
+                       tuple(textwrap.fill(note, _WIDTH) for note in _NOTES))
+  parser = argparse.ArgumentParser(prog=job.prog,
+                                   usage=job.usage,
+                                   description=textwrap.fill(job.description, _WIDTH),
+                                   epilog=epilog,
+                                   formatter_class=HelpFormatter,
+                                   allow_abbrev=False)
+  flags_io.add_flags(parser,
+                     input_help=job.input_help,
+                     input_metavar=job.input_metavar,
                      input_required=job.input_required)
   job.add_flags(parser)
-  flags_io.add_console_flags(parser.add_argument_group(
-      'local runs (what this machine prints)'))
+  flags_io.add_console_flags(parser.add_argument_group('local runs (what this machine prints)'))
   return parser
 
 

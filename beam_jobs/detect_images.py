@@ -138,23 +138,33 @@ def validate(opts: DetectImagesOptions, *, local_runner: bool) -> JobConfig:
       raise UsageError('move_inputs_to', 'must be on the same filesystem as --input')
   if opts.device == 'cuda' and local_runner and not torch.cuda.is_available():
     raise UsageError('device', yolo_handler.cuda_missing_message())
-  handler = yolo_handler.YoloModelHandler(
-      model=model, image_size=image_size, device=opts.device, batch_size=opts.batch_size,
-      score_threshold=opts.score_threshold, iou_threshold=opts.iou_threshold,
-      max_detections=opts.max_detections, cpu_threads=opts.cpu_threads)
+  handler = yolo_handler.YoloModelHandler(model=model,
+                                          image_size=image_size,
+                                          device=opts.device,
+                                          batch_size=opts.batch_size,
+                                          score_threshold=opts.score_threshold,
+                                          iou_threshold=opts.iou_threshold,
+                                          max_detections=opts.max_detections,
+                                          cpu_threads=opts.cpu_threads)
   return JobConfig(pattern, root, output, handler, classes, opts.max_image_pixels,
                    opts.delete_inputs, move_to, status_policy(io.max_failed_fraction))
 
 
 def status_policy(max_failed_fraction: float) -> StatusPolicy:
   """ok unless no image was read or processed, or too many failed."""
-  return StatusPolicy(read_key='images_read', done_key='images_ok', failed_key='images_failed',
-                      noun='images', done_verb='processed',
+  return StatusPolicy(read_key='images_read',
+                      done_key='images_ok',
+                      failed_key='images_failed',
+                      noun='images',
+                      done_verb='processed',
                       max_failed_fraction=max_failed_fraction)
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
-                   config: Optional[JobConfig] = None, *, fail_job: Optional[bool] = None) -> None:
+def build_pipeline(pipeline: beam.Pipeline,
+                   options: PipelineOptions,
+                   config: Optional[JobConfig] = None,
+                   *,
+                   fail_job: Optional[bool] = None) -> None:
   """Adds the detection job to ``pipeline`` (validating the flags unless ``config`` is given).
 
   ``fail_job``: end with a step that fails the job when the summary says
@@ -162,14 +172,13 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   runners.
   """
   if config is None:
-    config = validate(options.view_as(DetectImagesOptions),
-                      local_runner=runtime.is_local(options))
+    config = validate(options.view_as(DetectImagesOptions), local_runner=runtime.is_local(options))
   started_at = time.time()
   listed = pipeline | 'ListImages' >> ListImages(config.pattern, config.input_root)
   detected = listed.images | 'DetectObjects' >> detection.DetectObjects(
       config.handler, classes=config.classes, max_image_pixels=config.max_image_pixels)
-  annotated = detected.ok | 'Annotate' >> AnnotateImages(
-      config.output, only_with_detections=bool(config.classes))
+  annotated = detected.ok | 'Annotate' >> AnnotateImages(config.output,
+                                                         only_with_detections=bool(config.classes))
   detection_files = annotated.records | 'WriteDetections' >> detection.WriteDetections(
       config.output)
   failed = (detected.failed, annotated.failed) | 'AllFailed' >> beam.Flatten()
@@ -186,12 +195,20 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
       'AnnotatedStats': (annotated.written, run_stats.StatsOf(detection.annotated_stats)),
   })
   summary = stats | 'WriteSummary' >> WriteRunSummary(
-      config.output, started_at=started_at, finalize=detection.finalize_summary,
-      outputs={'detections': detection_files, 'errors': error_files,
-               'annotated': annotated_folder},
-      extra={'provenance': provenance.detection_job(
-          options.view_as(DetectImagesOptions), pattern=config.pattern,
-          max_failed_fraction=config.policy.max_failed_fraction)},
+      config.output,
+      started_at=started_at,
+      finalize=detection.finalize_summary,
+      outputs={
+          'detections': detection_files,
+          'errors': error_files,
+          'annotated': annotated_folder
+      },
+      extra={
+          'provenance': provenance.detection_job(
+              options.view_as(DetectImagesOptions),
+              pattern=config.pattern,
+              max_failed_fraction=config.policy.max_failed_fraction)
+      },
       policy=config.policy)
   report = summary | 'WriteRunReport' >> reporting.WriteDetectionReport(
       config.output, input_root=config.input_root, records=annotated.records, failed=failed)
@@ -207,14 +224,15 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
              committed, input_root=config.input_root, move_to=config.move_to))
 
 
-PROGRESS = progress.Plan(
-    taps=(progress.Tap('WriteSummary', functools.partial(
-        progress.stats, fields=('images_read', 'images_ok', 'annotated'))),
-          progress.Tap('WriteDeadLetters', functools.partial(progress.each, field='failed'))),
-    fields=(progress.Field('images_read', 'images read', 'images'),
-            progress.Field('images_ok', 'done', 'images'),
-            progress.Field('failed', 'failed'),
-            progress.Field('annotated', 'annotated')))
+PROGRESS = progress.Plan(taps=(progress.Tap(
+    'WriteSummary',
+    functools.partial(progress.stats, fields=('images_read', 'images_ok', 'annotated'))),
+                               progress.Tap('WriteDeadLetters',
+                                            functools.partial(progress.each, field='failed'))),
+                         fields=(progress.Field('images_read', 'images read', 'images'),
+                                 progress.Field('images_ok', 'done',
+                                                'images'), progress.Field('failed', 'failed'),
+                                 progress.Field('annotated', 'annotated')))
 """Progress lines of local runs: the stats summary.json is made of, as they come."""
 
 
@@ -226,15 +244,20 @@ def run(argv: Optional[Sequence[str]] = None) -> PipelineResult:
   """
   options = runtime.parse_options(sys.argv[1:] if argv is None else argv)
   config = validate(options.view_as(DetectImagesOptions), local_runner=runtime.is_local(options))
-  return runtime.launch(options, functools.partial(build_pipeline, config=config),
-                        output_dir=config.output, progress_plan=PROGRESS)
+  return runtime.launch(options,
+                        functools.partial(build_pipeline, config=config),
+                        output_dir=config.output,
+                        progress_plan=PROGRESS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """The console script's run (``beam_jobs.cli.detect_images`` answers --help first):
   exit 0, 1 for a failed run, or 2 with a one-line usage error."""
-  return runtime.main(run, argv, prog='detect-images', description=__doc__,
-                      options_classes=(DetectImagesOptions,))
+  return runtime.main(run,
+                      argv,
+                      prog='detect-images',
+                      description=__doc__,
+                      options_classes=(DetectImagesOptions, ))
 
 
 def _image_uri(record: dict) -> str:
@@ -275,8 +298,9 @@ def _check_model(opts: DetectImagesOptions):
   if opts.model:
     return _check_torchscript(opts)
   if not darknet_flags:
-    raise UsageError('model_config', 'a model is required: --model_config, --model_weights and '
-                     '--class_names (Darknet), or --model (TorchScript)')
+    raise UsageError(
+        'model_config', 'a model is required: --model_config, --model_weights and '
+        '--class_names (Darknet), or --model (TorchScript)')
   for flag in ('model_config', 'model_weights', 'class_names'):
     require(flag, getattr(opts, flag), 'is required with a Darknet model')
     require_exists(flag, getattr(opts, flag))
@@ -328,4 +352,3 @@ def _check_classes(spec: Optional[str], names: Sequence[str]) -> Optional[List[s
   if unknown:
     raise UsageError('classes', f'unknown label(s) {unknown}; the model knows: {", ".join(names)}')
   return classes or None
-

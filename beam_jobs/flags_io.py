@@ -49,7 +49,10 @@ def positive_seconds(text: str) -> float:
   return value
 
 
-def add_flags(parser, *, input_help: str = INPUT_HELP, input_metavar: str = 'PATH',
+def add_flags(parser,
+              *,
+              input_help: str = INPUT_HELP,
+              input_metavar: str = 'PATH',
               input_required: bool = True) -> None:
   """Adds the shared flags to ``parser`` (an argparse parser or Beam's).
 
@@ -58,36 +61,51 @@ def add_flags(parser, *, input_help: str = INPUT_HELP, input_metavar: str = 'PAT
   is argparse-required: Beam parses every job's flags at once.
   """
   required = '(required) '
-  parser.add_argument(
-      '--input', metavar=input_metavar, help=(required if input_required else '') + input_help)
+  parser.add_argument('--input',
+                      metavar=input_metavar,
+                      help=(required if input_required else '') + input_help)
   parser.add_argument('--output', metavar='DIR', help=required + OUTPUT_HELP)
   parser.add_argument(
-      '--overwrite', type=flag_value, nargs='?', const=True, default=False,
+      '--overwrite',
+      type=flag_value,
+      nargs='?',
+      const=True,
+      default=False,
       help='Allow a --output that holds an earlier run: its job outputs (predictions/, '
-           'errors/, summary.json, ...) are deleted first; refused if it holds anything '
-           'else (--overwrite or --overwrite=true).')
+      'errors/, summary.json, ...) are deleted first; refused if it holds anything '
+      'else (--overwrite or --overwrite=true).')
   parser.add_argument(
-      '--max_failed_fraction', type=float, default=DEFAULT_MAX_FAILED_FRACTION,
+      '--max_failed_fraction',
+      type=float,
+      default=DEFAULT_MAX_FAILED_FRACTION,
       metavar='FRACTION',
       help='The run fails (summary status "failed", non-zero exit, failed Dataflow job) '
-           'when more than this fraction of the records read became dead letters (0-1). '
-           'A run that read nothing or produced nothing always fails.')
+      'when more than this fraction of the records read became dead letters (0-1). '
+      'A run that read nothing or produced nothing always fails.')
 
 
 def add_console_flags(parser) -> None:
   """Adds the flags that only change what a local run prints (not Flex template
   parameters: a template's job runs on Dataflow, where Beam's own settings apply)."""
   parser.add_argument(
-      '--log_level', default=DEFAULT_LOG_LEVEL, choices=LOG_LEVELS, type=str.upper,
+      '--log_level',
+      default=DEFAULT_LOG_LEVEL,
+      choices=LOG_LEVELS,
+      type=str.upper,
       help='Level of this job\'s own log lines on the machine that launches it. Libraries '
-           '(Beam, TensorFlow, ...) log warnings and errors only, unless DEBUG: then '
-           'everything, TensorFlow\'s start-up lines included. Dataflow workers keep '
-           'Beam\'s own settings (--default_sdk_harness_log_level).')
+      '(Beam, TensorFlow, ...) log warnings and errors only, unless DEBUG: then '
+      'everything, TensorFlow\'s start-up lines included. Dataflow workers keep '
+      'Beam\'s own settings (--default_sdk_harness_log_level).')
   parser.add_argument(
-      '--progress', default=DEFAULT_PROGRESS, choices=PROGRESS_MODES, type=str.lower,
+      '--progress',
+      default=DEFAULT_PROGRESS,
+      choices=PROGRESS_MODES,
+      type=str.lower,
       help='Local runs: log a progress line (records read, done, failed, rate) every '
-           '--progress_interval_s. auto: only when stderr is a terminal. Remote runs: '
-           'see the job\'s counters in the Dataflow console.')
-  parser.add_argument(
-      '--progress_interval_s', type=positive_seconds, default=DEFAULT_PROGRESS_INTERVAL_S,
-      metavar='SECONDS', help='Seconds between progress lines.')
+      '--progress_interval_s. auto: only when stderr is a terminal. Remote runs: '
+      'see the job\'s counters in the Dataflow console.')
+  parser.add_argument('--progress_interval_s',
+                      type=positive_seconds,
+                      default=DEFAULT_PROGRESS_INTERVAL_S,
+                      metavar='SECONDS',
+                      help='Seconds between progress lines.')

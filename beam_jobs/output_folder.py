@@ -41,7 +41,10 @@ def is_owned(relative_path: str) -> bool:
   return first in OWNED_FILES or first.startswith(OWNED_FILE_PREFIXES)
 
 
-def require_outside(flag: str, folder: str, input_flag: str, pattern: str,
+def require_outside(flag: str,
+                    folder: str,
+                    input_flag: str,
+                    pattern: str,
                     given: Optional[str] = None) -> None:
   """Raises UsageError if ``pattern`` can match ``folder`` or a file in it.
 
@@ -50,9 +53,10 @@ def require_outside(flag: str, folder: str, input_flag: str, pattern: str,
   """
   example = paths.overlap_example(paths.absolute(pattern), paths.absolute(folder))
   if example is not None:
-    raise UsageError(flag, f'{folder!r} overlaps what --{input_flag}={given or pattern!r} '
-                     f'reads (it can match {example!r}): a later run with the same '
-                     f'--{input_flag} would read these files back; choose a folder outside it')
+    raise UsageError(
+        flag, f'{folder!r} overlaps what --{input_flag}={given or pattern!r} '
+        f'reads (it can match {example!r}): a later run with the same '
+        f'--{input_flag} would read these files back; choose a folder outside it')
 
 
 def prepare(output: str, *, overwrite: bool) -> None:
@@ -65,15 +69,17 @@ def prepare(output: str, *, overwrite: bool) -> None:
   if not files:
     return
   if not overwrite:
-    raise UsageError('output', f'{output!r} already holds {len(files)} file(s) (e.g. '
-                     f'{files[0]!r}): pass --overwrite to replace this job\'s outputs '
-                     'there, or choose a new folder')
+    raise UsageError(
+        'output', f'{output!r} already holds {len(files)} file(s) (e.g. '
+        f'{files[0]!r}): pass --overwrite to replace this job\'s outputs '
+        'there, or choose a new folder')
   foreign = [f for f in files if not is_owned(paths.relative_to(f, output))]
   if foreign:
     shown = ', '.join(repr(f) for f in foreign[:_SHOWN])
-    raise UsageError('output', f'{output!r} holds {len(foreign)} file(s) no job here writes '
-                     f'({shown}); --overwrite deletes only job outputs: choose a new or '
-                     'empty folder')
+    raise UsageError(
+        'output', f'{output!r} holds {len(foreign)} file(s) no job here writes '
+        f'({shown}); --overwrite deletes only job outputs: choose a new or '
+        'empty folder')
   _LOGGER.warning('--overwrite: deleting %d files of an earlier run under %s', len(files), output)
   delete_files(files)
   if paths.is_local(output):
@@ -84,14 +90,13 @@ def _files_below(folder: str) -> List[str]:
   if paths.is_local(folder):
     if not os.path.isdir(folder):
       return []
-    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                  for name in names)
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)
   return sorted(meta.path for meta in paths.match(paths.join(folder, '**')))
 
 
 def _remove_empty_folders(folder: str) -> None:
   for name in os.listdir(folder):
     path = os.path.join(folder, name)
-    if os.path.isdir(path) and is_owned(name + '/') and not any(
-        files for _, _, files in os.walk(path)):
+    if os.path.isdir(path) and is_owned(name + '/') and not any(files
+                                                                for _, _, files in os.walk(path)):
       shutil.rmtree(path)

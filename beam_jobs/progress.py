@@ -102,20 +102,21 @@ class _CountIntoFn(beam.DoFn):
 
 # Count functions for Plans (element -> ((field, n), ...)).
 
+
 def each(element, field: str) -> Counts:
   del element
-  return ((field, 1),)
+  return ((field, 1), )
 
 
 def size(element, field: str, measure: Callable[[Any], int] = len) -> Counts:
-  return ((field, measure(element)),)
+  return ((field, measure(element)), )
 
 
 def stats(element, fields: Sequence[str]) -> Counts:
   """A summary stat ``((key, ...), n)``: counted under ``key`` when it is one of ``fields``
   (the stat's first key part, so ``('failed', reason)`` counts as ``failed``)."""
   key, n = element
-  return ((key[0], n),) if key and key[0] in fields else ()
+  return ((key[0], n), ) if key and key[0] in fields else ()
 
 
 class _Consumers(PipelineVisitor):
@@ -205,20 +206,22 @@ def reporting(pipeline: beam.Pipeline, plan: Plan, *, interval_s: float) -> Iter
   seconds while the block runs (run and wait inside it), and one with the final counts
   when it ends without an exception; yields the run's tally."""
   handle = shared.Shared()
-  tally = handle.acquire(Tally)        # held here for the run: the taps acquire this one
+  tally = handle.acquire(Tally)  # held here for the run: the taps acquire this one
   missing = attach(pipeline, plan, handle)
   if missing:
     _LOGGER.warning('progress: no step labelled %s; those counts stay 0', ', '.join(missing))
   reporter = Reporter(plan, tally)
   stop = threading.Event()
-  thread = threading.Thread(target=_report_until, args=(stop, reporter, interval_s),
-                            name='progress', daemon=True)
+  thread = threading.Thread(target=_report_until,
+                            args=(stop, reporter, interval_s),
+                            name='progress',
+                            daemon=True)
   thread.start()
   try:
     yield tally
     stop.set()
     thread.join()
-    _LOGGER.info('%s', reporter.line())   # the final counts
+    _LOGGER.info('%s', reporter.line())  # the final counts
   finally:
     stop.set()
     thread.join()

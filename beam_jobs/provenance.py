@@ -30,17 +30,15 @@ _LOGGER = logging.getLogger(__name__)
 DISTRIBUTION = 'beam-batch-inference'
 _GIT_TIMEOUT_S = 2.0
 
-SITE_FLAGS = (
-    'input_format', 'site_field', 'key_field', 'included_fields', 'excluded_fields',
-    'instance_type', 'selected_fields', 'row_restriction', 'max_line_bytes', 'signature',
-    'rows_per_chunk', 'output_format', 'output_table', 'errors_table', 'sites_table',
-    'bigquery_write_method', 'max_failed_fraction')
+SITE_FLAGS = ('input_format', 'site_field', 'key_field', 'included_fields', 'excluded_fields',
+              'instance_type', 'selected_fields', 'row_restriction', 'max_line_bytes', 'signature',
+              'rows_per_chunk', 'output_format', 'output_table', 'errors_table', 'sites_table',
+              'bigquery_write_method', 'max_failed_fraction')
 """Per-site job flags recorded in ``provenance.flags`` (those the job defines)."""
 
-DETECTION_FLAGS = (
-    'classes', 'image_size', 'score_threshold', 'iou_threshold', 'max_detections',
-    'max_image_pixels', 'batch_size', 'device', 'delete_inputs', 'move_inputs_to',
-    'max_failed_fraction')
+DETECTION_FLAGS = ('classes', 'image_size', 'score_threshold', 'iou_threshold', 'max_detections',
+                   'max_image_pixels', 'batch_size', 'device', 'delete_inputs', 'move_inputs_to',
+                   'max_failed_fraction')
 """Detection job flags recorded in ``provenance.flags``."""
 
 
@@ -64,7 +62,10 @@ def _git_commit() -> Optional[str]:
   here = os.path.dirname(os.path.abspath(__file__))
   try:
     done = subprocess.run(['git', '-C', here, 'rev-parse', '--verify', '-q', 'HEAD'],
-                          capture_output=True, text=True, timeout=_GIT_TIMEOUT_S, check=False)
+                          capture_output=True,
+                          text=True,
+                          timeout=_GIT_TIMEOUT_S,
+                          check=False)
   except (OSError, subprocess.SubprocessError) as e:
     _LOGGER.debug('no git commit for the summary: %s', e)
     return None
@@ -83,8 +84,7 @@ def flags(options, names: Sequence[str]) -> Dict[str, Any]:
   return found
 
 
-def site_job(options, *, input_path: Optional[str], max_failed_fraction: float
-             ) -> Dict[str, Any]:
+def site_job(options, *, input_path: Optional[str], max_failed_fraction: float) -> Dict[str, Any]:
   """The per-site job's provenance (module docstring) from its parsed options view."""
   if input_path:
     source = input_path

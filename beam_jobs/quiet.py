@@ -33,23 +33,24 @@ TF_QUIET = '3'
 
 # absl's early-line prefix: severity, MMDD, time (or seconds since the epoch), thread id.
 _ABSL_PREFIX = r'[IWE]\d{4} [\d:.]+\s+\d+ '
-BENIGN_STDERR_LINES = tuple(re.compile(p) for p in (
-    # absl's notice that precedes its first early line.
-    r'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR',
-    # A CPU-only TensorFlow or machine: the GPU is not used, as intended.
-    _ABSL_PREFIX + r'cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, '
-    r'GPU will not be used\.',
-    # Build information, two lines.
-    _ABSL_PREFIX + r'cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use '
-    r'available CPU instructions in performance-critical operations\.',
-    r'To enable the following instructions: [A-Za-z0-9_ ,.]+, in other operations, rebuild '
-    r'TensorFlow with the appropriate compiler flags\.',
-    _ABSL_PREFIX + r'port\.cc:\d+\] oneDNN custom operations are on\. .*',
-    # TensorFlow CUDA wheels registering their plugins twice.
-    _ABSL_PREFIX + r'cuda_(?:dnn|fft|blas)\.cc:\d+\] Unable to register cu(?:DNN|FFT|BLAS) '
-    r'factory: Attempting to register factory for plugin cu(?:DNN|FFT|BLAS) when one has '
-    r'already been registered',
-))
+BENIGN_STDERR_LINES = tuple(
+    re.compile(p) for p in (
+        # absl's notice that precedes its first early line.
+        r'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR',
+        # A CPU-only TensorFlow or machine: the GPU is not used, as intended.
+        _ABSL_PREFIX + r'cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, '
+        r'GPU will not be used\.',
+        # Build information, two lines.
+        _ABSL_PREFIX + r'cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use '
+        r'available CPU instructions in performance-critical operations\.',
+        r'To enable the following instructions: [A-Za-z0-9_ ,.]+, in other operations, rebuild '
+        r'TensorFlow with the appropriate compiler flags\.',
+        _ABSL_PREFIX + r'port\.cc:\d+\] oneDNN custom operations are on\. .*',
+        # TensorFlow CUDA wheels registering their plugins twice.
+        _ABSL_PREFIX + r'cuda_(?:dnn|fft|blas)\.cc:\d+\] Unable to register cu(?:DNN|FFT|BLAS) '
+        r'factory: Attempting to register factory for plugin cu(?:DNN|FFT|BLAS) when one has '
+        r'already been registered',
+    ))
 """Whole lines (line end excluded) that :func:`filtered_stderr` drops."""
 
 
@@ -114,7 +115,8 @@ class LineFilter:
 
 
 @contextlib.contextmanager
-def filtered_stderr(patterns: Sequence[Pattern] = BENIGN_STDERR_LINES, *,
+def filtered_stderr(patterns: Sequence[Pattern] = BENIGN_STDERR_LINES,
+                    *,
                     fd: int = 2) -> Iterator[None]:
   """Passes everything written to file descriptor ``fd`` while active (by Python or by C
   libraries) through a :class:`LineFilter`, as it is written, to where ``fd`` went before.
@@ -128,14 +130,16 @@ def filtered_stderr(patterns: Sequence[Pattern] = BENIGN_STDERR_LINES, *,
   read_end, write_end = os.pipe()
   os.dup2(write_end, fd)
   os.close(write_end)
-  forwarder = threading.Thread(target=_forward, args=(read_end, target, LineFilter(patterns)),
-                               name='stderr-filter', daemon=True)
+  forwarder = threading.Thread(target=_forward,
+                               args=(read_end, target, LineFilter(patterns)),
+                               name='stderr-filter',
+                               daemon=True)
   forwarder.start()
   try:
     yield
   finally:
     _flush_python_streams()
-    os.dup2(target, fd)   # the pipe's last write end closes: the forwarder reads EOF
+    os.dup2(target, fd)  # the pipe's last write end closes: the forwarder reads EOF
     forwarder.join(timeout=5)
     if not forwarder.is_alive():
       os.close(target)

@@ -44,8 +44,8 @@ from transforms.run_summary import RunFailed
 
 _LOGGER = logging.getLogger(__name__)
 
-LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner',
-                 'SwitchingDirectRunner', 'PrismRunner')
+LOCAL_RUNNERS = ('DirectRunner', 'FnApiRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner',
+                 'PrismRunner')
 _OFFLINE_LOCAL_RUNNER = 'FnApiRunner'
 
 
@@ -70,7 +70,9 @@ def parse_options(argv: Sequence[str]) -> PipelineOptions:
 
 def launch(options: PipelineOptions,
            build: Callable[[beam.Pipeline, PipelineOptions], None],
-           *, output_dir: str, progress_plan: Optional[progress.Plan] = None) -> PipelineResult:
+           *,
+           output_dir: str,
+           progress_plan: Optional[progress.Plan] = None) -> PipelineResult:
   """Claims the output folder, builds and runs the pipeline.
 
   Local runs wait, print the summary and raise RunFailed if it says the run
@@ -124,16 +126,23 @@ def print_help(prog: str, description: str, options_classes: Sequence[type]) -> 
   script's help for a known ``prog``, else one built from ``options_classes``."""
   job = cli.JOBS.get(prog)
   if job is None:
+
     def add_flags(parser):
       for options_class in options_classes:
         options_class._add_argparse_args(parser)  # pylint: disable=protected-access
-    job = cli.Job(prog=prog, module='', add_flags=add_flags,
+
+    job = cli.Job(prog=prog,
+                  module='',
+                  add_flags=add_flags,
                   description=description.strip().split('\n\n', 1)[0])
   cli.print_help(job)
 
 
 def main(run: Callable[[Optional[Sequence[str]]], PipelineResult],
-         argv: Optional[Sequence[str]] = None, *, prog: str = '', description: str = '',
+         argv: Optional[Sequence[str]] = None,
+         *,
+         prog: str = '',
+         description: str = '',
          options_classes: Sequence[type] = ()) -> int:
   """Console-script body: --help, logging (``beam_jobs.quiet``), usage errors (exit 2) and
   failed runs (exit 1) as one line on stderr."""

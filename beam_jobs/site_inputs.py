@@ -43,10 +43,10 @@ from transforms.text_lines import ReadLinesWithFileName
 
 class SiteInput(NamedTuple):
   """What ``--input`` resolved to at launch."""
-  format: str                  # jsonl, csv or tfrecord (a file list's files' format)
-  patterns: Tuple[str, ...]    # (--input,), or the files a file list names
-  compression: str             # a Beam CompressionTypes value ('auto': by extension)
-  listed: bool = False         # the patterns come from a file list
+  format: str  # jsonl, csv or tfrecord (a file list's files' format)
+  patterns: Tuple[str, ...]  # (--input,), or the files a file list names
+  compression: str  # a Beam CompressionTypes value ('auto': by extension)
+  listed: bool = False  # the patterns come from a file list
 
   @property
   def text_values(self) -> bool:
@@ -82,7 +82,7 @@ def resolve_input(opts, input_path: Optional[str], output: Optional[str]) -> Opt
     raise UsageError('input_format', str(e)) from e
   if fmt != file_list.FILE_LIST and opts.file_list_format is not None:
     raise UsageError('file_list_format', 'only applies with --input_format=file_list')
-  site_input = SiteInput(fmt, (input_path,), opts.input_compression)
+  site_input = SiteInput(fmt, (input_path, ), opts.input_compression)
   if fmt == file_list.FILE_LIST:
     site_input = _listed(opts, input_path, output)
   if opts.tfrecord_serialized_field is not None:
@@ -102,7 +102,7 @@ def _listed(opts, list_path: str, output: Optional[str]) -> SiteInput:
     raise UsageError('input', str(e)) from e
   except Exception as e:  # pylint: disable=broad-except
     raise UsageError('input', f'cannot read the file list {list_path!r}: '
-                              f'{type(e).__name__}: {e}') from e
+                     f'{type(e).__name__}: {e}') from e
   try:
     fmt = file_list.list_format(files, opts.file_list_format, list_path=list_path)
   except file_list.FileListError as e:
@@ -110,13 +110,21 @@ def _listed(opts, list_path: str, output: Optional[str]) -> SiteInput:
                      str(e)) from e
   if output:
     for _, entry in entries:
-      output_folder.require_outside('output', output, 'input', entry,
+      output_folder.require_outside('output',
+                                    output,
+                                    'input',
+                                    entry,
                                     given=f'{list_path} (entry {entry})')
   return SiteInput(fmt, tuple(files), opts.input_compression, listed=True)
 
 
-def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: str,
-               model_root: Optional[str], max_line_bytes: int, rows_per_chunk: int,
+def read_files(pipeline: beam.Pipeline,
+               site_input: SiteInput,
+               *,
+               site_field: str,
+               model_root: Optional[str],
+               max_line_bytes: int,
+               rows_per_chunk: int,
                serialized_field: Optional[str] = None):
   """``--input`` -> (raw elements, :class:`transforms.site.grouping.GroupedRows`).
 
@@ -128,13 +136,15 @@ def read_files(pipeline: beam.Pipeline, site_input: SiteInput, *, site_field: st
     # Bytes: a line that is not UTF-8 becomes a dead letter, not a failed read;
     # so does a line over max_line_bytes (read as a RefusedLine, never whole).
     if site_input.listed:
-      raw = pipeline | 'ReadLines' >> file_list.ReadJsonLinesFiles(
-          site_input.patterns, max_line_bytes=max_line_bytes, compression=compression,
-          block_lines=LINES_PER_ELEMENT)
+      raw = pipeline | 'ReadLines' >> file_list.ReadJsonLinesFiles(site_input.patterns,
+                                                                   max_line_bytes=max_line_bytes,
+                                                                   compression=compression,
+                                                                   block_lines=LINES_PER_ELEMENT)
     else:
-      raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(
-          site_input.patterns[0], max_line_bytes=max_line_bytes, compression_type=compression,
-          block_lines=LINES_PER_ELEMENT)
+      raw = pipeline | 'ReadLines' >> ReadLinesWithFileName(site_input.patterns[0],
+                                                            max_line_bytes=max_line_bytes,
+                                                            compression_type=compression,
+                                                            block_lines=LINES_PER_ELEMENT)
     grouped = raw | 'GroupRowsBySite' >> GroupRowsBySite(
         site_field, model_root=model_root, json_lines=True, rows_per_chunk=rows_per_chunk)
     return raw, grouped

@@ -105,8 +105,8 @@ def finalize_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
     summary.setdefault(key, 0)
   summary.setdefault('bigquery_rejected', 0)
   summary['model_load_ms_total'] = round(summary.get('model_load_ms_total', 0.0), 1)
-  summary['reconciled'] = (
-      summary['records_read'] == summary['predictions_written'] + summary['failed_total'])
+  summary['reconciled'] = (summary['records_read'] == summary['predictions_written'] +
+                           summary['failed_total'])
   return summary
 
 
@@ -117,7 +117,8 @@ def _dataset_reference(spec: Optional[str], default_project: Optional[str]):
   return bigquery_api.DatasetReference(projectId=project or default_project, datasetId=dataset)
 
 
-def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions,
+def _read_site_rows(pipeline: beam.Pipeline,
+                    options: SitePredictionOptions,
                     plan: Optional[JobPlan] = None):
   """Source -> (raw elements, :class:`transforms.site.grouping.GroupedRows`).
 
@@ -128,14 +129,18 @@ def _read_site_rows(pipeline: beam.Pipeline, options: SitePredictionOptions,
   """
   site_input = (resolve_plan(options) if plan is None else plan).site_input
   if site_input is not None:
-    return site_inputs.read_files(
-        pipeline, site_input, site_field=options.site_field, model_root=options.model_root,
-        max_line_bytes=options.max_line_bytes, rows_per_chunk=options.rows_per_chunk,
-        serialized_field=options.tfrecord_serialized_field)
+    return site_inputs.read_files(pipeline,
+                                  site_input,
+                                  site_field=options.site_field,
+                                  model_root=options.model_root,
+                                  max_line_bytes=options.max_line_bytes,
+                                  rows_per_chunk=options.rows_per_chunk,
+                                  serialized_field=options.tfrecord_serialized_field)
   source = f'bigquery:{options.input_table}' if options.input_table else 'bigquery:query'
   project = options.view_as(GoogleCloudOptions).project
   rows = pipeline | 'ReadRows' >> beam.io.ReadFromBigQuery(
-      table=options.input_table, query=options.input_query,
+      table=options.input_table,
+      query=options.input_query,
       use_standard_sql=True if options.input_query else None,
       selected_fields=split_fields(options.selected_fields) if options.selected_fields else None,
       row_restriction=options.row_restriction,
@@ -157,15 +162,20 @@ def _write_bigquery(predictions, failures, site_lines, opts: SitePredictionOptio
   method = opts.bigquery_write_method
   vertex = bool(opts.output_table) and bigquery_output.is_dataset(opts.output_table)
   tables = bigquery_output.vertex_tables(opts.output_table) if vertex else {
-      'predictions': opts.output_table, 'errors': opts.errors_table}
+      'predictions': opts.output_table,
+      'errors': opts.errors_table
+  }
   if tables['predictions']:
-    rejected.append(predictions | 'WritePredictionsToBigQuery' >> WritePredictionsToBigQuery(
-        tables['predictions'], run_id=run_id, key_field=opts.key_field, method=method,
-        vertex=vertex))
+    rejected.append(
+        predictions
+        | 'WritePredictionsToBigQuery' >> WritePredictionsToBigQuery(tables['predictions'],
+                                                                     run_id=run_id,
+                                                                     key_field=opts.key_field,
+                                                                     method=method,
+                                                                     vertex=vertex))
   if tables['errors']:
     rejected.append(failures | 'WriteDeadLettersToBigQuery' >> WriteDeadLettersToBigQuery(
-        tables['errors'], run_id=run_id, method=method, vertex=vertex,
-        key_field=opts.key_field))
+        tables['errors'], run_id=run_id, method=method, vertex=vertex, key_field=opts.key_field))
   if opts.sites_table:
     rejected.append(site_lines | 'WriteSiteOutcomesToBigQuery' >> WriteSiteOutcomesToBigQuery(
         opts.sites_table, run_id=run_id, method=method))
@@ -178,8 +188,11 @@ def new_run_id() -> str:
   return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()) + '-' + uuid.uuid4().hex[:8]
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
-                   started_at: Optional[float] = None, *, fail_job: Optional[bool] = None,
+def build_pipeline(pipeline: beam.Pipeline,
+                   options: PipelineOptions,
+                   started_at: Optional[float] = None,
+                   *,
+                   fail_job: Optional[bool] = None,
                    plan: Optional[JobPlan] = None) -> None:
   """Adds the whole job to ``pipeline`` (tests pass a TestPipeline).
 
@@ -193,20 +206,21 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   io = options.view_as(JobIOOptions)
   output = io.output
   started_at = time.time() if started_at is None else started_at
-  run_id = opts.run_id or new_run_id()     # the options stay as given
+  run_id = opts.run_id or new_run_id()  # the options stay as given
 
   raw, grouped = _read_site_rows(pipeline, opts, plan)
   inference = grouped.chunks | 'PredictPerSite' >> PredictPerSite(
-      model_root=opts.model_root, signature=opts.signature,
-      model_version=opts.model_version, model_versions=plan.model_versions,
+      model_root=opts.model_root,
+      signature=opts.signature,
+      model_version=opts.model_version,
+      model_versions=plan.model_versions,
       instance_config=plan.instance_config,
       text_values=plan.site_input is not None and plan.site_input.text_values,
       max_models_per_worker=opts.max_models_per_worker,
       max_model_bytes_per_worker=opts.max_model_mb_per_worker << 20)
-  inference = inference._replace(
-      stats=(grouped.stats, inference.stats) | 'GroupAndModelStats' >> beam.Flatten())
-  failures = ((grouped.failed, inference.failed)
-              | 'AllFailures' >> beam.Flatten())
+  inference = inference._replace(stats=(grouped.stats, inference.stats)
+                                 | 'GroupAndModelStats' >> beam.Flatten())
+  failures = ((grouped.failed, inference.failed) | 'AllFailures' >> beam.Flatten())
 
   site_lines = inference.prediction_batches | 'SiteOutcomes' >> reporting.SiteOutcomes(
       failed=failures, model_loads=inference.model_loads)
@@ -218,8 +232,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
   }
   if opts.output_format == AIPLATFORM:
     outputs['errors_stats'] = failures | 'WriteErrorStats' >> WriteErrorStats(output)
-  rejected = _write_bigquery(inference.prediction_batches, failures, site_lines, opts,
-                             run_id)
+  rejected = _write_bigquery(inference.prediction_batches, failures, site_lines, opts, run_id)
   if rejected is not None:
     outputs['bigquery_rejected'] = rejected | 'WriteRejected' >> WriteDeadLetters(
         output, name='bigquery_rejected')
@@ -234,12 +247,20 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
     counted['CountRejected'] = (rejected, run_stats.Count('bigquery_rejected'))
   stats = pipeline | 'RunStats' >> run_stats.RunStats(counted)
   summary = stats | 'WriteSummary' >> WriteRunSummary(
-      output, started_at=started_at, outputs=outputs, finalize=finalize_summary,
-      extra={'run_id': run_id, 'provenance': provenance.site_job(
-          opts, input_path=io.input, max_failed_fraction=io.max_failed_fraction)},
+      output,
+      started_at=started_at,
+      outputs=outputs,
+      finalize=finalize_summary,
+      extra={
+          'run_id': run_id,
+          'provenance': provenance.site_job(
+              opts, input_path=io.input, max_failed_fraction=io.max_failed_fraction)
+      },
       policy=status_policy(io.max_failed_fraction))
   report = summary | 'WriteRunReport' >> reporting.WriteSiteReport(
-      output, prediction_batches=inference.prediction_batches, failed=failures,
+      output,
+      prediction_batches=inference.prediction_batches,
+      failed=failures,
       site_lines=site_lines)
   if fail_job is None:
     fail_job = not runtime.is_local(options)
@@ -249,23 +270,25 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
 
 def status_policy(max_failed_fraction: float) -> StatusPolicy:
   """ok unless nothing was read or predicted, or too many records failed."""
-  return StatusPolicy(read_key='records_read', done_key='predictions_written',
-                      failed_key='failed_total', noun='records', done_verb='predicted',
+  return StatusPolicy(read_key='records_read',
+                      done_key='predictions_written',
+                      failed_key='failed_total',
+                      noun='records',
+                      done_verb='predicted',
                       max_failed_fraction=max_failed_fraction)
 
 
 PROGRESS = progress.Plan(
-    taps=(progress.Tap('RunStats/CountRead', functools.partial(progress.size, measure=records_in,
-                                                               field='records_read')),
-          progress.Tap('RunStats/CountWritten', functools.partial(progress.size,
-                                                         field='predictions_written')),
+    taps=(progress.Tap('RunStats/CountRead',
+                       functools.partial(progress.size, measure=records_in, field='records_read')),
+          progress.Tap('RunStats/CountWritten',
+                       functools.partial(progress.size, field='predictions_written')),
           progress.Tap('WriteDeadLetters', functools.partial(progress.each, field='failed')),
-          progress.Tap('WriteSummary', functools.partial(progress.stats,
-                                                         fields=('sites_seen',)))),
-    fields=(progress.Field('records_read', 'records read', 'records'),
-            progress.Field('sites_seen', 'sites seen'),
-            progress.Field('predictions_written', 'predictions written', 'predictions'),
-            progress.Field('failed', 'failed')))
+          progress.Tap('WriteSummary', functools.partial(progress.stats, fields=('sites_seen', )))),
+    fields=(progress.Field('records_read', 'records read',
+                           'records'), progress.Field('sites_seen', 'sites seen'),
+            progress.Field('predictions_written', 'predictions written',
+                           'predictions'), progress.Field('failed', 'failed')))
 """Progress lines of local runs: what the steps that make summary.json count, as it comes."""
 
 
@@ -278,12 +301,16 @@ def run(argv: Optional[Sequence[str]] = None):
   options = runtime.parse_options(sys.argv[1:] if argv is None else argv)
   opts = options.view_as(SitePredictionOptions)
   plan = validate(opts)
-  return runtime.launch(options, functools.partial(build_pipeline, plan=plan),
-                        output_dir=options.view_as(JobIOOptions).output, progress_plan=PROGRESS)
+  return runtime.launch(options,
+                        functools.partial(build_pipeline, plan=plan),
+                        output_dir=options.view_as(JobIOOptions).output,
+                        progress_plan=PROGRESS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """The console script's run (``beam_jobs.cli.site_predictions`` answers --help first)."""
-  return runtime.main(run, argv, prog='site-predictions', description=__doc__,
-                      options_classes=(SitePredictionOptions,))
-
+  return runtime.main(run,
+                      argv,
+                      prog='site-predictions',
+                      description=__doc__,
+                      options_classes=(SitePredictionOptions, ))

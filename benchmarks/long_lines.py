@@ -50,8 +50,8 @@ def write_short_lines(path: str, count: int) -> None:
   with open(path, 'wb') as f:
     for start in range(0, count, 10000):
       f.write(b''.join(
-          b'{"site_id": "site-%04d", "rid": "r%07d", "x": [%d.25, -1.5, 0.125], "ok": true}\n'
-          % (i % 3000, i, i % 97) for i in range(start, min(count, start + 10000))))
+          b'{"site_id": "site-%04d", "rid": "r%07d", "x": [%d.25, -1.5, 0.125], "ok": true}\n' %
+          (i % 3000, i, i % 97) for i in range(start, min(count, start + 10000))))
 
 
 def measure(reader: str, path: str, max_line_bytes: int) -> None:
@@ -75,16 +75,26 @@ def measure(reader: str, path: str, max_line_bytes: int) -> None:
     refused += not isinstance(line, bytes)
   seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
   rss_added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
-  print(json.dumps({'seconds': seconds, 'cpu_seconds': cpu, 'lines': lines,
-                    'refused': refused, 'rss_added_mb': rss_added / 1024}))
+  print(
+      json.dumps({
+          'seconds': seconds,
+          'cpu_seconds': cpu,
+          'lines': lines,
+          'refused': refused,
+          'rss_added_mb': rss_added / 1024
+      }))
 
 
 def run_child(reader: str, path: str, max_line_bytes: int, timeout: float):
   """Figures of one read in a fresh process, or None when it ran past ``timeout``."""
   try:
     done = subprocess.run(
-        [sys.executable, __file__, '--measure', reader, path, str(max_line_bytes)],
-        check=True, capture_output=True, text=True, timeout=timeout)
+        [sys.executable, __file__, '--measure', reader, path,
+         str(max_line_bytes)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout)
   except subprocess.TimeoutExpired:
     return None
   return json.loads(done.stdout.strip().splitlines()[-1])
@@ -104,13 +114,20 @@ def fastest(runs):
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  parser.add_argument('--beam_timeout', type=float, default=600,
+  parser.add_argument('--beam_timeout',
+                      type=float,
+                      default=600,
                       help='Seconds before a Beam read is stopped (default: 600).')
-  parser.add_argument('--repeats', type=int, default=3,
+  parser.add_argument('--repeats',
+                      type=int,
+                      default=3,
                       help='Reads per reader and case; the fastest counts (default: 3).')
-  parser.add_argument('--beam_all', action='store_true',
+  parser.add_argument('--beam_all',
+                      action='store_true',
                       help="Also time Beam's reader on the 200 MB line (quadratic: very slow).")
-  parser.add_argument('--measure', nargs=3, metavar=('READER', 'PATH', 'MAX_LINE_BYTES'),
+  parser.add_argument('--measure',
+                      nargs=3,
+                      metavar=('READER', 'PATH', 'MAX_LINE_BYTES'),
                       help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.measure:
@@ -121,10 +138,12 @@ def main(argv=None) -> int:
   from transforms.text_lines import DEFAULT_MAX_LINE_BYTES  # pylint: disable=import-outside-toplevel
   raised = 256 << 20
   with tempfile.TemporaryDirectory(prefix='long-lines-') as folder:
-    files = {'line-10MB': os.path.join(folder, 'line-10MB.jsonl'),
-             'line-50MB': os.path.join(folder, 'line-50MB.jsonl'),
-             'line-200MB': os.path.join(folder, 'line-200MB.jsonl'),
-             'short-1M': os.path.join(folder, 'short-1M.jsonl')}
+    files = {
+        'line-10MB': os.path.join(folder, 'line-10MB.jsonl'),
+        'line-50MB': os.path.join(folder, 'line-50MB.jsonl'),
+        'line-200MB': os.path.join(folder, 'line-200MB.jsonl'),
+        'short-1M': os.path.join(folder, 'short-1M.jsonl')
+    }
     write_long_line(files['line-10MB'], 10 * MB)
     write_long_line(files['line-50MB'], 50 * MB)
     write_long_line(files['line-200MB'], 200 * MB)

@@ -10,11 +10,11 @@ _PAGE_BYTES = os.sysconf('SC_PAGE_SIZE')
 class RunStats(NamedTuple):
   """One measured run."""
   wall_s: float
-  peak_tree_rss_mb: float      # peak of the summed RSS of the process and its descendants
-  peak_process_rss_mb: float   # largest single-process peak RSS (getrusage via wait4)
+  peak_tree_rss_mb: float  # peak of the summed RSS of the process and its descendants
+  peak_process_rss_mb: float  # largest single-process peak RSS (getrusage via wait4)
   returncode: int
   log_tail: str
-  cpu_s: float = 0.0           # user + system CPU seconds of the process and its waited-for children
+  cpu_s: float = 0.0  # user + system CPU seconds of the process and its waited-for children
 
 
 def descendants(pid: int) -> List[int]:
@@ -28,7 +28,7 @@ def descendants(pid: int) -> List[int]:
         with open(f'/proc/{current}/task/{task}/children', encoding='ascii') as f:
           queue.extend(int(child) for child in f.read().split())
     except OSError:
-      continue   # exited meanwhile
+      continue  # exited meanwhile
   return found
 
 
@@ -43,8 +43,12 @@ def tree_rss_bytes(pid: int) -> int:
   return total
 
 
-def run_measured(command: Sequence[str], *, env: Dict[str, str], cwd: str,
-                 log_path: str, poll_s: float = 0.1) -> RunStats:
+def run_measured(command: Sequence[str],
+                 *,
+                 env: Dict[str, str],
+                 cwd: str,
+                 log_path: str,
+                 poll_s: float = 0.1) -> RunStats:
   """Runs ``command``; polls its process tree's RSS until it exits."""
   started = time.perf_counter()
   with open(log_path, 'wb') as log:

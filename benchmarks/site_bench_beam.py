@@ -45,9 +45,10 @@ class SavedModelHandler(ModelHandler[Dict[str, Any], PredictionResult, Any]):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     return tf.saved_model.load(self._path).signatures['serving_default']
 
-  def run_inference(self, batch: Sequence[Dict[str, Any]], model,
-                    inference_args: Optional[Dict[str, Any]] = None
-                    ) -> Iterable[PredictionResult]:
+  def run_inference(self,
+                    batch: Sequence[Dict[str, Any]],
+                    model,
+                    inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     _, specs = model.structured_input_signature
     feed = {}
@@ -55,8 +56,12 @@ class SavedModelHandler(ModelHandler[Dict[str, Any], PredictionResult, Any]):
       values = np.asarray([row[name] for row in batch], spec.dtype.as_numpy_dtype)
       feed[name] = tf.constant(values.reshape([-1] + spec.shape.as_list()[1:]))
     outputs = {name: value.numpy() for name, value in model(**feed).items()}
-    return [PredictionResult(row, {name: value[i].tolist() for name, value in outputs.items()})
-            for i, row in enumerate(batch)]
+    return [
+        PredictionResult(row, {
+            name: value[i].tolist()
+            for name, value in outputs.items()
+        }) for i, row in enumerate(batch)
+    ]
 
 
 def model_folder(model_root: str, site: str) -> str:
@@ -67,17 +72,27 @@ def model_folder(model_root: str, site: str) -> str:
 
 def format_line(element) -> str:
   site, result = element
-  return json.dumps({'site_id': site, 'key': result.example.get('reading_id'),
-                     'prediction': result.inference}, separators=(',', ':'))
+  return json.dumps(
+      {
+          'site_id': site,
+          'key': result.example.get('reading_id'),
+          'prediction': result.inference
+      },
+      separators=(',', ':'))
 
 
-def run(input_glob: str, model_root: str, output_prefix: str, sites: List[str],
-        max_models: int, grouped: bool = True) -> None:
-  handler = KeyedModelHandler(
-      [KeyModelMapping([site], SavedModelHandler(model_folder(model_root, site)))
-       for site in sites],
-      max_models_per_worker_hint=max_models)
-  options = PipelineOptions(runner='DirectRunner', direct_num_workers=1,
+def run(input_glob: str,
+        model_root: str,
+        output_prefix: str,
+        sites: List[str],
+        max_models: int,
+        grouped: bool = True) -> None:
+  handler = KeyedModelHandler([
+      KeyModelMapping([site], SavedModelHandler(model_folder(model_root, site))) for site in sites
+  ],
+                              max_models_per_worker_hint=max_models)
+  options = PipelineOptions(runner='DirectRunner',
+                            direct_num_workers=1,
                             direct_running_mode='in_memory')
   with beam.Pipeline(options=options) as pipeline:
     rows = (pipeline
@@ -99,15 +114,21 @@ def main(argv=None) -> int:
   parser.add_argument('input_glob')
   parser.add_argument('model_root')
   parser.add_argument('output_prefix')
-  parser.add_argument('--sites', type=int, required=True,
+  parser.add_argument('--sites',
+                      type=int,
+                      required=True,
                       help='Sites site-00000 .. site-{N-1} (every site the input holds).')
-  parser.add_argument('--max_models', type=int, required=True,
-                      help='max_models_per_worker_hint.')
-  parser.add_argument('--ungrouped', action='store_true',
+  parser.add_argument('--max_models', type=int, required=True, help='max_models_per_worker_hint.')
+  parser.add_argument('--ungrouped',
+                      action='store_true',
                       help='Do not group rows by site before RunInference.')
   args = parser.parse_args(argv)
   sites = [f'site-{i:05d}' for i in range(args.sites)]
-  run(args.input_glob, args.model_root, args.output_prefix, sites, args.max_models,
+  run(args.input_glob,
+      args.model_root,
+      args.output_prefix,
+      sites,
+      args.max_models,
       grouped=not args.ungrouped)
   return 0
 

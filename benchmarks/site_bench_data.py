@@ -54,13 +54,18 @@ class Job(NamedTuple):
   sites: List[Tuple[int, int, str]]
 
 
-def _loop(how: str, indices: range, architecture=lambda i: 'energy', version: int = 1,
+def _loop(how: str,
+          indices: range,
+          architecture=lambda i: 'energy',
+          version: int = 1,
           workers: int = WORKERS) -> List[Job]:
   """A training loop over ``indices``, cut into ``workers`` contiguous loops run in parallel."""
   indices = list(indices)
   step = max(1, -(-len(indices) // workers))
-  return [Job(how, [(i, version, architecture(i)) for i in indices[k:k + step]])
-          for k in range(0, len(indices), step)]
+  return [
+      Job(how, [(i, version, architecture(i)) for i in indices[k:k + step]])
+      for k in range(0, len(indices), step)
+  ]
 
 
 def plan(style: str, start: int, stop: int) -> List[List[Job]]:
@@ -71,8 +76,10 @@ def plan(style: str, start: int, stop: int) -> List[List[Job]]:
   if style == 'loop-generated':
     return [_loop('keras-generated', sites)]
   if style == 'processes':
-    return [[Job('keras-fresh', [(i, 1, 'energy') for i in sites if i % PROCESSES == p])
-             for p in range(PROCESSES) if any(i % PROCESSES == p for i in sites)]]
+    return [[
+        Job('keras-fresh', [(i, 1, 'energy') for i in sites if i % PROCESSES == p])
+        for p in range(PROCESSES) if any(i % PROCESSES == p for i in sites)
+    ]]
   if style == 'module':
     return [_loop('module', sites)]
   if style == 'versions':
@@ -111,8 +118,8 @@ def _run_jobs(root: str, jobs: List[Job], workers: int) -> None:
         spec = os.path.join(tmp, f'job-{k}.json')
         with open(spec, 'w', encoding='utf-8') as f:
           json.dump({'how': job.how, 'root': root, 'sites': job.sites}, f)
-        running.append((job, subprocess.Popen([sys.executable, script, spec],
-                                              env=child_env(), cwd=REPO)))
+        running.append(
+            (job, subprocess.Popen([sys.executable, script, spec], env=child_env(), cwd=REPO)))
       job, proc = running.pop(0)
       if proc.wait() != 0:
         raise RuntimeError(f'exporting {len(job.sites)} {job.how} sites failed '
@@ -131,8 +138,10 @@ def model_root(data_dir: str, style: str, sites: int, workers: int = WORKERS) ->
   if have == 0:
     shutil.rmtree(root, ignore_errors=True)
   os.makedirs(root, exist_ok=True)
-  print(f'  exporting sites {have}..{sites - 1} of style {style} '
-        f'({workers} worker processes at a time)', flush=True)
+  print(
+      f'  exporting sites {have}..{sites - 1} of style {style} '
+      f'({workers} worker processes at a time)',
+      flush=True)
   for phase in plan(style, have, sites):
     _run_jobs(root, phase, workers)
   with open(os.path.join(root, _COUNT), 'w', encoding='ascii') as f:
@@ -148,8 +157,9 @@ def input_dir(data_dir: str, sites: int, rows: int, files: int = 8) -> str:
   shutil.rmtree(folder, ignore_errors=True)
   os.makedirs(folder)
   rng = np.random.default_rng(rows)
-  outs = [open(os.path.join(folder, f'part-{k:02d}.jsonl'), 'w', encoding='utf-8')
-          for k in range(files)]
+  outs = [
+      open(os.path.join(folder, f'part-{k:02d}.jsonl'), 'w', encoding='utf-8') for k in range(files)
+  ]
   try:
     n = 0
     for hour in range(rows):
@@ -158,10 +168,15 @@ def input_dir(data_dir: str, sites: int, rows: int, files: int = 8) -> str:
       area = rng.integers(300, 5000, sites)
       for i in range(sites):
         site = site_name(i)
-        outs[n % files].write(json.dumps({
-            'site_id': site, 'reading_id': f'{site}-h{hour:04d}', 'hour': hour,
-            'temperature_c': float(temperature[i]), 'occupancy': float(occupancy[i]),
-            'floor_area_m2': int(area[i])}) + '\n')
+        outs[n % files].write(
+            json.dumps({
+                'site_id': site,
+                'reading_id': f'{site}-h{hour:04d}',
+                'hour': hour,
+                'temperature_c': float(temperature[i]),
+                'occupancy': float(occupancy[i]),
+                'floor_area_m2': int(area[i])
+            }) + '\n')
         n += 1
   finally:
     for f in outs:

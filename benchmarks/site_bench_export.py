@@ -61,9 +61,11 @@ def build_keras(architecture: str, rng: np.random.Generator, *, named: bool):
   """A fresh Keras functional model with this site's weights."""
   import keras  # pylint: disable=import-outside-toplevel
   normalize, hidden = layers_of(architecture)
+
   def name(text: str) -> Optional[str]:
     return text if named else None
-  inputs = {n: keras.Input(shape=(1,), name=n) for n in FEATURES}
+
+  inputs = {n: keras.Input(shape=(1, ), name=n) for n in FEATURES}
   x = keras.layers.Concatenate(name=name('features'))([inputs[n] for n in FEATURES])
   if normalize:
     x = keras.layers.Normalization(mean=list(MEAN), variance=list(VARIANCE), name=name('scale'))(x)
@@ -77,9 +79,8 @@ def build_keras(architecture: str, rng: np.random.Generator, *, named: bool):
   for layer in dense:
     kernel, bias = layer.get_weights()
     scale = 1.0 if normalize or layer is not dense[0] else 1e-2
-    layer.set_weights([
-        (rng.normal(0, scale / np.sqrt(fan_in), kernel.shape)).astype(np.float32),
-        rng.normal(0, 1, bias.shape).astype(np.float32)])
+    layer.set_weights([(rng.normal(0, scale / np.sqrt(fan_in), kernel.shape)).astype(np.float32),
+                       rng.normal(0, 1, bias.shape).astype(np.float32)])
     fan_in = kernel.shape[1]
   return model
 
@@ -93,9 +94,9 @@ def save_module(architecture: str, rng: np.random.Generator, path: str) -> None:
   fan_in = 3
   for units, activation in hidden + [(1, None)]:
     scale = 1.0 if normalize or module.layers else 1e-2
-    module.layers.append((
-        tf.Variable(rng.normal(0, scale / np.sqrt(fan_in), (fan_in, units)).astype(np.float32)),
-        tf.Variable(rng.normal(0, 1, (units,)).astype(np.float32))))
+    module.layers.append(
+        (tf.Variable(rng.normal(0, scale / np.sqrt(fan_in), (fan_in, units)).astype(np.float32)),
+         tf.Variable(rng.normal(0, 1, (units, )).astype(np.float32))))
     fan_in = units
   activations = [a for _, a in hidden] + [None]
   mean = tf.constant(MEAN, tf.float32)

@@ -32,8 +32,8 @@ def run(input_glob: str, model_root: str, output_file: str, key_field: str = 're
   written = 0
   with open(output_file, 'w', encoding='utf-8') as out:
     for site, rows in rows_by_site.items():
-      signature = tf.saved_model.load(
-          _highest_version(os.path.join(model_root, site))).signatures['serving_default']
+      signature = tf.saved_model.load(_highest_version(os.path.join(
+          model_root, site))).signatures['serving_default']
       _, specs = signature.structured_input_signature
       feed = {}
       for name, spec in specs.items():
@@ -41,10 +41,18 @@ def run(input_glob: str, model_root: str, output_file: str, key_field: str = 're
         feed[name] = tf.constant(values.reshape([-1] + spec.shape.as_list()[1:]))
       outputs = {name: value.numpy() for name, value in signature(**feed).items()}
       for i, row in enumerate(rows):
-        out.write(json.dumps({
-            'site_id': site, 'key': row.get(key_field), 'instance': row,
-            'prediction': {name: value[i].tolist() for name, value in outputs.items()},
-        }, separators=(',', ':')) + '\n')
+        out.write(
+            json.dumps(
+                {
+                    'site_id': site,
+                    'key': row.get(key_field),
+                    'instance': row,
+                    'prediction': {
+                        name: value[i].tolist()
+                        for name, value in outputs.items()
+                    },
+                },
+                separators=(',', ':')) + '\n')
         written += 1
   return written
 

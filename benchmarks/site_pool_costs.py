@@ -47,37 +47,43 @@ def main(argv=None) -> int:
   sites = sorted(s for s in os.listdir(args.model_root)
                  if os.path.isdir(os.path.join(args.model_root, s)))[:args.sites]
   rng = np.random.default_rng(0)
-  rows = [{'temperature_c': float(rng.normal(15, 9)), 'occupancy': float(rng.uniform()),
-           'floor_area_m2': int(rng.integers(300, 5000))} for _ in range(args.rows)]
+  rows = [{
+      'temperature_c': float(rng.normal(15, 9)),
+      'occupancy': float(rng.uniform()),
+      'floor_area_m2': int(rng.integers(300, 5000))
+  } for _ in range(args.rows)]
   warm = SiteModelPool(model_root=args.model_root, signature='serving_default')
-  warm.get(sites[0]).model.predict(rows)   # TF's one-time start-up costs
+  warm.get(sites[0]).model.predict(rows)  # TF's one-time start-up costs
   print(f'{len(sites)} sites of {args.model_root}, {args.rows} rows each')
   print(f'{"step":<34}{"cpu_ms":>9}{"wall_ms":>9}   (per site)')
   locations = {}
   _timed('locate', sites, lambda s: locations.__setitem__(s, locate(args.model_root, s)))
   found = {}
-  _timed('parse + architecture key', sites, lambda s: found.__setitem__(
-      s, architecture_key.read_architecture(locations[s].path, 'serving_default')))
+  _timed(
+      'parse + architecture key', sites, lambda s: found.__setitem__(
+          s, architecture_key.read_architecture(locations[s].path, 'serving_default')))
   known = KnownFunctions()
-  _timed('  the same, architectures known', sites, lambda s: architecture_key.read_architecture(
-      locations[s].path, 'serving_default', known=known))
+  _timed(
+      '  the same, architectures known', sites, lambda s: architecture_key.read_architecture(
+          locations[s].path, 'serving_default', known=known))
   _timed('read variables', sites,
          lambda s: variable_restore.read_weights(locations[s].path, found[s]))
   pool = SiteModelPool(model_root=args.model_root, signature='serving_default')
   models = {}
   _timed('pool.get (whole load)', sites, lambda s: models.__setitem__(s, pool.get(s).model))
-  evicted = sites[:len(sites) - pool.size]   # least recently used first
+  evicted = sites[:len(sites) - pool.size]  # least recently used first
   if evicted:
     _timed(f'pool.get (reload of {len(evicted)} evicted)', evicted, pool.get)
-  _timed(f'predict {args.rows} rows (first call)', sites[-256:],
-         lambda s: models[s].predict(rows))
+  _timed(f'predict {args.rows} rows (first call)', sites[-256:], lambda s: models[s].predict(rows))
   _timed(f'predict {args.rows} rows (again)', sites[-256:], lambda s: models[s].predict(rows))
   fast = sum(1 for m in models.values() if getattr(m, 'fast_path', False))
   print(f'fast path: {fast} of {len(sites)} sites; pool holds {pool.size}, '
         f'{pool.num_graphs} graphs')
   if args.naive:
-    feed = {n: tf.constant(np.asarray([[r[n]] for r in rows], np.float32))
-            for n in ('temperature_c', 'occupancy', 'floor_area_m2')}
+    feed = {
+        n: tf.constant(np.asarray([[r[n]] for r in rows], np.float32))
+        for n in ('temperature_c', 'occupancy', 'floor_area_m2')
+    }
     _timed('naive: tf.saved_model.load + call', sites[:args.naive],
            lambda s: tf.saved_model.load(locations[s].path).signatures['serving_default'](**feed))
   return 0

@@ -63,31 +63,46 @@ def _script(name: str) -> str:
 
 def _naive(models: str, inputs: str, out: str) -> RunStats:
   os.makedirs(out, exist_ok=True)
-  return run_measured(
-      [sys.executable, _script('site_bench_naive.py'), os.path.join(inputs, '*.jsonl'), models,
-       os.path.join(out, 'predictions.jsonl')],
-      env=site_bench_data.child_env(), cwd=REPO, log_path=out + '.log')
+  return run_measured([
+      sys.executable,
+      _script('site_bench_naive.py'),
+      os.path.join(inputs, '*.jsonl'), models,
+      os.path.join(out, 'predictions.jsonl')
+  ],
+                      env=site_bench_data.child_env(),
+                      cwd=REPO,
+                      log_path=out + '.log')
 
 
-def _pipeline(config: str, models: str, inputs: str, out: str,
+def _pipeline(config: str,
+              models: str,
+              inputs: str,
+              out: str,
               rows_per_chunk: Optional[int] = None) -> RunStats:
   command = [
       sys.executable, '-m', 'beam_jobs.site_predictions',
-      f'--input={os.path.join(inputs, "*.jsonl")}', f'--model_root={models}',
-      f'--output={out}', '--key_field=reading_id', '--runner=DirectRunner',
-      *PIPELINE_CONFIGS[config]]
+      f'--input={os.path.join(inputs, "*.jsonl")}', f'--model_root={models}', f'--output={out}',
+      '--key_field=reading_id', '--runner=DirectRunner', *PIPELINE_CONFIGS[config]
+  ]
   if rows_per_chunk:
     command.append(f'--rows_per_chunk={rows_per_chunk}')
-  return run_measured(command, env=site_bench_data.child_env(), cwd=REPO,
+  return run_measured(command,
+                      env=site_bench_data.child_env(),
+                      cwd=REPO,
                       log_path=out.rstrip('/') + '.log')
 
 
 def _beam(max_models: int, sites: int, models: str, inputs: str, out: str) -> RunStats:
   os.makedirs(out, exist_ok=True)
-  return run_measured(
-      [sys.executable, _script('site_bench_beam.py'), os.path.join(inputs, '*.jsonl'), models,
-       os.path.join(out, 'predictions'), f'--sites={sites}', f'--max_models={max_models}'],
-      env=site_bench_data.child_env(), cwd=REPO, log_path=out + '.log')
+  return run_measured([
+      sys.executable,
+      _script('site_bench_beam.py'),
+      os.path.join(inputs, '*.jsonl'), models,
+      os.path.join(out, 'predictions'), f'--sites={sites}', f'--max_models={max_models}'
+  ],
+                      env=site_bench_data.child_env(),
+                      cwd=REPO,
+                      log_path=out + '.log')
 
 
 def _predictions(files: List[str]) -> Dict[str, dict]:
@@ -220,8 +235,10 @@ def memory_curve(args) -> None:
       if os.path.exists(out + '.log'):
         os.remove(out + '.log')
     status = '' if stats.returncode == 0 else f'  FAILED: {stats.log_tail[-500:]}'
-    print(f'{sites:>6}{sites * args.rows:>9}{stats.wall_s:9.1f}'
-          f'{stats.peak_tree_rss_mb:11.0f}{stats.peak_process_rss_mb:11.0f}{status}', flush=True)
+    print(
+        f'{sites:>6}{sites * args.rows:>9}{stats.wall_s:9.1f}'
+        f'{stats.peak_tree_rss_mb:11.0f}{stats.peak_process_rss_mb:11.0f}{status}',
+        flush=True)
 
 
 def _cases(text: str) -> List[Tuple[str, int]]:
@@ -237,17 +254,23 @@ def _cases(text: str) -> List[Tuple[str, int]]:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--cases', default=DEFAULT_CASES,
+  parser.add_argument('--cases',
+                      default=DEFAULT_CASES,
                       help='Comma-separated STYLE@SITES (default: every style at 300 sites).')
   parser.add_argument('--rows', type=int, default=100, help='Rows per site (default 100).')
-  parser.add_argument('--runs', default=DEFAULT_RUNS,
-                      help='Comma-separated runs: naive, ' + ', '.join(PIPELINE_CONFIGS)
-                           + ', beam-all, beam-H (default: %(default)s).')
-  parser.add_argument('--rows_per_chunk', type=int, default=None,
+  parser.add_argument('--runs',
+                      default=DEFAULT_RUNS,
+                      help='Comma-separated runs: naive, ' + ', '.join(PIPELINE_CONFIGS) +
+                      ', beam-all, beam-H (default: %(default)s).')
+  parser.add_argument('--rows_per_chunk',
+                      type=int,
+                      default=None,
                       help='Passed to the pipeline (default: the job default).')
-  parser.add_argument('--memory_curve', default='',
+  parser.add_argument('--memory_curve',
+                      default='',
                       help='Comma-separated site counts for a peak-RSS curve, e.g. 300,1000,3000.')
-  parser.add_argument('--data_dir', default=site_bench_data.DEFAULT_DATA_DIR,
+  parser.add_argument('--data_dir',
+                      default=site_bench_data.DEFAULT_DATA_DIR,
                       help='Cache folder for generated models and inputs (default: %(default)s).')
   parser.add_argument('--keep_outputs', action='store_true', help='Keep the runs\' logs.')
   args = parser.parse_args(argv)

@@ -41,20 +41,28 @@ MODES = {
 
 
 def _pipeline(mode: str, models: str, inputs: str, out: str, extra: List[str]) -> RunStats:
-  command = [sys.executable, '-m', 'beam_jobs.site_predictions',
-             f'--input={os.path.join(inputs, "*.jsonl")}', f'--model_root={models}',
-             f'--output={out}', '--key_field=reading_id', '--runner=DirectRunner',
-             *MODES[mode], *extra]
-  return run_measured(command, env=site_bench_data.child_env(), cwd=REPO,
+  command = [
+      sys.executable, '-m', 'beam_jobs.site_predictions',
+      f'--input={os.path.join(inputs, "*.jsonl")}', f'--model_root={models}', f'--output={out}',
+      '--key_field=reading_id', '--runner=DirectRunner', *MODES[mode], *extra
+  ]
+  return run_measured(command,
+                      env=site_bench_data.child_env(),
+                      cwd=REPO,
                       log_path=out.rstrip('/') + '.log')
 
 
 def _naive(models: str, inputs: str, out: str) -> RunStats:
   os.makedirs(out, exist_ok=True)
-  return run_measured(
-      [sys.executable, os.path.join(REPO, 'benchmarks', 'site_bench_naive.py'),
-       os.path.join(inputs, '*.jsonl'), models, os.path.join(out, 'predictions.jsonl')],
-      env=site_bench_data.child_env(), cwd=REPO, log_path=out + '.log')
+  return run_measured([
+      sys.executable,
+      os.path.join(REPO, 'benchmarks', 'site_bench_naive.py'),
+      os.path.join(inputs, '*.jsonl'), models,
+      os.path.join(out, 'predictions.jsonl')
+  ],
+                      env=site_bench_data.child_env(),
+                      cwd=REPO,
+                      log_path=out + '.log')
 
 
 def _count_lines(pattern: str) -> int:
@@ -74,7 +82,8 @@ def _slope_us(walls: Dict[int, float]) -> float:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--sizes', default='20000,200000',
+  parser.add_argument('--sizes',
+                      default='20000,200000',
                       help='Row counts, comma-separated (at least two for a slope).')
   parser.add_argument('--sites', type=int, default=1, help='Sites the rows are spread over.')
   parser.add_argument('--style', default='module', choices=site_bench_data.STYLES)
@@ -104,11 +113,13 @@ def main(argv=None) -> int:
           print(f'{name} at {rows} rows failed (exit {stats.returncode}):\n{stats.log_tail}')
           failed = True
           continue
-        pattern = (os.path.join(out, 'predictions', '*') if name == 'pipeline'
-                   else os.path.join(out, 'predictions.jsonl'))
+        pattern = (os.path.join(out, 'predictions', '*') if name == 'pipeline' else os.path.join(
+            out, 'predictions.jsonl'))
         written = _count_lines(pattern)
-        print(f'{name} {rows} rows: {stats.wall_s:.2f} s wall, {stats.cpu_s:.2f} s cpu, '
-              f'{written} predictions{"" if written == rows else " MISMATCH"}', flush=True)
+        print(
+            f'{name} {rows} rows: {stats.wall_s:.2f} s wall, {stats.cpu_s:.2f} s cpu, '
+            f'{written} predictions{"" if written == rows else " MISMATCH"}',
+            flush=True)
         failed |= written != rows
         walls[name][rows] = stats.wall_s
         cpus[name][rows] = stats.cpu_s
@@ -117,8 +128,8 @@ def main(argv=None) -> int:
     print()
     print(f'{args.sites} site(s), style {args.style}, pipeline {args.mode}')
     sizes = sorted(walls['pipeline'])
-    print(' '.join([f'{"run":<10}'] + [f'{f"{n} rows s":>15}' for n in sizes]
-                   + [f'{"us/row":>12}', f'{"cpu us/row":>12}', f'{"x naive":>9}']))
+    print(' '.join([f'{"run":<10}'] + [f'{f"{n} rows s":>15}' for n in sizes] +
+                   [f'{"us/row":>12}', f'{"cpu us/row":>12}', f'{"x naive":>9}']))
     naive_slope = _slope_us(walls['naive']) if walls['naive'] else None
     for name, by_size in walls.items():
       if not by_size:
@@ -127,13 +138,19 @@ def main(argv=None) -> int:
       ratio = f'{slope / naive_slope:.2f}' if naive_slope else '-'
       # Columns are joined by a space so that a negative slope (noise larger than the
       # per-row cost at small sizes) never runs into the column before it.
-      print(' '.join([f'{name:<10}'] + [f'{by_size[n]:>15.2f}' for n in sorted(by_size)]
-                     + [f'{slope:>12.2f}', f'{_slope_us(cpus[name]):>12.2f}', f'{ratio:>9}']))
+      print(' '.join([f'{name:<10}'] + [f'{by_size[n]:>15.2f}' for n in sorted(by_size)] +
+                     [f'{slope:>12.2f}', f'{_slope_us(cpus[name]):>12.2f}', f'{ratio:>9}']))
     if any(_slope_us(by_size) <= 0 for by_size in walls.values() if by_size):
       print('note: a per-row slope <= 0 means start-up noise exceeds the per-row cost at '
             'these sizes; use larger --sizes')
-    print(json.dumps({name: {str(k): round(v, 3) for k, v in by_size.items()}
-                      for name, by_size in walls.items()}))
+    print(
+        json.dumps({
+            name: {
+                str(k): round(v, 3)
+                for k, v in by_size.items()
+            }
+            for name, by_size in walls.items()
+        }))
   finally:
     if args.keep:
       print(f'outputs kept in {work}')

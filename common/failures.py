@@ -16,11 +16,11 @@ retries.
 from typing import Any
 
 # Stages: where a record was refused.
-PARSE = 'parse'                    # the record is not a usable instance (either job: its bytes)
-KEY_BY_SITE = 'key_by_site'        # no usable site for the record
-DECODE = 'decode'                  # an image that cannot be decoded
-PREDICT = 'predict'                # the model step: locating, loading or running the model
-ANNOTATE = 'annotate'              # drawing or writing an annotated copy
+PARSE = 'parse'  # the record is not a usable instance (either job: its bytes)
+KEY_BY_SITE = 'key_by_site'  # no usable site for the record
+DECODE = 'decode'  # an image that cannot be decoded
+PREDICT = 'predict'  # the model step: locating, loading or running the model
+ANNOTATE = 'annotate'  # drawing or writing an annotated copy
 WRITE_BIGQUERY = 'write_bigquery'  # BigQuery refused the output row
 
 # Reasons: reading and parsing records.

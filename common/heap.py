@@ -21,8 +21,7 @@ what is collected among the objects made after set-up.
 """
 import gc
 
-__all__ = ['defer_collection', 'freeze_set_up_objects', 'freeze_worker_set_up',
-           'resume_collection']
+__all__ = ['defer_collection', 'freeze_set_up_objects', 'freeze_worker_set_up', 'resume_collection']
 
 
 def defer_collection() -> None:

@@ -231,9 +231,8 @@ def write_bytes(path: str, data: bytes, mime_type: str = 'application/octet-stre
   """Writes ``data`` to ``path`` in one create (atomic on GCS, parents made locally)."""
   if is_local(path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with FileSystems.create(
-      path, mime_type=mime_type,
-      compression_type=CompressionTypes.UNCOMPRESSED) as f:
+  with FileSystems.create(path, mime_type=mime_type,
+                          compression_type=CompressionTypes.UNCOMPRESSED) as f:
     f.write(data)
 
 

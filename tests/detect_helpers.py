@@ -26,9 +26,12 @@ def model_dir() -> str:
 
 def darknet_flags(root: str = None) -> List[str]:
   root = root or model_dir()
-  return ['--model_config', os.path.join(root, 'yolov3-tiny.cfg'),
-          '--model_weights', os.path.join(root, 'yolov3-tiny.weights'),
-          '--class_names', os.path.join(root, 'coco.names')]
+  return [
+      '--model_config',
+      os.path.join(root, 'yolov3-tiny.cfg'), '--model_weights',
+      os.path.join(root, 'yolov3-tiny.weights'), '--class_names',
+      os.path.join(root, 'coco.names')
+  ]
 
 
 def coffee() -> np.ndarray:
@@ -59,8 +62,8 @@ def png_header_only(path: pathlib.Path, width: int, height: int) -> pathlib.Path
   """A 60-byte PNG claiming ``width x height`` pixels (a decompression bomb's header)."""
   ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_bytes(b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', ihdr) + _chunk(b'IDAT', zlib.compress(b''))
-                   + _chunk(b'IEND', b''))
+  path.write_bytes(b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', ihdr) +
+                   _chunk(b'IDAT', zlib.compress(b'')) + _chunk(b'IEND', b''))
   return path
 
 
@@ -70,8 +73,8 @@ def png_rgb16(path: pathlib.Path, array: np.ndarray) -> pathlib.Path:
   rows = b''.join(b'\x00' + array[y].astype('>u2').tobytes() for y in range(height))
   ihdr = struct.pack('>IIBBBBB', width, height, 16, 2, 0, 0, 0)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_bytes(b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', ihdr)
-                   + _chunk(b'IDAT', zlib.compress(rows)) + _chunk(b'IEND', b''))
+  path.write_bytes(b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', ihdr) +
+                   _chunk(b'IDAT', zlib.compress(rows)) + _chunk(b'IEND', b''))
   return path
 
 

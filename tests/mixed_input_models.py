@@ -28,11 +28,19 @@ class _Mixed(tf.Module):
     self.scale = tf.Variable(np.asarray([2.0, -1.0], np.float32))
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.float32, name='a'), tf.TensorSpec([None], tf.int64, name='b'),
-      tf.TensorSpec([None], tf.string, name='s'), tf.TensorSpec([None, 2], tf.float32, name='v')])
+      tf.TensorSpec([None], tf.float32, name='a'),
+      tf.TensorSpec([None], tf.int64, name='b'),
+      tf.TensorSpec([None], tf.string, name='s'),
+      tf.TensorSpec([None, 2], tf.float32, name='v')
+  ])
   def serve(self, a, b, s, v):
-    return {'ax': a * 3.0 + 1.0, 'half': _half(a), 'b2': b * 2,
-            'slen': tf.strings.length(s), 'vy': v * self.scale + 0.5}
+    return {
+        'ax': a * 3.0 + 1.0,
+        'half': _half(a),
+        'b2': b * 2,
+        'slen': tf.strings.length(s),
+        'vy': v * self.scale + 0.5
+    }
 
 
 class _Numeric(tf.Module):
@@ -43,8 +51,10 @@ class _Numeric(tf.Module):
     self.scale = tf.Variable(np.asarray([2.0, -1.0], np.float32))
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.float32, name='a'), tf.TensorSpec([None], tf.int64, name='b'),
-      tf.TensorSpec([None, 2], tf.float32, name='v')])
+      tf.TensorSpec([None], tf.float32, name='a'),
+      tf.TensorSpec([None], tf.int64, name='b'),
+      tf.TensorSpec([None, 2], tf.float32, name='v')
+  ])
   def serve(self, a, b, v):
     return {'ax': a * 3.0 + 1.0, 'half': _half(a), 'b2': b * 2, 'vy': v * self.scale + 0.5}
 

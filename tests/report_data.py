@@ -9,8 +9,14 @@ def make_prediction(site, outputs, version='1', instance=None):
 
 
 def make_letter(site, reason, record=None, message='went wrong'):
-  return {'stage': 'predict', 'reason': reason, 'message': message, 'site_id': site,
-          'source': 'in.jsonl', 'record': record}
+  return {
+      'stage': 'predict',
+      'reason': reason,
+      'message': message,
+      'site_id': site,
+      'source': 'in.jsonl',
+      'record': record
+  }
 
 
 def counts_list():

@@ -15,13 +15,15 @@ from beam_jobs import site_predictions
 
 def run_site_job(*, input_glob: str, model_root: str, output: str,
                  extra: Sequence[str] = ()) -> None:
-  site_predictions.run([f'--input={input_glob}', f'--model_root={model_root}',
-                        f'--output={output}', '--max_failed_fraction=1', *extra])
+  site_predictions.run([
+      f'--input={input_glob}', f'--model_root={model_root}', f'--output={output}',
+      '--max_failed_fraction=1', *extra
+  ])
 
 
 def run_detection_job(*, input_dir: str, output: str, extra: Sequence[str] = ()) -> None:
-  detect_images.run(['--input', input_dir, '--output', output, '--max_failed_fraction=1']
-                    + detect_helpers.darknet_flags() + list(extra))
+  detect_images.run(['--input', input_dir, '--output', output, '--max_failed_fraction=1'] +
+                    detect_helpers.darknet_flags() + list(extra))
 
 
 _STAT = re.compile(r'data-stat="(\w+)" data-value="([^"]*)">([^<]*)<')

@@ -26,8 +26,10 @@ class _TwoInTwoOut(tf.Module):
     super().__init__()
     self.scale = tf.Variable(np.float32(scale))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='a'),
-                                tf.TensorSpec([None], tf.int64, name='b')])
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.float32, name='a'),
+      tf.TensorSpec([None], tf.int64, name='b')
+  ])
   def serve(self, a, b):
     return {'total': self.scale * a + tf.cast(b, tf.float32), 'double_b': 2 * b}
 
@@ -39,8 +41,10 @@ class _KeyEcho(tf.Module):
     super().__init__()
     self.w = tf.Variable(np.asarray(weights, np.float32))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='key'),
-                                tf.TensorSpec([None, 2], tf.float32, name='x')])
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name='key'),
+      tf.TensorSpec([None, 2], tf.float32, name='x')
+  ])
   def serve(self, key, x):
     return {'key': tf.identity(key), 'score': tf.sigmoid(tf.linalg.matvec(x, self.w))}
 
@@ -76,7 +80,7 @@ def call_directly(model_dir: str, row: Dict, signature: str = 'serving_default')
     if spec.dtype != tf.string:
       value = value.astype(spec.dtype.as_numpy_dtype)
     if spec.shape.rank == 2 and spec.shape[1] == 1 and value.ndim == 1:
-      value = value.reshape(-1, 1)   # a plain number for a [None, 1] input
+      value = value.reshape(-1, 1)  # a plain number for a [None, 1] input
     args[name] = tf.constant(value, dtype=spec.dtype)
   return {k: v.numpy()[0] for k, v in fn(**args).items()}
 
@@ -111,8 +115,9 @@ def save_doubler(path: str, input_name: str) -> str:
   """serving_default(<input_name>: float32[None]) -> {"out": 2 * input}"""
   m = tf.Module()
   m.factor = tf.Variable(np.float32(2.0))
-  sig = tf.function(lambda **kw: {'out': m.factor * kw[input_name]}).get_concrete_function(
-      **{input_name: tf.TensorSpec([None], tf.float32, name=input_name)})
+  sig = tf.function(lambda **kw: {
+      'out': m.factor * kw[input_name]
+  }).get_concrete_function(**{input_name: tf.TensorSpec([None], tf.float32, name=input_name)})
   return _save(m, sig, path)
 
 
@@ -122,15 +127,21 @@ def save_doubler(path: str, input_name: str) -> str:
 # plain tf.Module, each site with its own weights.
 
 TWO_LAYER_VARIABLES = {
-    'hidden/kernel': (3, 4), 'hidden/bias': (4,), 'mix/kernel': (4, 4), 'mix/bias': (4,),
-    'out/scale': (4,)}
+    'hidden/kernel': (3, 4),
+    'hidden/bias': (4, ),
+    'mix/kernel': (4, 4),
+    'mix/bias': (4, ),
+    'out/scale': (4, )
+}
 
 
 def two_layer_values(seed: int) -> Dict[str, np.ndarray]:
   """Random values for :func:`save_two_layer` (two biases of the same shape)."""
   rng = np.random.default_rng(seed)
-  return {name: rng.normal(0, 1, shape).astype(np.float32)
-          for name, shape in TWO_LAYER_VARIABLES.items()}
+  return {
+      name: rng.normal(0, 1, shape).astype(np.float32)
+      for name, shape in TWO_LAYER_VARIABLES.items()
+  }
 
 
 class _TwoLayer(tf.Module):
@@ -158,8 +169,8 @@ class _TwoLayer(tf.Module):
 
   def _serve(self, x):
     v = self.by_name
-    first, second = ('mix/bias', 'hidden/bias') if self._wiring == 'swapped' else (
-        'hidden/bias', 'mix/bias')
+    first, second = ('mix/bias', 'hidden/bias') if self._wiring == 'swapped' else ('hidden/bias',
+                                                                                   'mix/bias')
     if self._wiring == 'after':
       h = self._activation(tf.matmul(x, v['hidden/kernel'])) + v[first]
     else:
@@ -171,11 +182,17 @@ class _TwoLayer(tf.Module):
     return {self._output_name: y}
 
 
-def save_two_layer(path: str, values: Dict[str, np.ndarray], *,
-                   order: Sequence[str] = tuple(TWO_LAYER_VARIABLES),
-                   activation: str = 'relu', input_name: str = 'x',
-                   output_name: str = 'y', constant=None, wiring: str = 'plain',
-                   signature_names: Sequence[str] = ('serving_default',)) -> str:
+def save_two_layer(
+    path: str,
+    values: Dict[str, np.ndarray],
+    *,
+    order: Sequence[str] = tuple(TWO_LAYER_VARIABLES),
+    activation: str = 'relu',
+    input_name: str = 'x',
+    output_name: str = 'y',
+    constant=None,
+    wiring: str = 'plain',
+    signature_names: Sequence[str] = ('serving_default', )) -> str:
   """A two-layer tf.Module export; see :class:`_TwoLayer`."""
   m = _TwoLayer(values, order, activation, input_name, output_name, constant, wiring)
   function = m.serve.get_concrete_function()
@@ -186,8 +203,13 @@ def save_two_layer(path: str, values: Dict[str, np.ndarray], *,
 KERAS_FEATURES = ('temperature_c', 'occupancy', 'floor_area_m2')
 
 
-def keras_model(seed: int, *, named: bool = True, units: int = 4, activation: str = 'relu',
-                mean: Sequence[float] = (15.0, 0.5, 2500.0), train: bool = False):
+def keras_model(seed: int,
+                *,
+                named: bool = True,
+                units: int = 4,
+                activation: str = 'relu',
+                mean: Sequence[float] = (15.0, 0.5, 2500.0),
+                train: bool = False):
   """A fresh Keras functional model: 3 named inputs -> normalization -> dense -> dense.
 
   ``named``: explicit layer names (else Keras's ``dense``, ``dense_1``, ...).
@@ -197,10 +219,11 @@ def keras_model(seed: int, *, named: bool = True, units: int = 4, activation: st
   """
   import keras  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(seed)
-  inputs = {n: keras.Input(shape=(1,), name=n) for n in KERAS_FEATURES}
+  inputs = {n: keras.Input(shape=(1, ), name=n) for n in KERAS_FEATURES}
   x = keras.layers.Concatenate(name='features' if named else None)(
       [inputs[n] for n in KERAS_FEATURES])
-  x = keras.layers.Normalization(mean=list(mean), variance=[81.0, 0.1, 1.6e6],
+  x = keras.layers.Normalization(mean=list(mean),
+                                 variance=[81.0, 0.1, 1.6e6],
                                  name='scale' if named else None)(x)
   hidden = keras.layers.Dense(units, activation=activation, name='hidden' if named else None)
   out = keras.layers.Dense(1, name='energy_kwh' if named else None)
@@ -223,9 +246,11 @@ def export_keras(path: str, seed: int, **options) -> str:
 def keras_rows(seed: int, count: int = 5):
   """Rows for the Keras and tf.Module site models (plain numbers, distinct per row)."""
   rng = np.random.default_rng(seed)
-  return [{'temperature_c': float(np.round(rng.normal(15, 9), 1)),
-           'occupancy': float(np.round(rng.uniform(0, 1), 2)),
-           'floor_area_m2': float(rng.integers(300, 5000))} for _ in range(count)]
+  return [{
+      'temperature_c': float(np.round(rng.normal(15, 9), 1)),
+      'occupancy': float(np.round(rng.uniform(0, 1), 2)),
+      'floor_area_m2': float(rng.integers(300, 5000))
+  } for _ in range(count)]
 
 
 class _SiteModule(tf.Module):
@@ -234,14 +259,13 @@ class _SiteModule(tf.Module):
   def __init__(self, seed: int, units: int):
     super().__init__()
     rng = np.random.default_rng(seed)
-    self.layers = [
-        (tf.Variable(rng.normal(0, 0.01, (3, units)).astype(np.float32)),
-         tf.Variable(rng.normal(0, 1, (units,)).astype(np.float32))),
-        (tf.Variable(rng.normal(0, 1, (units, 1)).astype(np.float32)),
-         tf.Variable(rng.normal(0, 1, (1,)).astype(np.float32)))]
+    self.layers = [(tf.Variable(rng.normal(0, 0.01, (3, units)).astype(np.float32)),
+                    tf.Variable(rng.normal(0, 1, (units, )).astype(np.float32))),
+                   (tf.Variable(rng.normal(0, 1, (units, 1)).astype(np.float32)),
+                    tf.Variable(rng.normal(0, 1, (1, )).astype(np.float32)))]
 
-  @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name=n)
-                                for n in KERAS_FEATURES])
+  @tf.function(
+      input_signature=[tf.TensorSpec([None, 1], tf.float32, name=n) for n in KERAS_FEATURES])
   def serve(self, temperature_c, occupancy, floor_area_m2):
     x = tf.concat([temperature_c, occupancy, floor_area_m2], axis=1)
     (k1, b1), (k2, b2) = self.layers
@@ -303,8 +327,9 @@ class _Lookup(tf.Module):
 
   def __init__(self):
     super().__init__()
-    self.table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(['a', 'b'], [1.0, 2.0]), default_value=0.0)
+    self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(['a', 'b'],
+                                                                               [1.0, 2.0]),
+                                           default_value=0.0)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='k')])
   def serve(self, k):

@@ -55,18 +55,20 @@ def keras_loop(tmp_path_factory):
   """Keras sites from one training loop in this process: explicit and generated names."""
   root = tmp_path_factory.mktemp('keras_loop')
   named = [builders.export_keras(str(root / f'named{i}'), i) for i in range(3)]
-  generated = [builders.export_keras(str(root / f'gen{i}'), 10 + i, named=False)
-               for i in range(3)]
+  generated = [builders.export_keras(str(root / f'gen{i}'), 10 + i, named=False) for i in range(3)]
   return named, generated
 
 
 def test_a_keras_training_loop_shares_one_key_whatever_the_layer_names(keras_loop):
   named, generated = keras_loop
   # The trap: node names carry the model scope, which counts up per model.
-  scopes = [{n.name.split('/')[0] for f in library(p).values() for n in f.node_def
-             if '/' in n.name} for p in named]
+  scopes = [{
+      n.name.split('/')[0]
+      for f in library(p).values()
+      for n in f.node_def if '/' in n.name
+  } for p in named]
   assert len({frozenset(s) for s in scopes}) == 3
-  assert len({v.name for p in generated for v in arch(p).variables}) == 12   # dense, dense_1, ...
+  assert len({v.name for p in generated for v in arch(p).variables}) == 12  # dense, dense_1, ...
   assert len({key(p) for p in named + generated}) == 1
 
 
@@ -76,7 +78,7 @@ def test_roles_not_names_say_which_value_goes_where(keras_loop):
   assert [v.name for v in first.variables] != [v.name for v in second.variables]
   assert [v.role for v in first.variables] == [v.role for v in second.variables]
   assert [(v.dtype, v.shape) for v in first.variables] == [(v.dtype, v.shape)
-                                                            for v in second.variables]
+                                                           for v in second.variables]
   assert len({v.role for v in first.variables}) == 4
 
 
@@ -102,7 +104,7 @@ def test_exports_with_other_variable_orders_share_a_key_and_read_by_identity(tmp
 
 def test_generated_function_numbers_do_not_matter(tmp_path):
   a = save_two_layer(str(tmp_path / 'a'), two_layer_values(1))
-  for i in range(5):   # shifts the process-wide function and tensor ids
+  for i in range(5):  # shifts the process-wide function and tensor ids
     tf.function(lambda x, i=i: x * i).get_concrete_function(tf.TensorSpec([None]))
   b = save_two_layer(str(tmp_path / 'b'), two_layer_values(2))
   assert set(library(a)) != set(library(b))
@@ -119,13 +121,25 @@ def test_swapped_biases_are_a_renaming_bound_by_role(tmp_path):
   assert role[plain]['mix/bias'] == role[swapped]['hidden/bias']
 
 
-@pytest.mark.parametrize('change', [
-    {'activation': 'tanh'},            # same variables and shapes, other activation
-    {'wiring': 'after'},               # same variables, one wired to another op
-    {'input_name': 'features'},        # same program, other signature input
-    {'output_name': 'score'},          # same program, other signature output
-    {'constant': 1.0},                 # an extra captured constant
-])
+@pytest.mark.parametrize(
+    'change',
+    [
+        {
+            'activation': 'tanh'
+        },  # same variables and shapes, other activation
+        {
+            'wiring': 'after'
+        },  # same variables, one wired to another op
+        {
+            'input_name': 'features'
+        },  # same program, other signature input
+        {
+            'output_name': 'score'
+        },  # same program, other signature output
+        {
+            'constant': 1.0
+        },  # an extra captured constant
+    ])
 def test_near_misses_do_not_share(tmp_path, change):
   a = save_two_layer(str(tmp_path / 'a'), two_layer_values(1))
   b = save_two_layer(str(tmp_path / 'b'), two_layer_values(1), **change)
@@ -147,14 +161,14 @@ def test_keras_constants_and_activations_are_part_of_the_key(tmp_path):
 
 
 def test_the_signature_name_is_part_of_the_key(tmp_path):
-  both = save_two_layer(str(tmp_path / 'a'), two_layer_values(1),
+  both = save_two_layer(str(tmp_path / 'a'),
+                        two_layer_values(1),
                         signature_names=('serving_default', 'score'))
   assert key(both, 'serving_default') != key(both, 'score')
 
 
-@pytest.mark.parametrize('save, reason', [
-    (builders.save_counter, 'changes a variable'),
-    (builders.save_lookup, 'captures a resource')])
+@pytest.mark.parametrize('save, reason', [(builders.save_counter, 'changes a variable'),
+                                          (builders.save_lookup, 'captures a resource')])
 def test_stateful_or_resource_signatures_are_not_shareable(tmp_path, save, reason):
   with pytest.raises(NotShareable, match=reason):
     key(save(str(tmp_path / 'm')))
@@ -172,6 +186,7 @@ def test_unreadable_metadata_is_not_shareable(tmp_path):
 
 
 # Canonical functions: renaming and reordering never matter, edits always do.
+
 
 @pytest.fixture(scope='module')
 def keras_body(tmp_path_factory):
@@ -192,11 +207,13 @@ def renamed_and_shuffled(function, rng: random.Random):
   out.CopyFrom(function)
   nodes = {n.name: f'x{rng.randrange(10**9)}_{i}' for i, n in enumerate(out.node_def)}
   args = {a.name: f'arg{rng.randrange(10**9)}_{i}' for i, a in enumerate(out.signature.input_arg)}
+
   def rename(ref):
     if ref.startswith('^'):
       return '^' + nodes[ref[1:]]
     head, _, rest = ref.partition(':')
     return args[ref] if not rest else f'{nodes[head]}:{rest}'
+
   for node in out.node_def:
     node.name = nodes[node.name]
     inputs = [rename(r) for r in node.input]
@@ -223,7 +240,8 @@ def renamed_and_shuffled(function, rng: random.Random):
   return out
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=25,
+          deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1))
 def test_renaming_and_reordering_nodes_never_changes_the_canonical_form(keras_body, seed):
@@ -236,15 +254,18 @@ def test_renaming_and_reordering_nodes_never_changes_the_canonical_form(keras_bo
   assert other.arg_uses == original.arg_uses
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=25,
+          deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), edit=st.sampled_from(['op', 'attr', 'swap', 'rewire']))
 def test_any_edit_of_the_computation_changes_the_canonical_form(keras_body, seed, edit):
   rng = random.Random(seed)
   changed = function_pb2.FunctionDef()
   changed.CopyFrom(keras_body)
-  candidates = [n for n in changed.node_def
-                if edit != 'swap' or len([i for i in n.input if not i.startswith('^')]) >= 2]
+  candidates = [
+      n for n in changed.node_def
+      if edit != 'swap' or len([i for i in n.input if not i.startswith('^')]) >= 2
+  ]
   node = rng.choice(candidates)
   data = [i for i, ref in enumerate(node.input) if not ref.startswith('^')]
   if edit == 'op':
@@ -257,7 +278,7 @@ def test_any_edit_of_the_computation_changes_the_canonical_form(keras_body, seed
       node.input[first] = changed.signature.input_arg[0].name
     else:
       node.input[first], node.input[second] = node.input[second], node.input[first]
-  else:   # feed an input from an argument instead
+  else:  # feed an input from an argument instead
     slot = rng.choice(data) if data else None
     if slot is None:
       node.input.insert(0, changed.signature.input_arg[0].name)
@@ -283,8 +304,13 @@ def test_keras_trainings_exported_by_separate_processes_share_a_key(tmp_path):
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   tests = os.path.join(repo, 'tests')
   env = dict(os.environ, PYTHONPATH=repo)
-  procs = [subprocess.Popen([sys.executable, '-c', _EXPORT, str(tmp_path / f'k{i}'), str(i), tests],
-                            env=env, cwd=repo) for i in range(2)]
+  procs = [
+      subprocess.Popen([sys.executable, '-c', _EXPORT,
+                        str(tmp_path / f'k{i}'),
+                        str(i), tests],
+                       env=env,
+                       cwd=repo) for i in range(2)
+  ]
   assert [p.wait(timeout=600) for p in procs] == [0, 0]
   paths = [str(tmp_path / f'k{i}') for i in range(2)]
   here = builders.export_keras(str(tmp_path / 'here'), 5)

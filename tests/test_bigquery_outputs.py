@@ -29,7 +29,8 @@ def vertex_run(bigquery_server, tmp_path_factory):
       f'--input={root}/input/*.jsonl', f'--model_root={root}/models', f'--output={out}',
       f'--project={PROJECT}', '--key_field=rid', '--max_failed_fraction=1',
       f'--output_table={PROJECT}:vx', f'--sites_table={PROJECT}:vx.sites',
-      '--bigquery_write_method=STREAMING_INSERTS', '--run_id=vx-1'])
+      '--bigquery_write_method=STREAMING_INSERTS', '--run_id=vx-1'
+  ])
   return out, client
 
 
@@ -44,8 +45,8 @@ def test_dataset_output_has_vertex_style_predictions_table(vertex_run):
   assert types['key'] == ('STRING', 'NULLABLE')
   lines = {l['key']: l for l in read_jsonl(out / 'predictions')}
   rows = list(client.list_rows(f'{PROJECT}.vx.predictions'))
-  assert sorted(r['key'] for r in rows) == sorted(lines) == sorted(
-      r['rid'] for r in site_job_data.GOOD_ROWS)
+  assert sorted(r['key'] for r in rows) == sorted(lines) == sorted(r['rid']
+                                                                   for r in site_job_data.GOOD_ROWS)
   for row in rows:
     line = lines[row['key']]
     assert row['instance'] == line['instance'] and row['prediction'] == line['prediction']
@@ -70,8 +71,8 @@ def test_dataset_output_has_vertex_style_errors_table(vertex_run):
   assert by_key['corrupt']['errors']['code'] == bigquery_output.INTERNAL
   assert by_key['shortx']['errors']['code'] == bigquery_output.INVALID_ARGUMENT
   assert by_key['shortx']['instance'] == {'site_id': 'lin-a', 'rid': 'shortx', 'x': [1.0, 2.0]}
-  letter = next(l for l in letters if isinstance(l['record'], dict)
-                and l['record'].get('rid') == 'shortx')
+  letter = next(l for l in letters
+                if isinstance(l['record'], dict) and l['record'].get('rid') == 'shortx')
   assert by_key['shortx']['errors']['message'] == letter['message']
   [bad_json] = [r for r in rows if r['reason'] == 'bad_json']
   assert bad_json['key'] is None and bad_json['instance'] == '{"site_id": "lin-a", "rid": '
@@ -105,6 +106,8 @@ def test_sites_table_rows_equal_the_site_lines(vertex_run):
 ])
 def test_dataset_and_sites_table_specs_are_checked_before_the_run(tmp_path, capsys, args, flag):
   (tmp_path / 'models' / 'a').mkdir(parents=True)
-  assert site_predictions.main([f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
-                                '--input_table=my-project:d.t', *args]) == 2
+  assert site_predictions.main([
+      f'--model_root={tmp_path}/models', f'--output={tmp_path}/out', '--input_table=my-project:d.t',
+      *args
+  ]) == 2
   assert f'--{flag}:' in capsys.readouterr().err

@@ -59,11 +59,18 @@ sys.stderr.write(json.dumps({'code': code, 'modules': sorted(sys.modules)}))
 @pytest.mark.parametrize('job', JOBS)
 def test_help_imports_nothing_heavy(job, how):
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run([sys.executable, '-c', _PROBE, how, job], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=120, check=False)
+  proc = subprocess.run([sys.executable, '-c', _PROBE, how, job],
+                        cwd=REPO,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        check=False)
   report = json.loads(proc.stderr.strip().splitlines()[-1])
   assert report['code'] == 0, proc.stderr
-  heavy = [m for m in report['modules'] if m in HEAVY or m.startswith(tuple(h + '.' for h in HEAVY))]
+  heavy = [
+      m for m in report['modules'] if m in HEAVY or m.startswith(tuple(h + '.' for h in HEAVY))
+  ]
   assert not heavy
   assert proc.stdout.startswith(f'usage: {JOBS[job][0].prog} ')
   assert 'example:' in proc.stdout
@@ -146,20 +153,23 @@ LIGHT_CONSTANTS = [
 ]
 
 
-@pytest.mark.parametrize('light, name, library, library_name', LIGHT_CONSTANTS,
+@pytest.mark.parametrize('light, name, library, library_name',
+                         LIGHT_CONSTANTS,
                          ids=[f'{light.__name__}.{name}' for light, name, _, _ in LIGHT_CONSTANTS])
 def test_light_defaults_are_the_librarys(light, name, library, library_name):
   assert getattr(light, name) == getattr(library, library_name)
 
 
 def test_light_compressions_are_beams():
-  assert set(flags_site.COMPRESSIONS) == {
-      v for k, v in vars(CompressionTypes).items() if k.isupper()}
+  assert set(
+      flags_site.COMPRESSIONS) == {v
+                                   for k, v in vars(CompressionTypes).items() if k.isupper()}
 
 
 def test_console_entry_runs_the_job_with_its_exit_codes(tmp_path, capsys):
-  assert cli.site_predictions([f'--input={tmp_path}/none/*.jsonl', f'--model_root={tmp_path}',
-                               f'--output={tmp_path}/out']) == 2
+  assert cli.site_predictions(
+      [f'--input={tmp_path}/none/*.jsonl', f'--model_root={tmp_path}',
+       f'--output={tmp_path}/out']) == 2
   assert capsys.readouterr().err == f"error: --input: no files match '{tmp_path}/none/*.jsonl'\n"
   assert cli.detect_images(['--score_treshold=0.3']) == 2
   assert capsys.readouterr().err == (
@@ -170,11 +180,11 @@ def test_console_entry_runs_the_job_with_its_exit_codes(tmp_path, capsys):
       "'ERROR')\n")
 
 
-@pytest.mark.parametrize('args, here', [
-    ([], True), (['--runner=DirectRunner'], True), (['--runner', 'FnApiRunner'], True),
-    (['--direct_running_mode=in_memory'], True),
-    (['--direct_running_mode=multi_processing', '--direct_num_workers=2'], False),
-    (['--direct_running_mode', 'multi_processing'], False),
-    (['--runner=DataflowRunner'], False), (['--runner=PrismRunner'], False)])
+@pytest.mark.parametrize(
+    'args, here', [([], True), (['--runner=DirectRunner'], True),
+                   (['--runner', 'FnApiRunner'], True), (['--direct_running_mode=in_memory'], True),
+                   (['--direct_running_mode=multi_processing', '--direct_num_workers=2'], False),
+                   (['--direct_running_mode', 'multi_processing'], False),
+                   (['--runner=DataflowRunner'], False), (['--runner=PrismRunner'], False)])
 def test_workers_run_in_the_launcher_only_on_the_in_process_runner(args, here):
   assert cli.workers_run_here(args) is here

@@ -60,11 +60,13 @@ def test_other_lines_pass(line):
 
 _lines = st.lists(st.one_of(
     st.sampled_from(BENIGN + KEPT),
-    st.text(st.characters(blacklist_characters='\n\r', blacklist_categories=('Cs',)),
-            max_size=40)), max_size=12)
+    st.text(st.characters(blacklist_characters='\n\r', blacklist_categories=('Cs', )),
+            max_size=40)),
+                  max_size=12)
 
 
-@given(lines=_lines, cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8),
+@given(lines=_lines,
+       cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8),
        last=st.booleans())
 def test_filter_keeps_exactly_the_other_lines_however_writes_are_cut(lines, cuts, last):
   """Whatever the chunking, out == the input less the benign lines, in order."""
@@ -116,9 +118,13 @@ with quiet.quiet_imports('INFO'):
 
 
 def test_a_traceback_in_a_quiet_import_is_printed_whole():
-  proc = subprocess.run([sys.executable, '-c', _CRASHING_IMPORT, BENIGN[1]], cwd=REPO,
+  proc = subprocess.run([sys.executable, '-c', _CRASHING_IMPORT, BENIGN[1]],
+                        cwd=REPO,
                         env=dict(os.environ, PYTHONPATH=str(REPO)),
-                        capture_output=True, text=True, timeout=120, check=False)
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        check=False)
   assert proc.returncode == 1
   lines = proc.stderr.splitlines()
   assert lines[0] == 'from python, to stderr'
@@ -127,10 +133,10 @@ def test_a_traceback_in_a_quiet_import_is_printed_whole():
   assert 'cudart_stub' not in proc.stderr
 
 
-@pytest.mark.parametrize('args,level', [
-    ([], 'INFO'), (['--log_level=debug'], 'DEBUG'), (['--log_level', 'WARNING'], 'WARNING'),
-    (['--log_level=LOUD'], 'INFO'), (['--log_level'], 'INFO'),
-    (['--log_level=ERROR', '--log_level=DEBUG'], 'DEBUG')])
+@pytest.mark.parametrize('args,level', [([], 'INFO'), (['--log_level=debug'], 'DEBUG'),
+                                        (['--log_level', 'WARNING'], 'WARNING'),
+                                        (['--log_level=LOUD'], 'INFO'), (['--log_level'], 'INFO'),
+                                        (['--log_level=ERROR', '--log_level=DEBUG'], 'DEBUG')])
 def test_log_level_is_read_before_the_flags_are_parsed(args, level):
   assert quiet.log_level_in(args) == level
 
@@ -169,7 +175,10 @@ def tiny_site_job(tmp_path_factory):
   savedmodel_builders.save_linear(str(root / 'models' / 'b' / '1'), [3.0, -1.0], 0.0)
   (root / 'in').mkdir()
   (root / 'in' / 'x.jsonl').write_text(''.join(
-      json.dumps({'site_id': 'ab'[i % 2], 'x': [i, 1.0]}) + '\n' for i in range(40)))
+      json.dumps({
+          'site_id': 'ab'[i % 2],
+          'x': [i, 1.0]
+      }) + '\n' for i in range(40)))
   return root
 
 
@@ -177,14 +186,21 @@ def test_a_successful_console_run_prints_only_our_lines(tiny_site_job):
   root = tiny_site_job
   env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
   env['PYTHONPATH'] = str(REPO)
-  proc = subprocess.run(
-      [sys.executable, '-m', 'beam_jobs.site_predictions', f'--input={root}/in/x.jsonl',
-       f'--model_root={root}/models', f'--output={root}/out'],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.run([
+      sys.executable, '-m', 'beam_jobs.site_predictions', f'--input={root}/in/x.jsonl',
+      f'--model_root={root}/models', f'--output={root}/out'
+  ],
+                        cwd=REPO,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=600,
+                        check=False)
   assert proc.returncode == 0, proc.stderr
   lines = proc.stderr.splitlines()
   assert not [l for l in lines if NOISE.search(l)], proc.stderr
   # 'Starting on FnApiRunner' and at most one line per model loaded (2 sites).
   assert 1 <= len(lines) <= 3, proc.stderr
-  assert all(re.match(r'\d{4}-\d\d-\d\d [\d:,]+ INFO (beam_jobs|models|transforms)\.', l) for l in lines)
+  assert all(
+      re.match(r'\d{4}-\d\d-\d\d [\d:,]+ INFO (beam_jobs|models|transforms)\.', l) for l in lines)
   assert json.loads(proc.stdout[proc.stdout.index('{'):])['predictions_written'] == 40

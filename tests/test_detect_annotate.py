@@ -47,9 +47,9 @@ def test_lines_and_font_scale_with_image_size():
   assert tiny.size == (1, 1)
 
 
-@pytest.mark.parametrize('name, fmt, mime', [
-    ('a/x.PNG', 'PNG', 'image/png'), ('x.jpeg', 'JPEG', 'image/jpeg'),
-    ('x.JPG', 'JPEG', 'image/jpeg')])
+@pytest.mark.parametrize('name, fmt, mime', [('a/x.PNG', 'PNG', 'image/png'),
+                                             ('x.jpeg', 'JPEG', 'image/jpeg'),
+                                             ('x.JPG', 'JPEG', 'image/jpeg')])
 def test_encoding_follows_the_extension(name, fmt, mime):
   data, got_mime = annotate.encode(Image.new('RGB', (7, 5)), name)
   assert got_mime == mime and Image.open(io.BytesIO(data)).format == fmt

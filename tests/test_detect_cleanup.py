@@ -29,8 +29,11 @@ def _files(root: pathlib.Path) -> list:
 @pytest.mark.e2e
 def test_delete_inputs_removes_only_processed_images(tmp_path):
   _inputs(tmp_path / 'in')
-  detect_images.run(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
-                     '--delete_inputs', '--max_failed_fraction=1'] + detect_helpers.darknet_flags())
+  detect_images.run([
+      '--input',
+      str(tmp_path / 'in'), '--output',
+      str(tmp_path / 'out'), '--delete_inputs', '--max_failed_fraction=1'
+  ] + detect_helpers.darknet_flags())
   assert _files(tmp_path / 'in') == ['cam2/broken.jpg', 'notes.txt']
   lines = detect_helpers.by_image(detect_helpers.read_jsonl(tmp_path / 'out' / 'detections'))
   assert set(lines) == {'coffee.jpg', 'bike.png'}
@@ -41,14 +44,17 @@ def test_delete_inputs_removes_only_processed_images(tmp_path):
 @pytest.mark.e2e
 def test_move_inputs_keeps_paths_and_bytes_and_leaves_failures(tmp_path):
   original = _inputs(tmp_path / 'in')
-  detect_images.run(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
-                     '--move_inputs_to', str(tmp_path / 'done'), '--max_failed_fraction=1']
-                    + detect_helpers.darknet_flags())
+  detect_images.run([
+      '--input',
+      str(tmp_path / 'in'), '--output',
+      str(tmp_path / 'out'), '--move_inputs_to',
+      str(tmp_path / 'done'), '--max_failed_fraction=1'
+  ] + detect_helpers.darknet_flags())
   assert _files(tmp_path / 'in') == ['cam2/broken.jpg', 'notes.txt']
   assert _files(tmp_path / 'done') == ['cam1/coffee.jpg', 'cam2/bike.png']
   for name in ('cam1/coffee.jpg', 'cam2/bike.png'):
     assert (tmp_path / 'done' / name).read_bytes() == original[name]
-  (letter,) = detect_helpers.read_jsonl(tmp_path / 'out' / 'errors')
+  (letter, ) = detect_helpers.read_jsonl(tmp_path / 'out' / 'errors')
   assert letter['source'] == str(tmp_path / 'in' / 'cam2' / 'broken.jpg')
 
 
@@ -57,8 +63,10 @@ def test_a_run_that_crashes_before_its_summary_deletes_nothing(tmp_path):
   before = _inputs(tmp_path / 'in')
   (tmp_path / 'out' / 'summary.json').mkdir(parents=True)  # the summary write will fail
   with pytest.raises(Exception):
-    detect_images.run(['--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
-                       '--delete_inputs'] + detect_helpers.darknet_flags())
+    detect_images.run(
+        ['--input',
+         str(tmp_path / 'in'), '--output',
+         str(tmp_path / 'out'), '--delete_inputs'] + detect_helpers.darknet_flags())
   assert _files(tmp_path / 'in') == sorted(before)
   # The run got as far as the outputs: clean-up waited for the summary.
   assert (tmp_path / 'out' / 'annotated' / 'cam1' / 'coffee-det.jpg').is_file()
@@ -70,14 +78,13 @@ def test_cleanup_waits_for_a_reconciled_summary(tmp_path):
   uris = [str(tmp_path / 'a.jpg'), str(tmp_path / 'b.jpg')]
   with test_pipeline.TestPipeline(runner='FnApiRunner') as p:
     committed = p | 'Summary' >> beam.Create([{'reconciled': False}])
-    done = p | beam.Create(uris) | input_cleanup.CleanUpInputs(committed,
-                                                                 input_root=str(tmp_path))
+    done = p | beam.Create(uris) | input_cleanup.CleanUpInputs(committed, input_root=str(tmp_path))
     assert_that(done, equal_to([]))
   assert _files(tmp_path) == ['a.jpg', 'b.jpg']
   with test_pipeline.TestPipeline(runner='FnApiRunner') as p:
     committed = p | 'Summary' >> beam.Create([{'reconciled': True}])
     done = p | beam.Create(uris[:1]) | input_cleanup.CleanUpInputs(committed,
-                                                                     input_root=str(tmp_path))
+                                                                   input_root=str(tmp_path))
     assert_that(done, equal_to(uris[:1]))
   assert _files(tmp_path) == ['b.jpg']
 

@@ -45,10 +45,11 @@ def test_loader_puts_the_first_values_into_the_first_conv(tiny_cfg, tiny_weights
   kernel = values[64:64 + 16 * 27].reshape(16, 3, 3, 3).astype(np.float64)
   factor = scale / (np.sqrt(var) + 1e-6)
   conv = net.blocks[0][0]
-  np.testing.assert_allclose(conv.weight.detach().numpy(), kernel * factor[:, None, None, None],
-                             rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(conv.bias.detach().numpy(), bias - mean * factor, rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(conv.weight.detach().numpy(),
+                             kernel * factor[:, None, None, None],
+                             rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(conv.bias.detach().numpy(), bias - mean * factor, rtol=1e-5, atol=1e-5)
   # Last layer (1x1, 255 filters, no batch norm): its bias then kernel end the file.
   last = net.blocks[len(tiny_cfg.layers) - 2][0]
   tail = values[-(255 + 255 * 256):]
@@ -99,8 +100,7 @@ def test_maxpool_size2_stride1_pads_right_and_bottom_by_replication():
 
 
 def test_yolo_head_decodes_by_hand():
-  layer = darknet_cfg.Layer(0, 'yolo', {'mask': '1', 'anchors': '5,6, 10,20', 'classes': '2'},
-                            7, 7)
+  layer = darknet_cfg.Layer(0, 'yolo', {'mask': '1', 'anchors': '5,6, 10,20', 'classes': '2'}, 7, 7)
   head = darknet._YoloHead(layer)  # pylint: disable=protected-access
   raw = torch.zeros(1, 7, 2, 2)  # 1 anchor x (4 box + 1 objectness + 2 classes), 2x2 grid
   raw[0, 5] = math.log(3.0)  # class 0 probability 0.75
@@ -109,12 +109,12 @@ def test_yolo_head_decodes_by_hand():
   boxes, scores = head(raw, 64, 64)  # stride 32
   assert boxes.shape == (1, 4, 4) and scores.shape == (1, 4, 2)
   # Cells in row-major order; tx = ty = 0 puts centres mid-cell; anchor 10x20.
-  expected = torch.tensor([[16 - 5, 16 - 10, 16 + 5, 16 + 10],
-                           [48 - 5, 16 - 10, 48 + 5, 16 + 10],
-                           [16 - 10, 48 - 10, 16 + 10, 48 + 10],
-                           [48 - 5, 48 - 10, 48 + 5, 48 + 10]], dtype=torch.float32)
+  expected = torch.tensor(
+      [[16 - 5, 16 - 10, 16 + 5, 16 + 10], [48 - 5, 16 - 10, 48 + 5, 16 + 10],
+       [16 - 10, 48 - 10, 16 + 10, 48 + 10], [48 - 5, 48 - 10, 48 + 5, 48 + 10]],
+      dtype=torch.float32)
   torch.testing.assert_close(boxes[0], expected)
-  torch.testing.assert_close(scores[0, :, 0], torch.full((4,), 0.5 * 0.75))
+  torch.testing.assert_close(scores[0, :, 0], torch.full((4, ), 0.5 * 0.75))
   assert float(scores[0, :, 1].max()) < 1e-10
 
 
@@ -211,6 +211,7 @@ def test_bad_cfgs_are_clear_errors(cfg, message):
 
 def _yolov3_cfg() -> str:
   """YOLOv3 (Darknet-53 + three heads, 80 classes) written out layer by layer."""
+
   def conv(filters, size, stride=1, bn=True, activation='leaky'):
     return (f'[convolutional]\n{"batch_normalize=1" if bn else ""}\nfilters={filters}\n'
             f'size={size}\nstride={stride}\npad=1\nactivation={activation}\n')
@@ -220,17 +221,22 @@ def _yolov3_cfg() -> str:
             '116,90, 156,198, 373,326\nclasses=80\nnum=9\n')
 
   def head(filters):
-    return [conv(filters, 1), conv(2 * filters, 3)] * 3 + [conv(255, 1, bn=False,
-                                                                activation='linear')]
+    return [conv(filters, 1), conv(2 * filters, 3)] * 3 + [
+        conv(255, 1, bn=False, activation='linear')
+    ]
 
   parts = ['[net]\nwidth=416\nheight=416\nchannels=3\n', conv(32, 3)]
   for filters, blocks in ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4)):
     parts.append(conv(filters, 3, stride=2))
     parts += [conv(filters // 2, 1), conv(filters, 3), '[shortcut]\nfrom=-3\n'] * blocks
-  parts += head(512) + [yolo('6,7,8'), '[route]\nlayers=-4\n', conv(256, 1),
-                        '[upsample]\nstride=2\n', '[route]\nlayers=-1, 61\n']
-  parts += head(256) + [yolo('3,4,5'), '[route]\nlayers=-4\n', conv(128, 1),
-                        '[upsample]\nstride=2\n', '[route]\nlayers=-1, 36\n']
+  parts += head(512) + [
+      yolo('6,7,8'), '[route]\nlayers=-4\n',
+      conv(256, 1), '[upsample]\nstride=2\n', '[route]\nlayers=-1, 61\n'
+  ]
+  parts += head(256) + [
+      yolo('3,4,5'), '[route]\nlayers=-4\n',
+      conv(128, 1), '[upsample]\nstride=2\n', '[route]\nlayers=-1, 36\n'
+  ]
   return '\n'.join(parts + head(128) + [yolo('0,1,2')])
 
 

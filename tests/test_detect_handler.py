@@ -21,15 +21,13 @@ from transforms.detection.image_files import ImageFile
 def _darknet_model():
   root = detect_helpers.model_dir()
   return DarknetModel(os.path.join(root, 'yolov3-tiny.cfg'),
-                      os.path.join(root, 'yolov3-tiny.weights'),
-                      os.path.join(root, 'coco.names'))
+                      os.path.join(root, 'yolov3-tiny.weights'), os.path.join(root, 'coco.names'))
 
 
 def _decoded(tmp_path, name, array, handler):
   path = detect_helpers.save(tmp_path / name, array)
-  fn = DecodeImageFn(image_size=handler.image_size, pad_value=handler.pad_value,
-                     max_pixels=10 ** 8)
-  (element,) = fn.process(ImageFile(str(path), name, 'default', path.stat().st_size))
+  fn = DecodeImageFn(image_size=handler.image_size, pad_value=handler.pad_value, max_pixels=10**8)
+  (element, ) = fn.process(ImageFile(str(path), name, 'default', path.stat().st_size))
   return element
 
 
@@ -45,9 +43,13 @@ def tiny_model(tiny_handler):
 
 def test_batching_is_explicit():
   assert YoloModelHandler(model=_darknet_model()).batch_elements_kwargs() == {
-      'min_batch_size': 8, 'max_batch_size': 8}
+      'min_batch_size': 8,
+      'max_batch_size': 8
+  }
   assert YoloModelHandler(model=_darknet_model(), batch_size=3).batch_elements_kwargs() == {
-      'min_batch_size': 3, 'max_batch_size': 3}
+      'min_batch_size': 3,
+      'max_batch_size': 3
+  }
 
 
 def test_num_bytes_is_the_batch_tensor_size(tmp_path, tiny_handler):
@@ -94,7 +96,7 @@ def test_cuda_requested_without_gpu_fails_at_load_with_a_clear_message():
 
 def test_yolov3_tiny_finds_the_cup_in_the_coffee_photo(tmp_path, tiny_handler, tiny_model):
   element = _decoded(tmp_path, 'coffee.jpg', detect_helpers.coffee(), tiny_handler)
-  (result,) = tiny_handler.run_inference([element], tiny_model)
+  (result, ) = tiny_handler.run_inference([element], tiny_model)
   cups = [d for d in result.inference if d['label'] == 'cup']
   assert cups and cups[0]['score'] > 0.5 and cups[0]['class_id'] == 41
   assert detect_helpers.iou(cups[0]['box'], detect_helpers.COFFEE_CUP_REGION) > 0.5
@@ -102,9 +104,11 @@ def test_yolov3_tiny_finds_the_cup_in_the_coffee_photo(tmp_path, tiny_handler, t
 
 
 def test_batched_results_equal_single_results(tmp_path, tiny_handler, tiny_model):
-  elements = [_decoded(tmp_path, 'a.png', detect_helpers.coffee(), tiny_handler),
-              _decoded(tmp_path, 'b.png', detect_helpers.motorcycle(), tiny_handler),
-              _decoded(tmp_path, 'c.png', np.zeros((30, 90, 3), np.uint8), tiny_handler)]
+  elements = [
+      _decoded(tmp_path, 'a.png', detect_helpers.coffee(), tiny_handler),
+      _decoded(tmp_path, 'b.png', detect_helpers.motorcycle(), tiny_handler),
+      _decoded(tmp_path, 'c.png', np.zeros((30, 90, 3), np.uint8), tiny_handler)
+  ]
   batched = [r.inference for r in tiny_handler.run_inference(elements, tiny_model)]
   single = [tiny_handler.run_inference([e], tiny_model)[0].inference for e in elements]
   assert [[d['label'] for d in r] for r in batched] == [['cup'], ['motorbike'], []]
@@ -124,15 +128,22 @@ class _FailsOnBlack(torch.nn.Module):
 
 
 def test_one_bad_element_does_not_fail_its_batch():
-  detector = YoloDetector(_FailsOnBlack(), ['thing'], torch.device('cpu'), score_threshold=0.25,
-                          iou_threshold=0.45, max_detections=10)
+  detector = YoloDetector(_FailsOnBlack(), ['thing'],
+                          torch.device('cpu'),
+                          score_threshold=0.25,
+                          iou_threshold=0.45,
+                          max_detections=10)
   images = np.full((3, 32, 32, 3), 50, np.uint8)
   images[1] = 0
   geometry = letterbox.Geometry(32, 32, 1.0, 1.0, 0, 0)
   results = detector.detect(images, [geometry] * 3)
   assert isinstance(results[1], InferenceError) and 'black image' in results[1].message
-  assert results[0] == results[2] == [
-      {'label': 'thing', 'class_id': 0, 'score': 0.9, 'box': [1.0, 1.0, 5.0, 5.0]}]
+  assert results[0] == results[2] == [{
+      'label': 'thing',
+      'class_id': 0,
+      'score': 0.9,
+      'box': [1.0, 1.0, 5.0, 5.0]
+  }]
 
 
 class _UltralyticsLayout(torch.nn.Module):
@@ -165,21 +176,41 @@ def _save_torchscript(path, metadata):
 
 
 def test_torchscript_ultralytics_layout_boxes_by_hand(tmp_path):
-  model = _save_torchscript(tmp_path / 'fake.torchscript',
-                            {'names': {'0': 'zebra', '1': 'person', '2': 'car'}, 'imgsz': [64, 64]})
+  model = _save_torchscript(tmp_path / 'fake.torchscript', {
+      'names': {
+          '0': 'zebra',
+          '1': 'person',
+          '2': 'car'
+      },
+      'imgsz': [64, 64]
+  })
   handler = YoloModelHandler(model=TorchScriptModel(model), image_size=64)
   assert handler.pad_value == 114
   # 128x64 photo -> scale 0.5 into 64x32, padded 16 rows above and below.
-  element = _decoded(tmp_path, 'wide.png', np.full((64, 128, 3), (200, 50, 50), np.uint8),
-                     handler)
-  (result,) = handler.run_inference([element], handler.load_model())
+  element = _decoded(tmp_path, 'wide.png', np.full((64, 128, 3), (200, 50, 50), np.uint8), handler)
+  (result, ) = handler.run_inference([element], handler.load_model())
   # c0 (24,28,40,36) -> ((24-0)/.5, (28-16)/.5, 40/.5, (36-16)/.5); c1 is c0's duplicate
   # (IoU 0.88) and goes; c2 is another class and stays; c3 scores 0.2 < 0.25; c4 scores
   # the padding value 114/255 as "car".
   assert result.inference == [
-      {'label': 'zebra', 'class_id': 0, 'score': 0.9, 'box': [48.0, 24.0, 80.0, 40.0]},
-      {'label': 'person', 'class_id': 1, 'score': 0.7, 'box': [50.0, 24.0, 82.0, 40.0]},
-      {'label': 'car', 'class_id': 2, 'score': round(114 / 255, 4), 'box': [8.0, 8.0, 24.0, 24.0]},
+      {
+          'label': 'zebra',
+          'class_id': 0,
+          'score': 0.9,
+          'box': [48.0, 24.0, 80.0, 40.0]
+      },
+      {
+          'label': 'person',
+          'class_id': 1,
+          'score': 0.7,
+          'box': [50.0, 24.0, 82.0, 40.0]
+      },
+      {
+          'label': 'car',
+          'class_id': 2,
+          'score': round(114 / 255, 4),
+          'box': [8.0, 8.0, 24.0, 24.0]
+      },
   ]
 
 

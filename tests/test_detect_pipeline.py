@@ -40,9 +40,11 @@ def full_run(tmp_path_factory):
   base = tmp_path_factory.mktemp('full')
   _make_inputs(base / 'images-input')
   output = base / 'out'
-  detect_images.run(['--input', str(base / 'images-input'), '--output', str(output),
-                     '--batch_size', '4', '--max_failed_fraction=0.34']
-                    + detect_helpers.darknet_flags())
+  detect_images.run([
+      '--input',
+      str(base / 'images-input'), '--output',
+      str(output), '--batch_size', '4', '--max_failed_fraction=0.34'
+  ] + detect_helpers.darknet_flags())
   return base / 'images-input', output
 
 
@@ -92,25 +94,40 @@ def test_cup_and_motorbike_are_found_in_original_pixels(full_run):
 def test_bad_inputs_are_dead_letters_with_reasons(full_run):
   inputs, output = full_run
   letters = detect_helpers.by_image(detect_helpers.read_jsonl(output / 'errors'), key='source')
-  assert {name: l['reason'] for name, l in letters.items()} == {
-      'truncated.jpg': 'decode_failed', 'notimage.jpg': 'decode_failed',
-      'empty.jpeg': 'empty_file', 'bomb.png': 'image_too_large'}
+  assert {
+      name: l['reason']
+      for name, l in letters.items()
+  } == {
+      'truncated.jpg': 'decode_failed',
+      'notimage.jpg': 'decode_failed',
+      'empty.jpeg': 'empty_file',
+      'bomb.png': 'image_too_large'
+  }
   bomb = letters['bomb.png']
   assert bomb['stage'] == 'decode' and bomb['site_id'] == 'siteB'
   assert '9000x9000' in bomb['message'] and '--max_image_pixels' in bomb['message']
-  assert bomb['record'] == {'image': str(inputs / 'siteB' / 'bomb.png'),
-                            'relative_path': 'siteB/bomb.png',
-                            'size_bytes': (inputs / 'siteB' / 'bomb.png').stat().st_size}
+  assert bomb['record'] == {
+      'image': str(inputs / 'siteB' / 'bomb.png'),
+      'relative_path': 'siteB/bomb.png',
+      'size_bytes': (inputs / 'siteB' / 'bomb.png').stat().st_size
+  }
 
 
 @pytest.mark.e2e
 def test_odd_modes_and_tiny_images_are_converted_not_failed(full_run):
   _, output = full_run
   lines = detect_helpers.by_image(detect_helpers.read_jsonl(output / 'detections'))
-  sizes = {name: (lines[name]['width'], lines[name]['height']) for name in (
-      'cmyk.jpg', 'palette.png', 'grey16.png', 'rgb16.png', 'one_pixel.png')}
-  assert sizes == {'cmyk.jpg': (600, 400), 'palette.png': (600, 400), 'grey16.png': (600, 400),
-                   'rgb16.png': (150, 100), 'one_pixel.png': (1, 1)}
+  sizes = {
+      name: (lines[name]['width'], lines[name]['height'])
+      for name in ('cmyk.jpg', 'palette.png', 'grey16.png', 'rgb16.png', 'one_pixel.png')
+  }
+  assert sizes == {
+      'cmyk.jpg': (600, 400),
+      'palette.png': (600, 400),
+      'grey16.png': (600, 400),
+      'rgb16.png': (150, 100),
+      'one_pixel.png': (1, 1)
+  }
   assert lines['one_pixel.png']['detections'] == []
   assert any(d['label'] == 'cup' for d in lines['palette.png']['detections'])
 
@@ -118,11 +135,14 @@ def test_odd_modes_and_tiny_images_are_converted_not_failed(full_run):
 @pytest.mark.e2e
 def test_annotated_copies_have_the_input_size_and_show_the_boxes(full_run):
   inputs, output = full_run
-  annotated = sorted(p.relative_to(output / 'annotated').as_posix()
-                     for p in (output / 'annotated').rglob('*') if p.is_file())
-  assert annotated == ['astronaut-det.jpeg', 'modes/cmyk-det.jpg', 'modes/grey16-det.png',
-                       'modes/one_pixel-det.png', 'modes/palette-det.png', 'modes/rgb16-det.png',
-                       'siteA/coffee-det.jpg', 'siteB/motorcycle-det.PNG']
+  annotated = sorted(
+      p.relative_to(output / 'annotated').as_posix() for p in (output / 'annotated').rglob('*')
+      if p.is_file())
+  assert annotated == [
+      'astronaut-det.jpeg', 'modes/cmyk-det.jpg', 'modes/grey16-det.png', 'modes/one_pixel-det.png',
+      'modes/palette-det.png', 'modes/rgb16-det.png', 'siteA/coffee-det.jpg',
+      'siteB/motorcycle-det.PNG'
+  ]
   original = np.asarray(Image.open(inputs / 'siteB' / 'motorcycle.PNG')).astype(int)
   drawn_image = Image.open(output / 'annotated' / 'siteB' / 'motorcycle-det.PNG')
   assert drawn_image.size == (741, 500) and drawn_image.format == 'PNG'
@@ -142,8 +162,10 @@ def test_classes_keep_only_those_labels_and_annotate_only_matching_images(tmp_pa
   inputs = tmp_path / 'in'
   detect_helpers.save(inputs / 'coffee.jpg', detect_helpers.coffee())
   detect_helpers.save(inputs / 'bike.jpg', detect_helpers.motorcycle())
-  detect_images.run(['--input', str(inputs), '--output', str(tmp_path / 'out'),
-                     '--classes', 'cup, zebra'] + detect_helpers.darknet_flags())
+  detect_images.run(
+      ['--input',
+       str(inputs), '--output',
+       str(tmp_path / 'out'), '--classes', 'cup, zebra'] + detect_helpers.darknet_flags())
   lines = detect_helpers.by_image(detect_helpers.read_jsonl(tmp_path / 'out' / 'detections'))
   assert set(lines) == {'coffee.jpg', 'bike.jpg'}  # every image keeps its line
   assert lines['bike.jpg']['detections'] == []
@@ -158,13 +180,19 @@ def test_cli_module_runs_in_a_subprocess(tmp_path):
   inputs = tmp_path / 'in' / 'cam7'
   detect_helpers.save(inputs / 'coffee.jpg', detect_helpers.coffee())
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run(
-      [sys.executable, '-m', 'beam_jobs.detect_images', '--input', str(tmp_path / 'in'),
-       '--output', str(tmp_path / 'out'), '--runner', 'DirectRunner']
-      + detect_helpers.darknet_flags(),
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+  proc = subprocess.run([
+      sys.executable, '-m', 'beam_jobs.detect_images', '--input',
+      str(tmp_path / 'in'), '--output',
+      str(tmp_path / 'out'), '--runner', 'DirectRunner'
+  ] + detect_helpers.darknet_flags(),
+                        cwd=REPO,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=300,
+                        check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'Outputs are under {tmp_path / "out"}' in proc.stdout
-  (line,) = detect_helpers.read_jsonl(tmp_path / 'out' / 'detections')
+  (line, ) = detect_helpers.read_jsonl(tmp_path / 'out' / 'detections')
   assert line['site_id'] == 'cam7' and line['detections'][0]['label'] == 'cup'
   assert (tmp_path / 'out' / 'annotated' / 'cam7' / 'coffee-det.jpg').is_file()

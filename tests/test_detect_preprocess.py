@@ -53,15 +53,18 @@ def test_exif_orientation_is_applied():
   assert pixels[-10:, :10, 0].mean() < 60
 
 
-@pytest.mark.parametrize('make, expected', [
-    (lambda: Image.fromarray(np.full((20, 30), 40000, np.uint16)), (155, 155, 155)),
-    (lambda: Image.new('CMYK', (30, 20), (0, 255, 255, 0)), (255, 0, 0)),
-    (lambda: Image.new('RGB', (30, 20), (0, 0, 255)).convert('P'), (0, 0, 255)),
-    (lambda: Image.new('LA', (30, 20), (90, 255)), (90, 90, 90)),
-    (lambda: Image.new('RGBA', (30, 20), (10, 200, 30, 0)), (255, 255, 255)),  # transparent
-    (lambda: Image.new('1', (30, 20), 1), (255, 255, 255)),
-    (lambda: Image.new('L', (30, 20), 77), (77, 77, 77)),
-], ids=['grey16', 'cmyk', 'palette', 'grey-alpha', 'rgba', 'bilevel', 'grey'])
+@pytest.mark.parametrize(
+    'make, expected',
+    [
+        (lambda: Image.fromarray(np.full((20, 30), 40000, np.uint16)), (155, 155, 155)),
+        (lambda: Image.new('CMYK', (30, 20), (0, 255, 255, 0)), (255, 0, 0)),
+        (lambda: Image.new('RGB', (30, 20), (0, 0, 255)).convert('P'), (0, 0, 255)),
+        (lambda: Image.new('LA', (30, 20), (90, 255)), (90, 90, 90)),
+        (lambda: Image.new('RGBA', (30, 20), (10, 200, 30, 0)), (255, 255, 255)),  # transparent
+        (lambda: Image.new('1', (30, 20), 1), (255, 255, 255)),
+        (lambda: Image.new('L', (30, 20), 77), (77, 77, 77)),
+    ],
+    ids=['grey16', 'cmyk', 'palette', 'grey-alpha', 'rgba', 'bilevel', 'grey'])
 def test_any_mode_becomes_rgb(make, expected):
   source = make()
   fmt = 'JPEG' if source.mode == 'CMYK' else 'PNG'
@@ -91,18 +94,19 @@ def test_one_pixel_image_decodes_and_letterboxes():
   boxed = letterbox.letterbox(image, 64, 114)
   assert boxed.array.shape == (64, 64, 3)
   assert tuple(boxed.array[32, 32]) == (9, 99, 199)
-  np.testing.assert_allclose(boxed.geometry.to_original([[0, 0, 64, 64]]),
-                             [[0, 0, 1, 1]])
+  np.testing.assert_allclose(boxed.geometry.to_original([[0, 0, 64, 64]]), [[0, 0, 1, 1]])
 
 
-@pytest.mark.parametrize('make_data, reason', [
-    (lambda tmp: detect_helpers.truncated_jpeg(tmp / 't.jpg').read_bytes(), 'decode_failed'),
-    (lambda tmp: b'<html>not a picture</html>', 'decode_failed'),
-    (lambda tmp: b'GIF89a' + b'\0' * 40, 'decode_failed'),
-    (lambda tmp: b'', 'empty_file'),
-    (lambda tmp: detect_helpers.png_header_only(tmp / 'b.png', 100_000, 100_000).read_bytes(),
-     'image_too_large'),
-], ids=['truncated-jpeg', 'text-named-jpg', 'gif-named-jpg', 'zero-bytes', 'bomb-header'])
+@pytest.mark.parametrize(
+    'make_data, reason', [
+        (lambda tmp: detect_helpers.truncated_jpeg(tmp / 't.jpg').read_bytes(), 'decode_failed'),
+        (lambda tmp: b'<html>not a picture</html>', 'decode_failed'),
+        (lambda tmp: b'GIF89a' + b'\0' * 40, 'decode_failed'),
+        (lambda tmp: b'', 'empty_file'),
+        (lambda tmp: detect_helpers.png_header_only(tmp / 'b.png', 100_000, 100_000).read_bytes(),
+         'image_too_large'),
+    ],
+    ids=['truncated-jpeg', 'text-named-jpg', 'gif-named-jpg', 'zero-bytes', 'bomb-header'])
 def test_bad_files_are_classified(tmp_path, make_data, reason):
   with pytest.raises(RecordFailure) as caught:
     decode(make_data(tmp_path), max_pixels=LIMIT)
@@ -131,20 +135,20 @@ def test_decode_fn_outputs_image_or_dead_letter(tmp_path):
   bad = tmp_path / 'site1' / 'b.jpg'
   bad.write_bytes(b'nope')
   fn = DecodeImageFn(image_size=416, pad_value=127, max_pixels=LIMIT)
-  (ok,) = fn.process(ImageFile(str(good), 'site1/a.png', 'site1', good.stat().st_size))
+  (ok, ) = fn.process(ImageFile(str(good), 'site1/a.png', 'site1', good.stat().st_size))
   assert isinstance(ok, DecodedImage)
   assert ok.image.size == (600, 400) and ok.letterboxed.array.shape == (416, 416, 3)
-  (out,) = fn.process(ImageFile(str(bad), 'site1/b.jpg', 'site1', 4))
+  (out, ) = fn.process(ImageFile(str(bad), 'site1/b.jpg', 'site1', 4))
   assert out.tag == dead_letters.FAILED
   assert out.value['reason'] == 'decode_failed' and out.value['stage'] == 'decode'
   assert out.value['source'] == str(bad) and out.value['site_id'] == 'site1'
   assert out.value['record']['relative_path'] == 'site1/b.jpg'
-  (gone,) = fn.process(ImageFile(str(tmp_path / 'gone.jpg'), 'gone.jpg', 'default', 10))
+  (gone, ) = fn.process(ImageFile(str(tmp_path / 'gone.jpg'), 'gone.jpg', 'default', 10))
   assert gone.value['reason'] == 'not_found'
 
 
 def test_files_far_too_big_for_the_pixel_limit_are_not_read(tmp_path):
   fn = DecodeImageFn(image_size=416, pad_value=127, max_pixels=1000)
   missing = str(tmp_path / 'never-read.jpg')  # reading it would give not_found
-  (out,) = fn.process(ImageFile(missing, 'never-read.jpg', 'default', 2_000_000))
+  (out, ) = fn.process(ImageFile(missing, 'never-read.jpg', 'default', 2_000_000))
   assert out.value['reason'] == 'image_too_large' and 'not read' in out.value['message']

@@ -25,8 +25,9 @@ def layout(tmp_path):
 
 def _main(layout, *extra, model=None):
   model_flags = detect_helpers.darknet_flags(str(layout / 'model')) if model is None else model
-  return detect_images.main(['--input', str(layout / 'in'), '--output', str(layout / 'out')]
-                            + model_flags + list(extra))
+  return detect_images.main(
+      ['--input', str(layout / 'in'), '--output',
+       str(layout / 'out')] + model_flags + list(extra))
 
 
 def _error(capsys) -> str:
@@ -94,11 +95,13 @@ def test_no_model_or_two_models(layout, capsys):
 
 def test_empty_input_and_output_inside_input(layout, capsys):
   (layout / 'empty').mkdir()
-  assert detect_images.main(['--input', str(layout / 'empty'), '--output', str(layout / 'o')]
-                            + detect_helpers.darknet_flags()) == 2
+  assert detect_images.main(
+      ['--input', str(layout / 'empty'), '--output',
+       str(layout / 'o')] + detect_helpers.darknet_flags()) == 2
   assert _error(capsys).startswith('error: --input: no files match')
-  assert detect_images.main(['--input', str(layout / 'in'), '--output', str(layout / 'in' / 'o')]
-                            + detect_helpers.darknet_flags()) == 2
+  assert detect_images.main(
+      ['--input', str(layout / 'in'), '--output',
+       str(layout / 'in' / 'o')] + detect_helpers.darknet_flags()) == 2
   message = _error(capsys)
   assert message.startswith('error: --output:') and f"--input={str(layout / 'in')!r}" in message
   assert 'a later run with the same --input would read these files back' in message
@@ -126,8 +129,8 @@ def test_help_lists_every_flag(capsys):
   assert detect_images.main(['--help']) == 0
   text = capsys.readouterr().out
   for flag in ('--input', '--output', '--model', '--model_config', '--model_weights',
-               '--class_names', '--classes', '--image_size', '--score_threshold',
-               '--iou_threshold', '--max_detections', '--batch_size', '--device',
-               '--cpu_threads', '--max_image_pixels', '--delete_inputs', '--move_inputs_to',
-               '--overwrite', '--max_failed_fraction'):
+               '--class_names', '--classes', '--image_size', '--score_threshold', '--iou_threshold',
+               '--max_detections', '--batch_size', '--device', '--cpu_threads',
+               '--max_image_pixels', '--delete_inputs', '--move_inputs_to', '--overwrite',
+               '--max_failed_fraction'):
     assert flag in text

@@ -12,8 +12,8 @@ from tests_support import read_jsonl
 
 def physics(profile, row):
   t = row['temperature_c']
-  return (profile.base + profile.heat * max(18 - t, 0) + profile.cool * max(t - 22, 0)
-          + profile.occ * row['occupancy'] + profile.area * row['floor_area_m2'] / 1000)
+  return (profile.base + profile.heat * max(18 - t, 0) + profile.cool * max(t - 22, 0) +
+          profile.occ * row['occupancy'] + profile.area * row['floor_area_m2'] / 1000)
 
 
 @pytest.mark.e2e
@@ -23,7 +23,8 @@ def test_keras_site_models_predict_their_own_energy_use(tmp_path):
   energy_sites.write_jsonl(str(tmp_path / 'in' / 'rows.jsonl'), rows)
   site_predictions.run([
       f'--input={tmp_path}/in/rows.jsonl', f'--model_root={tmp_path}/models',
-      f'--output={tmp_path}/out', '--key_field=reading_id'])
+      f'--output={tmp_path}/out', '--key_field=reading_id'
+  ])
 
   lines = {l['key']: l for l in read_jsonl(tmp_path / 'out' / 'predictions')}
   assert len(lines) == len(rows)

@@ -30,13 +30,16 @@ ROWS = [{'x': [0.5, -1.0, 2.0]}, {'x': [1.5, 0.25, -0.75]}, {'x': [-2.0, 3.0, 0.
 KERAS_ROWS = builders.keras_rows(1, 6)
 # Sites by program; within a group every site after the first takes the fast path.
 GROUPS = {
-    'keras': ['kn0', 'kn1', 'kn2', 'kg0', 'kg1', 'kg2', 'kv'],   # named, generated, versions
-    'module': ['mod0', 'mod1', 'mod2'],                          # tf.Module, unnamed variables
-    'relu': ['a', 'b', 'swapped'],                               # other variable orders, renamed
+    'keras': ['kn0', 'kn1', 'kn2', 'kg0', 'kg1', 'kg2', 'kv'],  # named, generated, versions
+    'module': ['mod0', 'mod1', 'mod2'],  # tf.Module, unnamed variables
+    'relu': ['a', 'b', 'swapped'],  # other variable orders, renamed
     'tanh': ['t1', 't2'],
-    'after': ['after'], 'renamed': ['renamed'], 'const2': ['c2a', 'c2b'], 'const3': ['c3'],
+    'after': ['after'],
+    'renamed': ['renamed'],
+    'const2': ['c2a', 'c2b'],
+    'const3': ['c3'],
     'linear': ['lin1', 'lin2'],
-    'embedding': ['emb1', 'emb2', 'emb3'],                      # graph holds variables
+    'embedding': ['emb1', 'emb2', 'emb3'],  # graph holds variables
 }
 SITES = [s for group in GROUPS.values() for s in group]
 
@@ -45,8 +48,10 @@ SITES = [s for group in GROUPS.values() for s in group]
 def root(tmp_path_factory):
   """Sites exported the way users export them, in loops in this process, each with new weights."""
   sites = tmp_path_factory.mktemp('fast_path') / 'models'
+
   def at(site, version='1'):
     return str(sites / site / version)
+
   for i in range(3):
     builders.export_keras(at(f'kn{i}'), i)
     builders.export_keras(at(f'kg{i}'), 10 + i, named=False)
@@ -59,7 +64,9 @@ def root(tmp_path_factory):
   builders.save_two_layer(at('b'), values(2), order=NAMES[::-1])
   builders.save_two_layer(at('swapped'), values(3), wiring='swapped')
   builders.save_two_layer(at('t1'), values(1), activation='tanh')
-  builders.save_two_layer(at('t2'), values(6), activation='tanh',
+  builders.save_two_layer(at('t2'),
+                          values(6),
+                          activation='tanh',
                           order=[NAMES[i] for i in (2, 0, 4, 1, 3)])
   builders.save_two_layer(at('after'), values(1), wiring='after')
   builders.save_two_layer(at('renamed'), values(1), output_name='score')
@@ -147,23 +154,29 @@ def test_swapped_biases_get_each_value_where_its_own_export_uses_it(root, expect
   model = pool.get('swapped').model
   assert model.fast_path
   assert_bit_equal(outputs_of(model, ROWS), expected['swapped'], 'swapped')
-  assert not np.array_equal(expected['swapped']['y'], builders.full_load_outputs(
-      builders.save_two_layer(os.path.join(root, '..', 'plain3'), builders.two_layer_values(3)),
-      ROWS)['y'])
+  assert not np.array_equal(
+      expected['swapped']['y'],
+      builders.full_load_outputs(
+          builders.save_two_layer(os.path.join(root, '..', 'plain3'), builders.two_layer_values(3)),
+          ROWS)['y'])
 
 
 def test_near_misses_do_not_share_a_graph(root):
-  keys = {site: architecture_key.read_architecture(served(root, site), 'serving_default').key
-          for site in SITES}
+  keys = {
+      site: architecture_key.read_architecture(served(root, site), 'serving_default').key
+      for site in SITES
+  }
   for group, sites in GROUPS.items():
     assert len({keys[s] for s in sites}) == 1, group
   assert len({keys[sites[0]] for sites in GROUPS.values()}) == len(GROUPS)
 
 
-def test_unreadable_weights_or_a_refused_graph_fall_back_to_a_full_load(root, expected,
-                                                                        monkeypatch):
+def test_unreadable_weights_or_a_refused_graph_fall_back_to_a_full_load(
+    root, expected, monkeypatch):
+
   def refuse(*unused_args, **unused_kwargs):
     raise architecture_key.NotShareable('simulated')
+
   graphs = shared_graphs.SharedGraphs()
   location = ModelLocation('a', served(root, 'a'), '1')
   for target, attribute in ((variable_restore, 'read_weights'), (shared_graphs, 'SharedGraph')):
@@ -189,12 +202,14 @@ def test_signatures_that_cannot_share_load_in_full(tmp_path):
 
 
 def test_threads_hammering_interleaved_sites_never_mix_weights(root, expected):
-  pool = make_pool(root, max_models=4)   # evictions and reloads while threads run
+  pool = make_pool(root, max_models=4)  # evictions and reloads while threads run
   rng = random.Random(0)
   tasks = [(site, rng.randrange(3)) for site in (rng.choice(SITES) for _ in range(300))]
+
   def run(task):
     site, skip = task
     return site, skip, outputs_of(pool.get(site).model, rows_for(site)[skip:])
+
   with concurrent.futures.ThreadPoolExecutor(8) as executor:
     results = list(executor.map(run, tasks))
   for site, skip, got in results:
@@ -208,7 +223,7 @@ def test_a_graph_and_its_functions_go_with_the_last_site_using_it(root):
   names = graph.function_names
   assert pool.num_graphs == 1 and all(eager_context.context().has_function(n) for n in names)
   pool.get('lin1')
-  pool.get('lin2')                 # evicts a and b: their graph goes too
+  pool.get('lin2')  # evicts a and b: their graph goes too
   assert pool.size == 2 and pool.num_graphs == 1
   linear = pool.get('lin1').model.graph
   assert pool.num_bytes == linear.num_bytes + sum(
@@ -228,7 +243,7 @@ def test_byte_bound_counts_site_weights_and_shared_graphs(root):
       + shared_graphs.SITE_OVERHEAD_BYTES
   keras = make_pool(root)
   keras_site = keras.get('kn0').model.num_bytes
-  bound = keras.num_bytes + 2 * keras_site     # a graph and three sites
+  bound = keras.num_bytes + 2 * keras_site  # a graph and three sites
   pool = make_pool(root, max_bytes=bound)
   for site in GROUPS['keras']:
     pool.get(site)
@@ -239,15 +254,20 @@ def test_byte_bound_counts_site_weights_and_shared_graphs(root):
 def test_handler_reports_fast_path_loads_and_split_counts_them(root):
   handler = SiteModelHandler(model_root=root)
   pool = handler.load_model()
-  results = handler.run_inference([SiteChunk('a', ROWS, ['f'] * 3), SiteChunk('b', ROWS, ['f'] * 3),
-                                   SiteChunk('b', ROWS, ['f'] * 3)], pool)
+  results = handler.run_inference([
+      SiteChunk('a', ROWS, ['f'] * 3),
+      SiteChunk('b', ROWS, ['f'] * 3),
+      SiteChunk('b', ROWS, ['f'] * 3)
+  ], pool)
   outcomes = [r.inference for r in results]
-  assert [(o.model_loaded, o.model_fast_path) for o in outcomes] == [
-      (True, False), (True, True), (False, False)]
-  stats = [out.value for r in results for out in SplitOutcomesFn().process(r)
-           if isinstance(out, beam.pvalue.TaggedOutput) and out.tag == 'stats']
-  assert stats.count((('models_fast_path',), 1)) == 1
-  assert stats.count((('models_loaded',), 1)) == 2
+  assert [(o.model_loaded, o.model_fast_path) for o in outcomes] == [(True, False), (True, True),
+                                                                     (False, False)]
+  stats = [
+      out.value for r in results for out in SplitOutcomesFn().process(r)
+      if isinstance(out, beam.pvalue.TaggedOutput) and out.tag == 'stats'
+  ]
+  assert stats.count((('models_fast_path', ), 1)) == 1
+  assert stats.count((('models_loaded', ), 1)) == 2
   assert finalize_summary({})['models_fast_path'] == 0
 
 
@@ -261,21 +281,28 @@ def test_sharing_can_be_switched_off(root):
 def test_predict_per_site_counts_fast_path_loads_in_beam_metrics(root):
   """One row per chunk: a row's bits can depend on its batch, so each is compared alone."""
   sites = GROUPS['keras']
-  want = {site: {row['temperature_c']: builders.full_load_outputs(
-      served(root, site), [row])['energy_kwh'][0].tolist() for row in KERAS_ROWS}
-          for site in sites}
+  want = {
+      site: {
+          row['temperature_c']: builders.full_load_outputs(served(root, site),
+                                                           [row])['energy_kwh'][0].tolist()
+          for row in KERAS_ROWS
+      }
+      for site in sites
+  }
   records = [('input.jsonl', dict(row, site=site)) for site in sites for row in KERAS_ROWS]
   pipeline = TestPipeline(runner='FnApiRunner')
   grouped = (pipeline
              | beam.Create(records)
              | GroupRowsBySite('site', max_block_rows=2, rows_per_chunk=1))
   result = grouped.chunks | PredictPerSite(model_root=root)
+
   def check(batches):
     got = {}
     assert max(map(len, batches)) == 1
     for p in (p for batch in batches for p in batch):
       got.setdefault(p.site_id, {})[p.instance['temperature_c']] = p.outputs['energy_kwh']
     assert got == want
+
   assert_that(result.prediction_batches, check)
   run = pipeline.run()
   run.wait_until_finish()

@@ -6,6 +6,7 @@ from common import heap
 
 
 class _Node:
+
   def __init__(self):
     self.self_ref = self
 
@@ -16,7 +17,7 @@ def test_deferred_collection_then_freeze_collects_garbage_freezes_the_rest_and_r
     assert not gc.isenabled()
     garbage = _Node()
     dead = weakref.ref(garbage)
-    del garbage                      # a cycle: only the collector frees it
+    del garbage  # a cycle: only the collector frees it
     alive = _Node()
     frozen_before = gc.get_freeze_count()
     heap.freeze_set_up_objects()
@@ -47,12 +48,12 @@ def test_a_second_freeze_in_a_frozen_process_freezes_what_is_new_without_collect
     frozen = gc.get_freeze_count()
     assert frozen > 0
     garbage = _Node()
-    garbage.me = garbage                     # a cycle: only a collection would free it
-    kept = [_Node() for _ in range(100)]     # new objects, made after the first freeze
+    garbage.me = garbage  # a cycle: only a collection would free it
+    kept = [_Node() for _ in range(100)]  # new objects, made after the first freeze
     collections_before = gc.get_stats()[2]['collections']
     heap.freeze_worker_set_up()
     assert gc.get_freeze_count() >= frozen + len(kept)
-    assert gc.get_stats()[2]['collections'] == collections_before   # no full collection
+    assert gc.get_stats()[2]['collections'] == collections_before  # no full collection
     assert gc.isenabled()
   finally:
     gc.unfreeze()
@@ -60,5 +61,5 @@ def test_a_second_freeze_in_a_frozen_process_freezes_what_is_new_without_collect
 
 def test_a_usage_error_leaves_the_collector_on(tmp_path):
   from beam_jobs import cli  # pylint: disable=import-outside-toplevel
-  assert cli.site_predictions([f'--output={tmp_path}/out']) == 2    # no --input: usage error
+  assert cli.site_predictions([f'--output={tmp_path}/out']) == 2  # no --input: usage error
   assert gc.isenabled()

@@ -28,8 +28,9 @@ def _one_by_one(values):
   return numbers, sum(p[1] for p in parts)
 
 
-@given(st.one_of(st.lists(VALUES, max_size=8), st.lists(NUMBERS, max_size=8),
-                 st.lists(st.lists(NUMBERS, min_size=3, max_size=3), max_size=8)))
+@given(
+    st.one_of(st.lists(VALUES, max_size=8), st.lists(NUMBERS, max_size=8),
+              st.lists(st.lists(NUMBERS, min_size=3, max_size=3), max_size=8)))
 def test_a_batch_gives_the_numbers_of_its_values_in_order(values):
   numbers, other = batch_values(values)
   want_numbers, want_other = _one_by_one(values)
@@ -37,8 +38,7 @@ def test_a_batch_gives_the_numbers_of_its_values_in_order(values):
   np.testing.assert_array_equal(numbers, want_numbers)
 
 
-@given(st.lists(st.dictionaries(st.sampled_from(['a', 'b', 'c']), VALUES, max_size=3),
-                max_size=6))
+@given(st.lists(st.dictionaries(st.sampled_from(['a', 'b', 'c']), VALUES, max_size=3), max_size=6))
 def test_ranges_and_counts_of_a_batch_equal_those_of_its_rows_alone(outputs):
   batch = [_Prediction(o) for o in outputs]
   fn = OutputRangesFn()

@@ -65,6 +65,7 @@ def _check(lines):
     loads = [o[1] for o in outputs if o[0] == 'load' and o[2] == 'hot']
     # The model cost of spreading: one load of the hot site per worker process that predicts it.
     assert sorted(loads) == sorted(workers), (loads, workers)
+
   return check
 
 
@@ -72,8 +73,10 @@ def _check(lines):
 def test_chunks_of_a_hot_site_are_predicted_in_several_worker_processes(tmp_path, monkeypatch):
   builders.save_linear(str(tmp_path / 'models' / 'hot' / '1'), WEIGHTS, BIAS)
   tests_dir = str(pathlib.Path(__file__).resolve().parent)
-  monkeypatch.setenv('PYTHONPATH', os.pathsep.join(
-      [tests_dir] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+  monkeypatch.setenv(
+      'PYTHONPATH',
+      os.pathsep.join([tests_dir] +
+                      [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
   lines = _lines()
   options = PipelineOptions(['--direct_num_workers=2', '--direct_running_mode=multi_processing'])
   with beam.Pipeline(runner='DirectRunner', options=options) as pipeline:

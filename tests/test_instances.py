@@ -15,9 +15,9 @@ from transforms.site.instances import site_id_of
 from transforms.site.instances import site_of
 
 
-@pytest.mark.parametrize('value,expected', [
-    ('store-1', 'store-1'), (17, '17'), (17.0, '17'), (2.5, '2.5'), (' a ', ' a '),
-    ('twin ', 'twin '), ('caf\u00e9', 'caf\u00e9')])
+@pytest.mark.parametrize('value,expected', [('store-1', 'store-1'), (17, '17'), (17.0, '17'),
+                                            (2.5, '2.5'), (' a ', ' a '), ('twin ', 'twin '),
+                                            ('caf\u00e9', 'caf\u00e9')])
 def test_site_ids_from_strings_and_numbers(value, expected):
   assert site_id_of(value) == expected
 
@@ -28,9 +28,9 @@ def test_unusable_site_ids_are_refused(value):
     site_id_of(value)
 
 
-@pytest.mark.parametrize('line,reason', [
-    ('', 'empty_line'), ('   ', 'empty_line'), ('{"a": ', 'bad_json'),
-    ('"text"', 'not_an_object'), ('null', 'not_an_object'), ('[{}]', 'not_an_object')])
+@pytest.mark.parametrize('line,reason', [('', 'empty_line'), ('   ', 'empty_line'),
+                                         ('{"a": ', 'bad_json'), ('"text"', 'not_an_object'),
+                                         ('null', 'not_an_object'), ('[{}]', 'not_an_object')])
 def test_bad_lines_are_refused_with_a_reason(line, reason):
   with pytest.raises(RecordFailure) as refused:
     parse_line(line)
@@ -38,8 +38,8 @@ def test_bad_lines_are_refused_with_a_reason(line, reason):
   assert (letter['stage'], letter['reason'], letter['source']) == ('parse', reason, 'f.jsonl')
 
 
-@pytest.mark.parametrize('data,text', [
-    (b'{"a": "caf\xc3\xa9"}', '{"a": "caf\u00e9"}'), (b'\xef\xbb\xbf{}', '{}'), ('{}', '{}')])
+@pytest.mark.parametrize('data,text', [(b'{"a": "caf\xc3\xa9"}', '{"a": "caf\u00e9"}'),
+                                       (b'\xef\xbb\xbf{}', '{}'), ('{}', '{}')])
 def test_lines_decode_as_utf8_without_a_byte_order_mark(data, text):
   assert decode_line(data) == text
 
@@ -56,9 +56,15 @@ def test_good_line_parses_to_its_object():
   assert parse_line('{"site_id": "a", "x": [1, 2.5]}') == {'site_id': 'a', 'x': [1, 2.5]}
 
 
-@pytest.mark.parametrize('row,reason', [
-    ({'v': 2}, 'missing_site'), ({'site_id': None}, 'missing_site'),
-    ({'site_id': False}, 'bad_site'), ({'site_id': '../x'}, 'bad_site')])
+@pytest.mark.parametrize('row,reason', [({
+    'v': 2
+}, 'missing_site'), ({
+    'site_id': None
+}, 'missing_site'), ({
+    'site_id': False
+}, 'bad_site'), ({
+    'site_id': '../x'
+}, 'bad_site')])
 def test_rows_without_a_usable_site_are_refused(row, reason):
   with pytest.raises(RecordFailure) as refused:
     site_of(row, 'site_id')
@@ -109,11 +115,13 @@ def _outcome(line):
 
 _JSONISH = st.one_of(
     st.text(alphabet='{}[]":,. \t\r\x0b\x0c\u00a0\u2028abeEnul0123456789-+NaIfity\\', max_size=30),
-    st.builds(lambda row, tail, head: head + json.dumps(row) + tail,
-              st.dictionaries(st.text(max_size=3), st.one_of(st.floats(), st.integers(),
-                                                            st.text(max_size=3)), max_size=3),
-              st.sampled_from(['', ' ', '\t', '\r', ' x', '{}', '\x0b', '\u00a0', '\u2028', ',']),
-              st.sampled_from(['', ' ', '\ufeff', '['])))
+    st.builds(
+        lambda row, tail, head: head + json.dumps(row) + tail,
+        st.dictionaries(st.text(max_size=3),
+                        st.one_of(st.floats(), st.integers(), st.text(max_size=3)),
+                        max_size=3),
+        st.sampled_from(['', ' ', '\t', '\r', ' x', '{}', '\x0b', '\u00a0', '\u2028', ',']),
+        st.sampled_from(['', ' ', '\ufeff', '['])))
 
 
 @settings(max_examples=1000, deadline=None)

@@ -37,8 +37,13 @@ sys.exit(code)
 
 def _run(tmp_path, torch, job, args):
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run([sys.executable, '-c', _RUN_AND_LIST, torch, job, *args], cwd=tmp_path,
-                        env=env, capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.run([sys.executable, '-c', _RUN_AND_LIST, torch, job, *args],
+                        cwd=tmp_path,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=600,
+                        check=False)
   return proc
 
 
@@ -46,22 +51,25 @@ def test_a_site_job_run_imports_neither_torch_nor_scipy(tmp_path):
   savedmodel_builders.save_linear(str(tmp_path / 'models' / 'a' / '1'), [1.0, 2.0], 0.5)
   (tmp_path / 'in').mkdir()
   (tmp_path / 'in' / 'x.jsonl').write_text(''.join(
-      json.dumps({'site_id': 'a', 'x': [i, 1.0]}) + '\n' for i in range(20)))
+      json.dumps({
+          'site_id': 'a',
+          'x': [i, 1.0]
+      }) + '\n' for i in range(20)))
   out = tmp_path / 'out'
-  proc = _run(tmp_path, 'torch-installed', 'site_predictions',
-              [f'--input={tmp_path}/in/x.jsonl', f'--model_root={tmp_path}/models',
-               f'--output={out}'])
+  proc = _run(
+      tmp_path, 'torch-installed', 'site_predictions',
+      [f'--input={tmp_path}/in/x.jsonl', f'--model_root={tmp_path}/models', f'--output={out}'])
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads((tmp_path / 'modules.json').read_text())
   assert report['code'] == 0
   assert json.loads((out / 'summary.json').read_text())['predictions_written'] == 20
   modules = {m.split('.')[0] for m in report['modules']}
-  assert 'tensorflow' in modules and 'apache_beam' in modules   # it did run the job here
+  assert 'tensorflow' in modules and 'apache_beam' in modules  # it did run the job here
   assert 'torch' not in modules
-  assert 'keras' not in modules        # TensorFlow imported without its eager Keras load
+  assert 'keras' not in modules  # TensorFlow imported without its eager Keras load
   assert not [m for m in report['modules'] if m.startswith('scipy.optimize')]
-  assert 'Resource module is not available' not in proc.stderr   # Beam's fallback warning
-  assert importlib.util.find_spec('torch') is not None    # though torch is installed here
+  assert 'Resource module is not available' not in proc.stderr  # Beam's fallback warning
+  assert importlib.util.find_spec('torch') is not None  # though torch is installed here
 
 
 def test_detection_without_torch_says_what_to_install(tmp_path):
@@ -70,7 +78,8 @@ def test_detection_without_torch_says_what_to_install(tmp_path):
   assert proc.returncode == 2, proc.stderr
   assert proc.stderr.splitlines() == [
       "error: detect-images needs torch, which is not installed: "
-      "pip install 'beam-batch-inference[detect]' (see the README's set-up)"]
+      "pip install 'beam-batch-inference[detect]' (see the README's set-up)"
+  ]
   assert not (tmp_path / 'out').exists()
 
 
@@ -98,8 +107,13 @@ print('ok')
 
 def test_tensorflow_without_keras_leaves_keras_importable_afterwards(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run([sys.executable, '-c', _KERAS_AFTERWARDS, str(tmp_path / 'm')],
-                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+  proc = subprocess.run([sys.executable, '-c', _KERAS_AFTERWARDS,
+                         str(tmp_path / 'm')],
+                        cwd=tmp_path,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=600,
                         check=False)
   assert proc.returncode == 0 and proc.stdout.strip() == 'ok', proc.stderr[-3000:]
 
@@ -125,10 +139,16 @@ def test_building_the_site_pipeline_imports_no_tensorflow(tmp_path, input_format
   savedmodel_builders.save_linear(str(tmp_path / 'models' / 'a' / '1'), [1.0, 2.0], 0.5)
   (tmp_path / f'in.{input_format}').write_bytes(b'')
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run(
-      [sys.executable, '-c', _BUILD_ONLY, f'--input={tmp_path}/in.{input_format}',
-       f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
-       f'--input_format={input_format}'],
-      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.run([
+      sys.executable, '-c', _BUILD_ONLY, f'--input={tmp_path}/in.{input_format}',
+      f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
+      f'--input_format={input_format}'
+  ],
+                        cwd=tmp_path,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=600,
+                        check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

@@ -108,8 +108,10 @@ def swap_root_inputs(library, root, inner):
   call.input[0], call.input[1] = call.input[1], call.input[0]
 
 
-NEAR_MISSES = [change_constant, swap_add_inputs, drop_a_control_input, relu6,
-               call_an_edited_copy, swap_root_inputs]
+NEAR_MISSES = [
+    change_constant, swap_add_inputs, drop_a_control_input, relu6, call_an_edited_copy,
+    swap_root_inputs
+]
 
 
 def test_a_known_architecture_matches_with_exactly_the_full_result(sites):
@@ -126,7 +128,7 @@ def test_a_near_miss_with_the_known_layout_does_not_match(sites, tmp_path, edit)
   known = learned(sites[:2])
   path = edited(sites[2], str(tmp_path / 'near'), edit)
   full = read(path)
-  assert full.key != read(sites[2]).key          # the edit changes the program
+  assert full.key != read(sites[2]).key  # the edit changes the program
   assert same_architecture(read(path, known), full)
   assert known.matches == 0
 
@@ -191,12 +193,12 @@ def test_functions_canonicalization_treats_by_more_than_names_get_no_template(si
 def test_templates_are_bounded(sites, tmp_path):
   known = KnownFunctions(max_templates=1)
   others = [edited(p, str(tmp_path / f'r{i}'), relu6) for i, p in enumerate(sites[:3])]
-  for path in sites[:2] + others[:2]:   # a template of each architecture, the first forgotten
+  for path in sites[:2] + others[:2]:  # a template of each architecture, the first forgotten
     read(path, known)
   assert known.size == 1
-  assert same_architecture(read(others[2], known), read(others[2]))   # the one kept
+  assert same_architecture(read(others[2], known), read(others[2]))  # the one kept
   assert known.matches == 1
-  assert same_architecture(read(sites[3], known), read(sites[3]))     # read in full
+  assert same_architecture(read(sites[3], known), read(sites[3]))  # read in full
   assert known.matches == 1
 
 

@@ -24,8 +24,10 @@ from tests_support import read_jsonl
 pytestmark = pytest.mark.e2e
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-HELP_MARKERS = {'site_predictions': ('usage: site-predictions', '--model_root'),
-                'detect_images': ('usage: detect-images', '--score_threshold')}
+HELP_MARKERS = {
+    'site_predictions': ('usage: site-predictions', '--model_root'),
+    'detect_images': ('usage: detect-images', '--score_threshold')
+}
 _NO_TORCH = ('import sys\n'
              "sys.modules['torch'] = None  # import torch: ImportError, as if not installed\n")
 
@@ -43,8 +45,12 @@ def run_launcher(job, args, tmp_path, *, torch_installed):
     (blocker / 'sitecustomize.py').write_text(_NO_TORCH)
     path.insert(0, str(blocker))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
-  return subprocess.run([sys.executable, str(launcher(job)), *args], cwd=tmp_path, env=env,
-                        capture_output=True, text=True, timeout=900)
+  return subprocess.run([sys.executable, str(launcher(job)), *args],
+                        cwd=tmp_path,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=900)
 
 
 @pytest.mark.parametrize('job', JOBS)
@@ -52,10 +58,13 @@ def test_launchers_are_thin(job):
   """Nothing defined in __main__ (nothing Beam could pickle by value): an import
   of the installed job's main and the call."""
   tree = ast.parse(launcher(job).read_text())
-  assert not [n for n in ast.walk(tree)
-              if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))]
+  assert not [
+      n for n in ast.walk(tree)
+      if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
+  ]
   imports = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
-  assert [(n.module, [a.name for a in n.names]) for n in imports] == [(f'beam_jobs.{job}', ['main'])]
+  assert [(n.module, [a.name for a in n.names])
+          for n in imports] == [(f'beam_jobs.{job}', ['main'])]
   guard = tree.body[-1]
   assert isinstance(guard, ast.If) and ast.unparse(guard.test) == "__name__ == '__main__'"
   assert [ast.unparse(s) for s in guard.body] == ['sys.exit(main())']
@@ -79,19 +88,32 @@ def test_detection_launcher_fails_without_torch(tmp_path):
 
 def test_site_launcher_runs_a_tiny_job_without_torch(tmp_path):
   assert JOB_EXTRAS['site_predictions'] == set()
-  model = savedmodel_builders.save_linear(str(tmp_path / 'models' / 'lin-a' / '1'),
-                                          [1.0, 2.0, 3.0], 0.5)
+  model = savedmodel_builders.save_linear(str(tmp_path / 'models' / 'lin-a' / '1'), [1.0, 2.0, 3.0],
+                                          0.5)
   good = [r for r in site_job_data.GOOD_ROWS if r['site_id'] == 'lin-a']
-  bad = {'{"site_id": "lin-a", "rid": ': 'bad_json',
-         json.dumps({'site_id': 'nope', 'rid': 'nomodel', 'x': [1, 2, 3]}): 'no_model',
-         json.dumps({'site_id': 'lin-a', 'rid': 'nox', 'y': [1, 2, 3]}): 'missing_feature'}
+  bad = {
+      '{"site_id": "lin-a", "rid": ': 'bad_json',
+      json.dumps({
+          'site_id': 'nope',
+          'rid': 'nomodel',
+          'x': [1, 2, 3]
+      }): 'no_model',
+      json.dumps({
+          'site_id': 'lin-a',
+          'rid': 'nox',
+          'y': [1, 2, 3]
+      }): 'missing_feature'
+  }
   (tmp_path / 'input').mkdir()
   lines = [json.dumps(good[0]), *bad, *(json.dumps(r) for r in good[1:])]
   (tmp_path / 'input' / 'part.jsonl').write_text('\n'.join(lines) + '\n')
   out = tmp_path / 'out'
   result = run_launcher('site_predictions', [
       f'--input={tmp_path}/input/*.jsonl', f'--model_root={tmp_path}/models', f'--output={out}',
-      '--key_field=rid', '--max_failed_fraction=1'], tmp_path, torch_installed=False)
+      '--key_field=rid', '--max_failed_fraction=1'
+  ],
+                        tmp_path,
+                        torch_installed=False)
   assert result.returncode == 0, result.stderr[-3000:]
 
   predictions = {p['key']: p for p in read_jsonl(out / 'predictions')}
@@ -99,8 +121,7 @@ def test_site_launcher_runs_a_tiny_job_without_torch(tmp_path):
   for row in good:
     expected = savedmodel_builders.call_directly(model, row)
     assert predictions[row['rid']]['instance'] == row
-    np.testing.assert_allclose(predictions[row['rid']]['prediction']['y'], expected['y'],
-                               rtol=1e-6)
+    np.testing.assert_allclose(predictions[row['rid']]['prediction']['y'], expected['y'], rtol=1e-6)
   letters = read_jsonl(out / 'errors')
   assert sorted(l['reason'] for l in letters) == sorted(bad.values())
   summary = json.loads((out / 'summary.json').read_text())

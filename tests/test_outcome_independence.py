@@ -26,19 +26,25 @@ from transforms.site.inference import Prediction
 from transforms.site import bigquery_output
 
 ODD_NUMBERS = st.sampled_from([
-    True, False, float('nan'), float('inf'), -float('inf'), 1e39, -1e39, 3.4028235e38,
-    3.5e38, 2 ** 31, 2 ** 63 - 1, 2 ** 63, -2 ** 63, -2 ** 63 - 1, 2 ** 64, 2 ** 70, 10 ** 400,
-    2.0 ** 63, 0.5, -0.0, mixed_input_models.POLE, decimal.Decimal('2'), decimal.Decimal('NaN')])
-SCALARS = st.one_of(
-    ODD_NUMBERS, st.integers(), st.floats(), st.text(max_size=3), st.none(),
-    st.fixed_dictionaries({'b64': st.sampled_from(['AAE=', 'not base64', 'AAE'])}))
+    True, False,
+    float('nan'),
+    float('inf'), -float('inf'), 1e39, -1e39, 3.4028235e38, 3.5e38, 2**31, 2**63 - 1, 2**63, -2**63,
+    -2**63 - 1, 2**64, 2**70, 10**400, 2.0**63, 0.5, -0.0, mixed_input_models.POLE,
+    decimal.Decimal('2'),
+    decimal.Decimal('NaN')
+])
+SCALARS = st.one_of(ODD_NUMBERS, st.integers(), st.floats(), st.text(max_size=3), st.none(),
+                    st.fixed_dictionaries({'b64': st.sampled_from(['AAE=', 'not base64', 'AAE'])}))
 ODD = st.one_of(SCALARS, st.lists(SCALARS, max_size=3),
                 st.lists(st.lists(SCALARS, max_size=2), max_size=2))
 SMALL_FLOATS = st.floats(-1e4, 1e4, width=32)
 
-GOOD = {'a': st.one_of(SMALL_FLOATS, st.integers(-100, 100)),
-        'b': st.integers(-2 ** 40, 2 ** 40), 's': st.text(max_size=5),
-        'v': st.lists(SMALL_FLOATS, min_size=2, max_size=2)}
+GOOD = {
+    'a': st.one_of(SMALL_FLOATS, st.integers(-100, 100)),
+    'b': st.integers(-2**40, 2**40),
+    's': st.text(max_size=5),
+    'v': st.lists(SMALL_FLOATS, min_size=2, max_size=2)
+}
 GOOD_ROWS = st.fixed_dictionaries(GOOD, optional={'note': st.one_of(st.floats(), st.text())})
 MISSING = object()
 
@@ -56,8 +62,12 @@ def one_odd_field(draw):
   return row
 
 
-ROWS = st.one_of(GOOD_ROWS, one_odd_field(), st.fixed_dictionaries({}, optional={
-    name: st.one_of(good, ODD) for name, good in GOOD.items()}))
+ROWS = st.one_of(
+    GOOD_ROWS, one_odd_field(),
+    st.fixed_dictionaries({}, optional={
+        name: st.one_of(good, ODD)
+        for name, good in GOOD.items()
+    }))
 
 
 @pytest.fixture(scope='module', params=['with_string', 'numbers_only'])
@@ -75,10 +85,14 @@ def outcome(result):
 
 
 def assert_written_as_strict_json(rows, results):
-  predictions = [Prediction('mixed', 'f', rows[r.index], r.outputs, '1')
-                 for r in results if r.outputs is not None]
-  letters = [dead_letter('predict', r.reason, r.message, site_id='mixed', source='f',
-                         record=rows[r.index]) for r in results if r.outputs is None]
+  predictions = [
+      Prediction('mixed', 'f', rows[r.index], r.outputs, '1') for r in results
+      if r.outputs is not None
+  ]
+  letters = [
+      dead_letter('predict', r.reason, r.message, site_id='mixed', source='f', record=rows[r.index])
+      for r in results if r.outputs is None
+  ]
   if predictions:
     for line in encode_predictions(predictions, 'note').split('\n'):
       strict_json(line)
@@ -108,7 +122,8 @@ def test_every_outcome_is_written_as_strict_json(model, rows):
 
 
 @settings(max_examples=100, deadline=None)
-@given(good=st.lists(GOOD_ROWS, min_size=1, max_size=10), odd=one_odd_field(),
+@given(good=st.lists(GOOD_ROWS, min_size=1, max_size=10),
+       odd=one_odd_field(),
        position=st.integers(0, 10))
 def test_one_odd_row_changes_nothing_for_clean_neighbours(model, good, odd, position):
   """Clean chunks take the whole-column path; one odd row must not change their bits."""
@@ -123,8 +138,17 @@ def test_one_odd_row_changes_nothing_for_clean_neighbours(model, good, odd, posi
 
 def test_bools_for_a_float_input_are_bad_features_in_any_chunk(model):
   """``"temperature_c": true`` was 1.0 next to numbers, bad_feature alone."""
-  rows = [{'a': True, 'b': 1, 's': 'x', 'v': [1.0, 2.0]},
-          {'a': 10.0, 'b': 1, 's': 'x', 'v': [1.0, 2.0]}]
+  rows = [{
+      'a': True,
+      'b': 1,
+      's': 'x',
+      'v': [1.0, 2.0]
+  }, {
+      'a': 10.0,
+      'b': 1,
+      's': 'x',
+      'v': [1.0, 2.0]
+  }]
   together = model.predict(rows)
   assert together[0].reason == 'bad_feature' and "'a'" in together[0].message
   assert together[0].reason == model.predict(rows[:1])[0].reason
@@ -133,12 +157,25 @@ def test_bools_for_a_float_input_are_bad_features_in_any_chunk(model):
 
 def test_non_finite_outputs_are_dead_letters_naming_the_output(model):
   pole = mixed_input_models.POLE
-  rows = [{'a': pole, 'b': 1, 's': 'x', 'v': [1.0, 2.0]},
-          {'a': 1.0, 'b': 1, 's': 'x', 'v': [1.0, 2.0]},
-          {'a': -pole, 'b': 1, 's': 'x', 'v': [1.0, 2.0]}]
+  rows = [{
+      'a': pole,
+      'b': 1,
+      's': 'x',
+      'v': [1.0, 2.0]
+  }, {
+      'a': 1.0,
+      'b': 1,
+      's': 'x',
+      'v': [1.0, 2.0]
+  }, {
+      'a': -pole,
+      'b': 1,
+      's': 'x',
+      'v': [1.0, 2.0]
+  }]
   first, second, third = model.predict(rows)
-  assert (first.outputs, first.reason, third.outputs, third.reason) == (
-      None, 'non_finite_output', None, 'non_finite_output')
+  assert (first.outputs, first.reason, third.outputs, third.reason) == (None, 'non_finite_output',
+                                                                        None, 'non_finite_output')
   assert "'half' (inf)" in first.message and "'half' (nan)" in third.message
   assert "'ax'" not in first.message
   assert second.outputs['half'] == 0.5
@@ -147,7 +184,8 @@ def test_non_finite_outputs_are_dead_letters_naming_the_output(model):
 def test_an_unfed_nan_is_echoed_as_a_string_and_the_row_predicted(model):
   row = {'a': 1.0, 'b': 2, 's': 'x', 'v': [1.0, 2.0], 'note': float('nan'), 'k': float('inf')}
   [result] = model.predict([row])
-  [line] = encode_predictions([Prediction('mixed', 'f', row, result.outputs, None)], 'k').split('\n')
+  [line] = encode_predictions([Prediction('mixed', 'f', row, result.outputs, None)],
+                              'k').split('\n')
   written = strict_json(line)
   assert written['instance']['note'] == 'NaN' and written['key'] == 'Infinity'
   assert written['prediction']['b2'] == 4

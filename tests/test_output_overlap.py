@@ -43,11 +43,11 @@ def glob_of(draw, path: str) -> str:
   while i < len(rest):
     choice = draw(st.integers(0, 9))
     end = i
-    if choice == 1 and rest[i] != '/':          # * over some of this segment
+    if choice == 1 and rest[i] != '/':  # * over some of this segment
       j = rest.find('/', i)
       out.append('*')
       end = draw(st.integers(i, len(rest) if j < 0 else j))
-    elif choice == 2:                           # ** over anything
+    elif choice == 2:  # ** over anything
       out.append('**')
       end = draw(st.integers(i, len(rest)))
     elif choice == 3:
@@ -59,7 +59,7 @@ def glob_of(draw, path: str) -> str:
     elif choice == 5 and rest[i] not in '!]^\\q':
       out.append('[!q]')
       end = i + 1
-    if end == i:                                # a literal character (always progress)
+    if end == i:  # a literal character (always progress)
       out.append(rest[i])
       end = i + 1
     i = end
@@ -92,9 +92,11 @@ def test_a_witness_is_returned_whenever_a_matched_path_is_in_the_folder(data):
 @given(st.data())
 def test_no_witness_means_no_path_in_the_folder_matches(data):
   root = data.draw(ROOTS)
-  pattern = root + data.draw(st.lists(st.sampled_from(
-      ['a', 'b', '*', '**', '?', '[ab]', '[!a]', 'x.jsonl', '*.jsonl', 'run1', '/']),
-      min_size=1, max_size=6).map(''.join))
+  pattern = root + data.draw(
+      st.lists(st.sampled_from(
+          ['a', 'b', '*', '**', '?', '[ab]', '[!a]', 'x.jsonl', '*.jsonl', 'run1', '/']),
+               min_size=1,
+               max_size=6).map(''.join))
   folder = root + '/'.join(data.draw(st.lists(SEGMENTS, min_size=1, max_size=3)))
   tails = data.draw(st.lists(st.lists(SEGMENTS, min_size=0, max_size=3), min_size=1, max_size=8))
   example = paths.overlap_example(pattern, folder)
@@ -106,24 +108,26 @@ def test_no_witness_means_no_path_in_the_folder_matches(data):
     assert under(example, folder) and beam_matches(pattern, example)
 
 
-@pytest.mark.parametrize('pattern, folder, overlaps', [
-    ('gs://b/data/*.jsonl', 'gs://b/data/run1', False),     # * stops at /
-    ('gs://b/data/*.jsonl', 'gs://b/data', True),           # contains the inputs
-    ('gs://b/data/*.jsonl', 'gs://b/data/', True),
-    ('gs://b/data/*.jsonl', 'gs://b', True),
-    ('gs://b/data/**', 'gs://b/data/run1', True),            # ** crosses /
-    ('gs://b/data/**.jsonl', 'gs://b/data/run1', True),      # run1/predictions/x.jsonl
-    ('gs://b/data/*/*.jsonl', 'gs://b/data/run1', True),     # run1/x.jsonl
-    ('gs://b/data/', 'gs://b/data/run1', True),              # a prefix: everything below
-    ('gs://b/data/x.jsonl', 'gs://b/data/run1', False),
-    ('gs://b/data/x.jsonl', 'gs://b/data/x.jsonl', True),    # the input file itself
-    ('gs://b/dat?/x.jsonl', 'gs://b/data', True),
-    ('gs://b/data-[0-9]/*', 'gs://b/data-7', True),
-    ('gs://b/data-[!0-9]/*', 'gs://b/data-7', False),
-    ('gs://b/data/*', 'gs://c/data', False),
-    ('gs://b/data/*', '/data', False),
-    ('/in/**', '/in/out', True),
-])
+@pytest.mark.parametrize(
+    'pattern, folder, overlaps',
+    [
+        ('gs://b/data/*.jsonl', 'gs://b/data/run1', False),  # * stops at /
+        ('gs://b/data/*.jsonl', 'gs://b/data', True),  # contains the inputs
+        ('gs://b/data/*.jsonl', 'gs://b/data/', True),
+        ('gs://b/data/*.jsonl', 'gs://b', True),
+        ('gs://b/data/**', 'gs://b/data/run1', True),  # ** crosses /
+        ('gs://b/data/**.jsonl', 'gs://b/data/run1', True),  # run1/predictions/x.jsonl
+        ('gs://b/data/*/*.jsonl', 'gs://b/data/run1', True),  # run1/x.jsonl
+        ('gs://b/data/', 'gs://b/data/run1', True),  # a prefix: everything below
+        ('gs://b/data/x.jsonl', 'gs://b/data/run1', False),
+        ('gs://b/data/x.jsonl', 'gs://b/data/x.jsonl', True),  # the input file itself
+        ('gs://b/dat?/x.jsonl', 'gs://b/data', True),
+        ('gs://b/data-[0-9]/*', 'gs://b/data-7', True),
+        ('gs://b/data-[!0-9]/*', 'gs://b/data-7', False),
+        ('gs://b/data/*', 'gs://c/data', False),
+        ('gs://b/data/*', '/data', False),
+        ('/in/**', '/in/out', True),
+    ])
 def test_examples(pattern, folder, overlaps):
   assert (paths.overlap_example(pattern, folder) is not None) == overlaps
 
@@ -134,8 +138,7 @@ def test_relative_local_paths_are_compared_absolutely(tmp_path, monkeypatch):
     output_folder.require_outside('output', 'data/./run1', 'input', f'{tmp_path}/data/**')
   output_folder.require_outside('output', 'data/run1', 'input', 'data/*.jsonl')
   with pytest.raises(UsageError, match=r"it can match '.*/data/x\.jsonl'"):
-    output_folder.require_outside('output', f'../{tmp_path.name}/data', 'input',
-                                  'data/*.jsonl')
+    output_folder.require_outside('output', f'../{tmp_path.name}/data', 'input', 'data/*.jsonl')
 
 
 @pytest.fixture
@@ -147,16 +150,18 @@ def site_layout(tmp_path):
 
 
 def _site(layout, input_glob, output):
-  return site_predictions.main([f'--input={layout}/{input_glob}', f'--model_root={layout}/models',
-                                f'--output={layout}/{output}'])
+  return site_predictions.main([
+      f'--input={layout}/{input_glob}', f'--model_root={layout}/models',
+      f'--output={layout}/{output}'
+  ])
 
 
-@pytest.mark.parametrize('input_glob, output', [
-    ('data/**', 'data/run1'), ('data/*.jsonl', 'data'), ('data/**.jsonl', 'data/run1'),
-    ('data/', 'data/run1'), ('**', 'out')])
+@pytest.mark.parametrize('input_glob, output', [('data/**', 'data/run1'), ('data/*.jsonl', 'data'),
+                                                ('data/**.jsonl', 'data/run1'),
+                                                ('data/', 'data/run1'), ('**', 'out')])
 def test_site_job_refuses_an_output_its_input_can_read(site_layout, capsys, input_glob, output):
   assert _site(site_layout, input_glob, output) == 2
-  (line,) = capsys.readouterr().err.strip().splitlines()
+  (line, ) = capsys.readouterr().err.strip().splitlines()
   assert line.startswith(f"error: --output: '{site_layout}/{output}' overlaps what "
                          f"--input='{site_layout}/{input_glob}' reads (it can match ")
   assert not (site_layout / output / 'summary.json').exists()
@@ -184,20 +189,18 @@ def image_layout(tmp_path):
     (['--output', '{t}/out', '--move_inputs_to', '{t}/in'], 'move_inputs_to'),
     (['--output', '{t}'], 'output'),
 ])
-def test_detection_refuses_output_or_move_target_its_input_can_read(image_layout, capsys,
-                                                                    extra, flag):
+def test_detection_refuses_output_or_move_target_its_input_can_read(image_layout, capsys, extra,
+                                                                    flag):
   args = ['--input', f'{image_layout}/in'] + [a.format(t=image_layout) for a in extra]
   assert detect_images.main(args + detect_helpers.darknet_flags()) == 2
-  (line,) = capsys.readouterr().err.strip().splitlines()
+  (line, ) = capsys.readouterr().err.strip().splitlines()
   assert line.startswith(f'error: --{flag}: ') and f"--input='{image_layout}/in'" in line
   assert not (image_layout / 'out').exists()
 
 
 def test_detection_glob_input_allows_a_folder_it_cannot_match(image_layout):
-  config = detect_images.validate(
-      detect_images.PipelineOptions(['--input', f'{image_layout}/in/*/*.jpg', '--output',
-                                     f'{image_layout}/in/cam1/out']
-                                    + detect_helpers.darknet_flags()).view_as(
-                                        detect_images.DetectImagesOptions),
-      local_runner=True)
+  config = detect_images.validate(detect_images.PipelineOptions(
+      ['--input', f'{image_layout}/in/*/*.jpg', '--output', f'{image_layout}/in/cam1/out'] +
+      detect_helpers.darknet_flags()).view_as(detect_images.DetectImagesOptions),
+                                  local_runner=True)
   assert config.output == f'{image_layout}/in/cam1/out'

@@ -43,21 +43,31 @@ _SCALARS = (st.none() | st.booleans() | st.integers(-2**63, 2**63) | _TEXT
             | st.floats(allow_nan=True, allow_infinity=True)
             | st.binary(max_size=8)
             | st.floats(width=32).map(np.float32) | st.integers(-5, 5).map(np.int64))
-_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
-                       | st.dictionaries(_TEXT, inner, max_size=3), max_leaves=10)
+_VALUES = st.recursive(_SCALARS,
+                       lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(_TEXT, inner, max_size=3),
+                       max_leaves=10)
 _INSTANCES = st.dictionaries(_TEXT, _VALUES, max_size=5)
 _FINITE_OUTPUTS = st.dictionaries(
-    _TEXT, st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1,
-                    max_size=3).map(lambda v: np.asarray(v, np.float32)) | st.binary(max_size=6),
-    min_size=1, max_size=3)
-_PREDICTIONS = st.builds(Prediction, site_id=_TEXT, source=_TEXT, instance=_INSTANCES,
-                         outputs=_FINITE_OUTPUTS, model_version=st.none() | st.sampled_from(
-                             ['1', '10', '007']), instance_text=st.none())
+    _TEXT,
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1,
+             max_size=3).map(lambda v: np.asarray(v, np.float32)) | st.binary(max_size=6),
+    min_size=1,
+    max_size=3)
+_PREDICTIONS = st.builds(Prediction,
+                         site_id=_TEXT,
+                         source=_TEXT,
+                         instance=_INSTANCES,
+                         outputs=_FINITE_OUTPUTS,
+                         model_version=st.none() | st.sampled_from(['1', '10', '007']),
+                         instance_text=st.none())
 
 
 def _prediction(instance=None, outputs=None, version='3'):
-  return Prediction('site-a', 'in.jsonl', instance or {'site_id': 'site-a', 'rid': 'r1'},
-                    outputs or {'y': np.asarray([1.5], np.float32)}, version)
+  return Prediction('site-a', 'in.jsonl', instance or {
+      'site_id': 'site-a',
+      'rid': 'r1'
+  }, outputs or {'y': np.asarray([1.5], np.float32)}, version)
 
 
 def assert_key_text(text, key):
@@ -72,10 +82,11 @@ def assert_key_text(text, key):
 
 # --- JSON-lines predictions ---------------------------------------------------------------
 
+
 def test_prediction_line_fields_and_key():
   p = _prediction()
-  assert list(po.prediction_line(p, 'rid')) == [
-      'site_id', 'key', 'model_version', 'instance', 'prediction']
+  assert list(po.prediction_line(
+      p, 'rid')) == ['site_id', 'key', 'model_version', 'instance', 'prediction']
   assert po.prediction_line(p, 'rid')['key'] == 'r1'
   assert 'key' not in po.prediction_line(p, None)
   assert 'key' not in po.prediction_line(p, 'absent')
@@ -122,10 +133,15 @@ def test_error_stats_lines_are_the_legacy_tuples():
 
 _LETTERS = st.fixed_dictionaries({
     'stage': st.sampled_from(['read', 'key_by_site', 'predict']),
-    'reason': st.sampled_from(['bad_json', 'no_model', 'bad_feature', 'model_load_failed',
-                               'non_finite_output', 'line_too_long']),
-    'message': _TEXT, 'site_id': st.none() | _TEXT | st.integers(0, 99),
-    'source': st.none() | _TEXT, 'record': st.none() | _TEXT | _INSTANCES})
+    'reason': st.sampled_from([
+        'bad_json', 'no_model', 'bad_feature', 'model_load_failed', 'non_finite_output',
+        'line_too_long'
+    ]),
+    'message': _TEXT,
+    'site_id': st.none() | _TEXT | st.integers(0, 99),
+    'source': st.none() | _TEXT,
+    'record': st.none() | _TEXT | _INSTANCES
+})
 
 
 @settings(max_examples=150, deadline=None)
@@ -148,10 +164,9 @@ def test_dead_letter_rows_of_both_layouts(letter, key_field):
     assert strict_json(row['record']) == expected_json(record)
   vertex = bq.vertex_error_row(letter, key_field, 'run-1')
   assert set(vertex) == {f['name'] for f in bq.VERTEX_ERROR_SCHEMA['fields']}
-  assert vertex['instance'] is None if record is None else (
-      strict_json(vertex['instance']) == expected_json(record))
-  assert vertex['errors'] == {'code': bq.error_code(letter['reason']),
-                              'message': letter['message']}
+  assert vertex['instance'] is None if record is None else (strict_json(vertex['instance'])
+                                                            == expected_json(record))
+  assert vertex['errors'] == {'code': bq.error_code(letter['reason']), 'message': letter['message']}
   key = record.get(key_field) if key_field and isinstance(record, dict) else None
   assert_key_text(vertex['key'], key)
   assert vertex['site_id'] is None or isinstance(vertex['site_id'], str)
@@ -166,6 +181,7 @@ def test_error_codes_of_the_vertex_layout():
 
 
 # --- BigQuery prediction rows ---------------------------------------------------------------
+
 
 @settings(max_examples=100, deadline=None)
 @given(p=_PREDICTIONS, use_key=st.booleans())
@@ -192,17 +208,39 @@ def test_rejected_rows_become_dead_letters():
 
 
 def test_site_outcome_rows():
-  line = {'site_id': 'a', 'status': 'partial', 'rows': 3, 'predicted': 2, 'failed': 1,
-          'failed_fraction': 0.333333, 'failed_by_reason': {'no_model': 0, 'bad_feature': 1},
-          'model_versions': ['2'], 'models_loaded': 1, 'models_fast_path': 0,
-          'model_load_ms': 12.5}
+  line = {
+      'site_id': 'a',
+      'status': 'partial',
+      'rows': 3,
+      'predicted': 2,
+      'failed': 1,
+      'failed_fraction': 0.333333,
+      'failed_by_reason': {
+          'no_model': 0,
+          'bad_feature': 1
+      },
+      'model_versions': ['2'],
+      'models_loaded': 1,
+      'models_fast_path': 0,
+      'model_load_ms': 12.5
+  }
   row = bq.site_outcome_row(line, 'run-1')
   assert set(row) == {f['name'] for f in bq.SITE_OUTCOME_SCHEMA['fields']}
-  assert row['failed_by_reason'] == [{'reason': 'bad_feature', 'count': 1},
-                                     {'reason': 'no_model', 'count': 0}]
+  assert row['failed_by_reason'] == [{
+      'reason': 'bad_feature',
+      'count': 1
+  }, {
+      'reason': 'no_model',
+      'count': 0
+  }]
   assert line['failed_by_reason'] == {'no_model': 0, 'bad_feature': 1}, 'input left as it was'
-  assert {k: row[k] for k in line if k != 'failed_by_reason'} == {
-      k: v for k, v in line.items() if k != 'failed_by_reason'}
+  assert {
+      k: row[k]
+      for k in line if k != 'failed_by_reason'
+  } == {
+      k: v
+      for k, v in line.items() if k != 'failed_by_reason'
+  }
 
 
 def test_table_and_dataset_specs():
@@ -210,5 +248,7 @@ def test_table_and_dataset_specs():
     assert bq.is_dataset(spec), spec
   for spec in ('p-1234:d.t', 'd.t', 'example.com:p-1234:d.t'):
     assert not bq.is_dataset(spec), spec
-  assert bq.vertex_tables('p-1234:d') == {'predictions': 'p-1234:d.predictions',
-                                          'errors': 'p-1234:d.errors'}
+  assert bq.vertex_tables('p-1234:d') == {
+      'predictions': 'p-1234:d.predictions',
+      'errors': 'p-1234:d.errors'
+  }

@@ -20,10 +20,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = {'beam_jobs', 'transforms', 'models', 'common'}
 # Modules both jobs run; a subpackage missing from the wheel loses one of these.
 PRODUCTION_MODULES = [
-    'beam_jobs/site_predictions.py', 'beam_jobs/detect_images.py', 'common/paths.py',
-    'models/site/handler.py', 'models/site/pool.py', 'models/detector/yolo_handler.py',
-    'models/detector/darknet.py', 'transforms/site/inference.py', 'transforms/site/rows.py',
-    'transforms/detection/annotate.py', 'transforms/dead_letters.py', 'transforms/run_summary.py',
+    'beam_jobs/site_predictions.py',
+    'beam_jobs/detect_images.py',
+    'common/paths.py',
+    'models/site/handler.py',
+    'models/site/pool.py',
+    'models/detector/yolo_handler.py',
+    'models/detector/darknet.py',
+    'transforms/site/inference.py',
+    'transforms/site/rows.py',
+    'transforms/detection/annotate.py',
+    'transforms/dead_letters.py',
+    'transforms/run_summary.py',
 ]
 NOT_SHIPPED = ('samples/', 'tests/', 'templates/', 'functions/', 'benchmarks/', 'docs/')
 _IGNORED = shutil.ignore_patterns('.git', '.venv', 'build', 'dist', '*.egg-info', '__pycache__',
@@ -40,16 +48,21 @@ def source(tmp_path_factory):
 @pytest.fixture(scope='module')
 def wheel(source):
   dist = source.parent / 'dist'
-  subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
-                  '--no-index', '--quiet', '--wheel-dir', str(dist), str(source)],
-                 check=True, timeout=300)
-  (path,) = dist.glob('*.whl')
+  subprocess.run([
+      sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--no-index',
+      '--quiet', '--wheel-dir',
+      str(dist),
+      str(source)
+  ],
+                 check=True,
+                 timeout=300)
+  (path, ) = dist.glob('*.whl')
   with zipfile.ZipFile(path) as archive:
     yield archive
 
 
 def dist_info(wheel, name):
-  (path,) = [n for n in wheel.namelist() if re.fullmatch(rf'[^/]+\.dist-info/{name}', n)]
+  (path, ) = [n for n in wheel.namelist() if re.fullmatch(rf'[^/]+\.dist-info/{name}', n)]
   return wheel.read(path).decode()
 
 
@@ -78,8 +91,11 @@ def test_every_file_of_the_packages_is_shipped(source, wheel):
   """Subpackages (a folder without __init__.py would be dropped) and package
   data (Jinja2 templates, CSS) included."""
   names = set(wheel.namelist())
-  expected = {p.relative_to(source).as_posix() for pkg in PACKAGES
-              for p in (source / pkg).rglob('*') if p.is_file()}
+  expected = {
+      p.relative_to(source).as_posix()
+      for pkg in PACKAGES
+      for p in (source / pkg).rglob('*') if p.is_file()
+  }
   assert expected, 'no source files found'
   assert sorted(expected - names) == []
   shipped = {n for n in names if not n.split('/')[0].endswith('.dist-info')}
@@ -105,7 +121,7 @@ def test_base_requirements_are_requirements_txt_without_torch(wheel):
   by_extra = {}
   for req in declared:
     if req.marker is not None:
-      (extra,) = re.findall(r'extra == "([^"]+)"', str(req.marker))
+      (extra, ) = re.findall(r'extra == "([^"]+)"', str(req.marker))
       by_extra.setdefault(extra, {})[canonicalize_name(req.name)] = str(req).split(';')[0]
   assert set(metadata.get_all('Provides-Extra')) == {'detect', 'test'} == set(by_extra)
   assert by_extra['detect'] == {'torch': str(sections['detect']['torch'])}

@@ -14,7 +14,7 @@ N_SITES = 120
 WARM = 30
 POOL = 10
 
-pytestmark = pytest.mark.slow   # exports N_SITES models first
+pytestmark = pytest.mark.slow  # exports N_SITES models first
 
 
 def rss_mib() -> float:
@@ -37,10 +37,16 @@ def many_sites(tmp_path_factory):
   process), each with its own weights."""
   root = tmp_path_factory.mktemp('many_sites')
   tests = os.path.dirname(os.path.abspath(__file__))
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [tests, os.path.dirname(tests), os.environ.get('PYTHONPATH', '')]))
-  subprocess.run([sys.executable, '-c', _EXPORT, str(root), str(N_SITES)], env=env,
-                 check=True, capture_output=True, timeout=600)
+  env = dict(os.environ,
+             PYTHONPATH=os.pathsep.join(
+                 [tests, os.path.dirname(tests),
+                  os.environ.get('PYTHONPATH', '')]))
+  subprocess.run([sys.executable, '-c', _EXPORT,
+                  str(root), str(N_SITES)],
+                 env=env,
+                 check=True,
+                 capture_output=True,
+                 timeout=600)
   return str(root)
 
 
@@ -53,10 +59,10 @@ def serve(pool, sites):
 def test_rss_stays_flat_once_the_pool_is_full(many_sites):
   pool = SiteModelPool(model_root=many_sites, signature='serving_default', max_models=POOL)
   sites = [f'site-{i}' for i in range(N_SITES)]
-  serve(pool, sites[:WARM])          # pool full, allocator warmed up
+  serve(pool, sites[:WARM])  # pool full, allocator warmed up
   gc.collect()
   warm = rss_mib()
-  serve(pool, sites[WARM:])          # three times as many sites again
+  serve(pool, sites[WARM:])  # three times as many sites again
   gc.collect()
   grown = rss_mib() - warm
   assert pool.size == POOL and pool.num_graphs == 1
@@ -68,8 +74,10 @@ def test_estimated_bytes_stay_under_the_bound(many_sites):
   probe = SiteModelPool(model_root=many_sites, signature='serving_default')
   probe.get('site-0')
   bound = probe.num_bytes + 10 * probe.get('site-0').model.num_bytes
-  pool = SiteModelPool(model_root=many_sites, signature='serving_default',
-                       max_models=10_000, max_bytes=bound)
+  pool = SiteModelPool(model_root=many_sites,
+                       signature='serving_default',
+                       max_models=10_000,
+                       max_bytes=bound)
   for i in range(40):
     pool.get(f'site-{i}')
     assert pool.num_bytes <= bound

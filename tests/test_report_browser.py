@@ -51,10 +51,11 @@ class Browser:
     self._profile = profile
 
   def _run(self, url: str, *flags: str) -> subprocess.CompletedProcess:
-    command = [self._exe, '--headless', '--disable-gpu', '--no-sandbox',
-               '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions',
-               f'--user-data-dir={self._profile}', '--enable-logging=stderr', '--v=0',
-               '--virtual-time-budget=5000', *flags, url]
+    command = [
+        self._exe, '--headless', '--disable-gpu', '--no-sandbox', '--disable-dev-shm-usage',
+        '--no-first-run', '--disable-extensions', f'--user-data-dir={self._profile}',
+        '--enable-logging=stderr', '--v=0', '--virtual-time-budget=5000', *flags, url
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -62,8 +63,10 @@ class Browser:
   def dump_dom(self, page: pathlib.Path, fragment: str = ''):
     """``(DOM after load, console and CSP messages)``."""
     proc = self._run(page.as_uri() + fragment, '--dump-dom')
-    messages = [l for l in proc.stderr.splitlines()
-                if ':CONSOLE' in l or 'Refused to' in l or 'Uncaught' in l]
+    messages = [
+        l for l in proc.stderr.splitlines()
+        if ':CONSOLE' in l or 'Refused to' in l or 'Uncaught' in l
+    ]
     return proc.stdout, messages
 
   def screenshot(self, page: pathlib.Path, target: pathlib.Path) -> Image.Image:
@@ -86,8 +89,10 @@ def site_report(tmp_path_factory):
   energy_sites.write_jsonl(str(root / 'input' / 'readings.jsonl'),
                            energy_sites.generate_rows(sites, HOURS), site_demo.BAD_LINES)
   out = root / 'out'
-  report_pages.run_site_job(input_glob=f'{root}/input/*.jsonl', model_root=f'{root}/models',
-                            output=str(out), extra=['--key_field=reading_id'])
+  report_pages.run_site_job(input_glob=f'{root}/input/*.jsonl',
+                            model_root=f'{root}/models',
+                            output=str(out),
+                            extra=['--key_field=reading_id'])
   return out
 
 
@@ -144,8 +149,8 @@ def test_site_report_loads_and_shows_the_run(browser, site_report, tmp_path):
   dom, messages = browser.dump_dom(site_report / 'report.html')
   assert_loaded_cleanly(dom, messages)
   stats = page_stats(dom)
-  for key in ('records_read', 'predictions_written', 'failed_total', 'sites_seen',
-              'models_loaded', 'models_fast_path', 'model_load_ms_total'):
+  for key in ('records_read', 'predictions_written', 'failed_total', 'sites_seen', 'models_loaded',
+              'models_fast_path', 'model_load_ms_total'):
     assert stats[key][0] == str(summary[key]), key
   assert summary['records_read'] == N_SITES * HOURS + len(site_demo.BAD_LINES)
   assert stats['records_read'][1] == f"{summary['records_read']:,}"
@@ -165,16 +170,18 @@ def test_site_report_loads_and_shows_the_run(browser, site_report, tmp_path):
 def test_site_table_sorts_in_the_browser(browser, site_report):
   dom, messages = browser.dump_dom(site_report / 'report.html', '#sort=-rows')
   assert_loaded_cleanly(dom, messages)
-  rows = [int(n) for n in re.findall(r'<tr data-site="[^"]*">.*?</td>\s*<td>.*?</td>\s*'
-                                     r'<td class="n" data-sort="(\d+)"', dom, re.S)]
+  rows = [
+      int(n) for n in re.findall(
+          r'<tr data-site="[^"]*">.*?</td>\s*<td>.*?</td>\s*'
+          r'<td class="n" data-sort="(\d+)"', dom, re.S)
+  ]
   assert len(rows) == len(_site_order(dom)) == N_SITES + 2
   assert rows == sorted(rows, reverse=True)
   assert _site_order(dom)[0] == 'site-0001'  # 48 rows + the failed one; worst first is ''
   assert 'data-key="rows" data-order="desc"' in dom
 
 
-def test_detection_report_loads_and_shows_matched_images_first(browser, detection_report,
-                                                               tmp_path):
+def test_detection_report_loads_and_shows_matched_images_first(browser, detection_report, tmp_path):
   summary = _summary(detection_report)
   dom, messages = browser.dump_dom(detection_report / 'report.html')
   assert_loaded_cleanly(dom, messages)
@@ -185,8 +192,8 @@ def test_detection_report_loads_and_shows_matched_images_first(browser, detectio
   figures = re.findall(r'<figure class="(matched|unmatched)" data-image="([^"]+)">', dom)
   assert [f[1] for f in figures][-1] == 'garage/plain.jpg'
   assert [f[0] for f in figures] == ['matched', 'matched', 'unmatched']
-  assert set(f[1] for f in figures) == {'kitchen/coffee.jpg', 'garage/motorcycle.png',
-                                        'garage/plain.jpg'}
+  assert set(
+      f[1] for f in figures) == {'kitchen/coffee.jpg', 'garage/motorcycle.png', 'garage/plain.jpg'}
   assert root_attributes(dom)['data-report-images'] == '3'
   assert dom.count('src="data:image/jpeg;base64,') == 3
   for label, count in summary['detections'].items():
@@ -200,7 +207,7 @@ def test_detection_report_loads_and_shows_matched_images_first(browser, detectio
 
 def _keep(name: str) -> str:
   """Where a screenshot is kept for people to look at (``REPORT_SCREENSHOTS``, else tmp)."""
-  folder = os.environ.get('REPORT_SCREENSHOTS') or os.path.join(
-      os.environ.get('TMPDIR', '/tmp'), 'report-screenshots')
+  folder = os.environ.get('REPORT_SCREENSHOTS') or os.path.join(os.environ.get('TMPDIR', '/tmp'),
+                                                                'report-screenshots')
   os.makedirs(folder, exist_ok=True)
   return os.path.join(folder, name)

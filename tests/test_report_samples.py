@@ -21,22 +21,23 @@ from report_data import counts_list
 from report_data import make_letter
 from report_data import make_prediction
 
-
 # --- samples ------------------------------------------------------------------------------
+
 
 def test_dead_letter_samples_are_bounded_per_reason_and_truncated():
   long_record = {'text': 'x' * 5000}
-  letters = ([make_letter('a', 'bad_json', record='{"a": ' + 'y' * 900)] * 10
-             + [make_letter('b', 'no_model', record=long_record, message='m' * 800)] * 2
-             + [{'reason': None, 'record': {1, 2}}])
+  letters = ([make_letter('a', 'bad_json', record='{"a": ' + 'y' * 900)] * 10 +
+             [make_letter('b', 'no_model', record=long_record, message='m' * 800)] * 2 + [{
+                 'reason': None,
+                 'record': {1, 2}
+             }])
   with TestPipeline(runner='FnApiRunner') as p:
     out = p | beam.Create(letters) | samples.SampleDeadLetters(per_reason=3)
-    assert_that(out | beam.Map(lambda d: sorted((r, len(e), max(len(x['record']) for x in e),
-                                                 max(len(x['message']) for x in e))
-                                                for r, e in d.items())),
-                equal_to([[('bad_json', 3, samples.MAX_TEXT, 10),
-                           ('no_model', 2, samples.MAX_TEXT, samples.MAX_TEXT),
-                           ('unknown', 1, 6, 4)]]))
+    assert_that(
+        out | beam.Map(lambda d: sorted((r, len(e), max(len(x['record']) for x in e),
+                                         max(len(x['message']) for x in e)) for r, e in d.items())),
+        equal_to([[('bad_json', 3, samples.MAX_TEXT, 10),
+                   ('no_model', 2, samples.MAX_TEXT, samples.MAX_TEXT), ('unknown', 1, 6, 4)]]))
 
 
 _FIVE_AM = datetime.datetime(2026, 11, 20, 5, tzinfo=datetime.timezone.utc).timestamp()
@@ -45,11 +46,13 @@ _FIVE_AM = datetime.datetime(2026, 11, 20, 5, tzinfo=datetime.timezone.utc).time
 @settings(max_examples=80, deadline=None)
 @given(pairs=st.lists(st.tuples(st.sampled_from('abc'), st.one_of(st.integers(), st.text())),
                       max_size=50),
-       k=st.integers(1, 5), seed=st.integers(0, 1000))
+       k=st.integers(1, 5),
+       seed=st.integers(0, 1000))
 def test_bottom_k_samples_are_bounded_and_do_not_depend_on_the_split(pairs, k, seed):
   fn = samples.BottomKPerKeyFn(k)
-  whole = fn.extract_output(fn.merge_accumulators([
-      fn.add_input(fn.create_accumulator(), p) for p in pairs] or [fn.create_accumulator()]))
+  whole = fn.extract_output(
+      fn.merge_accumulators([fn.add_input(fn.create_accumulator(), p) for p in pairs]
+                            or [fn.create_accumulator()]))
   rng = random.Random(seed)
   parts = [fn.create_accumulator()]
   for pair in rng.sample(pairs, len(pairs)):
@@ -65,21 +68,22 @@ def test_bottom_k_samples_are_bounded_and_do_not_depend_on_the_split(pairs, k, s
 @settings(max_examples=80, deadline=None)
 @given(pairs=st.lists(st.tuples(st.sampled_from('abc'), st.one_of(st.integers(0, 20), st.text())),
                       max_size=60),
-       k=st.integers(1, 5), cuts=st.lists(st.integers(0, 60), max_size=6))
+       k=st.integers(1, 5),
+       cuts=st.lists(st.integers(0, 60), max_size=6))
 def test_pre_sampled_batches_keep_what_sending_every_value_keeps(pairs, k, cuts):
   # A producer samples each batch itself (bottom_k) and sends one element per key.
   whole = samples.BottomKPerKeyFn(k)
-  expected = whole.extract_output(whole.merge_accumulators(
-      [whole.add_input(whole.create_accumulator(), p) for p in pairs]
-      or [whole.create_accumulator()]))
+  expected = whole.extract_output(
+      whole.merge_accumulators([whole.add_input(whole.create_accumulator(), p) for p in pairs]
+                               or [whole.create_accumulator()]))
   bounds = sorted({0, len(pairs), *(c for c in cuts if c < len(pairs))})
   merge = samples.MergeBottomKPerKeyFn(k)
   accumulator = merge.create_accumulator()
   for start, stop in zip(bounds, bounds[1:]):
     batch = pairs[start:stop]
     for key in sorted({key for key, _ in batch}):
-      accumulator = merge.add_input(
-          accumulator, (key, samples.bottom_k([v for kk, v in batch if kk == key], k)))
+      accumulator = merge.add_input(accumulator,
+                                    (key, samples.bottom_k([v for kk, v in batch if kk == key], k)))
   assert merge.extract_output(merge.merge_accumulators([accumulator])) == expected
 
 
@@ -118,24 +122,30 @@ def _reference_point(prediction, time_field):
 
 _TIMES = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=False),
                    st.sampled_from(['2026-11-20T05:00:00Z', 'soon', '2026-11-20']), st.none())
-_OUTPUT = st.one_of(st.floats(allow_nan=True), st.lists(st.floats(), max_size=2), st.text(max_size=2))
+_OUTPUT = st.one_of(st.floats(allow_nan=True), st.lists(st.floats(), max_size=2),
+                    st.text(max_size=2))
 
 
 @settings(max_examples=100, deadline=None)
-@given(rows=st.lists(st.tuples(st.sampled_from('ab'), st.sampled_from(['hour', 'timestamp', 'x']),
-                               _TIMES, st.dictionaries(st.sampled_from('pqrs'), _OUTPUT,
-                                                       max_size=4)), max_size=30),
-       k=st.integers(1, 6), cut=st.integers(0, 30))
+@given(rows=st.lists(st.tuples(st.sampled_from('ab'), st.sampled_from(['hour', 'timestamp',
+                                                                       'x']), _TIMES,
+                               st.dictionaries(st.sampled_from('pqrs'), _OUTPUT, max_size=4)),
+                     max_size=30),
+       k=st.integers(1, 6),
+       cut=st.integers(0, 30))
 def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
-  predictions = [make_prediction(site, outputs, instance={field: t})
-                 for site, field, t, outputs in rows]
+  predictions = [
+      make_prediction(site, outputs, instance={field: t}) for site, field, t, outputs in rows
+  ]
   expected = {}
   for p in predictions:
     ranked = _reference_point(p, samples.AUTO)
     if ranked is not None:
       expected.setdefault(p.site_id, []).append(ranked)
-  expected = {site: [point for _, point in sorted(ranked, key=lambda r: (r[0], repr(r[1])))[:k]]
-              for site, ranked in expected.items()}
+  expected = {
+      site: [point for _, point in sorted(ranked, key=lambda r: (r[0], repr(r[1])))[:k]]
+      for site, ranked in expected.items()
+  }
   merge = samples.MergeBottomKPerKeyFn(k)
   accumulator = merge.create_accumulator()
   for batch in (predictions[:cut], predictions[cut:]):
@@ -145,11 +155,13 @@ def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
   assert merge.extract_output(accumulator) == expected
 
 
-@pytest.mark.parametrize('value, expected', [
-    (7, (7.0, False)), (2.5, (2.5, False)), (True, None), (float('nan'), None),
-    (10 ** 400, None), ('2026-11-20T05:00:00Z', (_FIVE_AM, True)),
-    ('2026-11-20 05:00:00', (_FIVE_AM, True)), ('2026-11-20T06:00:00+01:00', (_FIVE_AM, True)),
-    ('2026-11-20', (_FIVE_AM - 5 * 3600, True)), ('soon', None), (None, None), ([1], None)])
+@pytest.mark.parametrize('value, expected', [(7, (7.0, False)), (2.5, (2.5, False)), (True, None),
+                                             (float('nan'), None), (10**400, None),
+                                             ('2026-11-20T05:00:00Z', (_FIVE_AM, True)),
+                                             ('2026-11-20 05:00:00', (_FIVE_AM, True)),
+                                             ('2026-11-20T06:00:00+01:00', (_FIVE_AM, True)),
+                                             ('2026-11-20', (_FIVE_AM - 5 * 3600, True)),
+                                             ('soon', None), (None, None), ([1], None)])
 def test_time_values(value, expected):
   assert samples.time_value(value) == expected
 
@@ -157,9 +169,15 @@ def test_time_values(value, expected):
 def test_series_sample_the_worst_sites_that_predicted_sorted_by_time():
   batches = []
   for site in 'abcd':
-    batches.append([make_prediction(site, {'y': [float(h)], 'z': 'text'},
-                                instance={'hour': h, 'site_id': site})
-                    for h in range(30, -1, -1)])
+    batches.append([
+        make_prediction(site, {
+            'y': [float(h)],
+            'z': 'text'
+        }, instance={
+            'hour': h,
+            'site_id': site
+        }) for h in range(30, -1, -1)
+    ])
   batches.append([make_prediction('b', {'y': 1.0}, instance={'no_time': 1})])
   lines = [so.outcome_line((s, c), False) for s, c in zip('abcd', counts_list()[:4])]
   with TestPipeline(runner='FnApiRunner') as p:
@@ -167,7 +185,7 @@ def test_series_sample_the_worst_sites_that_predicted_sorted_by_time():
     out = (p | 'Batches' >> beam.Create(batches)) | samples.SampleSeries(
         site_lines=site_lines, max_sites=2, points_per_site=10)
     # b: 50% failed, d: 20%, a: 0% (left out: two sites); c predicted nothing.
-    assert_that(out | beam.Map(lambda s: [
-        (x['site_id'], x['time_field'], len(x['x']), x['x'] == sorted(x['x']),
-         all(v['y'] == t for v, t in zip(x['values'], x['x']))) for x in s]),
+    assert_that(
+        out | beam.Map(lambda s: [(x['site_id'], x['time_field'], len(x['x']), x['x'] == sorted(x[
+            'x']), all(v['y'] == t for v, t in zip(x['values'], x['x']))) for x in s]),
         equal_to([[('b', 'hour', 10, True, True), ('d', 'hour', 10, True, True)]]))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from transforms.reporting import samples
 from transforms.site.inference import Prediction
 
-_TIME = st.one_of(st.integers(-3, 3), st.integers(2 ** 1100, 2 ** 1100 + 1),
+_TIME = st.one_of(st.integers(-3, 3), st.integers(2**1100, 2**1100 + 1),
                   st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
                   st.sampled_from(['2026-11-20T05:00:00Z', 'soon']))
 _OUT = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2, 2),
@@ -18,25 +18,35 @@ _OUT = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2,
 
 
 def _batch(rows):
-  return [Prediction(site_id, 'f.jsonl', instance, outputs, '1')
-          for site_id, instance, outputs in rows]
+  return [
+      Prediction(site_id, 'f.jsonl', instance, outputs, '1') for site_id, instance, outputs in rows
+  ]
 
 
 # Mostly plain batches (one site, 'hour' ints, float outputs), with now and then what
 # makes a batch not plain: another site, an earlier time field, a text time, an int output.
-_ROWS = st.lists(
-    st.tuples(
-        st.sampled_from(['s'] * 9 + ['t']),
-        st.one_of(st.fixed_dictionaries({'hour': st.integers(0, 23)}),
-                  st.fixed_dictionaries({'hour': _TIME}),
-                  st.fixed_dictionaries({'timestamp': _TIME}),
-                  st.fixed_dictionaries({'timestamp': st.integers(0, 9), 'hour': _TIME})),
-        st.one_of(st.fixed_dictionaries({'y': st.floats(allow_nan=True, allow_infinity=True),
-                                         'z': st.floats(-1e3, 1e3)}),
-                  st.fixed_dictionaries({'y': st.lists(st.floats(), min_size=1, max_size=1),
-                                         'z': st.floats(-1e3, 1e3)}),
-                  st.fixed_dictionaries({'y': _OUT, 'z': _OUT}))),
-    min_size=1, max_size=25)
+_ROWS = st.lists(st.tuples(
+    st.sampled_from(['s'] * 9 + ['t']),
+    st.one_of(st.fixed_dictionaries({'hour': st.integers(0, 23)}),
+              st.fixed_dictionaries({'hour': _TIME}), st.fixed_dictionaries({'timestamp': _TIME}),
+              st.fixed_dictionaries({
+                  'timestamp': st.integers(0, 9),
+                  'hour': _TIME
+              })),
+    st.one_of(
+        st.fixed_dictionaries({
+            'y': st.floats(allow_nan=True, allow_infinity=True),
+            'z': st.floats(-1e3, 1e3)
+        }),
+        st.fixed_dictionaries({
+            'y': st.lists(st.floats(), min_size=1, max_size=1),
+            'z': st.floats(-1e3, 1e3)
+        }), st.fixed_dictionaries({
+            'y': _OUT,
+            'z': _OUT
+        }))),
+                 min_size=1,
+                 max_size=25)
 
 
 def _as_lists(elements):
@@ -45,7 +55,7 @@ def _as_lists(elements):
 
 
 def _same(a, b):
-  return repr(a) == repr(b)   # NaN-aware: nan's repr is 'nan' on both sides
+  return repr(a) == repr(b)  # NaN-aware: nan's repr is 'nan' on both sides
 
 
 @settings(max_examples=300, deadline=None)
@@ -57,16 +67,21 @@ def test_a_batch_gives_the_points_it_gives_row_by_row(rows, time_field):
 
 
 @settings(max_examples=100, deadline=None)
-@given(hours=st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=40),
-       seed=st.integers(0, 2 ** 16))
+@given(hours=st.lists(st.integers(0, 10**6), min_size=1, max_size=40), seed=st.integers(0, 2**16))
 def test_a_plain_batch_is_read_by_columns_with_the_same_points(hours, seed):
   rng = np.random.default_rng(seed)
   values = rng.normal(size=(len(hours), 2))
   values[rng.random(values.shape) < 0.2] = math.nan
-  shape_one = seed % 2   # outputs of shape [1] are one-float lists
-  batch = [Prediction('s', 'f', {'hour': h, 'x': 1},
-                      {'b': [float(v[0])] if shape_one else float(v[0]), 'a': float(v[1])}, '1')
-           for h, v in zip(hours, values)]
+  shape_one = seed % 2  # outputs of shape [1] are one-float lists
+  batch = [
+      Prediction('s', 'f', {
+          'hour': h,
+          'x': 1
+      }, {
+          'b': [float(v[0])] if shape_one else float(v[0]),
+          'a': float(v[1])
+      }, '1') for h, v in zip(hours, values)
+  ]
   got = list(samples.timed_points(batch, samples.AUTO))
   assert _same(_as_lists(got), _as_lists(samples.timed_points_by_row(batch, samples.AUTO)))
   if not np.isnan(values).all():
@@ -78,7 +93,8 @@ def test_a_plain_batch_is_read_by_columns_with_the_same_points(hours, seed):
 @settings(max_examples=200, deadline=None)
 @given(points=st.lists(st.tuples(st.floats(allow_nan=False, allow_infinity=True),
                                  st.lists(st.floats(allow_nan=True), min_size=2, max_size=2)),
-                       min_size=1, max_size=20))
+                       min_size=1,
+                       max_size=20))
 def test_point_ranks_are_per_point(points):
   xs = np.array([x for x, _ in points])
   rows = np.array([row for _, row in points])
@@ -103,13 +119,15 @@ def test_series_points_keep_the_k_first_ranks_ties_by_repr():
 
 
 @settings(max_examples=100, deadline=None)
-@given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=8), k=st.integers(1, 5),
-       factor=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
+@given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=8),
+       k=st.integers(1, 5),
+       factor=st.integers(1, 3),
+       seed=st.integers(0, 2**16))
 def test_a_bundle_of_batches_keeps_the_points_each_batch_would(sizes, k, factor, seed):
   rng = np.random.default_rng(seed)
   elements = []
   for i, size in enumerate(sizes):
-    xs = rng.integers(0, 30, size).astype(np.float64)   # repeated x: ties between points
+    xs = rng.integers(0, 30, size).astype(np.float64)  # repeated x: ties between points
     rows = rng.normal(size=(size, 2))
     rows[rng.random(rows.shape) < 0.3] = math.nan
     elements.append(('ab'[i % 2], (False, 'hour', ('p', 'q'), xs, rows)))
@@ -119,10 +137,10 @@ def test_a_bundle_of_batches_keeps_the_points_each_batch_would(sizes, k, factor,
     for sampled in samples.series_points(element, sites=['a', 'b'], k=k):
       expected = merge.add_input(expected, sampled)
   fn = samples.SeriesPointsFn(k)
-  fn.BUFFER_FACTOR = factor   # trims as the buffer grows
+  fn.BUFFER_FACTOR = factor  # trims as the buffer grows
   fn.start_bundle()
   for element in elements:
-    assert fn.process(element, sites=['a', 'b']) is None   # emits at the bundle's end
+    assert fn.process(element, sites=['a', 'b']) is None  # emits at the bundle's end
   got = merge.create_accumulator()
   for windowed in fn.finish_bundle():
     got = merge.add_input(got, windowed.value)

@@ -31,9 +31,10 @@ def layout(tmp_path_factory):
 
 
 def _run(layout, out, *extra):
-  return site_predictions.main([f'--input={layout}/in/*.jsonl', f'--model_root={layout}/models',
-                                f'--output={out}', '--key_field=rid',
-                                '--max_failed_fraction=0.2', *extra])
+  return site_predictions.main([
+      f'--input={layout}/in/*.jsonl', f'--model_root={layout}/models', f'--output={out}',
+      '--key_field=rid', '--max_failed_fraction=0.2', *extra
+  ])
 
 
 def _simulate_a_killed_run(out: pathlib.Path) -> None:
@@ -43,8 +44,8 @@ def _simulate_a_killed_run(out: pathlib.Path) -> None:
   (temp / 'part').write_text(json.dumps({'reason': 'stale'}) + '\n')
   (out / 'predictions').mkdir(exist_ok=True)
   for shard in range(5):
-    (out / 'predictions' / f'predictions-0000{shard}-of-00005.jsonl').write_text(
-        json.dumps({'key': f'stale{shard}'}) + '\n')
+    (out / 'predictions' / f'predictions-0000{shard}-of-00005.jsonl'
+     ).write_text(json.dumps({'key': f'stale{shard}'}) + '\n')
   (out / 'beam-temp-prediction.results-abc').mkdir()
   (out / 'beam-temp-prediction.results-abc' / 'x').write_text('stale')
 
@@ -107,12 +108,21 @@ def test_an_empty_existing_folder_is_fine_and_a_file_is_not(tmp_path):
 
 
 @pytest.mark.parametrize('relative, owned', [
-    ('summary.json', True), ('report.html', True), ('predictions/predictions-0-of-1.jsonl', True),
-    ('errors/beam-temp-errors-1/x', True), ('beam-temp-prediction.results-9/x', True),
-    ('prediction.results-00000-of-00001', True), ('prediction.errors_stats-00000-of-00001', True),
-    ('annotated/cam1/a-det.jpg', True), ('detections/detections-0-of-1.jsonl', True),
-    ('sites/lin.html', True), ('predictions', False), ('summary.json/x', False),
-    ('readings.jsonl', False), ('data/errors/x', False), ('prediction.results', False),
+    ('summary.json', True),
+    ('report.html', True),
+    ('predictions/predictions-0-of-1.jsonl', True),
+    ('errors/beam-temp-errors-1/x', True),
+    ('beam-temp-prediction.results-9/x', True),
+    ('prediction.results-00000-of-00001', True),
+    ('prediction.errors_stats-00000-of-00001', True),
+    ('annotated/cam1/a-det.jpg', True),
+    ('detections/detections-0-of-1.jsonl', True),
+    ('sites/lin.html', True),
+    ('predictions', False),
+    ('summary.json/x', False),
+    ('readings.jsonl', False),
+    ('data/errors/x', False),
+    ('prediction.results', False),
 ])
 def test_what_counts_as_a_job_output(relative, owned):
   assert output_folder.is_owned(relative) is owned
@@ -121,12 +131,12 @@ def test_what_counts_as_a_job_output(relative, owned):
 @pytest.mark.gcs
 def test_gs_output_rules(gcs_bucket):
   out = f'{gcs_bucket}/runs/day1'
-  paths.write_bytes(f'{out}/', b'')                      # a console-made "folder"
-  output_folder.prepare(out, overwrite=False)            # counts as empty
+  paths.write_bytes(f'{out}/', b'')  # a console-made "folder"
+  output_folder.prepare(out, overwrite=False)  # counts as empty
   paths.write_bytes(f'{out}/errors/beam-temp-errors-1/part', b'x')
   paths.write_bytes(f'{out}/predictions/predictions-00000-of-00002.jsonl', b'{}\n')
   paths.write_bytes(f'{out}/summary.json', b'{}')
-  paths.write_bytes(f'{gcs_bucket}/runs/day10/keep.jsonl', b'{}\n')   # a sibling prefix
+  paths.write_bytes(f'{gcs_bucket}/runs/day10/keep.jsonl', b'{}\n')  # a sibling prefix
   with pytest.raises(UsageError, match=r'already holds 3 file\(s\).*--overwrite'):
     output_folder.prepare(out + '/', overwrite=False)
   output_folder.prepare(out, overwrite=True)
@@ -149,5 +159,5 @@ def test_detection_rerun_replaces_detections_and_annotated_copies(tmp_path, caps
   assert '--overwrite' in capsys.readouterr().err.strip().splitlines()[-1]
   assert detect_images.main(args + ['--overwrite']) == 0
   assert _files(out / 'annotated') == ['cam1/coffee-det.jpg']
-  (line,) = detect_helpers.read_jsonl(out / 'detections')
+  (line, ) = detect_helpers.read_jsonl(out / 'detections')
   assert line['image'].endswith('coffee.jpg')

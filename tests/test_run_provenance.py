@@ -34,15 +34,18 @@ def site_run(model_root, tmp_path_factory):
   root = tmp_path_factory.mktemp('provenance-run')
   site_job_data.write_inputs(root / 'input')
   out = root / 'out'
-  site_predictions.run([f'--input={root}/input/*.jsonl', f'--model_root={model_root}',
-                        f'--output={out}', '--key_field=rid', '--max_failed_fraction=1',
-                        '--rows_per_chunk=2', '--run_id=prov-1'])
+  site_predictions.run([
+      f'--input={root}/input/*.jsonl', f'--model_root={model_root}', f'--output={out}',
+      '--key_field=rid', '--max_failed_fraction=1', '--rows_per_chunk=2', '--run_id=prov-1'
+  ])
   return root, out
 
 
 def _git_head():
-  done = subprocess.run(['git', '-C', str(REPO), 'rev-parse', 'HEAD'], capture_output=True,
-                        text=True, check=False)
+  done = subprocess.run(['git', '-C', str(REPO), 'rev-parse', 'HEAD'],
+                        capture_output=True,
+                        text=True,
+                        check=False)
   return done.stdout.strip() if done.returncode == 0 else None
 
 
@@ -51,8 +54,8 @@ def test_every_prediction_line_names_the_version_folder_it_came_from(site_run):
   lines = read_jsonl(out / 'predictions')
   assert len(lines) == len(site_job_data.GOOD_ROWS)
   expected = {'lin-a': '2', 'lin-b': '10', '42': '1', 'multi': '1', 'echo': '3', 'flat': None}
-  assert {(l['site_id'] if isinstance(l['site_id'], str) else str(l['site_id']),
-           l['model_version']) for l in lines} == set(expected.items())
+  assert {(l['site_id'] if isinstance(l['site_id'], str) else str(l['site_id']), l['model_version'])
+          for l in lines} == set(expected.items())
   sites = {l['site_id']: l for l in read_jsonl(out / 'sites')}
   for site, version in expected.items():
     assert sites[site]['model_versions'] == ([] if version is None else [version]), site
@@ -65,9 +68,11 @@ def test_the_summary_records_input_model_root_code_and_output_flags(site_run, mo
   assert recorded['input'] == f'{root}/input/*.jsonl'
   assert recorded['model_root'] == str(model_root)
   assert recorded['model_version'] is None and recorded['model_versions'] is None
-  assert recorded['code'] == {'distribution': 'beam-batch-inference',
-                              'version': importlib.metadata.version('beam-batch-inference'),
-                              'git_commit': _git_head()}
+  assert recorded['code'] == {
+      'distribution': 'beam-batch-inference',
+      'version': importlib.metadata.version('beam-batch-inference'),
+      'git_commit': _git_head()
+  }
   flags = recorded['flags']
   assert flags['key_field'] == 'rid' and flags['rows_per_chunk'] == 2
   assert flags['output_format'] == 'jsonl' and flags['site_field'] == 'site_id'
@@ -81,12 +86,15 @@ def test_a_pinned_version_and_the_aiplatform_format_are_recorded(model_root, tmp
   row = {'site_id': 'lin-a', 'x': [1.0, 2.0, 3.0]}
   (tmp_path / 'in' / 'a.jsonl').write_text(json.dumps(row) + '\n')
   out = tmp_path / 'out'
-  site_predictions.run([f'--input={tmp_path}/in/*.jsonl', f'--model_root={model_root}',
-                        f'--output={out}', '--model_version=1', '--output_format=aiplatform'])
+  site_predictions.run([
+      f'--input={tmp_path}/in/*.jsonl', f'--model_root={model_root}', f'--output={out}',
+      '--model_version=1', '--output_format=aiplatform'
+  ])
   recorded = json.loads((out / 'summary.json').read_text())['provenance']
   assert recorded['model_version'] == '1' and recorded['flags']['output_format'] == 'aiplatform'
-  [result] = [json.loads(l) for f in out.glob('prediction.results-*') for l in
-              f.read_text().splitlines()]
+  [result] = [
+      json.loads(l) for f in out.glob('prediction.results-*') for l in f.read_text().splitlines()
+  ]
   # AI Platform's layout: only the outputs, here of the pinned (older) version.
   expected = savedmodel_builders.call_directly(str(model_root / 'lin-a' / '1'), row)
   assert list(result) == ['y'] and result['y'] == pytest.approx(float(expected['y']), rel=1e-6)
@@ -97,11 +105,13 @@ def test_a_pinned_version_and_the_aiplatform_format_are_recorded(model_root, tmp
 def test_input_of_bigquery_sources_is_named_without_the_query_text():
   options = PipelineOptions(['--input_query=SELECT secret FROM t', '--model_root=m'])
   recorded = provenance.site_job(options.view_as(site_predictions.SitePredictionOptions),
-                                 input_path=None, max_failed_fraction=0.1)
+                                 input_path=None,
+                                 max_failed_fraction=0.1)
   assert recorded['input'] == 'query'
   options = PipelineOptions(['--input_table=p:d.t', '--model_root=m'])
   recorded = provenance.site_job(options.view_as(site_predictions.SitePredictionOptions),
-                                 input_path=None, max_failed_fraction=0.1)
+                                 input_path=None,
+                                 max_failed_fraction=0.1)
   assert recorded['input'] == 'bigquery:p:d.t'
 
 
@@ -125,13 +135,16 @@ def _run_as_remote(build, argv, **kwargs):
 
 def test_a_failed_remote_site_run_writes_summary_and_report_then_fails(model_root, tmp_path):
   (tmp_path / 'in').mkdir()
-  (tmp_path / 'in' / 'a.jsonl').write_text(
-      ''.join(json.dumps({'site_id': 'lin-a', 'x': 'text'}) + '\n' for _ in range(3)))
+  (tmp_path / 'in' / 'a.jsonl').write_text(''.join(
+      json.dumps({
+          'site_id': 'lin-a',
+          'x': 'text'
+      }) + '\n' for _ in range(3)))
   out = tmp_path / 'out'
   with pytest.raises(Exception, match=r'run failed: 0 of 3 records predicted'):
-    _run_as_remote(site_predictions.build_pipeline,
-                   [f'--input={tmp_path}/in/*.jsonl', f'--model_root={model_root}',
-                    f'--output={out}'])
+    _run_as_remote(
+        site_predictions.build_pipeline,
+        [f'--input={tmp_path}/in/*.jsonl', f'--model_root={model_root}', f'--output={out}'])
   summary = json.loads((out / 'summary.json').read_text())
   assert summary['status'] == 'failed' and summary['failed'] == {'bad_feature': 3}
   html = (out / 'report.html').read_text()
@@ -144,8 +157,9 @@ def test_a_failed_remote_detection_run_writes_summary_and_report_then_fails(tmp_
   (tmp_path / 'in' / 'cam1' / 'a.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really')
   out = tmp_path / 'out'
   argv = ['--input', str(tmp_path / 'in'), '--output', str(out)] + detect_helpers.darknet_flags()
-  config = detect_images.validate(
-      runtime.parse_options(argv).view_as(detect_images.DetectImagesOptions), local_runner=True)
+  config = detect_images.validate(runtime.parse_options(argv).view_as(
+      detect_images.DetectImagesOptions),
+                                  local_runner=True)
   with pytest.raises(Exception, match=r'run failed: 0 of 1 images processed'):
     _run_as_remote(detect_images.build_pipeline, argv, config=config)
   summary = json.loads((out / 'summary.json').read_text())

@@ -34,8 +34,8 @@ from report_pages import page_stats
 from tests_support import read_jsonl
 from tests_support import strict_json
 
-
 # --- thumbnails ---------------------------------------------------------------------------
+
 
 def _jpeg(path, color, size=(400, 300)):
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,11 +53,17 @@ def test_thumbnails_prefer_the_annotated_copy_then_the_input_then_a_caption(tmp_
   _jpeg(inputs / 'site' / 'a.jpg', (200, 0, 0))
   _jpeg(output / 'annotated' / 'site' / 'a-det.jpg', (0, 0, 200))
   _jpeg(inputs / 'site' / 'b.jpg', (0, 200, 0), size=(1000, 100))
-  records = [{'image': str(inputs / 'site' / name), 'site_id': 'site', 'detections': dets}
-             for name, dets in (('a.jpg', [{'label': 'cup', 'score': 0.4}]), ('b.jpg', []),
-                                ('gone.jpg', []))]
-  made = [thumbnails.make_thumbnail(r, output_dir=str(output), input_root=str(inputs))
-          for r in records]
+  records = [{
+      'image': str(inputs / 'site' / name),
+      'site_id': 'site',
+      'detections': dets
+  } for name, dets in (('a.jpg', [{
+      'label': 'cup',
+      'score': 0.4
+  }]), ('b.jpg', []), ('gone.jpg', []))]
+  made = [
+      thumbnails.make_thumbnail(r, output_dir=str(output), input_root=str(inputs)) for r in records
+  ]
   (size_a, pixel_a), (size_b, pixel_b) = (_decoded_pixel(m['src']) for m in made[:2])
   assert pixel_a[2] > 150 and pixel_a[0] < 60, 'the annotated copy, not the input'
   assert made[0]['annotated'] == 'annotated/site/a-det.jpg'
@@ -67,9 +73,14 @@ def test_thumbnails_prefer_the_annotated_copy_then_the_input_then_a_caption(tmp_
 
 
 def test_contact_sheet_shows_matched_images_first_and_at_most_max(tmp_path):
-  records = [{'image': f'{tmp_path}/s/{i}.jpg', 'site_id': 's',
-              'detections': [{'label': 'x', 'score': i / 10}] if i % 2 else []}
-             for i in range(10)]
+  records = [{
+      'image': f'{tmp_path}/s/{i}.jpg',
+      'site_id': 's',
+      'detections': [{
+          'label': 'x',
+          'score': i / 10
+      }] if i % 2 else []
+  } for i in range(10)]
   with TestPipeline(runner='FnApiRunner') as p:
     sheet = p | beam.Create(records) | thumbnails.ContactSheet(
         output_dir=str(tmp_path / 'out'), input_root=str(tmp_path), max_images=6)
@@ -79,10 +90,22 @@ def test_contact_sheet_shows_matched_images_first_and_at_most_max(tmp_path):
 
 # --- rendering ----------------------------------------------------------------------------
 
-SUMMARY = {'records_read': 1234, 'predictions_written': 1230, 'failed_total': 4,
-           'failed': {'bad_json': 3, 'no_model': 1}, 'sites_seen': 3, 'models_loaded': 2,
-           'models_fast_path': 1, 'model_load_ms_total': 12.5, 'reconciled': True,
-           'run_id': 'r-1', 'wall_time_s': 3.2}
+SUMMARY = {
+    'records_read': 1234,
+    'predictions_written': 1230,
+    'failed_total': 4,
+    'failed': {
+        'bad_json': 3,
+        'no_model': 1
+    },
+    'sites_seen': 3,
+    'models_loaded': 2,
+    'models_fast_path': 1,
+    'model_load_ms_total': 12.5,
+    'reconciled': True,
+    'run_id': 'r-1',
+    'wall_time_s': 3.2
+}
 
 
 def _site_page(summary=SUMMARY, **overrides):
@@ -93,8 +116,8 @@ def _site_page(summary=SUMMARY, **overrides):
 
 def test_the_page_shows_the_summary_numbers():
   stats = page_stats(_site_page())
-  for key in ('records_read', 'predictions_written', 'failed_total', 'sites_seen',
-              'models_loaded', 'models_fast_path'):
+  for key in ('records_read', 'predictions_written', 'failed_total', 'sites_seen', 'models_loaded',
+              'models_fast_path'):
     assert stats[key] == (str(SUMMARY[key]), f'{SUMMARY[key]:,}')
   assert stats['model_load_ms_total'] == ('12.5', '12.5')
 
@@ -114,23 +137,64 @@ def test_every_value_from_the_data_is_escaped():
   line = so.outcome_line((evil, counts_list()[1]), True)
   html = _site_page(
       dict(SUMMARY, failed={evil: 2}, run_id=evil),
-      site_table={'totals': {'lines': 1, 'sites': 1, 'ok': 0, 'partial': 1, 'failed': 0,
-                             'rows': 6, 'predicted': 3, 'failed_rows': 3}, 'worst': [line]},
-      histograms={evil: {'rows': 1, 'values': 1, 'non_finite': 0, 'non_numeric': 0, 'min': 1.0,
-                         'max': 1.0, 'edges': [0.5, 1.5], 'counts': [1]}},
-      series=[{'site_id': evil, 'datetime': False, 'time_field': evil, 'x': [1.0, 2.0],
-               'values': [{evil: 1.0}, {evil: 2.0}]}],
-      letters={evil: [samples.letter_example(
-          make_letter(evil, evil, record=evil, message=evil))[1]]})
+      site_table={
+          'totals': {
+              'lines': 1,
+              'sites': 1,
+              'ok': 0,
+              'partial': 1,
+              'failed': 0,
+              'rows': 6,
+              'predicted': 3,
+              'failed_rows': 3
+          },
+          'worst': [line]
+      },
+      histograms={
+          evil: {
+              'rows': 1,
+              'values': 1,
+              'non_finite': 0,
+              'non_numeric': 0,
+              'min': 1.0,
+              'max': 1.0,
+              'edges': [0.5, 1.5],
+              'counts': [1]
+          }
+      },
+      series=[{
+          'site_id': evil,
+          'datetime': False,
+          'time_field': evil,
+          'x': [1.0, 2.0],
+          'values': [{
+              evil: 1.0
+          }, {
+              evil: 2.0
+          }]
+      }],
+      letters={
+          evil: [samples.letter_example(make_letter(evil, evil, record=evil, message=evil))[1]]
+      })
   assert '<script>alert' not in html
   assert html.count('<script>') == 2  # the page's own two
   assert '&lt;script&gt;alert(1)&lt;/script&gt;' in html
 
 
 def test_the_page_loads_nothing_from_the_network():
-  html = _site_page(histograms={'y': {'rows': 2, 'values': 2, 'non_finite': 0, 'non_numeric': 0,
-                                      'min': 0.0, 'max': 1.0, 'edges': [0.0, 0.5, 1.0],
-                                      'counts': [1, 1]}})
+  html = _site_page(
+      histograms={
+          'y': {
+              'rows': 2,
+              'values': 2,
+              'non_finite': 0,
+              'non_numeric': 0,
+              'min': 0.0,
+              'max': 1.0,
+              'edges': [0.0, 0.5, 1.0],
+              'counts': [1, 1]
+          }
+      })
   assert not re.search(r'(src|href)="(https?:)?//', html)
   assert "default-src 'none'" in html
   svg_ids = re.findall(r'\bid="([^"]+)"', html)
@@ -148,15 +212,41 @@ def test_a_rendering_error_still_writes_a_page_with_the_summary(tmp_path):
 
 
 def test_detection_page_numbers_and_tables():
-  summary = {'images_read': 5, 'images_ok': 4, 'images_failed': 1, 'annotated': 4,
-             'detections_total': 3, 'detections': {'cup': 2, 'zebra': 1},
-             'failed': {'decode_failed': 1}, 'ignored_files': 0, 'reconciled': True,
-             'sites': {'k': {'images_read': 2, 'images_ok': 2, 'images_failed': 0,
-                             'detections': 2},
-                       'g': {'images_read': 3, 'images_ok': 2, 'images_failed': 1,
-                             'detections': 1}}}
-  html = render.render_detection_report(summary, thumbnails=[], letters={},
-                                        images_matched=2, generated_at='now')
+  summary = {
+      'images_read': 5,
+      'images_ok': 4,
+      'images_failed': 1,
+      'annotated': 4,
+      'detections_total': 3,
+      'detections': {
+          'cup': 2,
+          'zebra': 1
+      },
+      'failed': {
+          'decode_failed': 1
+      },
+      'ignored_files': 0,
+      'reconciled': True,
+      'sites': {
+          'k': {
+              'images_read': 2,
+              'images_ok': 2,
+              'images_failed': 0,
+              'detections': 2
+          },
+          'g': {
+              'images_read': 3,
+              'images_ok': 2,
+              'images_failed': 1,
+              'detections': 1
+          }
+      }
+  }
+  html = render.render_detection_report(summary,
+                                        thumbnails=[],
+                                        letters={},
+                                        images_matched=2,
+                                        generated_at='now')
   stats = page_stats(html)
   for key in ('images_read', 'images_ok', 'images_failed', 'detections_total', 'annotated'):
     assert stats[key][0] == str(summary[key])
@@ -167,14 +257,17 @@ def test_detection_page_numbers_and_tables():
 
 # --- a real run of the per-site job with the report wired in -------------------------------
 
+
 @pytest.fixture(scope='module')
 def site_run(tmp_path_factory):
   root = tmp_path_factory.mktemp('report_site')
   savedmodel_builders.build_model_root(str(root / 'models'))
   site_job_data.write_inputs(root / 'input')
   out = root / 'out'
-  report_pages.run_site_job(input_glob=f'{root}/input/*.jsonl', model_root=f'{root}/models',
-                            output=str(out), extra=['--key_field=rid'])
+  report_pages.run_site_job(input_glob=f'{root}/input/*.jsonl',
+                            model_root=f'{root}/models',
+                            output=str(out),
+                            extra=['--key_field=rid'])
   return out
 
 
@@ -183,21 +276,24 @@ def test_real_run_page_numbers_equal_the_summary(site_run):
   summary = json.loads((site_run / 'summary.json').read_text())
   html = (site_run / 'report.html').read_text()
   stats = page_stats(html)
-  for key in ('records_read', 'predictions_written', 'failed_total', 'sites_seen',
-              'models_loaded', 'models_fast_path', 'model_load_ms_total'):
+  for key in ('records_read', 'predictions_written', 'failed_total', 'sites_seen', 'models_loaded',
+              'models_fast_path', 'model_load_ms_total'):
     assert stats[key][0] == str(summary[key]), key
   assert summary['reconciled'] and 'data-value="true"' in html
   for reason, count in summary['failed'].items():
-    assert re.search(rf'data-reason="{reason}">\s*<h3><code>{reason}</code> · '
-                     rf'<span class="count" data-value="{count}"', html), reason
+    assert re.search(
+        rf'data-reason="{reason}">\s*<h3><code>{reason}</code> · '
+        rf'<span class="count" data-value="{count}"', html), reason
   assert 'sites/sites-00000-of-00001.jsonl' in ' '.join(summary['outputs']['sites'])
 
 
 @pytest.mark.e2e
 def test_real_run_site_lines_agree_with_the_written_outputs(site_run):
   summary = json.loads((site_run / 'summary.json').read_text())
-  lines = [strict_json(l) for f in sorted((site_run / 'sites').glob('*.jsonl'))
-           for l in f.read_text().splitlines()]
+  lines = [
+      strict_json(l) for f in sorted((site_run / 'sites').glob('*.jsonl'))
+      for l in f.read_text().splitlines()
+  ]
   by_site = {l['site_id']: l for l in lines}
   assert len(by_site) == len(lines)
   predictions = read_jsonl(site_run / 'predictions')
@@ -205,20 +301,24 @@ def test_real_run_site_lines_agree_with_the_written_outputs(site_run):
   assert sum(l['rows'] for l in lines) == summary['records_read']
   for site, line in by_site.items():
     assert line['predicted'] == sum(1 for p in predictions if p['site_id'] == site)
-    reasons = collections.Counter(
-        l['reason'] for l in letters if so.site_key(l['site_id']) == site)
+    reasons = collections.Counter(l['reason'] for l in letters if so.site_key(l['site_id']) == site)
     assert line['failed_by_reason'] == dict(reasons), site
   assert by_site['lin-a']['model_versions'] == ['2']
   assert by_site['lin-b']['model_versions'] == ['10']
   assert by_site['42']['status'] == 'ok'
   assert by_site['empty']['status'] == 'failed' and by_site['empty']['models_loaded'] == 0
   assert by_site[None]['failed_by_reason'] == {
-      'bad_encoding': 1, 'bad_json': 1, 'bad_site': 3, 'empty_line': 1, 'missing_site': 2,
-      'not_an_object': 1}
+      'bad_encoding': 1,
+      'bad_json': 1,
+      'bad_site': 3,
+      'empty_line': 1,
+      'missing_site': 2,
+      'not_an_object': 1
+  }
   assert sum(l['models_loaded'] for l in lines) == summary['models_loaded']
   assert sum(l['models_fast_path'] for l in lines) == summary['models_fast_path']
-  assert sum(l['model_load_ms'] for l in lines) == pytest.approx(
-      summary['model_load_ms_total'], abs=0.1 * len(lines))
+  assert sum(l['model_load_ms'] for l in lines) == pytest.approx(summary['model_load_ms_total'],
+                                                                 abs=0.1 * len(lines))
   html = (site_run / 'report.html').read_text()
   shown = re.findall(r'<tr data-site="([^"]*)">', html)
   assert len(shown) == len(lines)
@@ -230,8 +330,11 @@ def test_real_run_site_lines_agree_with_the_written_outputs(site_run):
 def test_real_run_histograms_count_every_numeric_output_value(site_run):
   predictions = read_jsonl(site_run / 'predictions')
   html = (site_run / 'report.html').read_text()
-  shown = {name: (int(binned), int(rows)) for name, binned, rows in re.findall(
-      r'data-output="([^"]+)" data-binned="(\d+)" data-rows="(\d+)"', html)}
+  shown = {
+      name: (int(binned), int(rows))
+      for name, binned, rows in re.findall(
+          r'data-output="([^"]+)" data-binned="(\d+)" data-rows="(\d+)"', html)
+  }
   expected = {}
   for p in predictions:
     for name, value in p['prediction'].items():
@@ -250,12 +353,20 @@ def test_report_and_thumbnails_on_gcs(gcs_bucket, tmp_path):
   Image.new('RGB', (300, 200), (0, 0, 220)).save(data, 'JPEG')
   paths.write_bytes(f'{run}/annotated/site/a-det.jpg', data.getvalue())
   made = thumbnails.make_thumbnail(
-      {'image': f'{gcs_bucket}/in/site/a.jpg', 'site_id': 'site', 'detections': []},
-      output_dir=run, input_root=f'{gcs_bucket}/in')
+      {
+          'image': f'{gcs_bucket}/in/site/a.jpg',
+          'site_id': 'site',
+          'detections': []
+      },
+      output_dir=run,
+      input_root=f'{gcs_bucket}/in')
   assert made['annotated'] == 'annotated/site/a-det.jpg' and made['relative_path'] == 'site/a.jpg'
   assert _decoded_pixel(made['src'])[1][2] > 150
-  path = write.write_detection_page({'images_read': 1, 'images_ok': 1, 'reconciled': True},
-                                    f'{run}/report.html', [made], {}, 0)
+  path = write.write_detection_page({
+      'images_read': 1,
+      'images_ok': 1,
+      'reconciled': True
+  }, f'{run}/report.html', [made], {}, 0)
   assert path == f'{run}/report.html'
   html = paths.read_bytes(path).decode('utf-8')
   assert page_stats(html)['images_read'][0] == '1' and made['src'] in html

@@ -25,9 +25,14 @@ def _summed(pairs):
        reasons=st.lists(_reasons, max_size=20))
 def test_each_counter_counts_its_pcollection(rows, batches, reasons):
   letters = [{'reason': r} for r in reasons]
-  given_pairs = [(('sites_seen',), 2), (('models_loaded',), 1), (('load_ms',), 2.25)]
-  expected = {'records_read': len(rows), 'predictions_written': sum(map(len, batches)),
-              'sites_seen': 2, 'models_loaded': 1, 'load_ms': 2.25}   # a float stays a float
+  given_pairs = [(('sites_seen', ), 2), (('models_loaded', ), 1), (('load_ms', ), 2.25)]
+  expected = {
+      'records_read': len(rows),
+      'predictions_written': sum(map(len, batches)),
+      'sites_seen': 2,
+      'models_loaded': 1,
+      'load_ms': 2.25
+  }  # a float stays a float
   if letters:
     expected['failed'] = {r: reasons.count(r) for r in set(reasons)}
   with TestPipeline() as p:
@@ -38,10 +43,7 @@ def test_each_counter_counts_its_pcollection(rows, batches, reasons):
         'Failed': (p | 'Letters' >> beam.Create(letters), run_stats.StatsOf(run_stats.by_reason)),
         'Given': (p | 'Pairs' >> beam.Create(given_pairs), run_stats.AsIs()),
     })
-    summed = (stats
-              | beam.CombinePerKey(sum)
-              | beam.combiners.ToList()
-              | beam.Map(_summed))
+    summed = (stats | beam.CombinePerKey(sum) | beam.combiners.ToList() | beam.Map(_summed))
     assert_that(summed, equal_to([sorted(expected.items())]))
 
 

@@ -15,17 +15,21 @@ _REASONS = st.sampled_from(['bad_json', 'no_model', 'bad_feature'])
 
 
 @settings(max_examples=200, deadline=None)
-@given(written=st.integers(0, 50), failed=st.dictionaries(_REASONS, st.integers(1, 20)),
-       skew=st.integers(-3, 3) | st.just(0), fraction=st.floats(0, 1),
+@given(written=st.integers(0, 50),
+       failed=st.dictionaries(_REASONS, st.integers(1, 20)),
+       skew=st.integers(-3, 3) | st.just(0),
+       fraction=st.floats(0, 1),
        sites=st.integers(0, 9))
 def test_status_is_failed_exactly_when_the_policy_says(written, failed, skew, fraction, sites):
   read = max(0, written + sum(failed.values()) + skew)
-  stats = [(('records_read',), read), (('predictions_written',), written),
-           (('sites_seen',), sites)] + [(('failed', r), n) for r, n in failed.items()]
+  stats = [(('records_read', ), read), (('predictions_written', ), written),
+           (('sites_seen', ), sites)] + [(('failed', r), n) for r, n in failed.items()]
   policy = site_predictions.status_policy(fraction)
-  summary = run_summary.build_summary(
-      stats, [('errors', 'b'), ('errors', 'a'), ('predictions', 'p')],
-      finalize=site_predictions.finalize_summary, extra={'run_id': 'r'}, policy=policy)
+  summary = run_summary.build_summary(stats, [('errors', 'b'), ('errors', 'a'),
+                                              ('predictions', 'p')],
+                                      finalize=site_predictions.finalize_summary,
+                                      extra={'run_id': 'r'},
+                                      policy=policy)
   failed_total = sum(failed.values())
   assert summary['failed_total'] == failed_total and summary['failed'] == failed
   assert summary['reconciled'] == (read == written + failed_total)
@@ -44,8 +48,11 @@ def test_status_is_failed_exactly_when_the_policy_says(written, failed, skew, fr
 
 
 @settings(max_examples=100, deadline=None)
-@given(pairs=st.lists(st.tuples(st.sampled_from([('a',), ('b', 'x'), ('b', 'y'), ('c', 'd', 'e')]),
-                                st.integers(0, 9)), max_size=12))
+@given(pairs=st.lists(st.tuples(st.sampled_from([('a', ), ('b',
+                                                           'x'), ('b',
+                                                                  'y'), ('c', 'd',
+                                                                         'e')]), st.integers(0, 9)),
+                      max_size=12))
 def test_nest_sums_nothing_and_keeps_every_path(pairs):
   last = {}
   for key, amount in sorted(pairs):
@@ -60,10 +67,18 @@ def test_nest_sums_nothing_and_keeps_every_path(pairs):
 
 def test_finalize_fills_defaults_for_an_empty_run():
   summary = site_predictions.finalize_summary({})
-  assert summary == {'failed': {}, 'failed_total': 0, 'records_read': 0,
-                     'predictions_written': 0, 'sites_seen': 0, 'models_loaded': 0,
-                     'models_fast_path': 0, 'bigquery_rejected': 0, 'model_load_ms_total': 0.0,
-                     'reconciled': True}
+  assert summary == {
+      'failed': {},
+      'failed_total': 0,
+      'records_read': 0,
+      'predictions_written': 0,
+      'sites_seen': 0,
+      'models_loaded': 0,
+      'models_fast_path': 0,
+      'bigquery_rejected': 0,
+      'model_load_ms_total': 0.0,
+      'reconciled': True
+  }
   assert site_predictions.status_policy(1.0).judge(summary) == ('failed', 'no records read')
 
 

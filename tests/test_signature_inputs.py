@@ -10,8 +10,8 @@ from models.site.signature_inputs import InputSpec
 from models.site.signature_inputs import batch_rows
 from models.site.signature_inputs import to_array
 
-F3 = InputSpec('x', tf.float32, (3,))
-F1 = InputSpec('t', tf.float32, (1,))
+F3 = InputSpec('x', tf.float32, (3, ))
+F1 = InputSpec('t', tf.float32, (1, ))
 SCALAR_I = InputSpec('n', tf.int64, ())
 STR = InputSpec('s', tf.string, ())
 
@@ -38,13 +38,29 @@ def test_whole_floats_are_accepted_for_ints_fractions_are_not():
 
 @pytest.mark.parametrize('row,expected', [
     ({}, ('missing_feature', 'missing')),
-    ({'x': None}, ('missing_feature', 'null')),
-    ({'x': 'abc'}, ('bad_feature', 'float32')),
-    ({'x': ['1', '2', '3']}, ('bad_feature', 'float32')),
-    ({'x': [True, False, True]}, ('bad_feature', 'float32')),
-    ({'x': [1.0, 2.0]}, ('bad_feature', 'shape [2]')),
-    ({'x': [[1.0], [2.0, 3.0]]}, ('bad_feature', 'x')),
-    ({'x': {'a': 1}}, ('bad_feature', 'float32')),
+    ({
+        'x': None
+    }, ('missing_feature', 'null')),
+    ({
+        'x': 'abc'
+    }, ('bad_feature', 'float32')),
+    ({
+        'x': ['1', '2', '3']
+    }, ('bad_feature', 'float32')),
+    ({
+        'x': [True, False, True]
+    }, ('bad_feature', 'float32')),
+    ({
+        'x': [1.0, 2.0]
+    }, ('bad_feature', 'shape [2]')),
+    ({
+        'x': [[1.0], [2.0, 3.0]]
+    }, ('bad_feature', 'x')),
+    ({
+        'x': {
+            'a': 1
+        }
+    }, ('bad_feature', 'float32')),
 ])
 def test_unusable_values_name_the_feature_and_the_problem(row, expected):
   got_reason, message = reason(F3, row)
@@ -76,7 +92,7 @@ def test_clean_chunk_takes_the_vectorised_path_with_identical_values():
 
 
 def test_unknown_inner_dimension_groups_rows_by_shape():
-  spec = InputSpec('v', tf.float32, (None,))
+  spec = InputSpec('v', tf.float32, (None, ))
   rows = [{'v': [1, 2]}, {'v': [1, 2, 3]}, {'v': [4, 5]}]
   batches, failures = batch_rows({'v': spec}, rows)
   assert not failures
@@ -90,27 +106,68 @@ B = InputSpec('flag', tf.bool, ())
 
 
 @pytest.mark.parametrize('spec,value', [
-    (F32, True), (F32, False), (F3, [1.0, True, 2.0]),
-    (F32, float('nan')), (F32, float('inf')), (F32, -float('inf')), (F3, [1.0, float('nan'), 2.0]),
-    (F32, 1e39), (F32, -1e39), (F32, 10 ** 400), (F32, decimal.Decimal('NaN')),
-    (F32, decimal.Decimal('sNaN')), (F32, decimal.Decimal('1e400')),
-    (I64, 2 ** 70), (I64, -2 ** 70), (I64, 2 ** 63), (I64, 2.0 ** 63), (I64, float('nan')),
-    (I64, True), (I64, decimal.Decimal('2.5')), (U8, -1), (U8, 256),
-    (B, 1), (B, 1.0), (B, 'true'),
-    (STR, 3), (STR, 2.5), (STR, True), (STR, ['a']), (STR, 'lone \ud800'),
-    (STR, {'b64': 'not base64!'}), (STR, {'b64': 'AAE'}), (STR, {'b64': 7}),
-    (F3, [1.0, None, 2.0]), (F3, [[1.0, 2.0, 3.0]]), (F3, [1.0, [2.0], 3.0]), (F32, [1.0]),
-    (F32, {'a': 1}),
-], ids=repr)
+    (F32, True),
+    (F32, False),
+    (F3, [1.0, True, 2.0]),
+    (F32, float('nan')),
+    (F32, float('inf')),
+    (F32, -float('inf')),
+    (F3, [1.0, float('nan'), 2.0]),
+    (F32, 1e39),
+    (F32, -1e39),
+    (F32, 10**400),
+    (F32, decimal.Decimal('NaN')),
+    (F32, decimal.Decimal('sNaN')),
+    (F32, decimal.Decimal('1e400')),
+    (I64, 2**70),
+    (I64, -2**70),
+    (I64, 2**63),
+    (I64, 2.0**63),
+    (I64, float('nan')),
+    (I64, True),
+    (I64, decimal.Decimal('2.5')),
+    (U8, -1),
+    (U8, 256),
+    (B, 1),
+    (B, 1.0),
+    (B, 'true'),
+    (STR, 3),
+    (STR, 2.5),
+    (STR, True),
+    (STR, ['a']),
+    (STR, 'lone \ud800'),
+    (STR, {
+        'b64': 'not base64!'
+    }),
+    (STR, {
+        'b64': 'AAE'
+    }),
+    (STR, {
+        'b64': 7
+    }),
+    (F3, [1.0, None, 2.0]),
+    (F3, [[1.0, 2.0, 3.0]]),
+    (F3, [1.0, [2.0], 3.0]),
+    (F32, [1.0]),
+    (F32, {
+        'a': 1
+    }),
+],
+                         ids=repr)
 def test_values_the_input_cannot_hold_exactly_are_bad_features(spec, value):
   assert reason(spec, {spec.name: value})[0] == 'bad_feature'
 
 
 @pytest.mark.parametrize('spec,value,expected', [
-    (F32, 3.4028234e38, np.float32(3.4028234e38)), (F32, 2 ** 70, np.float32(2.0 ** 70)),
-    (F32, decimal.Decimal('0.5'), np.float32(0.5)), (I64, 2 ** 63 - 1, np.int64(2 ** 63 - 1)),
-    (I64, -2 ** 63, np.int64(-2 ** 63)), (I64, decimal.Decimal('12'), np.int64(12)),
-    (U8, 255, np.uint8(255)), (B, True, np.bool_(True)), (F1, [2.5], np.float32(2.5)),
+    (F32, 3.4028234e38, np.float32(3.4028234e38)),
+    (F32, 2**70, np.float32(2.0**70)),
+    (F32, decimal.Decimal('0.5'), np.float32(0.5)),
+    (I64, 2**63 - 1, np.int64(2**63 - 1)),
+    (I64, -2**63, np.int64(-2**63)),
+    (I64, decimal.Decimal('12'), np.int64(12)),
+    (U8, 255, np.uint8(255)),
+    (B, True, np.bool_(True)),
+    (F1, [2.5], np.float32(2.5)),
 ])
 def test_values_within_the_dtype_are_converted_exactly(spec, value, expected):
   array = to_array(spec, {spec.name: value})
@@ -119,21 +176,30 @@ def test_values_within_the_dtype_are_converted_exactly(spec, value, expected):
 
 def bits(array):
   """Exact identity of a converted value: bytes of numbers, the objects of strings."""
-  if not isinstance(array, np.ndarray):   # one element of an object array
-    return (array,)
+  if not isinstance(array, np.ndarray):  # one element of an object array
+    return (array, )
   return tuple(array.ravel().tolist()) if array.dtype == object else (array.dtype, array.tobytes())
 
 
 @pytest.mark.parametrize('spec,odd,good,odd_reason', [
-    (F32, True, 10.0, 'bad_feature'), (F32, False, 1, 'bad_feature'), (I64, True, 3, 'bad_feature'),
-    (F32, 2 ** 70, 1.5, None), (I64, 2 ** 70, 1, 'bad_feature'), (I64, 4.0, 2, None),
-    (F32, float('nan'), 1.0, 'bad_feature'), (F32, 1e39, 1.0, 'bad_feature'),
-    (STR, 3, 'a', 'bad_feature'), (STR, 'lone \ud800', 'a', 'bad_feature'),
-    (F3, [1, 2, True], [1.0, 2.0, 3.0], 'bad_feature'), (F1, True, [1.0], 'bad_feature'),
-    (F1, 2.0, [1.0], None), (B, 1, True, 'bad_feature'),
+    (F32, True, 10.0, 'bad_feature'),
+    (F32, False, 1, 'bad_feature'),
+    (I64, True, 3, 'bad_feature'),
+    (F32, 2**70, 1.5, None),
+    (I64, 2**70, 1, 'bad_feature'),
+    (I64, 4.0, 2, None),
+    (F32, float('nan'), 1.0, 'bad_feature'),
+    (F32, 1e39, 1.0, 'bad_feature'),
+    (STR, 3, 'a', 'bad_feature'),
+    (STR, 'lone \ud800', 'a', 'bad_feature'),
+    (F3, [1, 2, True], [1.0, 2.0, 3.0], 'bad_feature'),
+    (F1, True, [1.0], 'bad_feature'),
+    (F1, 2.0, [1.0], None),
+    (B, 1, True, 'bad_feature'),
 ])
 def test_a_rows_outcome_does_not_depend_on_its_neighbours(spec, odd, good, odd_reason):
   """The column fast path once turned [True, 10.0] into [1.0, 10.0]."""
+
   def outcomes(rows):
     batches, failures = batch_rows({spec.name: spec}, rows)
     found = {i: e.reason for i, e in failures}
@@ -141,7 +207,13 @@ def test_a_rows_outcome_does_not_depend_on_its_neighbours(spec, odd, good, odd_r
       for pos, index in enumerate(batch.row_indices):
         found[index] = bits(batch.tensors[spec.name][pos])
     return found
-  alone = {name: outcomes([{spec.name: value}])[0] for name, value in (('odd', odd), ('good', good))}
+
+  alone = {
+      name: outcomes([{
+          spec.name: value
+      }])[0]
+      for name, value in (('odd', odd), ('good', good))
+  }
   together = outcomes([{spec.name: good}, {spec.name: odd}, {spec.name: good}])
   assert together == {0: alone['good'], 1: alone['odd'], 2: alone['good']}
   assert (alone['odd'] if isinstance(alone['odd'], str) else None) == odd_reason

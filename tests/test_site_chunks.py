@@ -9,8 +9,8 @@ from transforms.site.grouping import CutSiteFn
 from transforms.site.grouping import parse_chunk
 from transforms.site.rows import pack
 
-ROW = st.fixed_dictionaries({'v': st.one_of(st.integers(), st.text(max_size=4),
-                                            st.floats(allow_nan=False), st.none())})
+ROW = st.fixed_dictionaries(
+    {'v': st.one_of(st.integers(), st.text(max_size=4), st.floats(allow_nan=False), st.none())})
 BLOCK = st.lists(st.tuples(st.sampled_from(['a.jsonl', 'b.jsonl']), ROW), min_size=1, max_size=7)
 
 
@@ -26,12 +26,14 @@ def _block(rows):
 
 @given(st.lists(BLOCK, max_size=6), st.integers(1, 8))
 def test_chunks_hold_every_row_once_in_order_and_at_most_rows_per_chunk(blocks, size):
-  cut = [out for out in CutSiteFn(size).process(('s', [_block(b) for b in blocks]))
-         if not isinstance(out, beam.pvalue.TaggedOutput)]
+  cut = [
+      out for out in CutSiteFn(size).process(('s', [_block(b) for b in blocks]))
+      if not isinstance(out, beam.pvalue.TaggedOutput)
+  ]
   chunks = [parse_chunk(c) for c in cut]
   assert all(c.site_id == 's' and 1 <= len(c.rows) <= size for c in chunks)
   assert all(len(c.rows) == len(c.sources) for c in chunks)
   got = [(source, row) for c in chunks for source, row in zip(c.sources, c.rows)]
   assert got == [item for block in blocks for item in block]
-  assert [c.num_bytes for c in chunks] == [
-      sum(len(json.dumps(row)) for row in c.rows) for c in chunks]
+  assert [c.num_bytes
+          for c in chunks] == [sum(len(json.dumps(row)) for row in c.rows) for c in chunks]

@@ -28,19 +28,23 @@ LONG_TEXT = 's' * 300
 LONG_NUMBER = int('9' * 400)
 
 
-@pytest.mark.parametrize('value,expected', [
-    ('twin ', 'twin '), (' twin', ' twin'), ('Twin', 'Twin'), ('e\u0301', 'e\u0301'),
-    ('\u00e9', '\u00e9'), ('.hidden', '.hidden'), ('a b', 'a b'), ('#1~:%', '#1~:%'),
-    ('x' * 255, 'x' * 255), ('\u00e9' * 127, '\u00e9' * 127), (1.0, '1'), (-0.0, '0'),
-    (2.5, '2.5'), (7, '7')])
+@pytest.mark.parametrize('value,expected',
+                         [('twin ', 'twin '), (' twin', ' twin'), ('Twin', 'Twin'),
+                          ('e\u0301', 'e\u0301'), ('\u00e9', '\u00e9'), ('.hidden', '.hidden'),
+                          ('a b', 'a b'), ('#1~:%', '#1~:%'), ('x' * 255, 'x' * 255),
+                          ('\u00e9' * 127, '\u00e9' * 127), (1.0, '1'), (-0.0, '0'), (2.5, '2.5'),
+                          (7, '7')])
 def test_ids_are_used_verbatim(value, expected):
   assert site_id_of(value) == expected
 
 
 @pytest.mark.parametrize('value', [
-    '', '.', '..', 'a/b', '/abs', 'a\\b', 'a*', 'a?', 'a[1]', 'nul\x00', 'tab\t', 'line\n',
-    'cr\r', 'del\x7f', 'c1\x85', 'lone \ud800', 'x' * 256, '\u00e9' * 128, LONG_TEXT,
-    LONG_NUMBER, 1e300, float('nan'), True, None, [1], {'a': 1}])
+    '', '.', '..', 'a/b', '/abs', 'a\\b', 'a*', 'a?', 'a[1]', 'nul\x00', 'tab\t', 'line\n', 'cr\r',
+    'del\x7f', 'c1\x85', 'lone \ud800', 'x' * 256, '\u00e9' * 128, LONG_TEXT, LONG_NUMBER, 1e300,
+    float('nan'), True, None, [1], {
+        'a': 1
+    }
+])
 def test_ids_that_cannot_name_a_folder_are_refused(value):
   with pytest.raises(ValueError):
     site_id_of(value)
@@ -68,14 +72,17 @@ def test_every_accepted_id_names_exactly_its_own_folder(tmp_path_factory, site_i
   assert site_id_problem(site_id, str(root)) is None
   os.makedirs(root / site_id / '1')
   assert os.listdir(root) == [site_id]
-  with pytest.raises(RecordFailure) as failed:   # a folder, but no SavedModel in it
+  with pytest.raises(RecordFailure) as failed:  # a folder, but no SavedModel in it
     locate(str(root), site_id)
   assert failed.value.reason == 'model_load_failed'
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.text(max_size=8), st.sampled_from(['twin', 'twin ', LONG_TEXT]),
-                          st.integers(), st.floats()), min_size=1, max_size=20))
+@given(
+    st.lists(st.one_of(st.text(max_size=8), st.sampled_from(['twin', 'twin ', LONG_TEXT]),
+                       st.integers(), st.floats()),
+             min_size=1,
+             max_size=20))
 def test_each_row_is_packed_under_its_verbatim_id_or_is_a_bad_site(ids):
   lines = [('f.jsonl', json.dumps({'site_id': s, 'i': i})) for i, s in enumerate(ids)]
   blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), lines)
@@ -91,8 +98,10 @@ def test_each_row_is_packed_under_its_verbatim_id_or_is_a_bad_site(ids):
 
 
 def test_a_bad_id_is_refused_by_locate_before_any_io(monkeypatch):
+
   def no_io(*args):
     raise AssertionError(f'I/O for a bad id: {args}')
+
   monkeypatch.setattr(os, 'listdir', no_io)
   monkeypatch.setattr(site_model_layout.paths, 'exists', no_io)
   monkeypatch.setattr(site_model_layout.paths, 'match', no_io)
@@ -103,7 +112,7 @@ def test_a_bad_id_is_refused_by_locate_before_any_io(monkeypatch):
 
 
 def test_a_name_too_long_for_the_os_is_the_sites_dead_letter_not_a_crash(tmp_path):
-  root = str(tmp_path / ('r' * 300))   # a root component beyond NAME_MAX: ENAMETOOLONG
+  root = str(tmp_path / ('r' * 300))  # a root component beyond NAME_MAX: ENAMETOOLONG
   with pytest.raises(RecordFailure) as failed:
     locate(root, 'site')
   assert failed.value.reason == 'model_load_failed'
@@ -117,15 +126,19 @@ def test_a_name_too_long_for_the_os_is_the_sites_dead_letter_not_a_crash(tmp_pat
     (OSError(errno.EIO, 'Input/output error'), False),
     (TimeoutError(errno.ETIMEDOUT, 'timed out'), False),
     (BeamIOError('Match operation failed', {'gs://b/m/s/*': google_errors.Forbidden('no')}), True),
-    (BeamIOError('Match operation failed', {'gs://b/m/s/*': google_errors.BadRequest('bad')}), True),
+    (BeamIOError('Match operation failed',
+                 {'gs://b/m/s/*': google_errors.BadRequest('bad')}), True),
     (BeamIOError('Match operation failed',
                  {'gs://b/m/s/*': google_errors.ServiceUnavailable('later')}), False),
     (BeamIOError('Match operation failed',
                  {'gs://b/m/s/*': google_errors.TooManyRequests('slow down')}), False),
     (BeamIOError('Match operation failed'), False),
-    (google_errors.Forbidden('no'), True), (google_errors.InternalServerError('oops'), False),
-    (ConnectionResetError(errno.ECONNRESET, 'reset'), False), (RuntimeError('?'), False),
-], ids=repr)
+    (google_errors.Forbidden('no'), True),
+    (google_errors.InternalServerError('oops'), False),
+    (ConnectionResetError(errno.ECONNRESET, 'reset'), False),
+    (RuntimeError('?'), False),
+],
+                         ids=repr)
 def test_storage_errors_are_sorted_into_permanent_and_transient(error, permanent):
   assert is_permanent_storage_error(error) is permanent
 
@@ -138,6 +151,7 @@ def test_permission_denied_fails_the_site_and_a_transient_error_propagates(tmp_p
     if os.path.basename(path) == 'site':
       raise error
     return real_listdir(path)
+
   monkeypatch.setattr(os, 'listdir', listdir)
   error = PermissionError(errno.EACCES, 'Permission denied', str(tmp_path / 'site'))
   with pytest.raises(RecordFailure) as failed:
@@ -151,7 +165,7 @@ def test_permission_denied_fails_the_site_and_a_transient_error_propagates(tmp_p
 
 def test_version_folders_named_with_non_ascii_digits_are_ignored(tmp_path):
   savedmodel_builders.save_linear(str(tmp_path / 's' / '3'), [1.0], 0.0)
-  (tmp_path / 's' / '\u00b2').mkdir()      # '²'.isdigit() is True, int('²') raises
+  (tmp_path / 's' / '\u00b2').mkdir()  # '²'.isdigit() is True, int('²') raises
   (tmp_path / 's' / '\u00b2' / 'saved_model.pb').write_bytes(b'x')
   assert locate(str(tmp_path), 's').version == '3'
 
@@ -164,16 +178,31 @@ def test_twin_sites_get_their_own_models_and_unusable_ids_fail_alone(tmp_path):
       'twin ': savedmodel_builders.save_linear(str(models / 'twin ' / '1'), [-3.0, 0.5], 7.5),
       ' twin': savedmodel_builders.save_linear(str(models / ' twin' / '1'), [0.0, 10.0], -1.0),
   }
-  good = [{'site_id': site, 'rid': f'{site!r}-{i}', 'x': [float(i), 2.0]}
-          for site in dirs for i in range(3)]
-  bad = [{'site_id': LONG_TEXT, 'rid': 'long', 'x': [1.0, 2.0]},
-         {'site_id': LONG_NUMBER, 'rid': 'digits', 'x': [1.0, 2.0]},
-         {'site_id': 'twin\t', 'rid': 'tab', 'x': [1.0, 2.0]}]
+  good = [{
+      'site_id': site,
+      'rid': f'{site!r}-{i}',
+      'x': [float(i), 2.0]
+  } for site in dirs for i in range(3)]
+  bad = [{
+      'site_id': LONG_TEXT,
+      'rid': 'long',
+      'x': [1.0, 2.0]
+  }, {
+      'site_id': LONG_NUMBER,
+      'rid': 'digits',
+      'x': [1.0, 2.0]
+  }, {
+      'site_id': 'twin\t',
+      'rid': 'tab',
+      'x': [1.0, 2.0]
+  }]
   rows = good[:3] + bad[:1] + good[3:6] + bad[1:] + good[6:]
   (tmp_path / 'in.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
   out = tmp_path / 'out'
-  site_predictions.run([f'--input={tmp_path}/in.jsonl', f'--model_root={models}',
-                        f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
+  site_predictions.run([
+      f'--input={tmp_path}/in.jsonl', f'--model_root={models}', f'--output={out}',
+      '--key_field=rid', '--max_failed_fraction=1'
+  ])
 
   lines = read_jsonl(out / 'predictions')
   assert sorted(l['key'] for l in lines) == sorted(r['rid'] for r in good)
@@ -187,8 +216,9 @@ def test_twin_sites_get_their_own_models_and_unusable_ids_fail_alone(tmp_path):
   assert len(set(same_x.values())) == 3, same_x
 
   letters = read_jsonl(out / 'errors')
-  assert sorted((l['record']['rid'], l['stage'], l['reason']) for l in letters) == [
-      ('digits', 'key_by_site', 'bad_site'), ('long', 'key_by_site', 'bad_site'),
-      ('tab', 'key_by_site', 'bad_site')]
+  assert sorted((l['record']['rid'], l['stage'], l['reason'])
+                for l in letters) == [('digits', 'key_by_site', 'bad_site'),
+                                      ('long', 'key_by_site', 'bad_site'),
+                                      ('tab', 'key_by_site', 'bad_site')]
   summary = json.loads((out / 'summary.json').read_text())
   assert summary['reconciled'] is True and summary['sites_seen'] == 3

@@ -34,16 +34,25 @@ def outputs_by_tag(outputs):
 
 def test_blocks_are_cut_into_chunks_keeping_each_rows_source():
   texts = [json.dumps({'i': i}) for i in range(5)]
-  blocks = [pack((('a.jsonl', 2), ('b.jsonl', 1)), texts[:3]), pack((('c.jsonl', 2),), texts[3:])]
+  blocks = [pack((('a.jsonl', 2), ('b.jsonl', 1)), texts[:3]), pack((('c.jsonl', 2), ), texts[3:])]
   found = outputs_by_tag(CutSiteFn(rows_per_chunk=2).process(('s', blocks)))
-  assert found['stats'] == [(('sites_seen',), 1)]
+  assert found['stats'] == [(('sites_seen', ), 1)]
   found['main'] = [parse_chunk(cut) for cut in found['main']]
-  assert [(c.site_id, c.rows, c.sources) for c in found['main']] == [
-      ('s', [{'i': 0}, {'i': 1}], ['a.jsonl', 'a.jsonl']),
-      ('s', [{'i': 2}, {'i': 3}], ['b.jsonl', 'c.jsonl']),
-      ('s', [{'i': 4}], ['c.jsonl'])]
-  assert [c.num_bytes for c in found['main']] == [
-      len(texts[0]) + len(texts[1]), len(texts[2]) + len(texts[3]), len(texts[4])]
+  assert [(c.site_id, c.rows, c.sources) for c in found['main']] == [('s', [{
+      'i': 0
+  }, {
+      'i': 1
+  }], ['a.jsonl', 'a.jsonl']), ('s', [{
+      'i': 2
+  }, {
+      'i': 3
+  }], ['b.jsonl', 'c.jsonl']), ('s', [{
+      'i': 4
+  }], ['c.jsonl'])]
+  assert [c.num_bytes for c in found['main']
+          ] == [len(texts[0]) + len(texts[1]),
+                len(texts[2]) + len(texts[3]),
+                len(texts[4])]
 
 
 def _split(chunk, rows, **outcome):
@@ -53,13 +62,22 @@ def _split(chunk, rows, **outcome):
 
 def test_a_chunks_predictions_travel_as_one_list_and_its_failures_one_by_one():
   chunk = SiteChunk('s', [{'x': 1}, {'x': 'bad'}, {'x': 2}], ['f1', 'f2', 'f3'])
-  found = _split(chunk, [RowResult(0, {'y': [1.0]}), RowResult(1, None, 'bad_feature', 'text'),
-                         RowResult(2, {'y': [2.0]})], model_loaded=True, model_load_ms=4.2)
-  assert found['main'] == [[Prediction('s', 'f1', {'x': 1}, {'y': [1.0]}, '3'),
-                            Prediction('s', 'f3', {'x': 2}, {'y': [2.0]}, '3')]]
-  assert [(l['reason'], l['source'], l['record'], l['site_id']) for l in found['failed']] == [
-      ('bad_feature', 'f2', {'x': 'bad'}, 's')]
-  assert sorted(found['stats']) == [(('model_load_ms_total',), 4.2), (('models_loaded',), 1)]
+  found = _split(chunk, [
+      RowResult(0, {'y': [1.0]}),
+      RowResult(1, None, 'bad_feature', 'text'),
+      RowResult(2, {'y': [2.0]})
+  ],
+                 model_loaded=True,
+                 model_load_ms=4.2)
+  assert found['main'] == [[
+      Prediction('s', 'f1', {'x': 1}, {'y': [1.0]}, '3'),
+      Prediction('s', 'f3', {'x': 2}, {'y': [2.0]}, '3')
+  ]]
+  assert [(l['reason'], l['source'], l['record'], l['site_id'])
+          for l in found['failed']] == [('bad_feature', 'f2', {
+              'x': 'bad'
+          }, 's')]
+  assert sorted(found['stats']) == [(('model_load_ms_total', ), 4.2), (('models_loaded', ), 1)]
 
 
 def test_a_chunk_whose_rows_all_failed_gives_no_empty_prediction_list():
@@ -73,7 +91,7 @@ def test_a_chunk_whose_rows_all_failed_gives_no_empty_prediction_list():
 def test_grouping_refuses_windowed_input_at_construction():
   pipeline = TestPipeline()
   windowed = (pipeline
-              | beam.Create([('s', pack((('f', 1),), ['{}']))])
+              | beam.Create([('s', pack((('f', 1), ), ['{}']))])
               | beam.WindowInto(window.FixedWindows(60)))
   with pytest.raises(ValueError, match='global window'):
     _ = windowed | ChunkBySite()
@@ -83,10 +101,12 @@ def test_grouping_refuses_windowed_input_at_construction():
 
 def test_each_dead_letter_names_the_stage_its_row_failed_in():
   chunk = SiteChunk('s' * 200, [{'x': 1}, {'x': 2}], ['f', 'f'])
-  found = _split(chunk, [RowResult(0, None, 'bad_site', 'too long for the root', 'key_by_site'),
-                         RowResult(1, None, 'non_finite_output', "model output is not finite")])
-  assert [(l['stage'], l['reason']) for l in found['failed']] == [
-      ('key_by_site', 'bad_site'), ('predict', 'non_finite_output')]
+  found = _split(chunk, [
+      RowResult(0, None, 'bad_site', 'too long for the root', 'key_by_site'),
+      RowResult(1, None, 'non_finite_output', "model output is not finite")
+  ])
+  assert [(l['stage'], l['reason']) for l in found['failed']] == [('key_by_site', 'bad_site'),
+                                                                  ('predict', 'non_finite_output')]
 
 
 def test_predict_per_site_dead_letters_ids_too_long_for_a_gcs_root():
@@ -94,7 +114,7 @@ def test_predict_per_site_dead_letters_ids_too_long_for_a_gcs_root():
   root = 'gs://no-such-bucket/' + 'p' * 900
   with TestPipeline() as pipeline:
     chunks, _ = (pipeline
-                 | beam.Create([('s' * 150, pack((('f', 1),), ['{"x": 1}']))])
+                 | beam.Create([('s' * 150, pack((('f', 1), ), ['{"x": 1}']))])
                  | ChunkBySite())
     result = chunks | PredictPerSite(model_root=root)
     letters = result.failed | beam.Map(lambda l: (l['stage'], l['reason'], l['site_id']))

@@ -16,6 +16,7 @@ import savedmodel_builders
 
 
 class FakeModel:
+
   def __init__(self, location, num_bytes):
     self.location = location
     self.num_bytes = num_bytes
@@ -46,8 +47,10 @@ def root(tmp_path):
 
 
 def make_pool(root, loader, **bounds):
-  return site_model_pool.SiteModelPool(
-      model_root=root, signature='serving_default', loader=loader, **bounds)
+  return site_model_pool.SiteModelPool(model_root=root,
+                                       signature='serving_default',
+                                       loader=loader,
+                                       **bounds)
 
 
 def test_loads_once_and_evicts_least_recently_used_by_count(root):
@@ -55,8 +58,8 @@ def test_loads_once_and_evicts_least_recently_used_by_count(root):
   pool = make_pool(root, loader, max_models=2)
   assert pool.get('a').loaded_now and not pool.get('a').loaded_now
   pool.get('b')
-  pool.get('a')          # a is now most recent
-  pool.get('c')          # evicts b
+  pool.get('a')  # a is now most recent
+  pool.get('c')  # evicts b
   assert pool.size == 2
   pool.get('a')
   pool.get('b')
@@ -129,16 +132,27 @@ def test_handler_batching_is_explicit_and_pool_is_per_process():
   large = handler.get_num_bytes([SiteChunk('a', [{'x': 1.0}] * 10)])
   assert 0 < small and large == 10 * small
   # Chunks cut from packed rows carry their JSON size, counted as it is.
-  assert handler.get_num_bytes([SiteChunk('a', [{'x': 1.0}], ['f'], 9), SiteChunk('b', [], [], 4)]) == 13
+  assert handler.get_num_bytes([SiteChunk('a', [{
+      'x': 1.0
+  }], ['f'], 9), SiteChunk('b', [], [], 4)]) == 13
 
 
 def test_handler_isolates_sites_and_rows(tmp_path):
   savedmodel_builders.save_linear(str(tmp_path / 'good' / '1'), [2.0], 1.0)
   handler = SiteModelHandler(model_root=str(tmp_path))
   pool = handler.load_model()
-  results = handler.run_inference(
-      [SiteChunk('good', [{'x': [1.0]}, {'x': 'no'}, {'x': [3.0]}]),
-       SiteChunk('absent', [{'x': [1.0]}])], pool)
+  results = handler.run_inference([
+      SiteChunk('good', [{
+          'x': [1.0]
+      }, {
+          'x': 'no'
+      }, {
+          'x': [3.0]
+      }]),
+      SiteChunk('absent', [{
+          'x': [1.0]
+      }])
+  ], pool)
   good, absent = [r.inference for r in results]
   assert good.model_loaded and good.model_version == '1'
   assert [(r.index, r.reason) for r in good.rows] == [(0, None), (1, 'bad_feature'), (2, None)]

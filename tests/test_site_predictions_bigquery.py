@@ -25,24 +25,80 @@ SCHEMA = [
     bigquery.SchemaField('key', 'STRING'),
     bigquery.SchemaField('note', 'STRING'),
     bigquery.SchemaField('day', 'DATE'),
-    bigquery.SchemaField('extra', 'RECORD', fields=[
-        bigquery.SchemaField('source', 'STRING'), bigquery.SchemaField('score', 'FLOAT64')]),
+    bigquery.SchemaField(
+        'extra',
+        'RECORD',
+        fields=[bigquery.SchemaField('source', 'STRING'),
+                bigquery.SchemaField('score', 'FLOAT64')]),
 ]
 GOOD = [
-    {'site_id': 'lin-a', 'rid': 'a1', 'x': [1.0, 2.0, 3.0], 'day': '2026-11-20',
-     'extra': {'source': 'meter', 'score': 0.5}},
-    {'site_id': 'lin-a', 'rid': 'a2', 'x': [0.5, -1.0, 4.0], 'a': '7.25'},
-    {'site_id': 'multi', 'rid': 'm1', 'a': '1.5', 'b': 3},
-    {'site_id': 'multi', 'rid': 'm2', 'a': '-0.125', 'b': -4},
-    {'site_id': 'echo', 'rid': 'e1', 'key': 'k-1', 'x': [0.1, 0.2]},
-    {'site_id': 'echo', 'rid': 'e2', 'key': 'k-2', 'x': [3.0, -1.0]},
+    {
+        'site_id': 'lin-a',
+        'rid': 'a1',
+        'x': [1.0, 2.0, 3.0],
+        'day': '2026-11-20',
+        'extra': {
+            'source': 'meter',
+            'score': 0.5
+        }
+    },
+    {
+        'site_id': 'lin-a',
+        'rid': 'a2',
+        'x': [0.5, -1.0, 4.0],
+        'a': '7.25'
+    },
+    {
+        'site_id': 'multi',
+        'rid': 'm1',
+        'a': '1.5',
+        'b': 3
+    },
+    {
+        'site_id': 'multi',
+        'rid': 'm2',
+        'a': '-0.125',
+        'b': -4
+    },
+    {
+        'site_id': 'echo',
+        'rid': 'e1',
+        'key': 'k-1',
+        'x': [0.1, 0.2]
+    },
+    {
+        'site_id': 'echo',
+        'rid': 'e2',
+        'key': 'k-2',
+        'x': [3.0, -1.0]
+    },
 ]
 BAD = [
-    ({'site_id': None, 'rid': 'nullsite', 'x': [1.0, 2.0, 3.0]}, 'missing_site'),
-    ({'site_id': 'texty', 'rid': 'textnote', 'note': 'warm'}, 'bad_feature'),
-    ({'site_id': 'multi', 'rid': 'nullb', 'a': '2.0'}, 'missing_feature'),
-    ({'site_id': 'lin-a', 'rid': 'shortx', 'x': [1.0]}, 'bad_feature'),
-    ({'site_id': 'ghost', 'rid': 'nomodel', 'x': [1.0, 2.0, 3.0]}, 'no_model'),
+    ({
+        'site_id': None,
+        'rid': 'nullsite',
+        'x': [1.0, 2.0, 3.0]
+    }, 'missing_site'),
+    ({
+        'site_id': 'texty',
+        'rid': 'textnote',
+        'note': 'warm'
+    }, 'bad_feature'),
+    ({
+        'site_id': 'multi',
+        'rid': 'nullb',
+        'a': '2.0'
+    }, 'missing_feature'),
+    ({
+        'site_id': 'lin-a',
+        'rid': 'shortx',
+        'x': [1.0]
+    }, 'bad_feature'),
+    ({
+        'site_id': 'ghost',
+        'rid': 'nomodel',
+        'x': [1.0, 2.0, 3.0]
+    }, 'no_model'),
 ]
 
 
@@ -65,13 +121,13 @@ def run_job(root, *extra):
   site_predictions.run([
       f'--input_table={PROJECT}:nightly.readings', f'--model_root={root}/models',
       f'--project={PROJECT}', '--bigquery_temp_dataset=beam_temp', '--key_field=rid',
-      '--max_failed_fraction=1', *extra])
+      '--max_failed_fraction=1', *extra
+  ])
 
 
 def as_model_input(row):
   """What the model sees: NUMERIC arrives as Decimal and is cast like a JSON number."""
-  return {k: float(decimal.Decimal(v)) if k == 'a' else v for k, v in row.items()
-          if v is not None}
+  return {k: float(decimal.Decimal(v)) if k == 'a' else v for k, v in row.items() if v is not None}
 
 
 def test_table_rows_predicted_and_written_back(seeded):
@@ -115,8 +171,9 @@ def test_table_rows_predicted_and_written_back(seeded):
   assert versions['a1'] == '2' and versions['m1'] == '1' and versions['e1'] == '3'
 
   error_rows = list(client.list_rows(f'{PROJECT}.nightly.prediction_errors'))
-  assert collections.Counter(r['reason'] for r in error_rows) == collections.Counter(
-      reason for _, reason in BAD)
+  assert collections.Counter(r['reason']
+                             for r in error_rows) == collections.Counter(reason
+                                                                         for _, reason in BAD)
   assert all(json.loads(r['record'])['rid'] for r in error_rows)
 
 
@@ -141,19 +198,24 @@ def test_bigquery_in_gcs_out(seeded, gcs_bucket):
   run_job(root, f'--output={out}')
   summary = json.loads(paths.read_bytes(f'{out}/summary.json'))
   assert summary['predictions_written'] == len(GOOD) and summary['reconciled']
-  written = [json.loads(l) for m in paths.match(f'{out}/predictions/*.jsonl')
-             for l in paths.read_bytes(m.path).decode().splitlines()]
+  written = [
+      json.loads(l) for m in paths.match(f'{out}/predictions/*.jsonl')
+      for l in paths.read_bytes(m.path).decode().splitlines()
+  ]
   assert sorted(l['key'] for l in written) == sorted(r['rid'] for r in GOOD)
 
 
 def test_malformed_table_specs_fail_before_the_run(capsys, tmp_path):
   (tmp_path / 'models' / 'a').mkdir(parents=True)
   for flag in ('input_table', 'output_table', 'errors_table'):
-    args = [f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
-            '--input_table=my-project:d.t', f'--{flag}=no-dots-here']
+    args = [
+        f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
+        '--input_table=my-project:d.t', f'--{flag}=no-dots-here'
+    ]
     assert site_predictions.main(args) == 2
     assert f'--{flag}:' in capsys.readouterr().err
   assert site_predictions.main([
-      f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
-      '--input_table=my-project:d.t', '--selected_fields=rid,x']) == 2
+      f'--model_root={tmp_path}/models', f'--output={tmp_path}/out', '--input_table=my-project:d.t',
+      '--selected_fields=rid,x'
+  ]) == 2
   assert 'site field' in capsys.readouterr().err

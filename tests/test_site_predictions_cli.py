@@ -46,9 +46,11 @@ def test_usage_errors_name_the_flag(inputs, capsys, args, flag, words):
     (usage.require_exists, 'exists', "--input: cannot read 'gs://b/in/*': refused"),
 ])
 def test_a_storage_error_is_a_usage_error_naming_the_flag(monkeypatch, check, storage_call,
-                                                         message):
+                                                          message):
+
   def refuse(path):
     raise OSError('refused')
+
   monkeypatch.setattr(paths, storage_call, refuse)
   with pytest.raises(usage.UsageError) as raised:
     check('input', 'gs://b/in/*')
@@ -56,17 +58,21 @@ def test_a_storage_error_is_a_usage_error_naming_the_flag(monkeypatch, check, st
 
 
 def test_console_entry_exits_2_with_one_line(inputs):
-  proc = subprocess.run(
-      [sys.executable, '-m', 'beam_jobs.site_predictions', f'--input={inputs}/none/*.jsonl',
-       f'--model_root={inputs}/models', f'--output={inputs}/out'],
-      capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.run([
+      sys.executable, '-m', 'beam_jobs.site_predictions', f'--input={inputs}/none/*.jsonl',
+      f'--model_root={inputs}/models', f'--output={inputs}/out'
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=600,
+                        check=False)
   assert proc.returncode == 2
   assert f"error: --input: no files match '{inputs}/none/*.jsonl'" in proc.stderr
 
 
-@pytest.mark.parametrize('given,expected', [
-    (None, 'FnApiRunner'), ('DirectRunner', 'FnApiRunner'),
-    ('PrismRunner', 'PrismRunner'), ('DataflowRunner', 'DataflowRunner')])
+@pytest.mark.parametrize('given,expected', [(None, 'FnApiRunner'), ('DirectRunner', 'FnApiRunner'),
+                                            ('PrismRunner', 'PrismRunner'),
+                                            ('DataflowRunner', 'DataflowRunner')])
 def test_direct_runner_runs_offline_in_process(given, expected):
   options = PipelineOptions([f'--runner={given}'] if given else [])
   assert runtime.choose_runner(options) == expected
@@ -77,6 +83,6 @@ def test_help_lists_the_jobs_flags(capsys):
   assert site_predictions.main(['--help']) == 0
   text = capsys.readouterr().out
   for flag in ('--input', '--input_table', '--model_root', '--output', '--output_format',
-               '--output_table', '--rows_per_chunk', '--max_models_per_worker',
-               '--overwrite', '--max_failed_fraction'):
+               '--output_table', '--rows_per_chunk', '--max_models_per_worker', '--overwrite',
+               '--max_failed_fraction'):
     assert flag in text

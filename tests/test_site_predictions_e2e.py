@@ -31,8 +31,9 @@ def jsonl_run(workspace):
   root, _ = workspace
   out = root / 'out-jsonl'
   site_predictions.run([
-      f'--input={root}/input/*.jsonl', f'--model_root={root}/models',
-      f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
+      f'--input={root}/input/*.jsonl', f'--model_root={root}/models', f'--output={out}',
+      '--key_field=rid', '--max_failed_fraction=1'
+  ])
   return out
 
 
@@ -66,8 +67,10 @@ def test_every_bad_record_is_a_dead_letter_with_its_reason(jsonl_run):
     assert set(letter) == {'stage', 'reason', 'message', 'site_id', 'source', 'record'}
     assert letter['message']
     assert letter['source'].endswith('.jsonl')
-  by_rid = {l['record']['rid']: l for l in letters if isinstance(l['record'], dict)
-            and 'rid' in l['record']}
+  by_rid = {
+      l['record']['rid']: l
+      for l in letters if isinstance(l['record'], dict) and 'rid' in l['record']
+  }
   for line, reason in site_job_data.BAD_LINES:
     try:
       rid = json.loads(line)['rid']
@@ -107,15 +110,17 @@ def test_unusual_text_is_predicted_or_dead_lettered_never_a_crash(workspace, tmp
   deep = '{"site_id": "lin-a", "rid": "u4", "x": ' + '[' * 5000 + ']' * 5000 + '}'
   (tmp_path / 'odd.jsonl').write_bytes('\n'.join(good + [deep]).encode('utf-8') + b'\n')
   out = tmp_path / 'out'
-  site_predictions.run([f'--input={tmp_path}/odd.jsonl', f'--model_root={root}/models',
-                        f'--output={out}', '--key_field=rid', '--max_failed_fraction=0.25'])
+  site_predictions.run([
+      f'--input={tmp_path}/odd.jsonl', f'--model_root={root}/models', f'--output={out}',
+      '--key_field=rid', '--max_failed_fraction=0.25'
+  ])
   by_key = {line['key']: line for line in read_jsonl(out / 'predictions')}
   assert sorted(by_key) == ['u1', 'u2', 'u3']
   for text in good:
     row = json.loads(text)
     line = by_key[row['rid']]
     assert_outputs_equal(line['prediction'], expected_outputs(model_dirs, row))
-    if row['rid'] != 'u3':   # NaN != NaN
+    if row['rid'] != 'u3':  # NaN != NaN
       assert line['instance'] == row
   written = list((out / 'predictions').iterdir())
   assert written and all(f.read_bytes().isascii() for f in written)
@@ -127,12 +132,15 @@ def test_unusual_text_is_predicted_or_dead_lettered_never_a_crash(workspace, tmp
 def test_aiplatform_format_from_the_command_line(workspace, tmp_path):
   root, model_dirs = workspace
   out = tmp_path / 'out'
-  proc = subprocess.run(
-      [sys.executable, '-m', 'beam_jobs.site_predictions',
-       f'--input={root}/input/part-*.jsonl', f'--model_root={root}/models',
-       f'--output={out}', '--output_format=aiplatform', '--runner=DirectRunner',
-       '--max_failed_fraction=1'],
-      capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.run([
+      sys.executable, '-m', 'beam_jobs.site_predictions', f'--input={root}/input/part-*.jsonl',
+      f'--model_root={root}/models', f'--output={out}', '--output_format=aiplatform',
+      '--runner=DirectRunner', '--max_failed_fraction=1'
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=600,
+                        check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'Outputs are under {out}' in proc.stdout
   results = sorted(out.glob('prediction.results-*-of-*'))
@@ -169,11 +177,14 @@ def test_one_row_per_chunk_gives_the_same_predictions(workspace, jsonl_run, tmp_
   root, _ = workspace
   out = tmp_path / 'out'
   site_predictions.run([
-      f'--input={root}/input/*.jsonl', f'--model_root={root}/models',
-      f'--output={out}', '--key_field=rid', '--rows_per_chunk=1',
-      '--max_models_per_worker=1', '--max_failed_fraction=1'])
+      f'--input={root}/input/*.jsonl', f'--model_root={root}/models', f'--output={out}',
+      '--key_field=rid', '--rows_per_chunk=1', '--max_models_per_worker=1',
+      '--max_failed_fraction=1'
+  ])
+
   def by_key(folder):
     return {l['key']: l for l in read_jsonl(folder / 'predictions')}
+
   assert by_key(out) == by_key(jsonl_run)
   summary = json.loads((out / 'summary.json').read_text())
   assert summary['reconciled'] is True
@@ -190,12 +201,16 @@ def test_gs_paths_give_the_same_outputs_as_local_paths(workspace, jsonl_run, gcs
   upload_tree(root / 'input', f'{gcs_bucket}/input')
   out = f'{gcs_bucket}/out'
   site_predictions.run([
-      f'--input={gcs_bucket}/input/*.jsonl', f'--model_root={gcs_bucket}/models',
-      f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
+      f'--input={gcs_bucket}/input/*.jsonl', f'--model_root={gcs_bucket}/models', f'--output={out}',
+      '--key_field=rid', '--max_failed_fraction=1'
+  ])
 
   def lines(prefix):
-    return [json.loads(l) for m in paths.match(prefix + '*')
-            for l in paths.read_bytes(m.path).decode().splitlines() if l]
+    return [
+        json.loads(l) for m in paths.match(prefix + '*')
+        for l in paths.read_bytes(m.path).decode().splitlines() if l
+    ]
+
   remote = {l['key']: l for l in lines(f'{out}/predictions/predictions')}
   local = {l['key']: l for l in read_jsonl(jsonl_run / 'predictions')}
   assert remote == local

@@ -45,8 +45,8 @@ def test_pack_and_unpack_keep_each_rows_source_in_order():
   runs = (('a.jsonl', 2), ('b.jsonl', 1), ('a.jsonl', 1))
   texts = ['{"x":1}', '{"x":2}', '{"x":"é\\n"}', '{}']
   block = pack(runs, texts)
-  assert list(unpack(block)) == [
-      ('a.jsonl', texts[0]), ('a.jsonl', texts[1]), ('b.jsonl', texts[2]), ('a.jsonl', texts[3])]
+  assert list(unpack(block)) == [('a.jsonl', texts[0]), ('a.jsonl', texts[1]),
+                                 ('b.jsonl', texts[2]), ('a.jsonl', texts[3])]
   assert len(block[1]) < len(''.join(texts)) + 20
 
 
@@ -62,7 +62,8 @@ def test_every_line_ends_in_a_block_or_a_dead_letter():
   assert ('b.jsonl', {'site_id': 's1', 'i': 100}) in found['s1']
   assert all(row['site_id'] == site for site, rows in found.items() for _, row in rows)
   assert sorted(letter['reason'] for letter in letters) == [
-      'bad_json', 'bad_site', 'empty_line', 'missing_site', 'not_an_object']
+      'bad_json', 'bad_site', 'empty_line', 'missing_site', 'not_an_object'
+  ]
   assert all(letter['source'] == 'b.jsonl' for letter in letters)
 
 
@@ -75,8 +76,9 @@ def test_lines_are_packed_as_read():
 @pytest.mark.parametrize('max_block_rows,max_buffered_bytes', [(3, 1 << 20), (1000, 200), (1, 1)])
 def test_bounded_buffers_emit_more_blocks_and_lose_nothing(max_block_rows, max_buffered_bytes):
   lines = [('f', json.dumps({'site_id': f's{i % 4}', 'i': i})) for i in range(40)]
-  dofn = PackJsonLinesBySiteFn('site_id', max_block_rows=max_block_rows,
-                             max_buffered_bytes=max_buffered_bytes)
+  dofn = PackJsonLinesBySiteFn('site_id',
+                               max_block_rows=max_block_rows,
+                               max_buffered_bytes=max_buffered_bytes)
   blocks, _ = run_bundle(dofn, lines)
   assert all(len(list(unpack(block))) <= max_block_rows for _, block in blocks)
   assert len(blocks) > 4
@@ -85,8 +87,10 @@ def test_bounded_buffers_emit_more_blocks_and_lose_nothing(max_block_rows, max_b
 
 
 def test_odd_but_valid_lines_round_trip_and_a_raw_newline_stays_whitespace():
-  lines = ['{"site_id": "s", "t": "a\u2028b\u0085c"}', '{"site_id": "s",\r"t": 1}',
-           '{"site_id": "s",\n"t": 2}', '{"site_id": "s", "t": NaN}']
+  lines = [
+      '{"site_id": "s", "t": "a\u2028b\u0085c"}', '{"site_id": "s",\r"t": 1}',
+      '{"site_id": "s",\n"t": 2}', '{"site_id": "s", "t": NaN}'
+  ]
   blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), [('f', line) for line in lines])
   assert not letters
   unpacked = [text for _, block in blocks for _, text in unpack(block)]
@@ -96,7 +100,7 @@ def test_odd_but_valid_lines_round_trip_and_a_raw_newline_stays_whitespace():
 
 def test_unpack_refuses_a_block_whose_runs_do_not_count_its_rows():
   with pytest.raises(ValueError):
-    list(unpack(pack((('f', 3),), ['{}', '{}'])))
+    list(unpack(pack((('f', 3), ), ['{}', '{}'])))
 
 
 def test_the_buffer_emits_everything_as_soon_as_it_holds_the_byte_limit():
@@ -110,19 +114,40 @@ def test_the_buffer_emits_everything_as_soon_as_it_holds_the_byte_limit():
 
 
 def test_bigquery_rows_are_packed_as_the_json_the_outputs_use():
-  row = {'site_id': 7, 'amount': decimal.Decimal('1.25'), 'day': datetime.date(2026, 11, 20),
-         'at': datetime.datetime(2026, 11, 20, 3, 4, 5, tzinfo=datetime.timezone.utc),
-         'time': datetime.time(3, 4), 'raw': b'\xff\x00', 'text': b'ok', 'nan': float('nan'),
-         'tags': ['a'], 'nested': {'v': None}}
-  blocks, letters = run_bundle(PackBySiteFn('site_id'),
-                               [('bigquery:d.t', row), ('bigquery:d.t', {})])
+  row = {
+      'site_id': 7,
+      'amount': decimal.Decimal('1.25'),
+      'day': datetime.date(2026, 11, 20),
+      'at': datetime.datetime(2026, 11, 20, 3, 4, 5, tzinfo=datetime.timezone.utc),
+      'time': datetime.time(3, 4),
+      'raw': b'\xff\x00',
+      'text': b'ok',
+      'nan': float('nan'),
+      'tags': ['a'],
+      'nested': {
+          'v': None
+      }
+  }
+  blocks, letters = run_bundle(PackBySiteFn('site_id'), [('bigquery:d.t', row),
+                                                         ('bigquery:d.t', {})])
   (site, [(source, packed)]), = rows_by_site(blocks).items()
   assert (site, source) == ('7', 'bigquery:d.t')
   assert math.isnan(packed.pop('nan'))
   assert packed == {
-      'site_id': 7, 'amount': 1.25, 'day': '2026-11-20', 'at': '2026-11-20T03:04:05+00:00',
-      'time': '03:04:00', 'raw': {'b64': '/wA='}, 'text': 'ok', 'tags': ['a'],
-      'nested': {'v': None}}
+      'site_id': 7,
+      'amount': 1.25,
+      'day': '2026-11-20',
+      'at': '2026-11-20T03:04:05+00:00',
+      'time': '03:04:00',
+      'raw': {
+          'b64': '/wA='
+      },
+      'text': 'ok',
+      'tags': ['a'],
+      'nested': {
+          'v': None
+      }
+  }
   assert [letter['reason'] for letter in letters] == ['missing_site']
 
 
@@ -130,13 +155,15 @@ def test_a_row_json_cannot_hold_is_a_dead_letter_not_a_crash():
   row = {'site_id': 's', 'odd': object()}
   blocks, letters = run_bundle(PackBySiteFn('site_id'), [('bigquery:d.t', row)])
   assert blocks == []
-  assert [(l['stage'], l['reason'], l['record']) for l in letters] == [
-      ('parse', 'bad_value', repr(row))]
+  assert [(l['stage'], l['reason'], l['record'])
+          for l in letters] == [('parse', 'bad_value', repr(row))]
 
 
 def test_blocks_group_by_site_under_a_pipeline():
-  lines = [(f'part-{i % 2}.jsonl', json.dumps({'site_id': f's{i % 5}', 'i': i}))
-           for i in range(200)]
+  lines = [(f'part-{i % 2}.jsonl', json.dumps({
+      'site_id': f's{i % 5}',
+      'i': i
+  })) for i in range(200)]
   with TestPipeline(runner='FnApiRunner') as p:
     packed = (p | beam.Create(lines)
               | beam.ParDo(PackJsonLinesBySiteFn('site_id', max_block_rows=7)).with_outputs(
@@ -153,8 +180,8 @@ def test_with_a_model_root_ids_too_long_for_it_are_refused_while_packing():
   line = ('f', json.dumps({'site_id': 's' * 150, 'x': 1}))
   root = 'gs://bucket/' + 'p' * 900
   blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id', model_root=root), [line])
-  assert not blocks and [(l['stage'], l['reason']) for l in letters] == [
-      ('key_by_site', 'bad_site')]
+  assert not blocks and [(l['stage'], l['reason'])
+                         for l in letters] == [('key_by_site', 'bad_site')]
   assert 'GCS object name' in letters[0]['message']
   blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), [line])
   assert not letters and list(rows_by_site(blocks)) == ['s' * 150]

@@ -11,10 +11,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_per_row_benchmark_runs_both_peers_and_prints_its_table(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'site_rows.py'), '--sizes', '4,12',
-       '--sites', '2', '--data_dir', str(tmp_path)],
-      cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+  proc = subprocess.run([
+      sys.executable,
+      str(REPO / 'benchmarks' / 'site_rows.py'), '--sizes', '4,12', '--sites', '2', '--data_dir',
+      str(tmp_path)
+  ],
+                        cwd=REPO,
+                        capture_output=True,
+                        text=True,
+                        timeout=900,
+                        check=False)
   out = proc.stdout
   assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
   for run in ('pipeline', 'naive'):

@@ -7,7 +7,8 @@ from common import paths
 def test_local_exists_match_and_copy(tmp_path):
   paths.write_bytes(str(tmp_path / 'a' / 'b' / 'f.bin'), b'\x00\x01')
   assert paths.exists(str(tmp_path / 'a')) and not paths.exists(str(tmp_path / 'zz'))
-  assert [m.path for m in paths.match(str(tmp_path / 'a' / '**'))] == [str(tmp_path / 'a' / 'b' / 'f.bin')]
+  assert [m.path for m in paths.match(str(tmp_path / 'a' / '**'))
+          ] == [str(tmp_path / 'a' / 'b' / 'f.bin')]
   with paths.localize_tree(str(tmp_path / 'a')) as local:
     assert local == str(tmp_path / 'a')
   assert paths.relative_to(str(tmp_path / 'a' / 'b' / 'f.bin'), str(tmp_path)) == 'a/b/f.bin'
@@ -29,7 +30,8 @@ def test_gcs_bucket_root_prefix_and_localized_copy(gcs_bucket):
   paths.write_bytes(f'{gcs_bucket}/models/s1/1/saved_model.pb', b'pb')
   paths.write_bytes(f'{gcs_bucket}/models/s1/1/variables/v.index', b'ix')
   assert paths.exists(gcs_bucket) and paths.exists(gcs_bucket + '/')
-  assert paths.exists(f'{gcs_bucket}/models') and paths.exists(f'{gcs_bucket}/models/s1/1/saved_model.pb')
+  assert paths.exists(f'{gcs_bucket}/models') and paths.exists(
+      f'{gcs_bucket}/models/s1/1/saved_model.pb')
   assert not paths.exists(f'{gcs_bucket}/other')
   with paths.localize_tree(f'{gcs_bucket}/models/s1') as local:
     with open(f'{local}/1/variables/v.index', 'rb') as f:

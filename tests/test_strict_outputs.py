@@ -22,8 +22,16 @@ from test_site_rows import run_bundle
 
 NAN, INF = float('nan'), float('inf')
 ROW = {'site_id': 's', 'x': [1.0], 'note': NAN, 'hi': INF, 'lo': -INF, 'deep': [{'v': NAN}]}
-ECHOED = {'site_id': 's', 'x': [1.0], 'note': 'NaN', 'hi': 'Infinity', 'lo': '-Infinity',
-          'deep': [{'v': 'NaN'}]}
+ECHOED = {
+    'site_id': 's',
+    'x': [1.0],
+    'note': 'NaN',
+    'hi': 'Infinity',
+    'lo': '-Infinity',
+    'deep': [{
+        'v': 'NaN'
+    }]
+}
 
 
 def test_writers_write_non_finite_record_values_as_strings(tmp_path):
@@ -34,13 +42,23 @@ def test_writers_write_non_finite_record_values_as_strings(tmp_path):
     batches = p | 'Batches' >> beam.Create([batch])
     _ = batches | 'Jsonl' >> WritePredictions(str(tmp_path / 'out'), key_field='note')
     _ = batches | 'Ai' >> WritePredictions(str(tmp_path / 'ai'), output_format=AIPLATFORM)
-    _ = (p | 'Detections' >> beam.Create([{'image': 'a.jpg', 'detections': []}])
+    _ = (p | 'Detections' >> beam.Create([{
+        'image': 'a.jpg',
+        'detections': []
+    }])
          | detection.WriteDetections(str(tmp_path / 'out')))
   [written_letter] = read_jsonl(tmp_path / 'out' / 'errors')
   assert written_letter['record'] == ECHOED
   [line] = read_jsonl(tmp_path / 'out' / 'predictions')
-  assert line == {'site_id': 's', 'key': 'NaN', 'model_version': '1', 'instance': ECHOED,
-                  'prediction': {'y': [0.5]}}
+  assert line == {
+      'site_id': 's',
+      'key': 'NaN',
+      'model_version': '1',
+      'instance': ECHOED,
+      'prediction': {
+          'y': [0.5]
+      }
+  }
   assert read_jsonl(tmp_path / 'ai') == [{'y': [0.5]}]
   assert read_jsonl(tmp_path / 'out' / 'detections') == [{'image': 'a.jpg', 'detections': []}]
 
@@ -48,8 +66,7 @@ def test_writers_write_non_finite_record_values_as_strings(tmp_path):
 def test_bigquery_rows_hold_strict_json_text():
   [row] = bigquery_output.prediction_rows([Prediction('s', 'f', ROW, {'y': 1.0}, None)], 'hi', 'r')
   assert strict_json(row['instance']) == ECHOED and row['key'] == 'Infinity'
-  letter = bigquery_output.dead_letter_row(
-      dead_letter('parse', 'bad_value', 'm', record=ROW), 'r')
+  letter = bigquery_output.dead_letter_row(dead_letter('parse', 'bad_value', 'm', record=ROW), 'r')
   assert strict_json(letter['record']) == ECHOED
   rejected = bigquery_output.rejected_row('d.t', ('d.t', {'site_id': 's'}, [{'v': NAN}]))
   strict_json(rejected['message'])
@@ -79,23 +96,32 @@ def test_a_job_over_nan_inputs_and_non_finite_outputs_writes_only_strict_json(tm
       'pole': '{%s, "rid": "pole", "a": %r}' % (base, mixed_input_models.POLE),
       'nanout': '{%s, "rid": "nanout", "a": %r}' % (base, -mixed_input_models.POLE),
       'vnan': '{"site_id": "m", "rid": "vnan", "a": 1, "b": 2, "s": "x", "v": [1, NaN]}',
-      'bigint': '{"site_id": "m", "rid": "bigint", "a": 1, "b": %d, "s": "x", "v": [1, 2]}'
-                % 2 ** 70,
+      'bigint': '{"site_id": "m", "rid": "bigint", "a": 1, "b": %d, "s": "x", "v": [1, 2]}' % 2**70,
       'numstr': '{"site_id": "m", "rid": "numstr", "a": 1, "b": 2, "s": 5, "v": [1, 2]}',
   }
   (tmp_path / 'in.jsonl').write_text('\n'.join(lines.values()) + '\n')
   out = tmp_path / 'out'
-  site_predictions.run([f'--input={tmp_path}/in.jsonl', f'--model_root={models}',
-                        f'--output={out}', '--key_field=rid', '--max_failed_fraction=1'])
+  site_predictions.run([
+      f'--input={tmp_path}/in.jsonl', f'--model_root={models}', f'--output={out}',
+      '--key_field=rid', '--max_failed_fraction=1'
+  ])
   [line] = read_jsonl(out / 'predictions')
   assert line['key'] == 'ok' and line['instance']['note'] == 'NaN'
   assert line['instance']['extra'] == ['Infinity', '-Infinity']
   assert line['prediction']['ax'] == 5.5 and model_dir
   reasons = {l['record']['rid']: l['reason'] for l in read_jsonl(out / 'errors')}
   assert reasons == {
-      'nan': 'bad_feature', 'inf': 'bad_feature', 'ninf': 'bad_feature', 'huge': 'bad_feature',
-      'overflow': 'bad_feature', 'bool': 'bad_feature', 'pole': 'non_finite_output',
-      'nanout': 'non_finite_output', 'vnan': 'bad_feature', 'bigint': 'bad_feature',
-      'numstr': 'bad_feature'}
+      'nan': 'bad_feature',
+      'inf': 'bad_feature',
+      'ninf': 'bad_feature',
+      'huge': 'bad_feature',
+      'overflow': 'bad_feature',
+      'bool': 'bad_feature',
+      'pole': 'non_finite_output',
+      'nanout': 'non_finite_output',
+      'vnan': 'bad_feature',
+      'bigint': 'bad_feature',
+      'numstr': 'bad_feature'
+  }
   summary = json.loads((out / 'summary.json').read_text())
   assert summary['reconciled'] is True and summary['failed']['non_finite_output'] == 2

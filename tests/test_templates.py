@@ -18,12 +18,14 @@ JOBS = {'site_predictions': 'SitePredictionOptions', 'detect_images': 'DetectIma
 # the per-site job runs without torch and that the detection job needs it).
 JOB_EXTRAS = {'site_predictions': set(), 'detect_images': {'detect'}}
 # What the wheel-building stage may copy: setup.py's inputs and the packages it ships.
-BUILD_INPUTS = {'setup.py', 'pyproject.toml', 'MANIFEST.in', 'requirements.txt',
-                'requirements-test.txt'}
+BUILD_INPUTS = {
+    'setup.py', 'pyproject.toml', 'MANIFEST.in', 'requirements.txt', 'requirements-test.txt'
+}
 PACKAGES = {'beam_jobs', 'transforms', 'models', 'common'}
-BAD_GCS_PATHS = ['gs://', 'gs://b', '/local/path', 'http://example.com/x', 'gs://UPPER/x',
-                 'gs://bucket/a/../b', 'gs://bucket/./a', 'gs://bucket/a\nb', 's3://bucket/x',
-                 'gs://bucket//x']
+BAD_GCS_PATHS = [
+    'gs://', 'gs://b', '/local/path', 'http://example.com/x', 'gs://UPPER/x', 'gs://bucket/a/../b',
+    'gs://bucket/./a', 'gs://bucket/a\nb', 's3://bucket/x', 'gs://bucket//x'
+]
 
 
 def metadata(job):
@@ -83,10 +85,11 @@ def test_path_parameters_reject_malformed_paths(job):
 def test_site_template_regexes_match_the_readme_examples():
   readme = (REPO / 'README.md').read_text()
   params = {p['name']: p['regexes'][0] for p in metadata('site_predictions')['parameters']}
-  for flag, value in re.findall(r"--(input|model_root|output|input_table|output_table|"
-                                r"errors_table|key_field|selected_fields)='?([^'\s\\]+)'?",
-                                readme):
-    if value.startswith('gs://') or flag.endswith('table') or flag in ('key_field', 'selected_fields'):
+  for flag, value in re.findall(
+      r"--(input|model_root|output|input_table|output_table|"
+      r"errors_table|key_field|selected_fields)='?([^'\s\\]+)'?", readme):
+    if value.startswith('gs://') or flag.endswith('table') or flag in ('key_field',
+                                                                       'selected_fields'):
       assert re.fullmatch(params[flag], value), (flag, value)
 
 
@@ -164,7 +167,8 @@ def test_each_job_installs_the_wheel_with_exactly_its_extras(job):
   if 'detect' in JOB_EXTRAS[job]:
     # torch first, from the chosen index, at the pinned version.
     assert torch_installs == [
-        '--no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"']
+        '--no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"'
+    ]
     assert commands.index(torch_installs[0]) < commands.index(wheel_installs[0])
   else:
     assert not torch_installs, commands
@@ -201,8 +205,8 @@ def test_the_image_copies_only_what_the_wheel_is_built_from():
   froms = re.findall(r'^COPY --from=(\S+) (\S+)', final, re.M)
   assert froms == [('launcher', '/opt/google/dataflow/python_template_launcher'),
                    ('wheel', '/wheels')]
-  assert re.search(r'^RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels \.$',
-                   wheel_stage, re.M)
+  assert re.search(r'^RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels \.$', wheel_stage,
+                   re.M)
 
 
 def test_build_script_builds_both_templates_from_their_metadata():
@@ -225,22 +229,30 @@ def build_script_calls(tmp_path, **env):
   bin_dir.mkdir()
   log = tmp_path / 'builds.yaml'
   # `gcloud builds submit ... --config FILE` appends FILE (the Cloud Build config) to the log.
-  _fake_command(bin_dir / 'gcloud', (
-      'if [ "$1 $2" = "builds submit" ]; then\n'
-      '  while [ $# -gt 0 ]; do\n'
-      f'    [ "$1" = --config ] && {{ cat "$2"; echo ---; }} >>"{log}"\n'
-      '    shift\n'
-      '  done\n'
-      'fi\n'))
+  _fake_command(bin_dir / 'gcloud',
+                ('if [ "$1 $2" = "builds submit" ]; then\n'
+                 '  while [ $# -gt 0 ]; do\n'
+                 f'    [ "$1" = --config ] && {{ cat "$2"; echo ---; }} >>"{log}"\n'
+                 '    shift\n'
+                 '  done\n'
+                 'fi\n'))
   _fake_command(bin_dir / 'git', 'echo abc1234\n')
-  subprocess.run(['bash', str(REPO / 'templates' / 'build.sh')], check=True, timeout=60,
-                 env={'PATH': f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', 'PROJECT': 'proj',
-                      'REGION': 'europe-west4', 'BUCKET': 'bkt', **env})
+  subprocess.run(
+      ['bash', str(REPO / 'templates' / 'build.sh')],
+      check=True,
+      timeout=60,
+      env={
+          'PATH': f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+          'PROJECT': 'proj',
+          'REGION': 'europe-west4',
+          'BUCKET': 'bkt',
+          **env
+      })
   calls = {}
   for config in yaml.safe_load_all(log.read_text()):
     if not config:
       continue
-    (step,) = config['steps']
+    (step, ) = config['steps']
     args = step['args']
     assert args[:3] == ['build', '-f', 'templates/Dockerfile'] and args[-1] == '.', args
     build_args = dict(args[i + 1].split('=', 1) for i, a in enumerate(args) if a == '--build-arg')
@@ -257,8 +269,11 @@ def test_build_script_passes_each_job_its_build_args(tmp_path):
   assert site_args == {'JOB': 'site_predictions'}
   assert site_image == 'europe-west4-docker.pkg.dev/proj/batch-inference/site_predictions:abc1234'
   detect_args, _ = calls['detect_images']
-  assert detect_args == {'JOB': 'detect_images', 'TORCH_VERSION': pins()['torch'],
-                         'TORCH_INDEX_URL': 'https://pypi.org/simple'}
+  assert detect_args == {
+      'JOB': 'detect_images',
+      'TORCH_VERSION': pins()['torch'],
+      'TORCH_INDEX_URL': 'https://pypi.org/simple'
+  }
 
 
 def test_build_script_detection_torch_index_can_be_the_cpu_one(tmp_path):

@@ -29,12 +29,13 @@ from transforms.text_lines import ReadLinesWithFileName
 from transforms.text_lines import RefusedLine
 
 BOM = b'\xef\xbb\xbf'
-NO_NEWLINE = bytes(b for b in range(256) if b != 10)   # lone \r included
+NO_NEWLINE = bytes(b for b in range(256) if b != 10)  # lone \r included
 # What users' files hold: text, both line ends, lone \r, blank lines, BOMs, JSON, non-UTF-8.
-PIECES = st.sampled_from([b'\n', b'\r\n', b'\r', b'\n\n', BOM, b'{"a": 1}', b'x', b'\xe9',
-                          b'caf\xc3\xa9', b' '])
+PIECES = st.sampled_from(
+    [b'\n', b'\r\n', b'\r', b'\n\n', BOM, b'{"a": 1}', b'x', b'\xe9', b'caf\xc3\xa9', b' '])
 CONTENTS = st.lists(st.one_of(PIECES, st.binary(max_size=12)), max_size=40).map(b''.join)
-PROPERTY = settings(max_examples=150, deadline=None,
+PROPERTY = settings(max_examples=150,
+                    deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -50,15 +51,16 @@ def read_whole(source):
 
 def read_split(source, desired_bundle_size):
   bundles = list(source.split(desired_bundle_size))
-  return [record for b in bundles for record in source_test_utils.read_from_source(
-      b.source, b.start_position, b.stop_position)]
+  return [
+      record for b in bundles
+      for record in source_test_utils.read_from_source(b.source, b.start_position, b.stop_position)
+  ]
 
 
 def capped(records, limit):
   """Beam's records with each line over ``limit`` as the RefusedLine it should become."""
-  return [(name, line if len(line) <= limit else
-           RefusedLine(length=len(line), limit=limit, head=line[:HEAD_BYTES]))
-          for name, line in records]
+  return [(name, line if len(line) <= limit else RefusedLine(
+      length=len(line), limit=limit, head=line[:HEAD_BYTES])) for name, line in records]
 
 
 @PROPERTY
@@ -68,17 +70,15 @@ def test_every_split_reads_every_line_once_as_beam_does(tmp_path, data, bundle, 
   with open(path, 'wb') as f:
     f.write(data)
   expected = read_whole(beam_source(path))
-  assert read_split(beam_source(path), bundle) == expected   # the reference splits too
+  assert read_split(beam_source(path), bundle) == expected  # the reference splits too
   new = LineSource(path, chunk_bytes=chunk)
   assert read_split(new, bundle) == expected
   assert read_whole(new) == expected
 
 
 @PROPERTY
-@given(data=CONTENTS, limit=st.integers(1, 12), bundle=st.integers(1, 50),
-       chunk=st.integers(1, 9))
-def test_lines_over_the_limit_become_refused_lines_in_place(tmp_path, data, limit, bundle,
-                                                            chunk):
+@given(data=CONTENTS, limit=st.integers(1, 12), bundle=st.integers(1, 50), chunk=st.integers(1, 9))
+def test_lines_over_the_limit_become_refused_lines_in_place(tmp_path, data, limit, bundle, chunk):
   path = str(tmp_path / 'in.jsonl')
   with open(path, 'wb') as f:
     f.write(data)
@@ -87,8 +87,8 @@ def test_lines_over_the_limit_become_refused_lines_in_place(tmp_path, data, limi
   assert read_split(new, bundle) == expected
 
 
-@pytest.mark.parametrize('data', [
-    b'a\r\nbb\rb\n\ncc', b'\r\n\r\n\r', BOM + b'{"a": 1}\r\n{"b": 2}\r\n', b'abc\n' * 5])
+@pytest.mark.parametrize(
+    'data', [b'a\r\nbb\rb\n\ncc', b'\r\n\r\n\r', BOM + b'{"a": 1}\r\n{"b": 2}\r\n', b'abc\n' * 5])
 def test_dynamic_splits_at_every_position_agree(tmp_path, data):
   path = str(tmp_path / 'in.jsonl')
   with open(path, 'wb') as f:
@@ -96,8 +96,8 @@ def test_dynamic_splits_at_every_position_agree(tmp_path, data):
   [bundle] = LineSource(path, chunk_bytes=3).split(1 << 30)
   # Split after every number of records read, at many fractions: primary and
   # residual together read what the whole source reads.
-  source_test_utils.assert_split_at_fraction_exhaustive(
-      bundle.source, perform_multi_threaded_test=False)
+  source_test_utils.assert_split_at_fraction_exhaustive(bundle.source,
+                                                        perform_multi_threaded_test=False)
   assert read_whole(bundle.source) == read_whole(beam_source(path))
 
 
@@ -111,8 +111,11 @@ def flat_lines(records):
 
 
 @PROPERTY
-@given(data=CONTENTS, limit=st.integers(1, 12), bundle=st.integers(1, 50),
-       chunk=st.integers(1, 9), block_lines=st.integers(1, 5))
+@given(data=CONTENTS,
+       limit=st.integers(1, 12),
+       bundle=st.integers(1, 50),
+       chunk=st.integers(1, 9),
+       block_lines=st.integers(1, 5))
 def test_blocks_hold_the_lines_one_by_one_reading_gives_in_order(tmp_path, data, limit, bundle,
                                                                  chunk, block_lines):
   path = str(tmp_path / 'in.jsonl')
@@ -125,19 +128,19 @@ def test_blocks_hold_the_lines_one_by_one_reading_gives_in_order(tmp_path, data,
   assert all(len(block) <= block_lines for _, block in records)
   assert sum(map(text_lines.records_in, records)) == len(expected)
   assert all(text_lines.records_in(record) == 1 for record in expected)
-  assert text_lines.records_in({'reason': 'bad_csv', 'record': 'a,b'}) == 1   # a dead letter
+  assert text_lines.records_in({'reason': 'bad_csv', 'record': 'a,b'}) == 1  # a dead letter
 
 
 @pytest.mark.parametrize('block_lines', [1, 2, 3])
-@pytest.mark.parametrize('data', [
-    b'a\r\nbb\rb\n\ncc', b'\r\n\r\n\r', BOM + b'{"a": 1}\r\n{"b": 2}\r\n', b'abc\n' * 7])
+@pytest.mark.parametrize(
+    'data', [b'a\r\nbb\rb\n\ncc', b'\r\n\r\n\r', BOM + b'{"a": 1}\r\n{"b": 2}\r\n', b'abc\n' * 7])
 def test_a_split_between_blocks_loses_and_repeats_no_line(tmp_path, data, block_lines):
   path = str(tmp_path / 'in.jsonl')
   with open(path, 'wb') as f:
     f.write(data)
   expected = read_whole(beam_source(path))
   [bundle] = LineSource(path, chunk_bytes=3, block_lines=block_lines).split(1 << 30)
-  source = bundle.source   # one file: offsets are byte positions
+  source = bundle.source  # one file: offsets are byte positions
   whole = len(read_whole(source))
   splits = 0
   for blocks_read in range(whole + 1):
@@ -147,15 +150,16 @@ def test_a_split_between_blocks_loses_and_repeats_no_line(tmp_path, data, block_
       primary = [next(reader) for _ in range(blocks_read)]
       split = tracker.try_split(int(fraction * len(data)))
       primary.extend(reader)
-      residual = ([] if split is None
-                  else source_test_utils.read_from_source(source, split[0], None))
+      residual = ([] if split is None else source_test_utils.read_from_source(
+          source, split[0], None))
       assert flat_lines(primary + residual) == expected, (blocks_read, fraction, split)
       splits += split is not None
-  assert splits or whole == 1   # the reads above did split (one block: nothing to split)
+  assert splits or whole == 1  # the reads above did split (one block: nothing to split)
 
 
 @pytest.mark.parametrize('suffix,compress', [('.gz', gzip.compress), ('.bz2', bz2.compress)])
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=40,
+          deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=CONTENTS, limit=st.integers(1, 12))
 def test_compressed_files_are_read_whole_by_extension(tmp_path, suffix, compress, data, limit):
@@ -168,8 +172,8 @@ def test_compressed_files_are_read_whole_by_extension(tmp_path, suffix, compress
   new = LineSource(path, chunk_bytes=4)
   assert len(list(new.split(1))) == 1, 'a compressed file is one split'
   assert read_split(new, 1) == expected
-  assert read_split(LineSource(path, max_line_bytes=limit, chunk_bytes=4), 1) == capped(
-      expected, limit)
+  assert read_split(LineSource(path, max_line_bytes=limit, chunk_bytes=4),
+                    1) == capped(expected, limit)
 
 
 def test_gzip_with_a_long_line(tmp_path):
@@ -179,7 +183,8 @@ def test_gzip_with_a_long_line(tmp_path):
     f.write(b'{"a": 1}\r\n' + long + b'\r\n{"b": 2}')
   assert read_whole(LineSource(path, max_line_bytes=1 << 20)) == [
       (path, b'{"a": 1}'), (path, RefusedLine(len(long), 1 << 20, long[:HEAD_BYTES])),
-      (path, b'{"b": 2}')]
+      (path, b'{"b": 2}')
+  ]
   assert read_whole(LineSource(path, max_line_bytes=4 << 20)) == read_whole(beam_source(path))
 
 
@@ -193,12 +198,13 @@ def test_a_long_line_is_refused_where_it_starts_and_its_neighbours_kept(tmp_path
   refused = RefusedLine(length=len(long), limit=limit, head=long[:HEAD_BYTES])
   expected = capped(read_whole(beam_source(path)), limit)
   assert expected.count((path, refused)) == 1
-  for bundle in (1000, 4096, limit // 3, 1 << 30):   # splits inside and around the line
+  for bundle in (1000, 4096, limit // 3, 1 << 30):  # splits inside and around the line
     assert read_split(LineSource(path, max_line_bytes=limit), bundle) == expected
   # Exactly at the limit is fine, one byte over is not (line ends never count).
   assert read_whole(LineSource(path, max_line_bytes=len(long))) == read_whole(beam_source(path))
-  assert (path, RefusedLine(len(long), len(long) - 1, long[:HEAD_BYTES])) in read_whole(
-      LineSource(path, max_line_bytes=len(long) - 1))
+  assert (path, RefusedLine(len(long),
+                            len(long) - 1, long[:HEAD_BYTES])) in read_whole(
+                                LineSource(path, max_line_bytes=len(long) - 1))
 
 
 def test_a_refused_line_is_streamed_not_held(tmp_path):
@@ -214,8 +220,9 @@ def test_a_refused_line_is_streamed_not_held(tmp_path):
     _, peak = tracemalloc.get_traced_memory()
   finally:
     tracemalloc.stop()
-  assert [r[1] for r in records] == [b'{"n": 1}', RefusedLine(32 << 20, 64 << 10,
-                                                             b'y' * HEAD_BYTES), b'{"n": 2}']
+  assert [r[1] for r in records
+          ] == [b'{"n": 1}',
+                RefusedLine(32 << 20, 64 << 10, b'y' * HEAD_BYTES), b'{"n": 2}']
   assert peak < 8 * text_lines.DEFAULT_CHUNK_BYTES, f'{peak} bytes held for a 32 MiB line'
 
 
@@ -223,8 +230,8 @@ def test_refused_line_dead_letter():
   head = b'{"site_id": "caf\xe9", "blob": "'
   letter = RefusedLine(length=70_000_000, limit=1 << 20, head=head).dead_letter('gs://b/in.jsonl')
   assert set(letter) == {'stage', 'reason', 'message', 'site_id', 'source', 'record'}
-  assert (letter['stage'], letter['reason'], letter['source']) == (
-      'parse', 'line_too_long', 'gs://b/in.jsonl')
+  assert (letter['stage'], letter['reason'], letter['source']) == ('parse', 'line_too_long',
+                                                                   'gs://b/in.jsonl')
   assert letter['record'] == '{"site_id": "caf\\xe9", "blob": "'
   assert '70000000 bytes' in letter['message'] and '1048576 bytes' in letter['message']
   assert letter['site_id'] is None
@@ -249,16 +256,20 @@ def test_pipeline_gives_beams_elements_and_the_parse_step_dead_letters_refused_l
   with TestPipeline() as p:
     ours = p | 'Ours' >> ReadLinesWithFileName(pattern, max_line_bytes=2000)
     theirs = p | 'Beam' >> beam.io.ReadFromTextWithFilename(pattern, coder=BytesCoder())
-    assert_that(ours | 'Ok' >> beam.Filter(is_refused, False), equal_to(
-        [e for e in read_whole(beam_source(pattern)) if len(e[1]) <= 2000]), label='Lines')
+    assert_that(ours | 'Ok' >> beam.Filter(is_refused, False),
+                equal_to([e for e in read_whole(beam_source(pattern)) if len(e[1]) <= 2000]),
+                label='Lines')
     assert_that(ours | 'Refused' >> beam.Filter(is_refused, True),
-                equal_to(refused), label='RefusedLines')
-    assert_that(theirs | 'Count' >> beam.combiners.Count.Globally(), equal_to([5]),
+                equal_to(refused),
+                label='RefusedLines')
+    assert_that(theirs | 'Count' >> beam.combiners.Count.Globally(),
+                equal_to([5]),
                 label='BeamCount')
     parsed = ours | beam.ParDo(PackJsonLinesBySiteFn('site_id')).with_outputs(FAILED, main='rows')
-    assert_that(parsed[FAILED] | beam.Map(reason_and_source), equal_to(
-        [('empty_line', str(tmp_path / 'a.jsonl'))] +
-        [('line_too_long', name) for name, _ in refused]), label='DeadLetters')
+    assert_that(parsed[FAILED] | beam.Map(reason_and_source),
+                equal_to([('empty_line', str(tmp_path / 'a.jsonl'))] + [('line_too_long', name)
+                                                                        for name, _ in refused]),
+                label='DeadLetters')
 
 
 def test_limits_below_one_are_refused(tmp_path):
@@ -271,8 +282,8 @@ def test_limits_below_one_are_refused(tmp_path):
 
 @pytest.mark.gcs
 def test_gs_paths_split_and_refuse_like_local_files(tmp_path, gcs_bucket):
-  data = (b'{"n": 1}\r\n' * 500 + b'{"blob": "' + b'g' * (2 << 20) + b'"}\r\n'
-          + BOM + b'{"n": 2}\n' * 500 + b'{"n": 3}')
+  data = (b'{"n": 1}\r\n' * 500 + b'{"blob": "' + b'g' * (2 << 20) + b'"}\r\n' + BOM +
+          b'{"n": 2}\n' * 500 + b'{"n": 3}')
   local = str(tmp_path / 'in.jsonl')
   with open(local, 'wb') as f:
     f.write(data)

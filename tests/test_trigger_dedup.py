@@ -38,11 +38,14 @@ def outcomes(capsys):
 
 
 def records(bucket):
-  return {b.name: json.loads(b.download_as_bytes())
-          for b in bucket.client.list_blobs(BUCKET, prefix='_trigger_state/')}
+  return {
+      b.name: json.loads(b.download_as_bytes())
+      for b in bucket.client.list_blobs(BUCKET, prefix='_trigger_state/')
+  }
 
 
 # -- the servers ---------------------------------------------------------------
+
 
 def test_fake_gcs_server_refuses_to_create_an_existing_object(bucket):
   blob = bucket.blob('x')
@@ -70,12 +73,13 @@ def test_gcp_storage_emulator_ignores_if_generation_match(gcs_bucket):
 
 # -- one event, one launch -------------------------------------------------------
 
+
 def test_redelivery_after_the_job_finished_does_not_launch_again(client, fake_gcs_env, dataflow,
                                                                  bucket, capsys):
   gen = upload('triggers/nightly.json', TRIGGER)
   assert deliver(client, 'triggers/nightly.json', gen).status_code == 200
   name = dataflow.launches[0]['jobName']
-  dataflow.finish(name)                      # the job ran and ended: its name is free again
+  dataflow.finish(name)  # the job ran and ended: its name is free again
   for _ in range(2):
     assert deliver(client, 'triggers/nightly.json', gen).status_code == 200
   assert len(dataflow.requests) == 1
@@ -91,10 +95,19 @@ def test_launch_record_layout(client, fake_gcs_env, dataflow, bucket, capsys):
   assert name.startswith(f'_trigger_state/launches/{job_name}/{gen}-') and name.endswith('.json')
   assert line['launch_record'] == f'gs://{BUCKET}/{name}'
   assert record == {
-      'state': 'launched', 'event': f'gs://{BUCKET}/triggers/nightly.json', 'bucket': BUCKET,
-      'object': 'triggers/nightly.json', 'generation': str(gen), 'event_id': 'evt-1',
-      'job': 'site_predictions', 'job_name': job_name, 'job_id': line['job_id'],
-      'attempt': 1, 'claimed_at': record['claimed_at'], 'launched_at': record['launched_at']}
+      'state': 'launched',
+      'event': f'gs://{BUCKET}/triggers/nightly.json',
+      'bucket': BUCKET,
+      'object': 'triggers/nightly.json',
+      'generation': str(gen),
+      'event_id': 'evt-1',
+      'job': 'site_predictions',
+      'job_name': job_name,
+      'job_id': line['job_id'],
+      'attempt': 1,
+      'claimed_at': record['claimed_at'],
+      'launched_at': record['launched_at']
+  }
   assert 0 <= record['launched_at'] - record['claimed_at'] < 60
   assert abs(record['claimed_at'] - time.time()) < 120
 
@@ -104,8 +117,10 @@ def test_concurrent_deliveries_launch_once(client, fake_gcs_env, bucket, capsys,
   with RecordingDataflow(delay_s=1.0) as slow:
     monkeypatch.setenv('DATAFLOW_ENDPOINT', slow.url)
     statuses = []
-    threads = [threading.Thread(target=lambda: statuses.append(
-        deliver(function_client(), 'triggers/nightly.json', gen).status_code)) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: statuses.append(
+            deliver(function_client(), 'triggers/nightly.json', gen).status_code)) for _ in range(4)
+    ]
     for t in threads:
       t.start()
     for t in threads:
@@ -114,7 +129,7 @@ def test_concurrent_deliveries_launch_once(client, fake_gcs_env, bucket, capsys,
   seen = outcomes(capsys)
   assert sorted(seen) == ['launched'] + ['retry_later'] * 3, seen
   assert sorted(statuses) == [200, 500, 500, 500]
-  assert deliver(client, 'triggers/nightly.json', gen).status_code == 200   # GCS's retry
+  assert deliver(client, 'triggers/nightly.json', gen).status_code == 200  # GCS's retry
   assert outcomes(capsys) == ['duplicate']
 
 
@@ -125,8 +140,8 @@ def test_re_uploaded_trigger_file_is_a_new_run(client, fake_gcs_env, dataflow, b
   second = upload('triggers/a.json', TRIGGER)
   deliver(client, 'triggers/a.json', second)
   deliver(client, 'triggers/a.json', second)
-  assert [l['jobName'] for l in dataflow.launches] == [
-      f'site-predictions-a-{first}', f'site-predictions-a-{second}']
+  assert [l['jobName'] for l in dataflow.launches
+          ] == [f'site-predictions-a-{first}', f'site-predictions-a-{second}']
 
 
 def test_an_event_for_a_replaced_version_is_skipped(client, fake_gcs_env, dataflow, bucket, capsys):
@@ -139,6 +154,7 @@ def test_an_event_for_a_replaced_version_is_skipped(client, fake_gcs_env, datafl
 
 
 # -- failures between the record and the launch ---------------------------------
+
 
 def test_a_failed_launch_releases_the_record_so_the_retry_launches(client, fake_gcs_env, dataflow,
                                                                    bucket, capsys):
@@ -163,10 +179,10 @@ def test_a_launch_dataflow_refuses_is_rejected_not_retried(client, fake_gcs_env,
 
 
 def test_409_on_the_first_delivery_is_a_duplicate_and_recorded(client, fake_gcs_env, dataflow,
-                                                                bucket, capsys):
+                                                               bucket, capsys):
   gen = upload('triggers/nightly.json', TRIGGER)
   name = f'site-predictions-nightly-{gen}'
-  dataflow.active.add(name)        # an earlier delivery launched it; its record was lost
+  dataflow.active.add(name)  # an earlier delivery launched it; its record was lost
   assert deliver(client, 'triggers/nightly.json', gen).status_code == 200
   dataflow.finish(name)
   assert deliver(client, 'triggers/nightly.json', gen).status_code == 200
@@ -179,8 +195,13 @@ def _abandoned_claim(bucket, gen, claimed_at):
   from launch_records import record_name  # pylint: disable=import-outside-toplevel
   job_name = f'site-predictions-nightly-{gen}'
   name = record_name('_trigger_state/', job_name, BUCKET, 'triggers/nightly.json', str(gen))
-  bucket.blob(name).upload_from_string(json.dumps(
-      {'state': 'launching', 'job_name': job_name, 'attempt': 1, 'claimed_at': claimed_at}))
+  bucket.blob(name).upload_from_string(
+      json.dumps({
+          'state': 'launching',
+          'job_name': job_name,
+          'attempt': 1,
+          'claimed_at': claimed_at
+      }))
   return name
 
 
@@ -188,7 +209,7 @@ def test_a_claim_abandoned_mid_launch_is_taken_over(client, fake_gcs_env, datafl
                                                     function_modules):
   del function_modules
   gen = upload('triggers/nightly.json', TRIGGER)
-  name = _abandoned_claim(bucket, gen, time.time() - 3600)   # that delivery died an hour ago
+  name = _abandoned_claim(bucket, gen, time.time() - 3600)  # that delivery died an hour ago
   assert deliver(client, 'triggers/nightly.json', gen).status_code == 200
   assert outcomes(capsys) == ['launched'] and len(dataflow.requests) == 1
   record = records(bucket)[name]
@@ -213,7 +234,7 @@ def function_modules(monkeypatch):
 
 @pytest.mark.parametrize('prefix', ['triggers/state/', 'input-images/', '/'])
 def test_a_state_prefix_inside_a_watched_one_is_a_deploy_error(client, fake_gcs_env, dataflow,
-                                                              capsys, monkeypatch, prefix):
+                                                               capsys, monkeypatch, prefix):
   monkeypatch.setenv('STATE_PREFIX', prefix)
   gen = upload('triggers/nightly.json', TRIGGER)
   assert deliver(client, 'triggers/nightly.json', gen).status_code == 500
@@ -225,16 +246,17 @@ def test_a_state_prefix_inside_a_watched_one_is_a_deploy_error(client, fake_gcs_
 
 # -- upload mode ------------------------------------------------------------------
 
+
 def test_upload_event_redelivered_after_its_job_ended_does_not_launch_again(
     client, fake_gcs_env, dataflow, bucket, capsys):
   """The job failed and left the image in place; GCS delivers its event again."""
   gen = upload('input-images/cam-1/a.jpg', b'jpeg bytes')
   assert deliver(client, 'input-images/cam-1/a.jpg', gen).status_code == 200
   other = upload('input-images/cam-1/b.jpg', b'jpeg bytes')
-  assert deliver(client, 'input-images/cam-1/b.jpg', other).status_code == 500   # job runs
+  assert deliver(client, 'input-images/cam-1/b.jpg', other).status_code == 500  # job runs
   dataflow.finish('detect-test-bucket-input-images')
   assert deliver(client, 'input-images/cam-1/a.jpg', gen).status_code == 200
   assert outcomes(capsys) == ['launched', 'retry_later', 'duplicate']
-  assert deliver(client, 'input-images/cam-1/b.jpg', other).status_code == 200   # its retry
+  assert deliver(client, 'input-images/cam-1/b.jpg', other).status_code == 200  # its retry
   assert len(dataflow.active) == 1 and len(dataflow.launches) == 3
   assert dataflow.launches[-1]['parameters']['output'].endswith(f'run-{other}')

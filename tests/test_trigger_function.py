@@ -44,15 +44,20 @@ def test_trigger_file_launches_the_site_template(client, env, dataflow):
   request = dataflow.requests[0]
   assert request['path'].split('?')[0] == (
       '/v1b3/projects/local-project/locations/europe-west4/flexTemplates:launch')
-  assert request['body'] == {'launchParameter': {
-      'jobName': f'site-predictions-nightly-2026-11-20-{gen}',
-      'containerSpecGcsPath': 'gs://test-bucket/templates/site_predictions.json',
-      'parameters': SITE_TRIGGER['parameters'],
-      'environment': {
-          'maxWorkers': 20, 'machineType': 'n2-standard-4',
-          'serviceAccountEmail': 'jobs@local-project.iam.gserviceaccount.com',
-          'tempLocation': 'gs://test-bucket/tmp',
-          'sdkContainerImage': 'europe-west4-docker.pkg.dev/p/r/site_predictions:t'}}}
+  assert request['body'] == {
+      'launchParameter': {
+          'jobName': f'site-predictions-nightly-2026-11-20-{gen}',
+          'containerSpecGcsPath': 'gs://test-bucket/templates/site_predictions.json',
+          'parameters': SITE_TRIGGER['parameters'],
+          'environment': {
+              'maxWorkers': 20,
+              'machineType': 'n2-standard-4',
+              'serviceAccountEmail': 'jobs@local-project.iam.gserviceaccount.com',
+              'tempLocation': 'gs://test-bucket/tmp',
+              'sdkContainerImage': 'europe-west4-docker.pkg.dev/p/r/site_predictions:t'
+          }
+      }
+  }
 
 
 def test_structured_mode_event_launches_too(client, env, dataflow):
@@ -67,8 +72,9 @@ def test_redelivered_event_launches_one_job_and_409_is_acknowledged(client, env,
     assert deliver(client, 'triggers/a.json', gen).status_code == 200
   names = {l['jobName'] for l in dataflow.launches}
   assert len(names) == 1 and len(dataflow.active) == 1
-  outcomes = [json.loads(l)['outcome'] for l in capsys.readouterr().out.splitlines()
-              if l.startswith('{')]
+  outcomes = [
+      json.loads(l)['outcome'] for l in capsys.readouterr().out.splitlines() if l.startswith('{')
+  ]
   assert outcomes == ['launched', 'duplicate', 'duplicate']
 
 
@@ -77,8 +83,8 @@ def test_re_uploaded_trigger_file_is_a_new_run(client, env, dataflow):
   deliver(client, 'triggers/a.json', first)
   second = upload('triggers/a.json', json.dumps(SITE_TRIGGER))
   deliver(client, 'triggers/a.json', second)
-  assert [l['jobName'] for l in dataflow.launches] == [
-      f'site-predictions-a-{first}', f'site-predictions-a-{second}']
+  assert [l['jobName'] for l in dataflow.launches
+          ] == [f'site-predictions-a-{first}', f'site-predictions-a-{second}']
 
 
 def test_burst_of_uploads_launches_one_detection_job_and_loses_no_image(client, env, dataflow):
@@ -92,9 +98,11 @@ def test_burst_of_uploads_launches_one_detection_job_and_loses_no_image(client, 
   assert launch['parameters'] == {
       **DETECT_FIXED, 'input': 'gs://test-bucket/input-images/',
       'output': f'gs://test-bucket/outputs/test-bucket-input-images/run-{gens[0]}',
-      'move_inputs_to': 'gs://test-bucket/processed/test-bucket-input-images/'}
+      'move_inputs_to': 'gs://test-bucket/processed/test-bucket-input-images/'
+  }
   assert launch['environment']['additionalExperiments'] == [
-      'worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver']
+      'worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver'
+  ]
   assert launch['environment']['machineType'] == 'g2-standard-4'
 
   # The job moves what it matched; one image arrives after its match.
@@ -105,7 +113,7 @@ def test_burst_of_uploads_launches_one_detection_job_and_loses_no_image(client, 
     bucket.blob(n).delete()
   late = 'input-images/camera-0/late.png'
   late_gen = upload(late, b'png bytes')
-  assert deliver(client, late, late_gen).status_code == 500   # job still running
+  assert deliver(client, late, late_gen).status_code == 500  # job still running
   dataflow.finish('detect-test-bucket-input-images')
 
   before = len(dataflow.requests)
@@ -116,15 +124,17 @@ def test_burst_of_uploads_launches_one_detection_job_and_loses_no_image(client, 
   assert len(dataflow.active) == 1
 
 
-@pytest.mark.parametrize('name', [
-    'elsewhere/a.jpg',                      # outside the watched prefixes
-    'outputs/test-bucket-input-images/run-1/annotated/x-det.jpg',   # our output
-    'processed/test-bucket-input-images/camera-1/x.jpg',            # our moved input
-    'input-images/camera-1/notes.txt',      # not an image
-    'input-images/camera-1/',               # folder placeholder
-    'triggers/readme.txt',                  # not a trigger file
-    '_trigger_state/launches/site-predictions-a-1/1-0123456789abcdef.json',   # a launch record
-])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'elsewhere/a.jpg',  # outside the watched prefixes
+        'outputs/test-bucket-input-images/run-1/annotated/x-det.jpg',  # our output
+        'processed/test-bucket-input-images/camera-1/x.jpg',  # our moved input
+        'input-images/camera-1/notes.txt',  # not an image
+        'input-images/camera-1/',  # folder placeholder
+        'triggers/readme.txt',  # not a trigger file
+        '_trigger_state/launches/site-predictions-a-1/1-0123456789abcdef.json',  # a launch record
+    ])
 def test_events_that_must_not_launch(client, env, dataflow, name):
   gen = upload(name, b'x') if not name.endswith('/') else 1
   assert deliver(client, name, gen).status_code == 200
@@ -140,30 +150,41 @@ def test_events_from_other_buckets_are_ignored(client, env, dataflow):
 
 def test_malformed_events(client, env, dataflow, capsys):
   event = finalize_event(BUCKET, 'triggers/a.json', 1)
-  event.data = {'name': 'triggers/a.json'}            # no bucket
+  event.data = {'name': 'triggers/a.json'}  # no bucket
   headers, body = to_binary(event)
   assert client.post('/', headers=headers, data=body).status_code == 200
   event.data = {'bucket': BUCKET, 'name': 'triggers/a.json', 'generation': 'abc'}
   headers, body = to_binary(event)
   assert client.post('/', headers=headers, data=body).status_code == 200
   # No CloudEvent headers at all: the framework answers 400.
-  assert client.post('/', data=b'{}', headers={'Content-Type': 'application/json'}).status_code == 400
+  assert client.post('/', data=b'{}', headers={
+      'Content-Type': 'application/json'
+  }).status_code == 400
   assert dataflow.requests == []
-  reasons = [json.loads(l)['reason'] for l in capsys.readouterr().out.splitlines()
-             if l.startswith('{')]
+  reasons = [
+      json.loads(l)['reason'] for l in capsys.readouterr().out.splitlines() if l.startswith('{')
+  ]
   assert reasons == ['event data lacks bucket or name', "event generation 'abc' is not a number"]
 
 
-DETECT_TRIGGER = {'job': 'detect_images', 'parameters': {
-    **DETECT_FIXED, 'input': 'gs://test-bucket/cameras/',
-    'output': 'gs://test-bucket/detections/run-1'}}
+DETECT_TRIGGER = {
+    'job': 'detect_images',
+    'parameters': {
+        **DETECT_FIXED, 'input': 'gs://test-bucket/cameras/',
+        'output': 'gs://test-bucket/detections/run-1'
+    }
+}
 
 
 def _edited(trigger, **changes):
   """``trigger`` as JSON, its parameters changed by ``changes`` (a None value drops one)."""
   parameters = {**trigger['parameters'], **changes}
-  return json.dumps({**trigger, 'parameters': {
-      key: value for key, value in parameters.items() if value is not None}})
+  return json.dumps({
+      **trigger, 'parameters': {
+          key: value
+          for key, value in parameters.items() if value is not None
+      }
+  })
 
 
 def _with(**changes):
@@ -177,9 +198,19 @@ def _detect(**changes):
 @pytest.mark.parametrize('content,reason', [
     ('{"job": "site_predictions", ', 'not JSON'),
     ('["site_predictions"]', 'must be a JSON object'),
-    (json.dumps({'job': 'mine_bitcoin', 'parameters': {}}), 'unknown job'),
-    (json.dumps({**SITE_TRIGGER, 'environment': {'machineType': 'huge'}}), 'unknown trigger file fields'),
-    (json.dumps({'job': 'site_predictions', 'parameters': 'input=x'}), '"parameters" must be'),
+    (json.dumps({
+        'job': 'mine_bitcoin',
+        'parameters': {}
+    }), 'unknown job'),
+    (json.dumps({
+        **SITE_TRIGGER, 'environment': {
+            'machineType': 'huge'
+        }
+    }), 'unknown trigger file fields'),
+    (json.dumps({
+        'job': 'site_predictions',
+        'parameters': 'input=x'
+    }), '"parameters" must be'),
     (_with(model_root='gs://attacker-bucket/models'), "bucket 'attacker-bucket'"),
     (_with(output='gs://test-bucket/predictions/../triggers/x'), 'does not match'),
     (_with(runner='DirectRunner'), "'runner' is not a parameter"),
@@ -191,10 +222,11 @@ def _detect(**changes):
     (_with(output='gs://test-bucket/triggers/out'), 'watched prefix'),
     (_with(output='gs://test-bucket/input-images/out'), 'watched prefix'),
     (_with(key_field=['a']), 'must be a string or number'),
-    ('{"job": "site_predictions", "parameters": {}, "pad": "' + 'x' * 70000 + '"}', 'bytes, more than'),
+    ('{"job": "site_predictions", "parameters": {}, "pad": "' + 'x' * 70000 + '"}',
+     'bytes, more than'),
 ])
-def test_hostile_or_malformed_trigger_files_are_rejected(client, env, dataflow, capsys,
-                                                         content, reason):
+def test_hostile_or_malformed_trigger_files_are_rejected(client, env, dataflow, capsys, content,
+                                                         reason):
   gen = upload('triggers/t.json', content)
   assert deliver(client, 'triggers/t.json', gen).status_code == 200
   assert dataflow.requests == []
@@ -206,17 +238,17 @@ def test_hostile_or_malformed_trigger_files_are_rejected(client, env, dataflow, 
 # What the jobs refuse at start (job_rules): (trigger file, parameter, code, reason).
 JOB_WOULD_REFUSE = [
     (_with(output='gs://test-bucket/instances/2026-11-20'), 'output', 'output_overlaps_input',
-     'overlaps the input'),                                   # output holds the input files
+     'overlaps the input'),  # output holds the input files
     (_with(output='gs://test-bucket/instances'), 'output', 'output_overlaps_input',
-     'overlaps the input'),                                   # ... two levels up
+     'overlaps the input'),  # ... two levels up
     (_with(input='gs://test-bucket/data/**', output='gs://test-bucket/data/out'), 'output',
-     'output_overlaps_input', 'overlaps the input'),          # ** crosses "/"
+     'output_overlaps_input', 'overlaps the input'),  # ** crosses "/"
     (_with(input='gs://test-bucket/data/*/part-*.jsonl', output='gs://test-bucket/data/x'),
-     'output', 'output_overlaps_input', 'overlaps the input'),   # data/x/part-1.jsonl
-    (_with(input='gs://test-bucket/data/p?rt/*', output='gs://test-bucket/data/p/rt'),
-     'output', 'output_overlaps_input', 'overlaps the input'),   # unsure: ? may be "/"
-    (_with(input='gs://test-bucket/day/a.jsonl', output='gs://test-bucket/day/a.jsonl/'),
-     'output', 'output_overlaps_input', 'is the input'),
+     'output', 'output_overlaps_input', 'overlaps the input'),  # data/x/part-1.jsonl
+    (_with(input='gs://test-bucket/data/p?rt/*', output='gs://test-bucket/data/p/rt'), 'output',
+     'output_overlaps_input', 'overlaps the input'),  # unsure: ? may be "/"
+    (_with(input='gs://test-bucket/day/a.jsonl', output='gs://test-bucket/day/a.jsonl/'), 'output',
+     'output_overlaps_input', 'is the input'),
     (_with(input=None), 'input', 'missing_parameter', 'exactly one of input'),
     (_with(input_table='p-roject:ds.t'), 'input_table', 'conflicting_parameters',
      'exactly one of input'),
@@ -228,15 +260,15 @@ JOB_WOULD_REFUSE = [
      'inside the input folder'),
     (_detect(output='gs://test-bucket'), 'output', 'output_overlaps_input', 'overlaps the input'),
     (_detect(input='gs://test-bucket/cameras/*.jpg', output='gs://test-bucket/cameras/out'),
-     'output', 'output_overlaps_input', 'inside the input folder'),   # the job's root rule
+     'output', 'output_overlaps_input', 'inside the input folder'),  # the job's root rule
     (_detect(input='gs://test-bucket/cam', output='gs://test-bucket/cam-out'), 'output',
-     'output_overlaps_input', 'inside the input folder'),     # no cam/ folder: a name prefix
+     'output_overlaps_input', 'inside the input folder'),  # no cam/ folder: a name prefix
     (_detect(move_inputs_to='gs://test-bucket/cameras/done/'), 'move_inputs_to',
      'output_overlaps_input', 'inside the input folder'),
     (_detect(move_inputs_to='gs://test-bucket/detections/run-1/moved'), 'move_inputs_to',
      'output_overlaps_input', 'overlaps the output'),
-    (_detect(move_inputs_to='gs://test-bucket/done/', delete_inputs='true'), 'move_inputs_to',
-     'conflicting_parameters', 'not both'),
+    (_detect(move_inputs_to='gs://test-bucket/done/',
+             delete_inputs='true'), 'move_inputs_to', 'conflicting_parameters', 'not both'),
     (_detect(model='gs://models-bucket/y.torchscript'), 'model', 'conflicting_parameters',
      'not both'),
     (_detect(class_names=None), 'class_names', 'missing_parameter', 'class_names'),
@@ -259,12 +291,26 @@ def test_parameter_sets_the_job_would_refuse_are_not_launched(client, env, dataf
   assert reason in logged[0]['reason'], logged[0]
 
 
-@pytest.mark.parametrize('changes', [
-    {'input': 'gs://test-bucket/data/*.jsonl', 'output': 'gs://test-bucket/data/out'},  # * stays
-    {'input': 'gs://test-bucket/data/a.jsonl', 'output': 'gs://test-bucket/data/a-out'},
-    {'input': 'gs://test-bucket/in/**', 'output': 'gs://test-bucket/in-out'},
-    {'overwrite': 'true', 'max_failed_fraction': '0.01'},
-])
+@pytest.mark.parametrize(
+    'changes',
+    [
+        {
+            'input': 'gs://test-bucket/data/*.jsonl',
+            'output': 'gs://test-bucket/data/out'
+        },  # * stays
+        {
+            'input': 'gs://test-bucket/data/a.jsonl',
+            'output': 'gs://test-bucket/data/a-out'
+        },
+        {
+            'input': 'gs://test-bucket/in/**',
+            'output': 'gs://test-bucket/in-out'
+        },
+        {
+            'overwrite': 'true',
+            'max_failed_fraction': '0.01'
+        },
+    ])
 def test_near_misses_still_launch(client, env, dataflow, changes):
   gen = upload('triggers/t.json', _with(**changes))
   assert deliver(client, 'triggers/t.json', gen).status_code == 200
@@ -272,35 +318,46 @@ def test_near_misses_still_launch(client, env, dataflow, changes):
   assert dataflow.launches[0]['parameters'] == {**SITE_TRIGGER['parameters'], **changes}
 
 
-@pytest.mark.parametrize('layout,refused', [
-    ({'cam/a.jpg': b'x'}, False),            # gs://test-bucket/cam is a folder: root is cam
-    ({'cam-1.jpg': b'x'}, True),             # a name prefix: root is the bucket
-])
-def test_detection_input_root_is_read_from_storage_like_the_job_does(
-    client, env, dataflow, layout, refused):
+@pytest.mark.parametrize(
+    'layout,refused',
+    [
+        ({
+            'cam/a.jpg': b'x'
+        }, False),  # gs://test-bucket/cam is a folder: root is cam
+        ({
+            'cam-1.jpg': b'x'
+        }, True),  # a name prefix: root is the bucket
+    ])
+def test_detection_input_root_is_read_from_storage_like_the_job_does(client, env, dataflow, layout,
+                                                                     refused):
   for name, content in layout.items():
     upload(name, content)
-  gen = upload('triggers/t.json', _detect(input='gs://test-bucket/cam',
-                                          output='gs://test-bucket/detections/run-1'))
+  gen = upload('triggers/t.json',
+               _detect(input='gs://test-bucket/cam', output='gs://test-bucket/detections/run-1'))
   assert deliver(client, 'triggers/t.json', gen).status_code == 200
   assert len(dataflow.requests) == (0 if refused else 1)
 
 
 def test_served_by_the_functions_framework_cli(env, dataflow, gcs_server):
   port = free_port()
-  proc = subprocess.Popen(
-      [os.path.join(os.path.dirname(sys.executable), 'functions-framework'),
-       '--target=on_object_finalized', f'--source={FUNCTION_SOURCE}',
-       '--signature-type=cloudevent', '--host=127.0.0.1', f'--port={port}'],
-      env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  proc = subprocess.Popen([
+      os.path.join(os.path.dirname(sys.executable), 'functions-framework'),
+      '--target=on_object_finalized', f'--source={FUNCTION_SOURCE}', '--signature-type=cloudevent',
+      '--host=127.0.0.1', f'--port={port}'
+  ],
+                          env=dict(os.environ),
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
   try:
     gen = upload('triggers/cli.json', json.dumps(SITE_TRIGGER))
     headers, body = to_binary(finalize_event(BUCKET, 'triggers/cli.json', gen))
     deadline = time.monotonic() + 120
     while True:
       try:
-        request = urllib.request.Request(f'http://127.0.0.1:{port}/', data=body,
-                                         headers=headers, method='POST')
+        request = urllib.request.Request(f'http://127.0.0.1:{port}/',
+                                         data=body,
+                                         headers=headers,
+                                         method='POST')
         with urllib.request.urlopen(request, timeout=30) as response:
           assert response.status == 200
         break
@@ -324,10 +381,16 @@ def test_local_mode_runs_the_job_from_an_uploaded_trigger_file(client, env, data
   upload('instances/day1/part-0.jsonl',
          '\n'.join(json.dumps(r) for r in rows) + '\n{"reading_id": "orphan"}\n')
   monkeypatch.setenv('LAUNCH_MODE', 'local')
-  trigger = {'job': 'site_predictions', 'parameters': {
-      'input': 'gs://test-bucket/instances/day1/*.jsonl',
-      'model_root': 'gs://test-bucket/models', 'output': 'gs://test-bucket/predictions/day1',
-      'key_field': 'reading_id', 'max_failed_fraction': '0.2'}}
+  trigger = {
+      'job': 'site_predictions',
+      'parameters': {
+          'input': 'gs://test-bucket/instances/day1/*.jsonl',
+          'model_root': 'gs://test-bucket/models',
+          'output': 'gs://test-bucket/predictions/day1',
+          'key_field': 'reading_id',
+          'max_failed_fraction': '0.2'
+      }
+  }
   gen = upload('triggers/day1.json', json.dumps(trigger))
   assert deliver(client, 'triggers/day1.json', gen).status_code == 200
   assert dataflow.requests == []
@@ -335,7 +398,12 @@ def test_local_mode_runs_the_job_from_an_uploaded_trigger_file(client, env, data
   summary = json.loads(paths.read_bytes('gs://test-bucket/predictions/day1/summary.json'))
   assert summary['records_read'] == 6 and summary['predictions_written'] == 5
   assert summary['failed'] == {'missing_site': 1} and summary['reconciled']
-  lines = [json.loads(l) for m in paths.match('gs://test-bucket/predictions/day1/predictions/*')
-           for l in paths.read_bytes(m.path).decode().splitlines()]
-  assert {l['key']: l['prediction']['y'] for l in lines} == pytest.approx(
-      {f'r{i}': i * 1.0 + 2.0 + 0.5 for i in range(5)})
+  lines = [
+      json.loads(l) for m in paths.match('gs://test-bucket/predictions/day1/predictions/*')
+      for l in paths.read_bytes(m.path).decode().splitlines()
+  ]
+  assert {
+      l['key']: l['prediction']['y']
+      for l in lines
+  } == pytest.approx({f'r{i}': i * 1.0 + 2.0 + 0.5
+                      for i in range(5)})

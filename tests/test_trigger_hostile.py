@@ -30,9 +30,11 @@ from trigger_support import fake_gcs_env  # noqa: F401  pylint: disable=unused-i
 LIMIT = 64 * 1024
 NAME = 'triggers/hostile.json'
 VALID = json.dumps(SITE_TRIGGER)
-HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=False,
-                      suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                             HealthCheck.too_slow])
+HYPOTHESIS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def outcome_of(client, capsys, content, name=NAME):
@@ -60,17 +62,17 @@ def _deep(depth, inner='1'):
 
 # (content, code): each one was written the way a person or a buggy tool makes it.
 HOSTILE = [
-    (_deep(30_000), 'too_deep'),                                   # 60 KB: RecursionError
+    (_deep(30_000), 'too_deep'),  # 60 KB: RecursionError
     ('{"job": "site_predictions", "parameters": ' + _deep(5000, '{}') + '}', 'too_deep'),
     ('{"a":' * 5000 + '1' + '}' * 5000, 'too_deep'),
-    ('[' * 30_000, 'too_deep'),                                    # unbalanced
-    (codecs.BOM_UTF16_LE + VALID.encode('utf-16-le'), 'bad_encoding'),   # Notepad "Unicode"
+    ('[' * 30_000, 'too_deep'),  # unbalanced
+    (codecs.BOM_UTF16_LE + VALID.encode('utf-16-le'), 'bad_encoding'),  # Notepad "Unicode"
     (codecs.BOM_UTF16_BE + VALID.encode('utf-16-be'), 'bad_encoding'),
-    (VALID.encode('utf-16-le'), 'bad_encoding'),                   # no BOM: NUL bytes
+    (VALID.encode('utf-16-le'), 'bad_encoding'),  # no BOM: NUL bytes
     (codecs.BOM_UTF32_LE + VALID.encode('utf-32-le'), 'bad_encoding'),
     (VALID.replace('reading_id', 'lectura_ñ').encode('latin-1'), 'bad_encoding'),
     (b'{"job": "site_predictions", "parameters": {"key_field": "\xed\xa0\x80"}}',
-     'bad_encoding'),                                              # CESU-style surrogate bytes
+     'bad_encoding'),  # CESU-style surrogate bytes
     ('{"job": "site_predictions", "parameters": {"key_field": "\\ud800"}}', 'bad_encoding'),
     ('{"job": "site_predictions", "job": "detect_images", "parameters": {}}', 'duplicate_key'),
     (VALID[:-2] + ', "output": "gs://test-bucket/elsewhere"}}', 'duplicate_key'),
@@ -87,16 +89,28 @@ HOSTILE = [
     ('', 'empty'),
     (' \r\n\t', 'empty'),
     (codecs.BOM_UTF8, 'empty'),
-    (VALID[:len(VALID) // 2], 'not_json'),                        # truncated upload
+    (VALID[:len(VALID) // 2], 'not_json'),  # truncated upload
     (VALID + ' x', 'not_json'),
     ('// nightly\n' + VALID, 'not_json'),
-    ("{'job': 'site_predictions'}", 'not_json'),                  # Python repr, not JSON
-    (json.dumps({'job': 'site_predictions', 'paramters': {}}), 'unknown_key'),
+    ("{'job': 'site_predictions'}", 'not_json'),  # Python repr, not JSON
+    (json.dumps({
+        'job': 'site_predictions',
+        'paramters': {}
+    }), 'unknown_key'),
     (json.dumps({'job': 'site_predictions'}), 'missing_parameter'),
     (json.dumps({'parameters': {}}), 'missing_parameter'),
-    (json.dumps({'job': 7, 'parameters': {}}), 'wrong_type'),
-    (json.dumps({'job': 'site_prediction', 'parameters': {}}), 'unknown_job'),
-    (json.dumps({'job': 'site_predictions', 'parameters': []}), 'wrong_type'),
+    (json.dumps({
+        'job': 7,
+        'parameters': {}
+    }), 'wrong_type'),
+    (json.dumps({
+        'job': 'site_prediction',
+        'parameters': {}
+    }), 'unknown_job'),
+    (json.dumps({
+        'job': 'site_predictions',
+        'parameters': []
+    }), 'wrong_type'),
     (VALID[:-2] + ', "rows_per_chunk": true}}', 'wrong_type'),
     (VALID[:-2] + ', "rows_per_chunk": null}}', 'wrong_type'),
     (VALID[:-2] + ', "rows_per_chunk": {"n": 1}}}', 'wrong_type'),
@@ -105,19 +119,22 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize('content,code', HOSTILE, ids=[f'{i}-{c}' for i, (_, c) in
-                                                       enumerate(HOSTILE)])
+@pytest.mark.parametrize('content,code',
+                         HOSTILE,
+                         ids=[f'{i}-{c}' for i, (_, c) in enumerate(HOSTILE)])
 def test_hostile_trigger_files(client, fake_gcs_env, dataflow, capsys, content, code):
   assert_rejected(client, capsys, dataflow, content, code)
 
 
-@pytest.mark.parametrize('content', [
-    '"' + '\\"' * 32_000,                  # an escaped quote, again and again, never closed
-    '"' * 65_000,
-    '{"' + 'a' * 65_000,
-    '{' + '"k":1,' * 10_000 + '"k":2}',
-    VALID[:-2] + ', "' + 'x' * 60_000 + '": 1}}',   # a huge unknown key (closest-key search)
-])
+@pytest.mark.parametrize(
+    'content',
+    [
+        '"' + '\\"' * 32_000,  # an escaped quote, again and again, never closed
+        '"' * 65_000,
+        '{"' + 'a' * 65_000,
+        '{' + '"k":1,' * 10_000 + '"k":2}',
+        VALID[:-2] + ', "' + 'x' * 60_000 + '": 1}}',  # a huge unknown key (closest-key search)
+    ])
 def test_pathological_text_is_answered_quickly(client, fake_gcs_env, dataflow, capsys, content):
   start = time.monotonic()
   assert_rejected(client, capsys, dataflow, content)
@@ -125,9 +142,15 @@ def test_pathological_text_is_answered_quickly(client, fake_gcs_env, dataflow, c
 
 
 @pytest.mark.parametrize('content,hint', [
-    (json.dumps({'job': 'site_predictions', 'paramters': {}}), "did you mean 'parameters'?"),
+    (json.dumps({
+        'job': 'site_predictions',
+        'paramters': {}
+    }), "did you mean 'parameters'?"),
     (VALID[:-2] + ', "rows_per_chnk": "10"}}', "did you mean 'rows_per_chunk'?"),
-    (json.dumps({'job': 'site_prediction', 'parameters': {}}), "did you mean 'site_predictions'?"),
+    (json.dumps({
+        'job': 'site_prediction',
+        'parameters': {}
+    }), "did you mean 'site_predictions'?"),
 ])
 def test_unknown_keys_name_the_closest_known_key(client, fake_gcs_env, dataflow, capsys, content,
                                                  hint):
@@ -167,7 +190,7 @@ def test_a_file_at_the_limit_is_read_whole_and_launches(client, fake_gcs_env, da
 
 
 def test_a_trigger_file_deleted_before_it_is_read_is_skipped(client, fake_gcs_env, dataflow, capsys,
-                                                            fake_bucket):
+                                                             fake_bucket):
   gen = upload(NAME, VALID)
   fake_bucket.blob(NAME).delete()
   capsys.readouterr()
@@ -179,15 +202,17 @@ def test_a_trigger_file_deleted_before_it_is_read_is_skipped(client, fake_gcs_en
 
 # -- generated hostile files -------------------------------------------------
 
-KNOWN_KEYS = ['job', 'parameters', 'input', 'output', 'model_root', 'key_field',
-              'rows_per_chunk', 'site_predictions', 'detect_images']
+KNOWN_KEYS = [
+    'job', 'parameters', 'input', 'output', 'model_root', 'key_field', 'rows_per_chunk',
+    'site_predictions', 'detect_images'
+]
 json_scalars = (st.none() | st.booleans() | st.integers() | st.text(max_size=20)
                 | st.floats(allow_nan=True, allow_infinity=True))
 json_values = st.recursive(
     json_scalars,
-    lambda children: (st.lists(children, max_size=4)
-                      | st.dictionaries(st.sampled_from(KNOWN_KEYS) | st.text(max_size=8),
-                                        children, max_size=4)),
+    lambda children:
+    (st.lists(children, max_size=4)
+     | st.dictionaries(st.sampled_from(KNOWN_KEYS) | st.text(max_size=8), children, max_size=4)),
     max_leaves=20)
 
 
@@ -199,16 +224,18 @@ def test_random_bytes_are_rejected(client, fake_gcs_env, dataflow, capsys, conte
 
 @HYPOTHESIS
 @given(value=json_values
-       | st.fixed_dictionaries({'job': st.sampled_from(['site_predictions', 'detect_images']),
-                                'parameters': st.dictionaries(st.sampled_from(KNOWN_KEYS),
-                                                              json_values, max_size=5)}))
+       | st.fixed_dictionaries({
+           'job': st.sampled_from(['site_predictions', 'detect_images']),
+           'parameters': st.dictionaries(st.sampled_from(KNOWN_KEYS), json_values, max_size=5)
+       }))
 def test_random_json_values_are_rejected(client, fake_gcs_env, dataflow, capsys, value):
   # json.dumps writes NaN/Infinity literals for such floats: hostile too.
   assert_rejected(client, capsys, dataflow, json.dumps(value))
 
 
 @HYPOTHESIS
-@given(depth=st.integers(17, 30_000), opener=st.sampled_from(['[', '{"k":']),
+@given(depth=st.integers(17, 30_000),
+       opener=st.sampled_from(['[', '{"k":']),
        where=st.sampled_from(['outside', 'value']))
 def test_deep_nesting_is_rejected(client, fake_gcs_env, dataflow, capsys, depth, opener, where):
   closer = ']' if opener == '[' else '}'
@@ -221,15 +248,17 @@ def test_deep_nesting_is_rejected(client, fake_gcs_env, dataflow, capsys, depth,
 def _mutations():
   valid = VALID.encode()
   return st.one_of(
-      st.integers(1, len(valid) - 1).map(lambda cut: valid[:cut]),          # truncated
-      st.sampled_from(['utf-16', 'utf-16-le', 'utf-16-be', 'utf-32', 'utf-32-be'])
-      .map(lambda encoding: VALID.replace('reading_id', 'id_é').encode(encoding)),
-      st.sampled_from(list(SITE_TRIGGER['parameters']))
-      .map(lambda key: (VALID[:-2] + f', "{key}": "gs://test-bucket/x"}}}}').encode()),
-      st.text(min_size=1, max_size=10).filter(lambda k: k not in ('job', 'parameters'))
-      .map(lambda key: VALID[:-1] + f', {json.dumps(key)}: 1}}'),
-      json_scalars.filter(lambda v: not isinstance(v, str))
-      .map(lambda v: VALID[:-2] + f', "key_field": {json.dumps(v)}}}}}'),
+      st.integers(1,
+                  len(valid) - 1).map(lambda cut: valid[:cut]),  # truncated
+      st.sampled_from(
+          ['utf-16', 'utf-16-le', 'utf-16-be', 'utf-32',
+           'utf-32-be']).map(lambda encoding: VALID.replace('reading_id', 'id_é').encode(encoding)),
+      st.sampled_from(list(SITE_TRIGGER['parameters'])).map(
+          lambda key: (VALID[:-2] + f', "{key}": "gs://test-bucket/x"}}}}').encode()),
+      st.text(min_size=1, max_size=10).filter(lambda k: k not in ('job', 'parameters')).map(
+          lambda key: VALID[:-1] + f', {json.dumps(key)}: 1}}'),
+      json_scalars.filter(lambda v: not isinstance(v, str)).map(
+          lambda v: VALID[:-2] + f', "key_field": {json.dumps(v)}}}}}'),
   )
 
 
@@ -242,13 +271,16 @@ def test_mutated_valid_files_are_rejected(client, fake_gcs_env, dataflow, capsys
 def test_log_line_formats(client, fake_gcs_env, dataflow, capsys):
   """One line per event; fields by outcome (what the lead documents)."""
   _, launched = outcome_of(client, capsys, VALID, name='triggers/ok.json')
-  assert set(launched) == {'severity', 'message', 'outcome', 'event', 'job', 'job_name',
-                           'job_id', 'parameters', 'launch_record'}, launched
+  assert set(launched) == {
+      'severity', 'message', 'outcome', 'event', 'job', 'job_name', 'job_id', 'parameters',
+      'launch_record'
+  }, launched
   assert launched['launch_record'].startswith(
       f'gs://test-bucket/_trigger_state/launches/{launched["job_name"]}/')
   _, rejected = outcome_of(client, capsys, VALID[:-2] + ', "rows_per_chunk": "0"}}')
-  assert set(rejected) == {'severity', 'message', 'outcome', 'event', 'code', 'parameter',
-                           'reason'}, rejected
+  assert set(rejected) == {
+      'severity', 'message', 'outcome', 'event', 'code', 'parameter', 'reason'
+  }, rejected
   assert (rejected['severity'], rejected['message']) == ('WARNING', 'trigger rejected')
   _, ignored = outcome_of(client, capsys, 'x', name='elsewhere/x.json')
   assert set(ignored) == {'severity', 'message', 'outcome', 'event', 'reason'}, ignored

@@ -55,8 +55,10 @@ def test_never_misses_an_overlap(pattern, prefix):
 @given(pattern=exact_patterns, prefix=prefixes)
 def test_is_exact_for_stars_and_literals(pattern, prefix):
   # A live position needs at most one character per remaining token.
-  assert path_overlap.may_match_prefix(pattern, prefix) == beam_matches_some_name(
-      pattern, prefix, max_suffix=len(pattern))
+  assert path_overlap.may_match_prefix(pattern,
+                                       prefix) == beam_matches_some_name(pattern,
+                                                                         prefix,
+                                                                         max_suffix=len(pattern))
 
 
 def test_examples():
@@ -67,7 +69,8 @@ def test_examples():
   assert not path_overlap.may_match_prefix('gs://b*/x', 'gs://c/')
 
 
-@given(head=st.text('ab/', max_size=8), glob=st.sampled_from(['*', '**', '?', '[ab]']),
+@given(head=st.text('ab/', max_size=8),
+       glob=st.sampled_from(['*', '**', '?', '[ab]']),
        tail=st.text('ab/*', max_size=4))
 def test_literal_folder_is_the_detection_jobs_input_root(head, glob, tail):
   spec = 'gs://bucket/' + head + glob + tail

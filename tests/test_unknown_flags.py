@@ -22,21 +22,34 @@ JOBS = {'site_predictions': site_predictions, 'detect_images': detect_images}
 # --template_location=.../template_launches/<id>/job_object), plus the
 # launch-time environment options gcloud/the API turn into pipeline flags.
 LAUNCHER_FLAGS = [
-    '--runner=DataflowRunner', '--project=my-project', '--region=europe-west4',
-    '--job_name=site-predictions-20261120', '--temp_location=gs://my-bucket/tmp',
+    '--runner=DataflowRunner',
+    '--project=my-project',
+    '--region=europe-west4',
+    '--job_name=site-predictions-20261120',
+    '--temp_location=gs://my-bucket/tmp',
     '--staging_location=gs://my-bucket/staging',
     '--template_location=gs://my-bucket/staging/template_launches/2026-11-20_01-123/job_object',
     '--sdk_container_image=europe-west4-docker.pkg.dev/my-project/jobs/site_predictions:abc',
     '--service_account_email=jobs@my-project.iam.gserviceaccount.com',
-    '--labels=job=site_predictions', '--labels=goog-dataflow-provided-template-type=flex',
-    '--setup_file=/template/setup.py', '--requirements_file=/template/requirements.txt',
-    '--sdk_location=container', '--experiments=use_runner_v2',
-    '--dataflow_service_options=enable_prime', '--max_num_workers=20', '--num_workers=2',
-    '--worker_machine_type=n1-standard-4', '--subnetwork=regions/europe-west4/subnetworks/jobs',
-    '--network=jobs', '--no_use_public_ips', '--worker_region=europe-west4',
+    '--labels=job=site_predictions',
+    '--labels=goog-dataflow-provided-template-type=flex',
+    '--setup_file=/template/setup.py',
+    '--requirements_file=/template/requirements.txt',
+    '--sdk_location=container',
+    '--experiments=use_runner_v2',
+    '--dataflow_service_options=enable_prime',
+    '--max_num_workers=20',
+    '--num_workers=2',
+    '--worker_machine_type=n1-standard-4',
+    '--subnetwork=regions/europe-west4/subnetworks/jobs',
+    '--network=jobs',
+    '--no_use_public_ips',
+    '--worker_region=europe-west4',
     '--dataflow_kms_key=projects/p/locations/l/keyRings/r/cryptoKeys/k',
     '--flexrs_goal=COST_OPTIMIZED',
-    '--disk_size_gb=50', '--autoscaling_algorithm=THROUGHPUT_BASED', '--save_main_session',
+    '--disk_size_gb=50',
+    '--autoscaling_algorithm=THROUGHPUT_BASED',
+    '--save_main_session',
 ]
 
 
@@ -47,26 +60,26 @@ def _one_line(capsys) -> str:
 
 
 @pytest.mark.parametrize('job, args, line', [
-    ('site_predictions', ['--key_feild=reading_id'],
-     'error: unknown flag --key_feild (did you mean --key_field?)'),
+    ('site_predictions', ['--key_feild=reading_id'
+                          ], 'error: unknown flag --key_feild (did you mean --key_field?)'),
     ('site_predictions', ['--input=x.jsonl', '--max_failed_fracton', '0.2'],
      'error: unknown flag --max_failed_fracton (did you mean --max_failed_fraction?)'),
-    ('detect_images', ['--score_treshold=0.3'],
-     'error: unknown flag --score_treshold (did you mean --score_threshold?)'),
-    ('detect_images', ['--score_treshold', '0.3'],
-     'error: unknown flag --score_treshold (did you mean --score_threshold?)'),
-    ('detect_images', ['--overwirte'],
-     'error: unknown flag --overwirte (did you mean --overwrite?)'),
-    ('site_predictions', ['--qqqqqqqqqqqqqq=1'],
-     'error: unknown flag --qqqqqqqqqqqqqq (see --help)'),
-    ('site_predictions', ['--input', 'a.jsonl', 'b.jsonl'],
-     "error: unexpected argument 'b.jsonl' (flags are --name=value)"),
-    ('site_predictions', ['--rows_per_chunk=many'],
-     "error: --rows_per_chunk: invalid int value: 'many'"),
-    ('detect_images', ['--device=tpu'],
-     "error: --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
-    ('detect_images', ['--overwrite=maybe'],
-     "error: --overwrite: expected true or false, got 'maybe'"),
+    ('detect_images', ['--score_treshold=0.3'
+                       ], 'error: unknown flag --score_treshold (did you mean --score_threshold?)'),
+    ('detect_images', ['--score_treshold', '0.3'
+                       ], 'error: unknown flag --score_treshold (did you mean --score_threshold?)'),
+    ('detect_images', ['--overwirte'
+                       ], 'error: unknown flag --overwirte (did you mean --overwrite?)'),
+    ('site_predictions', ['--qqqqqqqqqqqqqq=1'
+                          ], 'error: unknown flag --qqqqqqqqqqqqqq (see --help)'),
+    ('site_predictions', ['--input', 'a.jsonl', 'b.jsonl'
+                          ], "error: unexpected argument 'b.jsonl' (flags are --name=value)"),
+    ('site_predictions', ['--rows_per_chunk=many'
+                          ], "error: --rows_per_chunk: invalid int value: 'many'"),
+    ('detect_images', ['--device=tpu'
+                       ], "error: --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
+    ('detect_images', ['--overwrite=maybe'
+                       ], "error: --overwrite: expected true or false, got 'maybe'"),
 ])
 def test_mistakes_in_flags_are_one_line_and_exit_2(job, args, line, tmp_path, capsys):
   argv = args + [f'--output={tmp_path}/out']
@@ -101,21 +114,31 @@ def _valid_value(parameter) -> str:
 
 
 def test_every_registered_options_class_counts_including_later_ones():
+
   class LateOptions(PipelineOptions):  # pylint: disable=unused-variable
+
     @classmethod
     def _add_argparse_args(cls, parser):
       parser.add_argument('--late_flag_for_this_test')
-  usage.check_flags(['--late_flag_for_this_test=1', '--direct_num_workers=2',
-                     '--input=x', '--model_root=y', '--classes=cup'])
+
+  usage.check_flags([
+      '--late_flag_for_this_test=1', '--direct_num_workers=2', '--input=x', '--model_root=y',
+      '--classes=cup'
+  ])
   assert any(c.__name__ == 'GoogleCloudOptions' for c in usage.options_classes())
 
 
 def _script(job, *args):
   """The job as the Flex template launcher starts it: the .py file, not the module."""
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  return subprocess.run([sys.executable, str(REPO / 'beam_jobs' / f'{job}.py'), *args],
-                        cwd='/', env=env, capture_output=True, text=True, timeout=600,
-                        check=False)
+  return subprocess.run(
+      [sys.executable, str(REPO / 'beam_jobs' / f'{job}.py'), *args],
+      cwd='/',
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      check=False)
 
 
 @pytest.mark.e2e

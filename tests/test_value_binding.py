@@ -23,8 +23,8 @@ def test_reads_become_identities_and_nothing_else_changes(tmp_path):
   reads = before.count('ReadVariableOp')
   assert reads == 4 and 'ReadVariableOp' not in after
   assert after.count('Identity') == before.count('Identity') + reads
-  assert [op for op in after if op != 'Identity'] == [
-      op for op in before if op not in ('Identity', 'ReadVariableOp')]
+  assert [op for op in after
+          if op != 'Identity'] == [op for op in before if op not in ('Identity', 'ReadVariableOp')]
   root = next(f for f in values.functions if f.signature.name == values.function_name)
   num_inputs = len(root.signature.input_arg) - arch.program.num_captures
   for variable in arch.variables:

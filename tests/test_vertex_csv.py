@@ -51,9 +51,21 @@ def test_quoted_commas_quotes_newlines_bom_and_crlf_come_back_as_text():
   rows, letters = read(data)
   assert letters == []
   assert rows == [
-      {'site_id': '007', 'note, with comma': 'line one\r\nline "two"', 'n': '12'},
-      {'site_id': 's-2', 'note, with comma': '', 'n': '1.50'},
-      {'site_id': 'é', 'note, with comma': 'ünï ✓', 'n': '-3'},
+      {
+          'site_id': '007',
+          'note, with comma': 'line one\r\nline "two"',
+          'n': '12'
+      },
+      {
+          'site_id': 's-2',
+          'note, with comma': '',
+          'n': '1.50'
+      },
+      {
+          'site_id': 'é',
+          'note, with comma': 'ünï ✓',
+          'n': '-3'
+      },
   ]
   assert list(rows[0]) == ['site_id', 'note, with comma', 'n']
 
@@ -69,7 +81,7 @@ def test_a_malformed_record_is_a_dead_letter_with_its_raw_text(line, reason, sho
   data = b'site_id,x,y\r\ns1,1,2\r\n' + line + b'\r\ns9,9,9\r\n'
   rows, letters = read(data, source='gs://b/in.csv')
   assert [r['site_id'] for r in rows] == ['s1', 's9']
-  (letter,) = letters
+  (letter, ) = letters
   assert (letter['stage'], letter['reason'], letter['record']) == ('parse', reason, shown)
   assert letter['source'] == 'gs://b/in.csv' and 'line 3' in letter['message']
   json.dumps(letter, allow_nan=False)
@@ -84,8 +96,8 @@ def test_a_quote_left_open_takes_the_rest_of_the_file_as_one_dead_letter():
 def test_a_header_naming_a_field_twice_fails_each_row_of_that_file_only():
   rows, letters = read(b'site_id,x,x\ns1,1,2\ns2,3,4\n')
   assert rows == []
-  assert [(l['reason'], l['record']) for l in letters] == [
-      ('bad_csv_header', 's1,1,2'), ('bad_csv_header', 's2,3,4')]
+  assert [(l['reason'], l['record']) for l in letters] == [('bad_csv_header', 's1,1,2'),
+                                                           ('bad_csv_header', 's2,3,4')]
   assert "'x'" in letters[0]['message']
 
 
@@ -98,20 +110,20 @@ def test_a_file_without_a_final_line_ending_keeps_its_last_row():
   assert read(b'site_id,x\ns1,1')[0] == [{'site_id': 's1', 'x': '1'}]
 
 
-_CELL = st.text(
-    alphabet=st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00'),
-    max_size=12) | st.sampled_from(
-        ['', ',', '"', '""', '\n', '\r\n', '\r', ' a, "b" ', '✓\u2028'])
+_CELL = st.text(alphabet=st.characters(blacklist_categories=('Cs', ), blacklist_characters='\x00'),
+                max_size=12) | st.sampled_from(
+                    ['', ',', '"', '""', '\n', '\r\n', '\r', ' a, "b" ', '✓\u2028'])
 
 
 @settings(max_examples=150, deadline=None)
-@given(width=st.integers(1, 5), data=st.data(), lineterminator=st.sampled_from(['\r\n', '\n']),
+@given(width=st.integers(1, 5),
+       data=st.data(),
+       lineterminator=st.sampled_from(['\r\n', '\n']),
        bom=st.booleans())
-def test_every_record_comes_back_once_as_a_row_or_a_dead_letter(width, data, lineterminator,
-                                                                 bom):
+def test_every_record_comes_back_once_as_a_row_or_a_dead_letter(width, data, lineterminator, bom):
   header = [f'c{i}' for i in range(width)]
-  records = data.draw(st.lists(st.tuples(
-      st.booleans(), st.lists(_CELL, min_size=1, max_size=7)), max_size=12))
+  records = data.draw(
+      st.lists(st.tuples(st.booleans(), st.lists(_CELL, min_size=1, max_size=7)), max_size=12))
   buffer = io.StringIO(newline='')
   # QUOTE_ALL: Python's minimal quoting leaves a lone CR unquoted with LF line
   # endings, a file no CSV reader can read back (RFC 4180 requires the quotes).
@@ -126,8 +138,7 @@ def test_every_record_comes_back_once_as_a_row_or_a_dead_letter(width, data, lin
     start = buffer.tell()
     writer.writerow(cells)
     raw = buffer.getvalue()[start:][:-len(lineterminator)]
-    (expected_rows if good else expected_bad).append(
-        dict(zip(header, cells)) if good else raw)
+    (expected_rows if good else expected_bad).append(dict(zip(header, cells)) if good else raw)
   text = ('\ufeff' if bom else '') + buffer.getvalue()
   rows, letters = read(text.encode('utf-8'))
   assert rows == expected_rows
@@ -158,9 +169,24 @@ def test_pandas_files_keep_their_text_and_nan_cells_are_empty_not_zero():
   rows, letters = read(frame.to_csv(index=False, lineterminator='\r\n').encode())
   assert letters == []
   assert rows == [
-      {'site_id': '007', 'temp': '21.5', 'count': '3', 'label': 'a,b'},
-      {'site_id': 's-2', 'temp': '', 'count': '', 'label': ''},
-      {'site_id': 's-3', 'temp': '1e-07', 'count': '5', 'label': 'multi\nline'},
+      {
+          'site_id': '007',
+          'temp': '21.5',
+          'count': '3',
+          'label': 'a,b'
+      },
+      {
+          'site_id': 's-2',
+          'temp': '',
+          'count': '',
+          'label': ''
+      },
+      {
+          'site_id': 's-3',
+          'temp': '1e-07',
+          'count': '5',
+          'label': 'multi\nline'
+      },
   ]
   # pandas' default index becomes an unnamed column, kept under the name ''.
   rows, _ = read(frame.to_csv().encode())
@@ -193,9 +219,11 @@ def _run_and_check(patterns, rows, letters, **kwargs):
   with TestPipeline(runner='FnApiRunner') as p:
     result = p | ReadCsvRows(patterns, **kwargs)
     assert_that(result.rows | beam.MapTuple(lambda source, row: (source, row['site_id'])),
-                equal_to(rows), label='rows')
+                equal_to(rows),
+                label='rows')
     assert_that(result[FAILED] | beam.Map(lambda l: (l['source'], l['reason'], l['record'])),
-                equal_to(letters), label='letters')
+                equal_to(letters),
+                label='letters')
 
 
 def test_a_file_that_is_not_gzip_is_one_bad_file_letter(tmp_path):
@@ -208,14 +236,14 @@ def test_a_file_that_is_not_gzip_is_one_bad_file_letter(tmp_path):
 def test_the_reader_reads_gcs(gcs_bucket):
   paths.write_bytes(f'{gcs_bucket}/in/part-0.csv', write_csv(['site_id'], [['g1'], ['g2']]))
   paths.write_bytes(f'{gcs_bucket}/in/part-1.csv', b'site_id,extra\ng3,1\ng4\n')
-  _run_and_check(f'{gcs_bucket}/in/*.csv',
-                 [(f'{gcs_bucket}/in/part-0.csv', 'g1'), (f'{gcs_bucket}/in/part-0.csv', 'g2'),
-                  (f'{gcs_bucket}/in/part-1.csv', 'g3')],
+  _run_and_check(f'{gcs_bucket}/in/*.csv', [(f'{gcs_bucket}/in/part-0.csv', 'g1'),
+                                            (f'{gcs_bucket}/in/part-0.csv', 'g2'),
+                                            (f'{gcs_bucket}/in/part-1.csv', 'g3')],
                  [(f'{gcs_bucket}/in/part-1.csv', 'bad_csv', 'g4')])
 
 
 def test_read_rows_are_values_json_carries(tmp_path):
   (tmp_path / 'f.csv').write_bytes(b'site_id,v\ns,nan\ns,inf\n')
   rows, _ = read((tmp_path / 'f.csv').read_bytes())
-  assert [row['v'] for row in rows] == ['nan', 'inf']   # text until typed at the model
+  assert [row['v'] for row in rows] == ['nan', 'inf']  # text until typed at the model
   assert not any(isinstance(v, float) and math.isnan(v) for row in rows for v in row.values())

@@ -26,11 +26,14 @@ def inputs(tmp_path):
 
 
 def test_entries_are_expanded_in_list_order_relative_to_the_list(inputs):
-  (inputs / 'list.txt').write_text(
-      '\ufeff' + f'data/b.jsonl\r\n\r\n  {inputs}/data/a.jsonl  \r\ndata/c*\n', encoding='utf-8')
+  (inputs / 'list.txt').write_text('\ufeff' +
+                                   f'data/b.jsonl\r\n\r\n  {inputs}/data/a.jsonl  \r\ndata/c*\n',
+                                   encoding='utf-8')
   assert expand_file_list(str(inputs / 'list.txt')) == [
-      str(inputs / 'data' / 'b.jsonl'), str(inputs / 'data' / 'a.jsonl'),
-      str(inputs / 'data' / 'c.jsonl.gz')]
+      str(inputs / 'data' / 'b.jsonl'),
+      str(inputs / 'data' / 'a.jsonl'),
+      str(inputs / 'data' / 'c.jsonl.gz')
+  ]
 
 
 @pytest.mark.parametrize('text,words', [
@@ -62,9 +65,10 @@ def test_a_missing_list_file_raises_the_io_error(tmp_path):
 
 
 def test_formats_by_extension_or_declared():
-  assert [format_of(p) for p in ('a.jsonl', 'b.JSON', 'c.csv.gz', 'd.tfrecord', 'e.tfr.gz',
-                                 'gs://b/f.TFRecords', 'g.txt', 'csv', '.csv')] == [
-      'jsonl', 'jsonl', 'csv', 'tfrecord', 'tfrecord', 'tfrecord', None, None, None]
+  assert [
+      format_of(p) for p in ('a.jsonl', 'b.JSON', 'c.csv.gz', 'd.tfrecord', 'e.tfr.gz',
+                             'gs://b/f.TFRecords', 'g.txt', 'csv', '.csv')
+  ] == ['jsonl', 'jsonl', 'csv', 'tfrecord', 'tfrecord', 'tfrecord', None, None, None]
   assert list_format(['a.csv', 'b.csv.gz']) == 'csv'
   assert list_format(['part-0', 'part-1'], 'tfrecord') == 'tfrecord'
   with pytest.raises(FileListError, match='mixes input formats: csv .*jsonl'):
@@ -89,8 +93,10 @@ def test_a_gcs_list_of_gcs_files_is_read_by_the_formats_readers(gcs_bucket):
   with TestPipeline(runner='FnApiRunner') as p:
     result = p | ReadCsvRows(files)
     assert_that(result.rows | beam.MapTuple(lambda source, row: row['site_id']),
-                equal_to(['s1', 's2']), label='rows')
-    assert_that(result[FAILED] | beam.Map(lambda l: l['reason']), equal_to(['bad_csv']),
+                equal_to(['s1', 's2']),
+                label='rows')
+    assert_that(result[FAILED] | beam.Map(lambda l: l['reason']),
+                equal_to(['bad_csv']),
                 label='letters')
 
 
@@ -102,9 +108,12 @@ def test_listed_json_lines_files_give_what_the_input_read_gives(inputs):
   with TestPipeline(runner='FnApiRunner') as p:
     lines = p | ReadJsonLinesFiles(files)
     assert_that(lines | beam.Map(lambda e: (type(e[1]).__name__, e[0] == files[1])),
-                equal_to([('bytes', False)] * 2 + [('bytes', True)] * 2), label='lines')
+                equal_to([('bytes', False)] * 2 + [('bytes', True)] * 2),
+                label='lines')
     packed = lines | beam.ParDo(PackJsonLinesBySiteFn('site_id')).with_outputs(FAILED, main='rows')
-    assert_that(packed.rows | beam.Map(lambda block: block[0]), equal_to(['s1', 's2', 's3']),
+    assert_that(packed.rows | beam.Map(lambda block: block[0]),
+                equal_to(['s1', 's2', 's3']),
                 label='sites')
-    assert_that(packed[FAILED] | beam.Map(lambda l: l['reason']), equal_to(['bad_encoding']),
+    assert_that(packed[FAILED] | beam.Map(lambda l: l['reason']),
+                equal_to(['bad_encoding']),
                 label='letters')

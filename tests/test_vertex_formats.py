@@ -47,34 +47,45 @@ class _Mixed(tf.Module):
       tf.TensorSpec([None], tf.float32, name='temp'),
       tf.TensorSpec([None], tf.int64, name='count'),
       tf.TensorSpec([None], tf.string, name='label'),
-      tf.TensorSpec([None, 2], tf.float32, name='pair')])
+      tf.TensorSpec([None, 2], tf.float32, name='pair')
+  ])
   def serve(self, temp, count, label, pair):
     length = tf.cast(tf.strings.length(label, unit='UTF8_CHAR'), tf.float32)
-    return {'score': 1.5 * temp + tf.cast(count % 1000, tf.float32) + length
-                     + tf.linalg.matvec(pair, self.w),
-            'bucket': tf.strings.to_hash_bucket_fast(label, 1 << 20),
-            'count_echo': count}
+    return {
+        'score': 1.5 * temp + tf.cast(count % 1000, tf.float32) + length +
+        tf.linalg.matvec(pair, self.w),
+        'bucket': tf.strings.to_hash_bucket_fast(label, 1 << 20),
+        'count_echo': count
+    }
 
 
 @pytest.fixture(scope='module')
 def site_model(tmp_path_factory):
   root = tmp_path_factory.mktemp('models')
   module = _Mixed()
-  tf.saved_model.save(module, str(root / 'plant-7' / '1'),
+  tf.saved_model.save(module,
+                      str(root / 'plant-7' / '1'),
                       signatures={'serving_default': module.serve})
   return load_site_model(locate(str(root), 'plant-7'), 'serving_default')
 
 
 def instances():
   rng = np.random.default_rng(7)
-  labels = ['007', 'a,b', 'say "hi"', 'two\nlines', 'crlf\r\nend', 'ünïcødé ✓', ' padded ',
-            '[1, 2]', 'nan', 'x' * 50]
+  labels = [
+      '007', 'a,b', 'say "hi"', 'two\nlines', 'crlf\r\nend', 'ünïcødé ✓', ' padded ', '[1, 2]',
+      'nan', 'x' * 50
+  ]
   rows = []
   for i, label in enumerate(labels):
     # float32 values (TFRecord stores float32), written as the doubles holding them.
     temp, a, b = (float(v) for v in rng.normal(scale=100, size=3).astype(np.float32))
-    rows.append({'site_id': 'plant-7', 'temp': temp, 'count': int(rng.integers(-2**62, 2**62)),
-                 'label': label, 'pair': [a, b]})
+    rows.append({
+        'site_id': 'plant-7',
+        'temp': temp,
+        'count': int(rng.integers(-2**62, 2**62)),
+        'label': label,
+        'pair': [a, b]
+    })
   # Extremes that survive every format exactly; the model squares `pair`, so the
   # large one stays below float32's sqrt(max) and its outputs are finite.
   rows[0]['temp'], rows[1]['pair'] = 0.5, [float(np.float32(1e-45)), float(np.float32(1.7e19))]
@@ -107,8 +118,10 @@ def as_csv(rows) -> bytes:
   writer = csv.writer(out, lineterminator='\r\n')
   writer.writerow(FIELDS)
   for row in rows:
-    writer.writerow([json.dumps(row[f]) if f == 'pair' else repr(row[f]) if f == 'temp'
-                     else row[f] for f in FIELDS])
+    writer.writerow([
+        json.dumps(row[f]) if f == 'pair' else repr(row[f]) if f == 'temp' else row[f]
+        for f in FIELDS
+    ])
   return ('\ufeff' + out.getvalue()).encode()
 
 
@@ -153,8 +166,9 @@ def rows_by_format(tmp_path):
                       records(csv_records('in.csv', io.BytesIO(as_csv(rows)))))
   from_pandas = unpacked(PackBySiteFn('site_id'),
                          records(csv_records('p.csv', io.BytesIO(as_pandas_csv(rows)))))
-  tfrecord = unpacked(PackBySiteFn('site_id'), records(tfrecord_records(
-      'in.tfrecord', io.BytesIO(write_tfrecord(tmp_path, rows)))))
+  tfrecord = unpacked(
+      PackBySiteFn('site_id'),
+      records(tfrecord_records('in.tfrecord', io.BytesIO(write_tfrecord(tmp_path, rows)))))
   return rows, {'jsonl': jsonl, 'csv': from_csv, 'pandas': from_pandas, 'tfrecord': tfrecord}
 
 
@@ -169,11 +183,10 @@ def test_every_format_gives_the_same_rows_once_csv_is_typed(tmp_path, site_model
 
 def direct(site_model, rows):
   """The signature called on the rows as arrays, without any of the job's code."""
-  outputs = site_model.signature(
-      temp=tf.constant([r['temp'] for r in rows], tf.float32),
-      count=tf.constant([r['count'] for r in rows], tf.int64),
-      label=tf.constant([r['label'].encode() for r in rows]),
-      pair=tf.constant([r['pair'] for r in rows], tf.float32))
+  outputs = site_model.signature(temp=tf.constant([r['temp'] for r in rows], tf.float32),
+                                 count=tf.constant([r['count'] for r in rows], tf.int64),
+                                 label=tf.constant([r['label'].encode() for r in rows]),
+                                 pair=tf.constant([r['pair'] for r in rows], tf.float32))
   return {name: value.numpy() for name, value in outputs.items()}
 
 
@@ -184,29 +197,39 @@ def test_every_format_predicts_what_the_model_does_when_called_directly(tmp_path
     results = predict_rows(site_model, got_rows, text_values=name in ('csv', 'pandas'))
     assert [r.reason for r in results] == [None] * len(rows), name
     for key, column in want.items():
-      np.testing.assert_array_equal(np.array([r.outputs[key] for r in results]), column,
+      np.testing.assert_array_equal(np.array([r.outputs[key] for r in results]),
+                                    column,
                                     err_msg=f'{name} {key}')
 
 
 def test_nan_cells_from_pandas_are_missing_or_bad_features_never_zero(site_model):
-  frame = pd.DataFrame({'site_id': ['plant-7'] * 4, 'temp': [1.5, np.nan, 2.5, 3.5],
-                        'count': pd.array([1, 2, None, 4], dtype='Int64'),
-                        'label': ['a', 'b', 'c', None], 'pair': ['[1, 2]'] * 4})
+  frame = pd.DataFrame({
+      'site_id': ['plant-7'] * 4,
+      'temp': [1.5, np.nan, 2.5, 3.5],
+      'count': pd.array([1, 2, None, 4], dtype='Int64'),
+      'label': ['a', 'b', 'c', None],
+      'pair': ['[1, 2]'] * 4
+  })
   for na_rep, reason in (('', 'missing_feature'), ('NaN', 'bad_feature')):
     text = frame.to_csv(index=False, na_rep=na_rep).encode()
     rows = [row for _, row in records(csv_records('f.csv', io.BytesIO(text)))]
     results = predict_rows(site_model, rows, text_values=True)
-    assert [r.reason for r in results] == [None, reason, reason, 'missing_feature' if
-                                           na_rep == '' else None]
+    assert [r.reason for r in results
+            ] == [None, reason, reason, 'missing_feature' if na_rep == '' else None]
     assert results[0].outputs['score'] == pytest.approx(
-        direct(site_model, [{'temp': 1.5, 'count': 1, 'label': 'a', 'pair': [1, 2]}])['score'][0])
+        direct(site_model, [{
+            'temp': 1.5,
+            'count': 1,
+            'label': 'a',
+            'pair': [1, 2]
+        }])['score'][0])
 
 
 def test_text_rows_fed_untyped_are_refused_not_guessed(site_model):
   row = {'site_id': 'plant-7', 'temp': '1.5', 'count': '2', 'label': 'x', 'pair': '[1, 2]'}
-  (result,) = predict_rows(site_model, [row])
+  (result, ) = predict_rows(site_model, [row])
   assert result.reason == 'bad_feature'
-  (result,) = predict_rows(site_model, [row], text_values=True)
+  (result, ) = predict_rows(site_model, [row], text_values=True)
   assert result.reason is None
 
 
@@ -222,8 +245,9 @@ def test_tfrecord_rows_go_through_the_jobs_prediction_unchanged(tmp_path, site_m
     read = p | ReadTfRecordRows(str(tmp_path / 'in.tfrecord'))
     grouped = read.rows | GroupRowsBySite('site_id')
     result = grouped.chunks | PredictPerSite(model_root=model_root)
-    got = result.prediction_batches | beam.FlatMap(lambda batch: [
-        (p.instance['label'], p.outputs['score'], p.outputs['bucket']) for p in batch])
+    got = result.prediction_batches | beam.FlatMap(lambda batch: [(p.instance['label'], p.outputs[
+        'score'], p.outputs['bucket']) for p in batch])
     assert_that(got, equal_to(expected), label='predictions')
-    assert_that((read[FAILED], grouped.failed, result.failed) | beam.Flatten(), equal_to([]),
+    assert_that((read[FAILED], grouped.failed, result.failed) | beam.Flatten(),
+                equal_to([]),
                 label='no_failures')

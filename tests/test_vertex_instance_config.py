@@ -61,7 +61,8 @@ _NAMES = st.sampled_from(['site_id', 'id', 'a', 'b', 'c', 'd'])
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(_NAMES, st.integers() | st.text(max_size=3)),
+@given(st.dictionaries(_NAMES,
+                       st.integers() | st.text(max_size=3)),
        st.lists(_NAMES, unique=True, max_size=4), st.sampled_from(['in', 'ex', 'none']))
 def test_applying_to_the_echo_gives_the_same_fed_row_and_echo(row, fields, how):
   cfg = config(included_fields=','.join(fields) if how == 'in' and fields else None,
@@ -77,11 +78,22 @@ def test_applying_to_the_echo_gives_the_same_fed_row_and_echo(row, fields, how):
 
 
 @pytest.mark.parametrize('flags,flag,words', [
-    ({'included_fields': 'a', 'excluded_fields': 'b'}, 'excluded_fields', 'cannot be combined'),
-    ({'included_fields': 'a,,b'}, 'included_fields', 'empty field name'),
-    ({'excluded_fields': 'a,b,a'}, 'excluded_fields', "'a' more than once"),
-    ({'instance_type': 'array'}, 'instance_type', 'need --included_fields'),
-    ({'instance_type': 'tensor'}, 'instance_type', "'tensor' is not one of object, array"),
+    ({
+        'included_fields': 'a',
+        'excluded_fields': 'b'
+    }, 'excluded_fields', 'cannot be combined'),
+    ({
+        'included_fields': 'a,,b'
+    }, 'included_fields', 'empty field name'),
+    ({
+        'excluded_fields': 'a,b,a'
+    }, 'excluded_fields', "'a' more than once"),
+    ({
+        'instance_type': 'array'
+    }, 'instance_type', 'need --included_fields'),
+    ({
+        'instance_type': 'tensor'
+    }, 'instance_type', "'tensor' is not one of object, array"),
 ])
 def test_flag_mistakes_name_the_flag(flags, flag, words):
   args = {'included_fields': None, 'excluded_fields': None, 'instance_type': 'object', **flags}
@@ -93,23 +105,41 @@ def test_flag_mistakes_name_the_flag(flags, flag, words):
 
 def test_good_flags_have_no_problem():
   assert flag_problem(included_fields='a,b', excluded_fields=None, instance_type='array') is None
-  assert config(excluded_fields='x') == InstanceConfig('site_id', 'id', None, ('x',), 'object')
+  assert config(excluded_fields='x') == InstanceConfig('site_id', 'id', None, ('x', ), 'object')
 
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
   root = tmp_path_factory.mktemp('models')
-  save_linear(str(root / 'one' / '1'), [0.5, -1.0, 2.0], 0.25)       # x: float32[None, 3]
-  save_two_in_two_out(str(root / 'two' / '1'), 3.0)                    # a: float32, b: int64
-  return {site: load_site_model(locate(str(root), site), 'serving_default')
-          for site in ('one', 'two')}
+  save_linear(str(root / 'one' / '1'), [0.5, -1.0, 2.0], 0.25)  # x: float32[None, 3]
+  save_two_in_two_out(str(root / 'two' / '1'), 3.0)  # a: float32, b: int64
+  return {
+      site: load_site_model(locate(str(root), site), 'serving_default')
+      for site in ('one', 'two')
+  }
 
 
 def test_an_array_instance_feeds_a_one_tensor_signature(models):
   cfg = config(included_fields='t0,t1,t2', instance_type='array')
-  rows = [{'site_id': 'one', 'id': 'r1', 't0': 1.0, 't1': 2.0, 't2': 3.5, 'note': 'n'},
-          {'site_id': 'one', 'id': 'r2', 't0': 1.0, 't2': 3.5},
-          {'site_id': 'one', 'id': 'r3', 't0': -4, 't1': 0.125, 't2': 8}]
+  rows = [{
+      'site_id': 'one',
+      'id': 'r1',
+      't0': 1.0,
+      't1': 2.0,
+      't2': 3.5,
+      'note': 'n'
+  }, {
+      'site_id': 'one',
+      'id': 'r2',
+      't0': 1.0,
+      't2': 3.5
+  }, {
+      'site_id': 'one',
+      'id': 'r3',
+      't0': -4,
+      't1': 0.125,
+      't2': 8
+  }]
   results = predict_rows(models['one'], rows, config=cfg)
   assert [r.reason for r in results] == [None, 'missing_feature', None]
   for row, result in zip(rows, results):
@@ -120,8 +150,17 @@ def test_an_array_instance_feeds_a_one_tensor_signature(models):
 
 def test_array_instances_of_csv_text_are_typed_per_cell(models):
   cfg = config(included_fields='t0,t1,t2', instance_type='array')
-  rows = [{'site_id': 'one', 't0': '1', 't1': '2.5', 't2': '-3'},
-          {'site_id': 'one', 't0': '1', 't1': 'nan', 't2': '-3'}]
+  rows = [{
+      'site_id': 'one',
+      't0': '1',
+      't1': '2.5',
+      't2': '-3'
+  }, {
+      'site_id': 'one',
+      't0': '1',
+      't1': 'nan',
+      't2': '-3'
+  }]
   results = predict_rows(models['one'], rows, config=cfg, text_values=True)
   assert [r.reason for r in results] == [None, 'bad_feature']
   want = call_directly(models['one'].location.path, {'x': [1.0, 2.5, -3.0]})
@@ -139,10 +178,13 @@ def test_an_array_instance_for_a_signature_of_two_inputs_fails_each_row(models):
 
 def test_an_excluded_signature_input_is_a_missing_feature_others_predict(models):
   rows = [{'site_id': 'two', 'a': 1.0, 'b': 2, 'c': 'dropped'}]
-  (ok,) = predict_rows(models['two'], rows, config=config(excluded_fields='c'))
-  assert ok.outputs['total'] == pytest.approx(call_directly(
-      models['two'].location.path, {'a': 1.0, 'b': 2})['total'])
-  (missing,) = predict_rows(models['two'], rows, config=config(excluded_fields='b'))
+  (ok, ) = predict_rows(models['two'], rows, config=config(excluded_fields='c'))
+  assert ok.outputs['total'] == pytest.approx(
+      call_directly(models['two'].location.path, {
+          'a': 1.0,
+          'b': 2
+      })['total'])
+  (missing, ) = predict_rows(models['two'], rows, config=config(excluded_fields='b'))
   assert missing.reason == 'missing_feature' and "'b'" in missing.message
 
 

@@ -32,16 +32,17 @@ def models(tmp_path_factory):
 
 _FLOATS = st.floats(-1e4, 1e4, width=32)
 _TEXT = st.text(st.characters(blacklist_categories=('Cs', 'Cc')) | st.sampled_from('\n\r",; '),
-                min_size=1, max_size=8).filter(lambda s: s.strip(' \t'))
+                min_size=1,
+                max_size=8).filter(lambda s: s.strip(' \t'))
 
 
 def _x(width):
   """A feature list of ``width`` floats; or a wrong length (bad_feature), or none (missing)."""
   return st.one_of(
       st.tuples(st.lists(_FLOATS, min_size=width, max_size=width), st.just(None)),
-      st.tuples(st.lists(_FLOATS, min_size=1, max_size=4).filter(lambda v: len(v) != width),
-                st.just('bad_feature')),
-      st.tuples(st.none(), st.just('missing_feature')))
+      st.tuples(
+          st.lists(_FLOATS, min_size=1, max_size=4).filter(lambda v: len(v) != width),
+          st.just('bad_feature')), st.tuples(st.none(), st.just('missing_feature')))
 
 
 @st.composite
@@ -64,14 +65,42 @@ def _row(draw):
 
 
 _FIXED = [
-    ({'site_id': 'lin-a', 'x': [0.1, 2.0, -3.5], 'note': 'say "hi", twice\r\nok'}, None),
-    ({'site_id': 'lin-b', 'x': [1.0, 2.0, 3.0]}, None),
-    ({'site_id': 42, 'x': [9.0, 8.0, 7.0]}, None),
-    ({'site_id': 'multi', 'a': -2.0, 'b': 4}, None),
-    ({'site_id': 'echo', 'key': ' ünï, "x"\n', 'x': [3.0, -1.0]}, None),
-    ({'site_id': 'lin-a', 'x': [1.0, 2.0]}, 'bad_feature'),
-    ({'site_id': 'lin-a', 'x': None, 'note': 'no x'}, 'missing_feature'),
-    ({'site_id': 'nope', 'x': [1.0, 2.0, 3.0]}, 'no_model'),
+    ({
+        'site_id': 'lin-a',
+        'x': [0.1, 2.0, -3.5],
+        'note': 'say "hi", twice\r\nok'
+    }, None),
+    ({
+        'site_id': 'lin-b',
+        'x': [1.0, 2.0, 3.0]
+    }, None),
+    ({
+        'site_id': 42,
+        'x': [9.0, 8.0, 7.0]
+    }, None),
+    ({
+        'site_id': 'multi',
+        'a': -2.0,
+        'b': 4
+    }, None),
+    ({
+        'site_id': 'echo',
+        'key': ' ünï, "x"\n',
+        'x': [3.0, -1.0]
+    }, None),
+    ({
+        'site_id': 'lin-a',
+        'x': [1.0, 2.0]
+    }, 'bad_feature'),
+    ({
+        'site_id': 'lin-a',
+        'x': None,
+        'note': 'no x'
+    }, 'missing_feature'),
+    ({
+        'site_id': 'nope',
+        'x': [1.0, 2.0, 3.0]
+    }, 'no_model'),
 ]
 
 
@@ -109,9 +138,20 @@ def test_the_same_rows_in_every_format_have_the_same_outcome_per_row(models, dra
     data.assert_outputs_equal(prediction, data.direct(model_dirs[str(row['site_id'])], row))
 
 
-GOOD = [{'site_id': 'lin-a', 'rid': 'g1', 'x': [1.0, 2.0, 3.0]},
-        {'site_id': 'lin-b', 'rid': 'g2', 'x': [-3.0, 7.0, 0.5]},
-        {'site_id': 'multi', 'rid': 'g3', 'a': 1.5, 'b': 3}]
+GOOD = [{
+    'site_id': 'lin-a',
+    'rid': 'g1',
+    'x': [1.0, 2.0, 3.0]
+}, {
+    'site_id': 'lin-b',
+    'rid': 'g2',
+    'x': [-3.0, 7.0, 0.5]
+}, {
+    'site_id': 'multi',
+    'rid': 'g3',
+    'a': 1.5,
+    'b': 3
+}]
 
 
 def _check_good(found, model_dirs, good=GOOD):
@@ -125,11 +165,12 @@ def _check_good(found, model_dirs, good=GOOD):
 def test_malformed_csv_records_are_dead_letters_with_their_lines(models, tmp_path):
   model_root, model_dirs = models
   text = data.csv_bytes(GOOD, fields=['site_id', 'rid', 'x', 'a', 'b'])
-  text += (b'lin-a,short\r\n'                               # too few fields
-           b'lin-a,caf\xe9,"[1, 2, 3]",,\r\n'               # not UTF-8
-           b'\r\n'                                          # blank
-           b'lin-a,typed,"[1, nan, 3]",,\r\n'               # parses, not a float32 value
-           b'lin-b,open,"[1, 2\r\n')                        # quote never closed
+  text += (
+      b'lin-a,short\r\n'  # too few fields
+      b'lin-a,caf\xe9,"[1, 2, 3]",,\r\n'  # not UTF-8
+      b'\r\n'  # blank
+      b'lin-a,typed,"[1, nan, 3]",,\r\n'  # parses, not a float32 value
+      b'lin-b,open,"[1, 2\r\n')  # quote never closed
   (tmp_path / 'in.csv').write_bytes(text)
   found = data.run_job(tmp_path / 'in.csv', model_root, tmp_path / 'out')
   _check_good(found, model_dirs)
@@ -143,8 +184,7 @@ def test_malformed_csv_records_are_dead_letters_with_their_lines(models, tmp_pat
   assert all(l['source'] == str(tmp_path / 'in.csv') for l in found['errors'])
   summary = found['summary']
   assert summary['records_read'] == len(GOOD) + 5
-  assert summary['failed'] == {'bad_csv': 2, 'bad_encoding': 1, 'empty_line': 1,
-                               'bad_feature': 1}
+  assert summary['failed'] == {'bad_csv': 2, 'bad_encoding': 1, 'empty_line': 1, 'bad_feature': 1}
   assert summary['reconciled'] is True
 
 
@@ -161,17 +201,20 @@ def _frame(data_bytes: bytes, *, corrupt: bool = False) -> bytes:
 def test_malformed_tfrecords_are_dead_letters_with_the_record_in_base64(models, tmp_path):
   model_root, model_dirs = models
   not_example = b'\x0a\xff'
-  nan_example = data.example_bytes({'site_id': 'lin-a', 'rid': 'nan', 'x': [1.0, float('nan'), 3.0]})
+  nan_example = data.example_bytes({
+      'site_id': 'lin-a',
+      'rid': 'nan',
+      'x': [1.0, float('nan'), 3.0]
+  })
   corrupted = data.example_bytes({'site_id': 'lin-a', 'rid': 'crc', 'x': [1.0, 2.0, 3.0]})
   good = [data.example_bytes(row) for row in GOOD]
-  tail = b'\x05\x00\x00'   # a header cut short: the file ends mid-frame
+  tail = b'\x05\x00\x00'  # a header cut short: the file ends mid-frame
   (tmp_path / 'in').mkdir()
-  (tmp_path / 'in' / 'a.tfrecord').write_bytes(
-      b''.join(_frame(r) for r in good[:2]) + _frame(not_example) + _frame(nan_example)
-      + _frame(corrupted, corrupt=True) + tail)
+  (tmp_path / 'in' /
+   'a.tfrecord').write_bytes(b''.join(_frame(r) for r in good[:2]) + _frame(not_example) +
+                             _frame(nan_example) + _frame(corrupted, corrupt=True) + tail)
   data.write_tfrecord(tmp_path / 'in' / 'b.tfrecord.gz', good[2:], gzipped=True)
-  found = data.run_job(f'{tmp_path}/in/*', model_root, tmp_path / 'out',
-                       '--input_format=tfrecord')
+  found = data.run_job(f'{tmp_path}/in/*', model_root, tmp_path / 'out', '--input_format=tfrecord')
   _check_good(found, model_dirs)
   records = sorted((l['reason'], base64.b64decode(l['record'])) for l in found['errors'])
   flipped = corrupted[:-1] + bytes([corrupted[-1] ^ 0xff])
@@ -186,12 +229,18 @@ def test_malformed_tfrecords_are_dead_letters_with_the_record_in_base64(models, 
 def test_a_file_list_names_files_in_other_folders(models, tmp_path):
   model_root, model_dirs = models
   first = data.write_rows(tmp_path / 'exports' / 'monday', 'csv', GOOD[:2], name='part-0')
-  second = data.write_rows(tmp_path / 'elsewhere', 'csv', GOOD[2:] + [
-      {'site_id': 'lin-a', 'rid': 'bad', 'x': '[1, 2]'}], name='part-1')
+  second = data.write_rows(tmp_path / 'elsewhere',
+                           'csv',
+                           GOOD[2:] + [{
+                               'site_id': 'lin-a',
+                               'rid': 'bad',
+                               'x': '[1, 2]'
+                           }],
+                           name='part-1')
   data.gzip_file(second, tmp_path / 'elsewhere' / 'part-1.csv.gz')
   (tmp_path / 'lists').mkdir()
-  (tmp_path / 'lists' / 'today.txt').write_text(
-      f'../exports/monday/part-0.csv\r\n\r\n  {tmp_path}/elsewhere/*.gz\r\n')
+  (tmp_path / 'lists' /
+   'today.txt').write_text(f'../exports/monday/part-0.csv\r\n\r\n  {tmp_path}/elsewhere/*.gz\r\n')
   found = data.run_job(tmp_path / 'lists' / 'today.txt', model_root, tmp_path / 'out',
                        '--input_format=file_list')
   _check_good(found, model_dirs)
@@ -207,8 +256,8 @@ def test_listed_json_lines_files_are_read_like_input_lines(models, tmp_path):
   model_root, model_dirs = models
   (tmp_path / 'a').mkdir()
   long_line = {'site_id': 'lin-a', 'rid': 'long', 'x': [1.0, 2.0, 3.0], 'note': 'n' * 500}
-  (tmp_path / 'a' / 'one.jsonl').write_bytes(data.jsonl_bytes(GOOD[:1] + [long_line], crlf=True,
-                                                              bom=True))
+  (tmp_path / 'a' / 'one.jsonl').write_bytes(
+      data.jsonl_bytes(GOOD[:1] + [long_line], crlf=True, bom=True))
   (tmp_path / 'b.json').write_bytes(data.jsonl_bytes(GOOD[1:]) + b'{"site_id": \n')
   (tmp_path / 'list.txt').write_text('a/one.jsonl\nb.json\n')
   found = data.run_job(tmp_path / 'list.txt', model_root, tmp_path / 'out',

@@ -79,8 +79,8 @@ def test_pinned_version_falls_back_to_the_default_for_unlisted_sites():
 
 @pytest.fixture
 def model_root(tmp_path):
-  for site, version, bias in (('a', '1', 1.0), ('a', '2', 2.0), ('a', '3', 3.0),
-                              ('b', '1', 10.0), ('b', '5', 50.0)):
+  for site, version, bias in (('a', '1', 1.0), ('a', '2', 2.0), ('a', '3', 3.0), ('b', '1', 10.0),
+                              ('b', '5', 50.0)):
     save_linear(str(tmp_path / site / version), [1.0], bias)
   return str(tmp_path)
 
@@ -92,8 +92,8 @@ def test_locate_with_the_pins_loads_the_pinned_or_the_highest(model_root, tmp_pa
   assert locate(model_root, 'b', pinned_version('b', manifest, '1')).version == '1'
 
 
-def test_a_pinned_version_that_does_not_exist_is_no_model_never_another_version(model_root,
-                                                                              tmp_path):
+def test_a_pinned_version_that_does_not_exist_is_no_model_never_another_version(
+    model_root, tmp_path):
   manifest = load_manifest(write(tmp_path, 'pins.json', '{"a": "7"}'))
   with pytest.raises(RecordFailure) as e:
     locate(model_root, 'a', pinned_version('a', manifest))
@@ -105,6 +105,7 @@ def test_a_pool_locating_through_the_manifest_fails_only_the_pinned_missing_site
   manifest = {'a': '7', 'b': '1'}
 
   class PinnedPool(SiteModelPool):
+
     def get(self, site_id):
       self._model_version = pinned_version(site_id, manifest)
       return super().get(site_id)

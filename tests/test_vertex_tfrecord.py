@@ -34,8 +34,10 @@ def feature(values):
 
 
 def example(**features) -> bytes:
-  return tf.train.Example(features=tf.train.Features(
-      feature={k: feature(v) for k, v in features.items()})).SerializeToString()
+  return tf.train.Example(features=tf.train.Features(feature={
+      k: feature(v)
+      for k, v in features.items()
+  })).SerializeToString()
 
 
 def write_records(path, records, options=None):
@@ -58,28 +60,48 @@ def read(data: bytes, source='f.tfrecord'):
 
 
 def test_features_become_scalars_lists_text_and_b64(tmp_path):
-  path = write_records(tmp_path / 'a.tfrecord', [example(
-      site_id=[b'007'], n=[3], x=[0.5, 2.25, -1.0], word=['héllo'.encode()],
-      raw=[b'\xff\x00'], tags=[b'a', b'b'], big=[2**63 - 1])])
+  path = write_records(tmp_path / 'a.tfrecord', [
+      example(site_id=[b'007'],
+              n=[3],
+              x=[0.5, 2.25, -1.0],
+              word=['héllo'.encode()],
+              raw=[b'\xff\x00'],
+              tags=[b'a', b'b'],
+              big=[2**63 - 1])
+  ])
   rows, letters = read(path.read_bytes())
   assert letters == []
-  assert rows == [{'big': 2**63 - 1, 'n': 3, 'raw': {'b64': '/wA='}, 'site_id': '007',
-                   'tags': ['a', 'b'], 'word': 'héllo', 'x': [0.5, 2.25, -1.0]}]
+  assert rows == [{
+      'big': 2**63 - 1,
+      'n': 3,
+      'raw': {
+          'b64': '/wA='
+      },
+      'site_id': '007',
+      'tags': ['a', 'b'],
+      'word': 'héllo',
+      'x': [0.5, 2.25, -1.0]
+  }]
   assert list(rows[0]) == sorted(rows[0])
 
 
 def test_floats_are_the_stored_float32_values_exactly():
-  (row,), _ = read(_framed(example(x=[0.1, 1e-45, 3.4028235e38])))
-  assert row['x'] == [float(np.float32(0.1)), float(np.float32(1e-45)),
-                      float(np.float32(3.4028235e38))]
+  (row, ), _ = read(_framed(example(x=[0.1, 1e-45, 3.4028235e38])))
+  assert row['x'] == [
+      float(np.float32(0.1)),
+      float(np.float32(1e-45)),
+      float(np.float32(3.4028235e38))
+  ]
   assert np.array(row['x'], np.float32).tolist() == np.array([0.1, 1e-45, 3.4028235e38],
                                                              np.float32).tolist()
 
 
 def test_an_empty_feature_is_null():
-  empty = tf.train.Example(features=tf.train.Features(feature={
-      'a': tf.train.Feature(float_list=tf.train.FloatList(value=[])),
-      'b': tf.train.Feature()})).SerializeToString()
+  empty = tf.train.Example(features=tf.train.Features(
+      feature={
+          'a': tf.train.Feature(float_list=tf.train.FloatList(value=[])),
+          'b': tf.train.Feature()
+      })).SerializeToString()
   assert read(_framed(empty))[0] == [{'a': None, 'b': None}]
 
 
@@ -87,8 +109,8 @@ def _framed(*records) -> bytes:
   out = io.BytesIO()
   for record in records:
     length = len(record).to_bytes(8, 'little')
-    out.write(length + masked_crc32c(length).to_bytes(4, 'little') + record
-              + masked_crc32c(record).to_bytes(4, 'little'))
+    out.write(length + masked_crc32c(length).to_bytes(4, 'little') + record +
+              masked_crc32c(record).to_bytes(4, 'little'))
   return out.getvalue()
 
 
@@ -104,15 +126,14 @@ def letters_of(data):
 
 def test_records_that_are_not_examples_are_dead_letters_and_reading_goes_on():
   good = example(site_id=[b's'], n=[1])
-  sequence = tf.train.SequenceExample(feature_lists=tf.train.FeatureLists(feature_list={
-      'f': tf.train.FeatureList(feature=[feature([1])])})).SerializeToString()
+  sequence = tf.train.SequenceExample(feature_lists=tf.train.FeatureLists(
+      feature_list={'f': tf.train.FeatureList(feature=[feature([1])])})).SerializeToString()
   nan = example(site_id=[b's'], x=[1.0, float('nan')])
   rows, letters = letters_of(_framed(good, b'\xff\xff\xff', sequence, nan, good))
   assert rows == [{'n': 1, 'site_id': 's'}] * 2
   b64 = lambda data: base64.b64encode(data).decode()
   assert letters == [('parse', 'bad_tfrecord', b64(b'\xff\xff\xff')),
-                     ('parse', 'bad_tfrecord', b64(sequence)),
-                     ('parse', 'bad_value', b64(nan))]
+                     ('parse', 'bad_tfrecord', b64(sequence)), ('parse', 'bad_value', b64(nan))]
 
 
 def test_a_data_checksum_failure_loses_that_record_only():
@@ -133,15 +154,14 @@ def test_a_truncated_file_keeps_the_records_before_the_cut(cut):
   whole = len(_framed(example(n=[1])))
   rows, letters = letters_of(data[:whole + cut])
   assert rows == [{'n': 1}]
-  assert letters == [('parse', 'bad_tfrecord',
-                      base64.b64encode(data[whole:whole + cut]).decode())]
+  assert letters == [('parse', 'bad_tfrecord', base64.b64encode(data[whole:whole + cut]).decode())]
 
 
 def test_a_file_that_is_not_tfrecord_is_one_dead_letter(tmp_path):
   text = b'{"site_id": "s", "x": 1}\n' * 1000
   rows, letters = read(text)
   assert rows == []
-  (letter,) = letters
+  (letter, ) = letters
   assert letter['reason'] == 'bad_tfrecord' and f'{len(text)} bytes' in letter['message']
   assert base64.b64decode(letter['record']) == text
 
@@ -169,20 +189,23 @@ def _run(patterns, rows, letters, **kwargs):
   with TestPipeline(runner='FnApiRunner') as p:
     result = p | ReadTfRecordRows(patterns, **kwargs)
     assert_that(result.rows | beam.MapTuple(lambda source, row: (source, row['n'])),
-                equal_to(rows), label='rows')
+                equal_to(rows),
+                label='rows')
     assert_that(result[FAILED] | beam.Map(lambda l: (l['source'], l['reason'])),
-                equal_to(letters), label='letters')
+                equal_to(letters),
+                label='letters')
 
 
 def test_the_reader_reads_plain_and_gzip_files_and_gcs(tmp_path, gcs_bucket):
   plain = str(write_records(tmp_path / 'a.tfrecord', [example(n=[1]), example(n=[2])]))
-  zipped = str(write_records(tmp_path / 'b.tfrecord.gz', [example(n=[3])],
-                             tf.io.TFRecordOptions(compression_type='GZIP')))
+  zipped = str(
+      write_records(tmp_path / 'b.tfrecord.gz', [example(n=[3])],
+                    tf.io.TFRecordOptions(compression_type='GZIP')))
   (tmp_path / 'c.tfrecord').write_bytes(_framed(example(n=[4]), b'\xff'))
-  _run(str(tmp_path / '*'),
-       [(plain, 1), (plain, 2), (zipped, 3), (str(tmp_path / 'c.tfrecord'), 4)],
+  _run(str(tmp_path / '*'), [(plain, 1), (plain, 2), (zipped, 3),
+                             (str(tmp_path / 'c.tfrecord'), 4)],
        [(str(tmp_path / 'c.tfrecord'), 'bad_tfrecord')])
-  remote = f'{gcs_bucket}/in/part-0'   # gzip without the extension: Vertex's tf-record-gzip
+  remote = f'{gcs_bucket}/in/part-0'  # gzip without the extension: Vertex's tf-record-gzip
   paths.write_bytes(remote, gzip.compress(_framed(example(n=[5]))))
   _run([remote], [(remote, 5)], [], compression='gzip')
 
@@ -193,13 +216,16 @@ class _ParsesExamples(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve(self, examples):
     parsed = tf.io.parse_example(examples, {
-        'x': tf.io.FixedLenFeature([2], tf.float32), 'n': tf.io.FixedLenFeature([], tf.int64)})
+        'x': tf.io.FixedLenFeature([2], tf.float32),
+        'n': tf.io.FixedLenFeature([], tf.int64)
+    })
     return {'y': tf.reduce_sum(parsed['x'], axis=1) * tf.cast(parsed['n'], tf.float32)}
 
 
 def test_a_signature_parsing_serialized_examples_gets_each_record_as_b64(tmp_path):
   module = _ParsesExamples()
-  tf.saved_model.save(module, str(tmp_path / 'm' / 'tfx' / '1'),
+  tf.saved_model.save(module,
+                      str(tmp_path / 'm' / 'tfx' / '1'),
                       signatures={'serving_default': module.serve})
   model = load_site_model(locate(str(tmp_path / 'm'), 'tfx'), 'serving_default')
   records = [example(site_id=[b'tfx'], x=[0.1, 2.5], n=[i]) for i in range(1, 4)]

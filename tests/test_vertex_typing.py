@@ -21,11 +21,11 @@ I32 = InputSpec('j', tf.int32, ())
 U8 = InputSpec('u', tf.uint8, ())
 B = InputSpec('b', tf.bool, ())
 S = InputSpec('s', tf.string, ())
-S1 = InputSpec('s1', tf.string, (1,))
-F1 = InputSpec('f1', tf.float32, (1,))
-F3 = InputSpec('v', tf.float32, (3,))
-I2 = InputSpec('k', tf.int64, (2,))
-S2 = InputSpec('t', tf.string, (2,))
+S1 = InputSpec('s1', tf.string, (1, ))
+F1 = InputSpec('f1', tf.float32, (1, ))
+F3 = InputSpec('v', tf.float32, (3, ))
+I2 = InputSpec('k', tf.int64, (2, ))
+S2 = InputSpec('t', tf.string, (2, ))
 M22 = InputSpec('m', tf.float32, (2, 2))
 SPECS = {spec.name: spec for spec in (F32, F64, I64, I32, U8, B, S, S1, F1, F3, I2, S2, M22)}
 
@@ -41,15 +41,29 @@ def refused(spec, text):
 
 
 @pytest.mark.parametrize('spec,text,value', [
-    (F32, '12.5', 12.5), (F32, ' -1e-3 ', -0.001), (F32, '.5', 0.5), (F32, '+7', 7.0),
-    (F64, '3.4e38', 3.4e38), (F32, '3.4028235e+38', 3.4028235e38),
-    (I64, '12', 12), (I64, '-0', 0), (I64, '12.0', 12),
-    (I64, '1e3', 1000), (I64, '9223372036854775807', 2**63 - 1), (U8, '255', 255),
-    (B, 'True', True), (B, 'false', False), (S, '007', '007'), (S, ' x, "y" ', ' x, "y" '),
-    (S1, '[1]', '[1]'), (F1, '2.5', 2.5), (F1, '[2.5]', [2.5]),
+    (F32, '12.5', 12.5),
+    (F32, ' -1e-3 ', -0.001),
+    (F32, '.5', 0.5),
+    (F32, '+7', 7.0),
+    (F64, '3.4e38', 3.4e38),
+    (F32, '3.4028235e+38', 3.4028235e38),
+    (I64, '12', 12),
+    (I64, '-0', 0),
+    (I64, '12.0', 12),
+    (I64, '1e3', 1000),
+    (I64, '9223372036854775807', 2**63 - 1),
+    (U8, '255', 255),
+    (B, 'True', True),
+    (B, 'false', False),
+    (S, '007', '007'),
+    (S, ' x, "y" ', ' x, "y" '),
+    (S1, '[1]', '[1]'),
+    (F1, '2.5', 2.5),
+    (F1, '[2.5]', [2.5]),
     (F3, '[1, 2.5, -3e2]', [1, 2.5, -300.0]),
-    (I2, '[3, 4.0]', [3, 4]), (S2, '["a", "b,c"]', ['a', 'b,c']), (M22, '[[1, 2], [3, 4]]',
-                                                                   [[1, 2], [3, 4]]),
+    (I2, '[3, 4.0]', [3, 4]),
+    (S2, '["a", "b,c"]', ['a', 'b,c']),
+    (M22, '[[1, 2], [3, 4]]', [[1, 2], [3, 4]]),
 ])
 def test_text_becomes_the_value_of_the_inputs_dtype(spec, text, value):
   got = typed(spec, text)
@@ -57,19 +71,33 @@ def test_text_becomes_the_value_of_the_inputs_dtype(spec, text, value):
 
 
 @pytest.mark.parametrize('spec,text,words', [
-    (F32, 'nan', 'not finite'), (F32, '-Infinity', 'not finite'), (F32, 'inf', 'not finite'),
-    (F32, '1e39', 'out of range for float32'), (F64, '1e999', 'out of range'),
-    (F32, '1,5', 'not a decimal'), (F32, '1_000', 'not a decimal'), (F32, '١٢', 'not a decimal'),
-    (F32, '0x10', 'not a decimal'), (F32, 'true', 'not a decimal'),
-    (I64, '12.5', 'whole'), (I64, '9223372036854775808', 'out of range'),
-    (I64, '1e400', 'out of range'), (I32, '3000000000', 'out of range for int32'),
-    (U8, '-1', 'out of range for uint8'), (I64, 'NaN', 'not finite'),
+    (F32, 'nan', 'not finite'),
+    (F32, '-Infinity', 'not finite'),
+    (F32, 'inf', 'not finite'),
+    (F32, '1e39', 'out of range for float32'),
+    (F64, '1e999', 'out of range'),
+    (F32, '1,5', 'not a decimal'),
+    (F32, '1_000', 'not a decimal'),
+    (F32, '١٢', 'not a decimal'),
+    (F32, '0x10', 'not a decimal'),
+    (F32, 'true', 'not a decimal'),
+    (I64, '12.5', 'whole'),
+    (I64, '9223372036854775808', 'out of range'),
+    (I64, '1e400', 'out of range'),
+    (I32, '3000000000', 'out of range for int32'),
+    (U8, '-1', 'out of range for uint8'),
+    (I64, 'NaN', 'not finite'),
     (I64, 'abc', 'not an integer'),
-    (B, '1', 'true or false'), (B, 'yes', 'true or false'),
-    (F3, '1, 2, 3', 'JSON array'), (F3, '[1, NaN, 3]', 'JSON array'),
+    (B, '1', 'true or false'),
+    (B, 'yes', 'true or false'),
+    (F3, '1, 2, 3', 'JSON array'),
+    (F3, '[1, NaN, 3]', 'JSON array'),
     (F3, '{"a": 1}', 'JSON array'),
-    (F3, '[1, "2", 3]', 'JSON numbers'), (F3, '[true, 1, 2]', 'JSON numbers'),
-    (I2, '[1, 2.5]', 'whole'), (S2, '["a", 1]', 'JSON strings'), (F1, '[1', 'JSON array'),
+    (F3, '[1, "2", 3]', 'JSON numbers'),
+    (F3, '[true, 1, 2]', 'JSON numbers'),
+    (I2, '[1, 2.5]', 'whole'),
+    (S2, '["a", 1]', 'JSON strings'),
+    (F1, '[1', 'JSON array'),
 ])
 def test_text_that_is_not_of_the_dtype_is_a_bad_feature_naming_it(spec, text, words):
   reason, message = refused(spec, text)
@@ -105,11 +133,13 @@ def test_a_float32_written_as_text_reads_back_as_the_same_float32(value):
     assert to_array(F32, {'f': got}).item() == np.float32(value)
 
 
-@pytest.mark.parametrize('spec', [F32, InputSpec('h', tf.float16, ()),
-                                  InputSpec('bf', tf.bfloat16, ())])
+@pytest.mark.parametrize(
+    'spec',
+    [F32, InputSpec('h', tf.float16,
+                    ()), InputSpec('bf', tf.bfloat16, ())])
 def test_floats_are_refused_exactly_where_the_dtype_overflows(spec):
   info = ml_dtypes.finfo(spec.dtype.as_numpy_dtype)
-  edge = float(info.max) + 2.0**(info.maxexp - 1) * float(info.eps) / 2   # max + half an ulp
+  edge = float(info.max) + 2.0**(info.maxexp - 1) * float(info.eps) / 2  # max + half an ulp
   below = float(np.nextafter(edge, 0))
   with np.errstate(over='ignore'):
     assert np.isfinite(np.asarray(below).astype(spec.dtype.as_numpy_dtype))

@@ -49,11 +49,12 @@ class RecordingDataflow(_LocalServer):
   def __init__(self, delay_s: float = 0.0):
     self.requests: List[Dict] = []
     self.active = set()
-    self.forced: List[tuple] = []   # (status, grpc status) answered next, in order
+    self.forced: List[tuple] = []  # (status, grpc status) answered next, in order
     self._lock = threading.Lock()
     recorder = self
 
     class Handler(http.server.BaseHTTPRequestHandler):
+
       def do_POST(self):  # pylint: disable=invalid-name
         body = json.loads(self.rfile.read(int(self.headers['Content-Length'])) or b'{}')
         name = body.get('launchParameter', {}).get('jobName')
@@ -67,16 +68,30 @@ class RecordingDataflow(_LocalServer):
             recorder.active.add(name)
           job_id = f'2026-11-21_00_00_00-{len(recorder.requests)}'
         if forced:
-          status, payload = forced[0], {'error': {
-              'code': forced[0], 'status': forced[1], 'message': f'forced {forced[1]}'}}
+          status, payload = forced[0], {
+              'error': {
+                  'code': forced[0],
+                  'status': forced[1],
+                  'message': f'forced {forced[1]}'
+              }
+          }
         elif conflict:
-          status, payload = 409, {'error': {
-              'code': 409, 'status': 'ALREADY_EXISTS',
-              'message': f'(abc): The workflow could not be created. A job with name {name} '
-                         'already exists.'}}
+          status, payload = 409, {
+              'error': {
+                  'code': 409,
+                  'status': 'ALREADY_EXISTS',
+                  'message': f'(abc): The workflow could not be created. A job with name {name} '
+                  'already exists.'
+              }
+          }
         else:
-          status, payload = 200, {'job': {'id': job_id, 'name': name,
-                                          'currentState': 'JOB_STATE_QUEUED'}}
+          status, payload = 200, {
+              'job': {
+                  'id': job_id,
+                  'name': name,
+                  'currentState': 'JOB_STATE_QUEUED'
+              }
+          }
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header('Content-Type', 'application/json')
@@ -103,22 +118,35 @@ class RecordingDataflow(_LocalServer):
     return [r['body']['launchParameter'] for r in self.requests]
 
 
-def finalize_event(bucket: str, name: str, generation: int, size: int = 10,
+def finalize_event(bucket: str,
+                   name: str,
+                   generation: int,
+                   size: int = 10,
                    event_id: str = None) -> CloudEvent:
   """A GCS finalize CloudEvent as Eventarc delivers it (numbers as strings)."""
-  return CloudEvent({
-      'specversion': '1.0', 'type': FINALIZED,
-      'source': f'//storage.googleapis.com/projects/_/buckets/{bucket}',
-      'subject': f'objects/{name}', 'id': event_id or f'evt-{name}-{generation}',
-  }, {'bucket': bucket, 'name': name, 'generation': str(generation),
-      'metageneration': '1', 'size': str(size), 'contentType': 'application/octet-stream'})
+  return CloudEvent(
+      {
+          'specversion': '1.0',
+          'type': FINALIZED,
+          'source': f'//storage.googleapis.com/projects/_/buckets/{bucket}',
+          'subject': f'objects/{name}',
+          'id': event_id or f'evt-{name}-{generation}',
+      }, {
+          'bucket': bucket,
+          'name': name,
+          'generation': str(generation),
+          'metageneration': '1',
+          'size': str(size),
+          'contentType': 'application/octet-stream'
+      })
 
 
 def function_client():
   """A test client of the function as the functions framework serves it."""
   import functions_framework  # pylint: disable=import-outside-toplevel
-  app = functions_framework.create_app(
-      target='on_object_finalized', source=str(FUNCTION_SOURCE), signature_type='cloudevent')
+  app = functions_framework.create_app(target='on_object_finalized',
+                                       source=str(FUNCTION_SOURCE),
+                                       signature_type='cloudevent')
   return app.test_client()
 
 
@@ -130,8 +158,12 @@ def upload(name: str, content, bucket: str = 'test-bucket') -> int:
   return blob.generation
 
 
-def deliver(client, name: str, generation, structured: bool = False,
-            bucket: str = 'test-bucket', **kwargs):
+def deliver(client,
+            name: str,
+            generation,
+            structured: bool = False,
+            bucket: str = 'test-bucket',
+            **kwargs):
   """Posts the finalize event of gs://bucket/name#generation; returns the response."""
   from cloudevents.conversion import to_binary  # pylint: disable=import-outside-toplevel
   from cloudevents.conversion import to_structured  # pylint: disable=import-outside-toplevel
@@ -143,15 +175,19 @@ def deliver(client, name: str, generation, structured: bool = False,
 def trigger_env(bucket_uri: str, dataflow_url: str) -> Dict[str, str]:
   """The function's environment variables for tests (``gs://test-bucket`` layout)."""
   return {
-      'PROJECT': 'local-project', 'REGION': 'europe-west4',
+      'PROJECT': 'local-project',
+      'REGION': 'europe-west4',
       'SITE_PREDICTIONS_TEMPLATE': f'{bucket_uri}/templates/site_predictions.json',
       'DETECT_IMAGES_TEMPLATE': f'{bucket_uri}/templates/detect_images.json',
-      'TRIGGER_PREFIX': 'triggers/', 'UPLOAD_PREFIXES': 'input-images/',
-      'OUTPUT_ROOT': f'{bucket_uri}/outputs', 'PROCESSED_ROOT': f'{bucket_uri}/processed',
+      'TRIGGER_PREFIX': 'triggers/',
+      'UPLOAD_PREFIXES': 'input-images/',
+      'OUTPUT_ROOT': f'{bucket_uri}/outputs',
+      'PROCESSED_ROOT': f'{bucket_uri}/processed',
       'ALLOWED_BUCKETS': 'test-bucket,models-bucket',
       'DETECT_PARAMETERS': json.dumps(DETECT_FIXED),
       'DATAFLOW_ENDPOINT': dataflow_url,
-      'MAX_WORKERS': '20', 'SERVICE_ACCOUNT': 'jobs@local-project.iam.gserviceaccount.com',
+      'MAX_WORKERS': '20',
+      'SERVICE_ACCOUNT': 'jobs@local-project.iam.gserviceaccount.com',
       'TEMP_LOCATION': f'{bucket_uri}/tmp',
       'SITE_PREDICTIONS_MACHINE_TYPE': 'n2-standard-4',
       'SITE_PREDICTIONS_IMAGE': 'europe-west4-docker.pkg.dev/p/r/site_predictions:t',
@@ -161,21 +197,33 @@ def trigger_env(bucket_uri: str, dataflow_url: str) -> Dict[str, str]:
   }
 
 
-DETECT_FIXED = {'model_config': 'gs://models-bucket/yolo/yolov3-tiny.cfg',
-                'model_weights': 'gs://models-bucket/yolo/yolov3-tiny.weights',
-                'class_names': 'gs://models-bucket/yolo/coco.names', 'device': 'cuda'}
-SITE_TRIGGER = {'job': 'site_predictions', 'parameters': {
-    'input': 'gs://test-bucket/instances/2026-11-20/*.jsonl',
-    'model_root': 'gs://models-bucket/models',
-    'output': 'gs://test-bucket/predictions/2026-11-20',
-    'key_field': 'reading_id'}}
+DETECT_FIXED = {
+    'model_config': 'gs://models-bucket/yolo/yolov3-tiny.cfg',
+    'model_weights': 'gs://models-bucket/yolo/yolov3-tiny.weights',
+    'class_names': 'gs://models-bucket/yolo/coco.names',
+    'device': 'cuda'
+}
+SITE_TRIGGER = {
+    'job': 'site_predictions',
+    'parameters': {
+        'input': 'gs://test-bucket/instances/2026-11-20/*.jsonl',
+        'model_root': 'gs://models-bucket/models',
+        'output': 'gs://test-bucket/predictions/2026-11-20',
+        'key_field': 'reading_id'
+    }
+}
 
 
 def template_spec(job: str) -> Dict:
   """A Flex template spec file as ``gcloud dataflow flex-template build`` writes it."""
   metadata = json.loads((REPO / 'templates' / job / 'metadata.json').read_text())
-  return {'image': f'europe-west4-docker.pkg.dev/p/r/{job}:t',
-          'sdkInfo': {'language': 'PYTHON'}, 'metadata': metadata}
+  return {
+      'image': f'europe-west4-docker.pkg.dev/p/r/{job}:t',
+      'sdkInfo': {
+          'language': 'PYTHON'
+      },
+      'metadata': metadata
+  }
 
 
 def upload_templates(bucket) -> None:
@@ -186,8 +234,10 @@ def upload_templates(bucket) -> None:
 
 def log_lines(stdout: str) -> List[Dict]:
   """Every stdout line parsed as strict JSON (NaN/Infinity refused); fails on others."""
+
   def refuse(name):
     raise AssertionError(f'{name} in a log line')
+
   return [json.loads(line, parse_constant=refuse) for line in stdout.splitlines() if line]
 
 
@@ -209,10 +259,12 @@ def fake_gcs_server(timeout_s: float = 30.0) -> Iterator[str]:
   url = f'http://127.0.0.1:{port}'
   binary = _server._get_binary_path()  # pylint: disable=protected-access
   with tempfile.TemporaryFile() as log:
-    proc = subprocess.Popen(
-        [str(binary), '-scheme', 'http', '-backend', 'memory',
-         '-host', '127.0.0.1', '-port', str(port), '-external-url', url, '-log-level', 'warn'],
-        stdout=log, stderr=log)
+    proc = subprocess.Popen([
+        str(binary), '-scheme', 'http', '-backend', 'memory', '-host', '127.0.0.1', '-port',
+        str(port), '-external-url', url, '-log-level', 'warn'
+    ],
+                            stdout=log,
+                            stderr=log)
     try:
       deadline = time.monotonic() + timeout_s
       while True:
@@ -301,9 +353,13 @@ class CountingProxy(_LocalServer):
         connection.request(self.command, self.path, body=body, headers=headers)
         response = connection.getresponse()
         data = response.read()
-        proxy.calls.append({'method': self.command, 'path': self.path,
-                            'range': self.headers.get('Range'), 'status': response.status,
-                            'bytes': len(data)})
+        proxy.calls.append({
+            'method': self.command,
+            'path': self.path,
+            'range': self.headers.get('Range'),
+            'status': response.status,
+            'bytes': len(data)
+        })
         self.send_response(response.status)
         for key, value in response.getheaders():
           if key.lower() not in ('transfer-encoding', 'content-length', 'connection'):
@@ -322,5 +378,7 @@ class CountingProxy(_LocalServer):
 
   def downloads(self, object_name: str) -> List[Dict]:
     quoted = urllib.parse.quote(object_name, safe='')
-    return [c for c in self.calls if c['method'] == 'GET' and 'alt=media' in c['path']
-            and f'/o/{quoted}?' in c['path']]
+    return [
+        c for c in self.calls
+        if c['method'] == 'GET' and 'alt=media' in c['path'] and f'/o/{quoted}?' in c['path']
+    ]

@@ -49,7 +49,9 @@ def fields_of(rows: Iterable[Dict[str, Any]]) -> List[str]:
   return list(fields)
 
 
-def csv_text(rows: Sequence[Dict[str, Any]], *, fields: Optional[Sequence[str]] = None,
+def csv_text(rows: Sequence[Dict[str, Any]],
+             *,
+             fields: Optional[Sequence[str]] = None,
              crlf: bool = True) -> str:
   """The rows as a CSV file's text: a header, then one record per row
   (absent fields are empty cells)."""
@@ -88,7 +90,9 @@ def write_tfrecord(path: pathlib.Path, records: Iterable[bytes], *, gzipped: boo
       writer.write(record)
 
 
-def write_rows(folder: pathlib.Path, fmt: str, rows: Sequence[Dict[str, Any]],
+def write_rows(folder: pathlib.Path,
+               fmt: str,
+               rows: Sequence[Dict[str, Any]],
                name: str = 'rows') -> pathlib.Path:
   """``rows`` as one file of format ``fmt`` in ``folder``; its path."""
   folder.mkdir(parents=True, exist_ok=True)
@@ -109,9 +113,10 @@ def gzip_file(path: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
 
 def run_job(input_path, model_root, output: pathlib.Path, *flags: str) -> Dict[str, Any]:
   """Runs the job locally (failures allowed); returns its outputs (see :func:`outputs`)."""
-  site_predictions.run([f'--input={input_path}', f'--model_root={model_root}',
-                        f'--output={output}', '--key_field=rid', '--max_failed_fraction=1',
-                        *flags])
+  site_predictions.run([
+      f'--input={input_path}', f'--model_root={model_root}', f'--output={output}',
+      '--key_field=rid', '--max_failed_fraction=1', *flags
+  ])
   return outputs(output)
 
 
@@ -156,5 +161,3 @@ def direct(model_dir: str, row: Dict[str, Any]) -> Dict[str, Any]:
     else:
       args[name] = tf.constant(np.asarray([value], spec.dtype.as_numpy_dtype))
   return {name: value.numpy()[0] for name, value in fn(**args).items()}
-
-

@@ -32,7 +32,10 @@ def encode_dead_letter(letter: Dict[str, Any]) -> str:
   return json_lines.dumps(letter, non_finite=json_lines.AS_STRING)
 
 
-def dead_letter(stage: str, reason: str, message: str, *,
+def dead_letter(stage: str,
+                reason: str,
+                message: str,
+                *,
                 site_id: Optional[str] = None,
                 source: Optional[str] = None,
                 record: Any = None) -> Dict[str, Any]:
@@ -48,13 +51,20 @@ def dead_letter(stage: str, reason: str, message: str, *,
   }
 
 
-def failure_letter(failure: RecordFailure, source: Optional[str], *,
-                   site_id: Optional[str] = None, record: Any = NO_RECORD) -> Dict[str, Any]:
+def failure_letter(failure: RecordFailure,
+                   source: Optional[str],
+                   *,
+                   site_id: Optional[str] = None,
+                   record: Any = NO_RECORD) -> Dict[str, Any]:
   """The dead letter of ``failure`` (its record, unless ``record`` is given)."""
   if record is NO_RECORD:
     record = None if failure.record is NO_RECORD else failure.record
-  return dead_letter(failure.stage, failure.reason, failure.message, site_id=site_id,
-                     source=source, record=record)
+  return dead_letter(failure.stage,
+                     failure.reason,
+                     failure.message,
+                     site_id=site_id,
+                     source=source,
+                     record=record)
 
 
 def failed(letter: Dict[str, Any]) -> beam.pvalue.TaggedOutput:
@@ -73,7 +83,6 @@ class WriteDeadLetters(beam.PTransform):
     self._prefix = paths.join(output_dir, 'errors', name)
 
   def expand(self, letters):
-    return (
-        letters
-        | 'Encode' >> beam.Map(encode_dead_letter)
-        | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))
+    return (letters
+            | 'Encode' >> beam.Map(encode_dead_letter)
+            | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))

@@ -124,6 +124,7 @@ def encoder(*, non_finite: str = RAISE) -> Callable[[Any], str]:
     except ValueError:
       # Rare: only a value holding a non-finite float pays for the copy.
       return encode(_finite_copy(value))
+
   return encode_as_string
 
 

@@ -29,7 +29,7 @@ import apache_beam as beam
 
 from transforms.run_summary import StatKey
 
-Stat = Tuple[StatKey, Any]   # amounts are counts or sums of floats (e.g. load ms)
+Stat = Tuple[StatKey, Any]  # amounts are counts or sums of floats (e.g. load ms)
 
 
 class Count(NamedTuple):
@@ -63,7 +63,7 @@ def by_reason(letter: Mapping[str, Any]) -> Iterable[Stat]:
 # No type hints on the functions below: Beam picks coders from them, and an int
 # hint would encode a float amount as an integer.
 def _as_stat(amount, key):
-  return (key,), amount
+  return (key, ), amount
 
 
 def _same(pair):
@@ -82,9 +82,7 @@ class _Counted(beam.PTransform):
     if isinstance(counter, Count):
       counted = pcoll | 'Count' >> beam.combiners.Count.Globally()
     elif isinstance(counter, CountItems):
-      counted = (pcoll
-                 | 'Sizes' >> beam.Map(counter.size)
-                 | 'Count' >> beam.CombineGlobally(sum))
+      counted = (pcoll | 'Sizes' >> beam.Map(counter.size) | 'Count' >> beam.CombineGlobally(sum))
     elif isinstance(counter, StatsOf):
       return pcoll | 'Stats' >> beam.FlatMap(counter.stats_of)
     elif isinstance(counter, AsIs):
@@ -105,6 +103,7 @@ class RunStats(beam.PTransform):
 
   def expand(self, pbegin):
     del pbegin
-    counted = [pcoll | label >> _Counted(counter)
-               for label, (pcoll, counter) in self._sources.items()]
+    counted = [
+        pcoll | label >> _Counted(counter) for label, (pcoll, counter) in self._sources.items()
+    ]
     return counted | 'AllStats' >> beam.Flatten()

@@ -31,7 +31,7 @@ StatKey = Tuple[str, ...]
 Finalizer = Callable[[Dict[str, Any]], Dict[str, Any]]
 OK = 'ok'
 FAILED = 'failed'
-_VOLATILE = ('wall_time_s',)
+_VOLATILE = ('wall_time_s', )
 
 
 class RunFailed(RuntimeError):
@@ -50,17 +50,17 @@ class StatusPolicy:
   In order: counts that do not reconcile; nothing read; nothing produced;
   more than ``max_failed_fraction`` of the records read failed. Otherwise ok.
   """
-  read_key: str            # e.g. 'records_read'
-  done_key: str            # e.g. 'predictions_written'
-  failed_key: str          # e.g. 'failed_total'
-  noun: str                # 'records'
-  done_verb: str           # 'predicted'
+  read_key: str  # e.g. 'records_read'
+  done_key: str  # e.g. 'predictions_written'
+  failed_key: str  # e.g. 'failed_total'
+  noun: str  # 'records'
+  done_verb: str  # 'predicted'
   max_failed_fraction: float
 
   def judge(self, summary: Mapping[str, Any]) -> Tuple[str, str]:
     """``(status, one-line reason)``."""
-    read, done, failed = (summary.get(k, 0) for k in (
-        self.read_key, self.done_key, self.failed_key))
+    read, done, failed = (summary.get(k, 0)
+                          for k in (self.read_key, self.done_key, self.failed_key))
     if not summary.get('reconciled', True):
       return FAILED, (f'counts do not reconcile: {read} {self.noun} read, {done} '
                       f'{self.done_verb}, {failed} failed')
@@ -111,8 +111,10 @@ def _stable(summary: Mapping[str, Any]) -> Dict[str, Any]:
   return {k: v for k, v in summary.items() if k not in _VOLATILE}
 
 
-def build_summary(stats: Iterable[Tuple[StatKey, Any]], output_files: Iterable[Tuple[str, str]],
-                  *, finalize: Optional[Finalizer] = None,
+def build_summary(stats: Iterable[Tuple[StatKey, Any]],
+                  output_files: Iterable[Tuple[str, str]],
+                  *,
+                  finalize: Optional[Finalizer] = None,
                   extra: Optional[Mapping[str, Any]] = None,
                   policy: Optional[StatusPolicy] = None) -> Dict[str, Any]:
   """The summary dict, before ``wall_time_s``: summed stats nested, ``extra``
@@ -150,7 +152,10 @@ class _WriteSummaryFn(beam.DoFn):
     self._policy = policy
 
   def process(self, unused_element, stats, output_files):
-    summary = build_summary(stats, output_files, finalize=self._finalize, extra=self._extra,
+    summary = build_summary(stats,
+                            output_files,
+                            finalize=self._finalize,
+                            extra=self._extra,
                             policy=self._policy)
     summary['wall_time_s'] = round(time.time() - self._started_at, 3)
     summary = write_once(self._path, summary)
@@ -159,8 +164,8 @@ class _WriteSummaryFn(beam.DoFn):
     yield summary
 
 
-def fail_if_failed(summary: Mapping[str, Any], unused_after, *, summary_path: str
-                   ) -> Mapping[str, Any]:
+def fail_if_failed(summary: Mapping[str, Any], unused_after, *,
+                   summary_path: str) -> Mapping[str, Any]:
   """Raises RunFailed when ``summary`` says ``failed``; returns it otherwise."""
   if summary.get('status', OK) != OK:
     raise RunFailed(summary.get('status_reason', 'see the summary'), summary_path)
@@ -175,7 +180,10 @@ class WriteRunSummary(beam.PTransform):
   (apply :class:`FailJobIfRunFailed` to it to fail the job).
   """
 
-  def __init__(self, output_dir: str, *, started_at: float,
+  def __init__(self,
+               output_dir: str,
+               *,
+               started_at: float,
                outputs: Mapping[str, beam.PCollection],
                finalize: Optional[Finalizer] = None,
                extra: Optional[Mapping[str, Any]] = None,
@@ -199,23 +207,18 @@ class WriteRunSummary(beam.PTransform):
     self._policy = policy
 
   def expand(self, stats):
-    totals = (
-        stats
-        | 'SumPerKey' >> beam.CombinePerKey(sum)
-        | 'Collect' >> beam.combiners.ToList())
+    totals = (stats | 'SumPerKey' >> beam.CombinePerKey(sum) | 'Collect' >> beam.combiners.ToList())
     named_files = [
         files | f'Name{name.title()}' >> beam.Map(_named, name)
-        for name, files in sorted(self._outputs.items())]
-    output_files = named_files | 'OutputFiles' >> beam.Flatten(
-        pipeline=stats.pipeline)
-    return (
-        stats.pipeline
-        | 'Once' >> beam.Create([None])
-        | 'Write' >> beam.ParDo(
-            _WriteSummaryFn(self._path, self._started_at, self._finalize, self._extra,
-                            self._policy),
-            stats=beam.pvalue.AsSingleton(totals),
-            output_files=beam.pvalue.AsList(output_files)))
+        for name, files in sorted(self._outputs.items())
+    ]
+    output_files = named_files | 'OutputFiles' >> beam.Flatten(pipeline=stats.pipeline)
+    return (stats.pipeline
+            | 'Once' >> beam.Create([None])
+            | 'Write' >> beam.ParDo(_WriteSummaryFn(self._path, self._started_at, self._finalize,
+                                                    self._extra, self._policy),
+                                    stats=beam.pvalue.AsSingleton(totals),
+                                    output_files=beam.pvalue.AsList(output_files)))
 
 
 def _named(path: str, name: str) -> Tuple[str, str]:

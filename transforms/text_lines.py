@@ -63,17 +63,19 @@ _CR = 13
 @dataclasses.dataclass(frozen=True)
 class RefusedLine:
   """Stands for a line longer than the limit: its length and first bytes only."""
-  length: int   # bytes, line end not counted
+  length: int  # bytes, line end not counted
   limit: int
-  head: bytes   # the first HEAD_BYTES
+  head: bytes  # the first HEAD_BYTES
 
   def dead_letter(self, source: str) -> Dict[str, Any]:
     """The ``line_too_long`` dead letter (stage ``parse``) of this line in ``source``."""
     return dead_letter(
-        PARSE, LINE_TOO_LONG,
+        PARSE,
+        LINE_TOO_LONG,
         f'line of {self.length} bytes is longer than the limit of {self.limit} bytes '
         f'(max_line_bytes); the record is its first {len(self.head)} bytes',
-        source=source, record=self.head.decode('utf-8', 'backslashreplace'))
+        source=source,
+        record=self.head.decode('utf-8', 'backslashreplace'))
 
 
 Line = Union[bytes, RefusedLine]
@@ -152,8 +154,8 @@ class _LineScanner:
   def _spanning_line(self) -> Optional[Tuple[Line, int, bool]]:
     """A line that may span chunks or be too long (the slow path of next_line)."""
     parts: List[bytes] = []
-    head: Optional[bytes] = None   # set once the line is known to be too long
-    size = 0                       # bytes before the newline, a final \r included
+    head: Optional[bytes] = None  # set once the line is known to be too long
+    size = 0  # bytes before the newline, a final \r included
     last_byte = -1
     while True:
       buf, pos = self._buf, self._pos
@@ -164,7 +166,7 @@ class _LineScanner:
         last_byte = buf[stop - 1]
         if head is None:
           parts.append(buf[pos:stop])
-          if size > self._max + 1:   # too long even if it ends in \r\n
+          if size > self._max + 1:  # too long even if it ends in \r\n
             head = _first_bytes(parts, HEAD_BYTES)
             parts = []
         elif len(head) < HEAD_BYTES:
@@ -208,22 +210,30 @@ class LineSource(filebasedsource.FileBasedSource):
   see the module docstring for the line rules.
   """
 
-  def __init__(self, file_pattern: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-               compression_type: str = CompressionTypes.AUTO, min_bundle_size: int = 0,
-               validate: bool = True, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+  def __init__(self,
+               file_pattern: str,
+               *,
+               max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+               compression_type: str = CompressionTypes.AUTO,
+               min_bundle_size: int = 0,
+               validate: bool = True,
+               chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                block_lines: int = 0):
     if max_line_bytes < 1 or chunk_bytes < 1 or block_lines < 0:
       raise ValueError(f'max_line_bytes and chunk_bytes must be >= 1 and block_lines >= 0, '
                        f'got {max_line_bytes}, {chunk_bytes} and {block_lines}')
-    super().__init__(file_pattern, min_bundle_size=min_bundle_size,
-                     compression_type=compression_type, validate=validate)
+    super().__init__(file_pattern,
+                     min_bundle_size=min_bundle_size,
+                     compression_type=compression_type,
+                     validate=validate)
     self._max_line_bytes = max_line_bytes
     self._chunk_bytes = chunk_bytes
     self._block_lines = block_lines
 
   def display_data(self):
-    return dict(super().display_data(), max_line_bytes=DisplayDataItem(
-        self._max_line_bytes, label='Longest line read (bytes)'))
+    return dict(super().display_data(),
+                max_line_bytes=DisplayDataItem(self._max_line_bytes,
+                                               label='Longest line read (bytes)'))
 
   def read_records(self, file_name: str,
                    offset_range_tracker: iobase.RangeTracker) -> Iterator[Tuple[str, Any]]:
@@ -245,16 +255,14 @@ class LineSource(filebasedsource.FileBasedSource):
                      offset_range_tracker: iobase.RangeTracker) -> Iterator[Line]:
     """The lines of the tracker's range, each claimed before it is given."""
     start = offset_range_tracker.start_position()
-    position = -1   # where the next line starts, once known
+    position = -1  # where the next line starts, once known
 
     def split_points_unclaimed(stop_position):
-      return (0 if stop_position <= position
-              else iobase.RangeTracker.SPLIT_POINTS_UNKNOWN)
+      return (0 if stop_position <= position else iobase.RangeTracker.SPLIT_POINTS_UNKNOWN)
 
     offset_range_tracker.set_split_points_unclaimed_callback(split_points_unclaimed)
     with self.open_file(file_name) as file:
-      lines = _LineScanner(file, max_line_bytes=self._max_line_bytes,
-                           chunk_bytes=self._chunk_bytes)
+      lines = _LineScanner(file, max_line_bytes=self._max_line_bytes, chunk_bytes=self._chunk_bytes)
       if start > 0:
         # The line under start belongs to the range before, unless the byte
         # before start ends a line.
@@ -288,12 +296,18 @@ class ReadLinesWithFileName(beam.PTransform):
   ``validate`` and nothing matches the pattern.
   """
 
-  def __init__(self, file_pattern: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-               compression_type: str = CompressionTypes.AUTO, validate: bool = True,
+  def __init__(self,
+               file_pattern: str,
+               *,
+               max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+               compression_type: str = CompressionTypes.AUTO,
+               validate: bool = True,
                block_lines: int = 0):
     super().__init__()
-    self._source = LineSource(file_pattern, max_line_bytes=max_line_bytes,
-                              compression_type=compression_type, validate=validate,
+    self._source = LineSource(file_pattern,
+                              max_line_bytes=max_line_bytes,
+                              compression_type=compression_type,
+                              validate=validate,
                               block_lines=block_lines)
 
   def expand(self, pbegin):

@@ -82,21 +82,32 @@ class LaunchRecords:
     now = time.time() if now is None else now
     name = record_name(self._prefix, job_name, event.bucket, event.name, event.generation)
     uri = f'gs://{self._bucket.name}/{name}'
-    record = {'state': 'launching', 'event': event.uri, 'bucket': event.bucket,
-              'object': event.name, 'generation': event.generation,
-              'event_id': event.event_id, 'job': job, 'job_name': job_name,
-              'job_id': None, 'attempt': 1, 'claimed_at': round(now, 3), 'launched_at': None}
+    record = {
+        'state': 'launching',
+        'event': event.uri,
+        'bucket': event.bucket,
+        'object': event.name,
+        'generation': event.generation,
+        'event_id': event.event_id,
+        'job': job,
+        'job_name': job_name,
+        'job_id': None,
+        'attempt': 1,
+        'claimed_at': round(now, 3),
+        'launched_at': None
+    }
     for _ in range(_CREATE_TRIES):
       blob = self._bucket.blob(name)
       try:
-        blob.upload_from_string(_encode(record), content_type='application/json',
+        blob.upload_from_string(_encode(record),
+                                content_type='application/json',
                                 if_generation_match=0)
         return Claim(uri, name, blob.generation, record)
       except api_exceptions.PreconditionFailed:
         pass
       existing, generation = self._read(name)
       if existing is None:
-        continue   # released between our create and read: try to create again
+        continue  # released between our create and read: try to create again
       if existing.get('state') != 'launching':
         return Taken(uri, existing)
       age = now - float(existing.get('claimed_at') or 0)
@@ -105,7 +116,8 @@ class LaunchRecords:
       record['attempt'] = int(existing.get('attempt') or 1) + 1
       blob = self._bucket.blob(name)
       try:
-        blob.upload_from_string(_encode(record), content_type='application/json',
+        blob.upload_from_string(_encode(record),
+                                content_type='application/json',
                                 if_generation_match=generation)
         return Claim(uri, name, blob.generation, record)
       except api_exceptions.PreconditionFailed as e:
@@ -129,15 +141,22 @@ class LaunchRecords:
       record = {'state': 'launching', 'claimed_at': 0}
     return record, blob.generation
 
-  def mark_launched(self, claim: Claim, *, job_id: Optional[str], now: Optional[float] = None,
+  def mark_launched(self,
+                    claim: Claim,
+                    *,
+                    job_id: Optional[str],
+                    now: Optional[float] = None,
                     note: Optional[str] = None) -> None:
     """Rewrites the claimed record as ``launched``; raises the storage error."""
-    record = dict(claim.record, state='launched', job_id=job_id or None,
+    record = dict(claim.record,
+                  state='launched',
+                  job_id=job_id or None,
                   launched_at=round(time.time() if now is None else now, 3))
     if note:
       record['note'] = note
-    self._bucket.blob(claim.blob_name).upload_from_string(
-        _encode(record), content_type='application/json', if_generation_match=claim.generation)
+    self._bucket.blob(claim.blob_name).upload_from_string(_encode(record),
+                                                          content_type='application/json',
+                                                          if_generation_match=claim.generation)
 
   def release(self, claim: Claim) -> None:
     """Deletes the claimed record (the launch failed); a gone record is fine."""

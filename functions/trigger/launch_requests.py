@@ -33,15 +33,17 @@ OUTPUT_PARAMETERS = ('output', 'move_inputs_to')
 TRIGGER_KEYS = ('job', 'parameters')
 _GCS = re.compile(r'^gs://([^/]+)(/.*)?$')
 
-__all__ = ['LaunchRequest', 'Rejected', 'as_argv', 'for_upload', 'from_trigger_file',
-           'metadata_parameters', 'validate_parameters']
+__all__ = [
+    'LaunchRequest', 'Rejected', 'as_argv', 'for_upload', 'from_trigger_file',
+    'metadata_parameters', 'validate_parameters'
+]
 
 
 class LaunchRequest(NamedTuple):
   job: str
   job_name: str
   parameters: Dict[str, str]
-  retry_if_running: bool   # upload mode: a running job for the folder -> retry later
+  retry_if_running: bool  # upload mode: a running job for the folder -> retry later
 
 
 def metadata_parameters(template_spec: Mapping[str, Any]) -> Dict[str, dict]:
@@ -60,13 +62,15 @@ def _check_path(name: str, value: str, event: ObjectEvent, config: TriggerConfig
   if not match:
     return
   bucket, path = match.group(1), (match.group(2) or '/')
-  allowed = config.allowed_buckets or (event.bucket,)
+  allowed = config.allowed_buckets or (event.bucket, )
   if bucket not in allowed:
     raise Rejected(f'parameter {name!r} names bucket {show(bucket)}, not one of {list(allowed)}',
-                   code='bucket_not_allowed', parameter=name)
+                   code='bucket_not_allowed',
+                   parameter=name)
   if any(segment in ('.', '..') for segment in path.split('/')):
     raise Rejected(f'parameter {name!r} has a "." or ".." segment: {show(value)}',
-                   code='dot_segment', parameter=name)
+                   code='dot_segment',
+                   parameter=name)
   if name not in OUTPUT_PARAMETERS:
     return
   zones = []
@@ -76,13 +80,19 @@ def _check_path(name: str, value: str, event: ObjectEvent, config: TriggerConfig
     zones.append((config.state_prefix, 'the state prefix'))
   for prefix, what in zones:
     if (path.lstrip('/') + '/').startswith(prefix):
-      raise Rejected(f'parameter {name!r} points under {what} {prefix!r}; outputs there would '
-                     'trigger jobs again or clobber launch records', code='watched_prefix',
-                     parameter=name)
+      raise Rejected(
+          f'parameter {name!r} points under {what} {prefix!r}; outputs there would '
+          'trigger jobs again or clobber launch records',
+          code='watched_prefix',
+          parameter=name)
 
 
-def validate_parameters(parameters: Mapping[str, Any], spec: Mapping[str, dict],
-                        event: ObjectEvent, config: TriggerConfig, *, job: str,
+def validate_parameters(parameters: Mapping[str, Any],
+                        spec: Mapping[str, dict],
+                        event: ObjectEvent,
+                        config: TriggerConfig,
+                        *,
+                        job: str,
                         is_folder: Optional[Callable[[str], bool]] = None) -> Dict[str, str]:
   """Checks parameters against the template metadata, our path rules and the job's rules.
 
@@ -95,28 +105,39 @@ def validate_parameters(parameters: Mapping[str, Any], spec: Mapping[str, dict],
   checked = {}
   for name, value in parameters.items():
     if name not in known:
-      raise Rejected(f'parameter {show(name)} is not a parameter of the template'
-                     f'{_did_you_mean(name, known)}', code='unknown_parameter', parameter=name)
+      raise Rejected(
+          f'parameter {show(name)} is not a parameter of the template'
+          f'{_did_you_mean(name, known)}',
+          code='unknown_parameter',
+          parameter=name)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-      raise Rejected(f'parameter {name!r} must be a string or number, not '
-                     f'{type(value).__name__}', code='wrong_type', parameter=name)
+      raise Rejected(
+          f'parameter {name!r} must be a string or number, not '
+          f'{type(value).__name__}',
+          code='wrong_type',
+          parameter=name)
     text = str(value)
     for regex in known[name]:
       if not re.fullmatch(regex, text):
         raise Rejected(f'parameter {name!r} value {show(text)} does not match {regex}',
-                       code='bad_value', parameter=name)
+                       code='bad_value',
+                       parameter=name)
     _check_path(name, text, event, config)
     checked[name] = text
   missing = sorted(n for n, p in spec.items() if not p.get('isOptional') and n not in checked)
   if missing:
     raise Rejected(f'missing required parameters: {", ".join(missing)}',
-                   code='missing_parameter', parameter=missing[0])
+                   code='missing_parameter',
+                   parameter=missing[0])
   job_rules.check(job, checked, is_folder=is_folder or (lambda uri: False))
   return checked
 
 
-def from_trigger_file(content: bytes, event: ObjectEvent, config: TriggerConfig,
-                      specs: Mapping[str, Mapping[str, dict]], *,
+def from_trigger_file(content: bytes,
+                      event: ObjectEvent,
+                      config: TriggerConfig,
+                      specs: Mapping[str, Mapping[str, dict]],
+                      *,
                       is_folder: Optional[Callable[[str], bool]] = None) -> LaunchRequest:
   """A launch request from a trigger file's first bytes; raises Rejected.
 
@@ -127,26 +148,30 @@ def from_trigger_file(content: bytes, event: ObjectEvent, config: TriggerConfig,
   body = trigger_files.parse(content, event.size)
   unknown = sorted(set(body) - set(TRIGGER_KEYS), key=str)
   if unknown:
-    raise Rejected(f'unknown trigger file fields: {", ".join(show(k) for k in unknown)}'
-                   f'{_did_you_mean(unknown[0], TRIGGER_KEYS)}; expected {list(TRIGGER_KEYS)}',
-                   code='unknown_key', parameter=unknown[0])
+    raise Rejected(
+        f'unknown trigger file fields: {", ".join(show(k) for k in unknown)}'
+        f'{_did_you_mean(unknown[0], TRIGGER_KEYS)}; expected {list(TRIGGER_KEYS)}',
+        code='unknown_key',
+        parameter=unknown[0])
   job = body.get('job')
   if not isinstance(job, str):
     raise Rejected(f'"job" must be a string, one of {list(JOBS)}',
-                   code='wrong_type' if 'job' in body else 'missing_parameter', parameter='job')
-  if job not in JOBS:
-    raise Rejected(f'unknown job {show(job)}{_did_you_mean(job, JOBS)}; expected one of '
-                   f'{list(JOBS)}', code='unknown_job', parameter='job')
-  if job not in specs:
-    raise Rejected(f'job {job!r} has no template configured', code='unknown_job',
+                   code='wrong_type' if 'job' in body else 'missing_parameter',
                    parameter='job')
+  if job not in JOBS:
+    raise Rejected(
+        f'unknown job {show(job)}{_did_you_mean(job, JOBS)}; expected one of '
+        f'{list(JOBS)}',
+        code='unknown_job',
+        parameter='job')
+  if job not in specs:
+    raise Rejected(f'job {job!r} has no template configured', code='unknown_job', parameter='job')
   parameters = body.get('parameters')
   if not isinstance(parameters, dict):
     raise Rejected('"parameters" must be a JSON object',
                    code='wrong_type' if 'parameters' in body else 'missing_parameter',
                    parameter='parameters')
-  checked = validate_parameters(parameters, specs[job], event, config, job=job,
-                                is_folder=is_folder)
+  checked = validate_parameters(parameters, specs[job], event, config, job=job, is_folder=is_folder)
   stem = event.name[len(config.trigger_prefix):].rsplit('.', 1)[0]
   # The generation makes a re-uploaded trigger file a new run, while a
   # redelivered event maps to the same name (and the same launch record).
@@ -162,7 +187,8 @@ def for_upload(event: ObjectEvent, prefix: str, config: TriggerConfig,
   launch gets 409 and the event is retried later (see README: upload mode).
   """
   if not config.output_root or not config.processed_root:
-    raise Rejected('upload mode needs OUTPUT_ROOT and PROCESSED_ROOT', code='missing_parameter',
+    raise Rejected('upload mode needs OUTPUT_ROOT and PROCESSED_ROOT',
+                   code='missing_parameter',
                    parameter='output')
   folder = f'gs://{event.bucket}/{prefix}'
   slug = job_names.slug(f'{event.bucket}-{prefix}')
@@ -173,7 +199,9 @@ def for_upload(event: ObjectEvent, prefix: str, config: TriggerConfig,
       'move_inputs_to': f'{config.processed_root}/{slug}/',
   })
   checked = validate_parameters(parameters, spec, event, config, job='detect_images')
-  return LaunchRequest('detect_images', job_names.job_name('detect', slug), checked,
+  return LaunchRequest('detect_images',
+                       job_names.job_name('detect', slug),
+                       checked,
                        retry_if_running=True)
 
 

@@ -30,8 +30,7 @@ def launch_on_dataflow(request: LaunchRequest, config: TriggerConfig) -> Launche
 
   options = {}
   if config.dataflow_endpoint:
-    options = {'client_options': {'api_endpoint': config.dataflow_endpoint},
-               'transport': 'rest'}
+    options = {'client_options': {'api_endpoint': config.dataflow_endpoint}, 'transport': 'rest'}
   client = dataflow_v1beta3.FlexTemplatesServiceClient(**options)
   env = config.environments[request.job]
   environment = dataflow_v1beta3.FlexTemplateRuntimeEnvironment(
@@ -42,7 +41,8 @@ def launch_on_dataflow(request: LaunchRequest, config: TriggerConfig) -> Launche
       sdk_container_image=env.sdk_container_image or '',
       additional_experiments=list(env.additional_experiments))
   launch = dataflow_v1beta3.LaunchFlexTemplateRequest(
-      project_id=config.project, location=config.region,
+      project_id=config.project,
+      location=config.region,
       launch_parameter=dataflow_v1beta3.LaunchFlexTemplateParameter(
           job_name=request.job_name,
           container_spec_gcs_path=config.templates[request.job],

@@ -43,11 +43,22 @@ def _log(outcome: str, event: Any, **fields) -> Dict[str, Any]:
 
   Fields that are None are left out; the line is strict JSON (no NaN), ASCII.
   """
-  record = {'outcome': outcome, 'event': getattr(event, 'uri', None),
-            **{k: v for k, v in fields.items() if v is not None}}
-  line = json.dumps({'severity': _SEVERITY.get(outcome, 'INFO'),
-                     'message': f'trigger {outcome}', **record},
-                    sort_keys=True, allow_nan=False)
+  record = {
+      'outcome': outcome,
+      'event': getattr(event, 'uri', None),
+      **{
+          k: v
+          for k, v in fields.items() if v is not None
+      }
+  }
+  line = json.dumps(
+      {
+          'severity': _SEVERITY.get(outcome, 'INFO'),
+          'message': f'trigger {outcome}',
+          **record
+      },
+      sort_keys=True,
+      allow_nan=False)
   print(line, flush=True)
   return record
 
@@ -61,11 +72,11 @@ def _read_head(bucket: str, name: str, generation: Optional[str], limit: int) ->
   """At most ``limit`` + 1 bytes of the object (that generation), or None if it is gone."""
   blob = _storage().bucket(bucket).blob(name, generation=int(generation) if generation else None)
   try:
-    return blob.download_as_bytes(start=0, end=limit)   # ``end`` is inclusive
+    return blob.download_as_bytes(start=0, end=limit)  # ``end`` is inclusive
   except api_exceptions.NotFound:
     return None
   except api_exceptions.RequestRangeNotSatisfiable:
-    return b''   # an empty object has no byte 0
+    return b''  # an empty object has no byte 0
 
 
 def _read_object(bucket: str, name: str) -> Optional[bytes]:
@@ -85,8 +96,8 @@ def _is_folder(uri: str) -> bool:
   if not uri.startswith('gs://') or not bucket:
     return False
   try:
-    return any(True for _ in _storage().list_blobs(bucket, prefix=name.rstrip('/') + '/',
-                                                   max_results=1))
+    return any(True
+               for _ in _storage().list_blobs(bucket, prefix=name.rstrip('/') + '/', max_results=1))
   except (api_exceptions.NotFound, api_exceptions.Forbidden):
     return False
 
@@ -114,8 +125,7 @@ def _request_for(event, route, config) -> launch_requests.LaunchRequest:
                          launch_requests.MAX_TRIGGER_BYTES)
     if content is None:
       return None
-    return launch_requests.from_trigger_file(content, event, config, specs,
-                                             is_folder=_is_folder)
+    return launch_requests.from_trigger_file(content, event, config, specs, is_folder=_is_folder)
   if 'detect_images' not in specs:
     raise launch_requests.Rejected('upload mode needs DETECT_IMAGES_TEMPLATE',
                                    code='missing_parameter')
@@ -132,39 +142,54 @@ def _mark(records, claim, job_id: Optional[str], note: Optional[str] = None) -> 
 
 
 def _launch_once(event, request, config) -> Dict[str, Any]:
-  records = launch_records.LaunchRecords(
-      _storage().bucket(config.state_bucket or event.bucket), config.state_prefix,
-      claim_timeout_s=config.claim_timeout_s)
+  records = launch_records.LaunchRecords(_storage().bucket(config.state_bucket or event.bucket),
+                                         config.state_prefix,
+                                         claim_timeout_s=config.claim_timeout_s)
   try:
     claim = records.claim(event=event, job=request.job, job_name=request.job_name)
   except launch_records.InFlight as e:
     _log('retry_later', event, job_name=request.job_name, reason=str(e))
     raise RetryLater(str(e)) from e
   if isinstance(claim, launch_records.Taken):
-    return _log('duplicate', event, job_name=request.job_name, launch_record=claim.uri,
-                job_id=claim.record.get('job_id'), reason='this event already launched')
+    return _log('duplicate',
+                event,
+                job_name=request.job_name,
+                launch_record=claim.uri,
+                job_id=claim.record.get('job_id'),
+                reason='this event already launched')
   try:
     launched = launchers.launch(request, config)
   except launchers.LaunchRefused as e:
     records.release(claim)
-    return _log('rejected', event, code='launch_refused', job_name=request.job_name,
+    return _log('rejected',
+                event,
+                code='launch_refused',
+                job_name=request.job_name,
                 reason=str(e)[:_MAX_REASON_CHARS])
   except BaseException:
     try:
-      records.release(claim)   # so that GCS's retry of the event can launch
+      records.release(claim)  # so that GCS's retry of the event can launch
     except Exception:  # pylint: disable=broad-except
-      pass                     # the claim times out instead
+      pass  # the claim times out instead
     raise
   if launched.already_running:
     if request.retry_if_running:
       records.release(claim)
       _log('retry_later', event, job_name=request.job_name, reason='a job for the folder runs')
       raise RetryLater(f'job {request.job_name} is running; {event.uri} will be retried')
-    return _log('duplicate', event, job_name=request.job_name, launch_record=claim.uri,
+    return _log('duplicate',
+                event,
+                job_name=request.job_name,
+                launch_record=claim.uri,
                 record_error=_mark(records, claim, None, 'a job of this name was active'),
                 reason='a job of this name is active')
-  return _log('launched', event, job_name=request.job_name, job_id=launched.job_id,
-              job=request.job, parameters=request.parameters, launch_record=claim.uri,
+  return _log('launched',
+              event,
+              job_name=request.job_name,
+              job_id=launched.job_id,
+              job=request.job,
+              parameters=request.parameters,
+              launch_record=claim.uri,
               record_error=_mark(records, claim, launched.job_id))
 
 
@@ -189,7 +214,9 @@ def handle(event_type: str, event_id: str, data: Any) -> Dict[str, Any]:
     except launch_requests.Rejected as e:
       return _log('rejected', event, code=e.code, parameter=e.parameter, reason=str(e))
     if request is None:
-      return _log('skipped', event, reason='this version of the trigger file no longer exists '
+      return _log('skipped',
+                  event,
+                  reason='this version of the trigger file no longer exists '
                   '(deleted or replaced before it was read)')
     if route.kind == 'upload' and not _object_exists(event.bucket, event.name):
       # A job already processed (moved) it: nothing left to do.

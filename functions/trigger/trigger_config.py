@@ -22,19 +22,19 @@ class LaunchEnvironment(NamedTuple):
 class TriggerConfig(NamedTuple):
   project: str
   region: str
-  templates: Dict[str, str]              # job -> template spec (gs:// or local path)
+  templates: Dict[str, str]  # job -> template spec (gs:// or local path)
   environments: Dict[str, LaunchEnvironment]
-  trigger_prefix: str                    # e.g. "triggers/"
-  upload_prefixes: Tuple[str, ...]       # e.g. ("input-images/",)
-  output_root: Optional[str]             # gs://bucket/prefix for upload-mode outputs
-  processed_root: Optional[str]          # gs://bucket/prefix where processed images go
-  allowed_buckets: Tuple[str, ...]       # buckets trigger files may name; empty = event bucket
-  detect_parameters: Dict[str, str]      # fixed parameters of upload-mode launches
-  dataflow_endpoint: Optional[str]       # e.g. http://127.0.0.1:8123 for local tests
-  launch_mode: str                       # "dataflow" or "local"
-  state_bucket: Optional[str] = None     # bucket of the launch records; None = the event's
-  state_prefix: str = DEFAULT_STATE_PREFIX   # their prefix, never under a watched one
-  claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S   # a "launching" record older is abandoned
+  trigger_prefix: str  # e.g. "triggers/"
+  upload_prefixes: Tuple[str, ...]  # e.g. ("input-images/",)
+  output_root: Optional[str]  # gs://bucket/prefix for upload-mode outputs
+  processed_root: Optional[str]  # gs://bucket/prefix where processed images go
+  allowed_buckets: Tuple[str, ...]  # buckets trigger files may name; empty = event bucket
+  detect_parameters: Dict[str, str]  # fixed parameters of upload-mode launches
+  dataflow_endpoint: Optional[str]  # e.g. http://127.0.0.1:8123 for local tests
+  launch_mode: str  # "dataflow" or "local"
+  state_bucket: Optional[str] = None  # bucket of the launch records; None = the event's
+  state_prefix: str = DEFAULT_STATE_PREFIX  # their prefix, never under a watched one
+  claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S  # a "launching" record older is abandoned
 
 
 def _list(value: Optional[str]) -> Tuple[str, ...]:
@@ -58,13 +58,12 @@ def _environment(env: Mapping[str, str], job: str) -> LaunchEnvironment:
   if accelerator:
     # e.g. type:nvidia-l4;count:1;install-nvidia-driver
     experiments.append(f'worker_accelerator={accelerator}')
-  return LaunchEnvironment(
-      max_workers=int(max_workers) if max_workers else None,
-      machine_type=get('MACHINE_TYPE'),
-      service_account_email=get('SERVICE_ACCOUNT'),
-      temp_location=get('TEMP_LOCATION'),
-      sdk_container_image=get('IMAGE'),
-      additional_experiments=tuple(experiments))
+  return LaunchEnvironment(max_workers=int(max_workers) if max_workers else None,
+                           machine_type=get('MACHINE_TYPE'),
+                           service_account_email=get('SERVICE_ACCOUNT'),
+                           temp_location=get('TEMP_LOCATION'),
+                           sdk_container_image=get('IMAGE'),
+                           additional_experiments=tuple(experiments))
 
 
 def from_env(env: Mapping[str, str] = os.environ) -> TriggerConfig:
@@ -72,8 +71,10 @@ def from_env(env: Mapping[str, str] = os.environ) -> TriggerConfig:
   project = env.get('PROJECT') or env.get('GOOGLE_CLOUD_PROJECT')
   if not project:
     raise ValueError('set PROJECT (or GOOGLE_CLOUD_PROJECT)')
-  templates = {job: env[f'{job.upper()}_TEMPLATE'] for job in JOBS
-               if env.get(f'{job.upper()}_TEMPLATE')}
+  templates = {
+      job: env[f'{job.upper()}_TEMPLATE']
+      for job in JOBS if env.get(f'{job.upper()}_TEMPLATE')
+  }
   try:
     detect_parameters = json.loads(env.get('DETECT_PARAMETERS') or '{}')
   except ValueError as e:
@@ -100,22 +101,25 @@ def from_env(env: Mapping[str, str] = os.environ) -> TriggerConfig:
   mode = env.get('LAUNCH_MODE', 'dataflow')
   if mode not in ('dataflow', 'local'):
     raise ValueError(f'LAUNCH_MODE must be dataflow or local, got {mode!r}')
-  return TriggerConfig(
-      project=project,
-      region=env.get('REGION', 'us-central1'),
-      templates=templates,
-      environments={job: _environment(env, job) for job in JOBS},
-      trigger_prefix=trigger_prefix,
-      upload_prefixes=upload_prefixes,
-      output_root=(env.get('OUTPUT_ROOT') or '').rstrip('/') or None,
-      processed_root=(env.get('PROCESSED_ROOT') or '').rstrip('/') or None,
-      allowed_buckets=_list(env.get('ALLOWED_BUCKETS')),
-      detect_parameters={str(k): str(v) for k, v in detect_parameters.items()},
-      dataflow_endpoint=env.get('DATAFLOW_ENDPOINT') or None,
-      launch_mode=mode,
-      state_bucket=state_bucket,
-      state_prefix=state_prefix,
-      claim_timeout_s=claim_timeout_s)
+  return TriggerConfig(project=project,
+                       region=env.get('REGION', 'us-central1'),
+                       templates=templates,
+                       environments={job: _environment(env, job)
+                                     for job in JOBS},
+                       trigger_prefix=trigger_prefix,
+                       upload_prefixes=upload_prefixes,
+                       output_root=(env.get('OUTPUT_ROOT') or '').rstrip('/') or None,
+                       processed_root=(env.get('PROCESSED_ROOT') or '').rstrip('/') or None,
+                       allowed_buckets=_list(env.get('ALLOWED_BUCKETS')),
+                       detect_parameters={
+                           str(k): str(v)
+                           for k, v in detect_parameters.items()
+                       },
+                       dataflow_endpoint=env.get('DATAFLOW_ENDPOINT') or None,
+                       launch_mode=mode,
+                       state_bucket=state_bucket,
+                       state_prefix=state_prefix,
+                       claim_timeout_s=claim_timeout_s)
 
 
 def watched_prefixes(config: TriggerConfig) -> List[str]:

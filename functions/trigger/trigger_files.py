@@ -27,11 +27,11 @@ MAX_NUMBER_CHARS = 40
 _SHOW_CHARS = 120
 CODES = ('too_large', 'empty', 'bad_encoding', 'too_deep', 'not_json', 'duplicate_key',
          'non_finite_number', 'huge_number', 'not_object', 'unknown_key', 'wrong_type',
-         'missing_parameter', 'unknown_job', 'unknown_parameter', 'bad_value',
-         'bucket_not_allowed', 'dot_segment', 'watched_prefix', 'output_overlaps_input',
-         'conflicting_parameters', 'launch_refused', 'malformed_event')
-_BOMS = ((b'\x00\x00\xfe\xff', 'UTF-32'), (b'\xff\xfe\x00\x00', 'UTF-32'),
-         (b'\xfe\xff', 'UTF-16'), (b'\xff\xfe', 'UTF-16'))
+         'missing_parameter', 'unknown_job', 'unknown_parameter', 'bad_value', 'bucket_not_allowed',
+         'dot_segment', 'watched_prefix', 'output_overlaps_input', 'conflicting_parameters',
+         'launch_refused', 'malformed_event')
+_BOMS = ((b'\x00\x00\xfe\xff', 'UTF-32'), (b'\xff\xfe\x00\x00', 'UTF-32'), (b'\xfe\xff', 'UTF-16'),
+         (b'\xff\xfe', 'UTF-16'))
 _UTF8_BOM = b'\xef\xbb\xbf'
 # A JSON string (the closing quote optional, so that a match never fails
 # and rescans: linear time on any text) or a bracket.
@@ -66,19 +66,25 @@ def decode(content: bytes, size: Optional[int] = None) -> str:
     size: the object's size as GCS reports it, for the message only.
   """
   if len(content) > MAX_TRIGGER_BYTES or (size or 0) > MAX_TRIGGER_BYTES:
-    raise Rejected(f'trigger file is {max(size or 0, len(content))} bytes, more than '
-                   f'{MAX_TRIGGER_BYTES}', code='too_large')
+    raise Rejected(
+        f'trigger file is {max(size or 0, len(content))} bytes, more than '
+        f'{MAX_TRIGGER_BYTES}',
+        code='too_large')
   for bom, encoding in _BOMS:
     if content.startswith(bom):
-      raise Rejected(f'trigger file is {encoding} (byte order mark {bom.hex()}); '
-                     'save it as UTF-8', code='bad_encoding')
+      raise Rejected(
+          f'trigger file is {encoding} (byte order mark {bom.hex()}); '
+          'save it as UTF-8',
+          code='bad_encoding')
   if content.startswith(_UTF8_BOM):
     content = content[len(_UTF8_BOM):]
   if not content.strip():
     raise Rejected('trigger file is empty', code='empty')
   if b'\x00' in content:
-    raise Rejected(f'trigger file has a NUL byte at offset {content.index(0)} '
-                   '(UTF-16 or binary?); save it as UTF-8 text', code='bad_encoding')
+    raise Rejected(
+        f'trigger file has a NUL byte at offset {content.index(0)} '
+        '(UTF-16 or binary?); save it as UTF-8 text',
+        code='bad_encoding')
   try:
     return content.decode('utf-8')
   except UnicodeDecodeError as e:
@@ -102,15 +108,17 @@ def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
   result = {}
   for key, value in pairs:
     if key in result:
-      raise Rejected(f'key {show(key)} appears twice in one object; which one is meant is '
-                     'ambiguous', code='duplicate_key', parameter=key)
+      raise Rejected(
+          f'key {show(key)} appears twice in one object; which one is meant is '
+          'ambiguous',
+          code='duplicate_key',
+          parameter=key)
     result[key] = value
   return result
 
 
 def _constant(name: str):
-  raise Rejected(f'{name} is not JSON (RFC 8259 has no NaN or Infinity)',
-                 code='non_finite_number')
+  raise Rejected(f'{name} is not JSON (RFC 8259 has no NaN or Infinity)', code='non_finite_number')
 
 
 def _integer(text: str) -> int:
@@ -153,8 +161,11 @@ def parse(content: bytes, size: Optional[int] = None) -> Dict[str, Any]:
     raise Rejected(f'trigger file nests {depth} levels deep, more than {MAX_DEPTH}',
                    code='too_deep')
   try:
-    body = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_constant,
-                      parse_int=_integer, parse_float=_float)
+    body = json.loads(text,
+                      object_pairs_hook=_no_duplicates,
+                      parse_constant=_constant,
+                      parse_int=_integer,
+                      parse_float=_float)
   except Rejected:
     raise
   except RecursionError as e:

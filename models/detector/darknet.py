@@ -113,9 +113,9 @@ class DarknetYolo(nn.Module):
     self.config = config
     self.kinds = [layer.kind for layer in config.layers]
     self.sources = [layer.sources for layer in config.layers]
-    self.route_groups = [
-        (layer.get_int('groups', 1), layer.get_int('group_id', 0)) if layer.kind == 'route'
-        else (1, 0) for layer in config.layers]
+    self.route_groups = [(layer.get_int('groups', 1),
+                          layer.get_int('group_id', 0)) if layer.kind == 'route' else (1, 0)
+                         for layer in config.layers]
     self.blocks = nn.ModuleList(_make_block(layer) for layer in config.layers)
     needed = {s for sources in self.sources for s in sources}
     self.keep = [i in needed for i in range(len(config.layers))]
@@ -182,9 +182,13 @@ def _make_block(layer: Layer) -> nn.Module:
   if layer.kind == 'convolutional':
     size = layer.get_int('size', 1)
     pad = size // 2 if layer.get_int('pad', 0) else layer.get_int('padding', 0)
-    conv = nn.Conv2d(layer.in_channels, layer.out_channels, size,
-                     stride=layer.get_int('stride', 1), padding=pad,
-                     groups=layer.get_int('groups', 1), bias=True)
+    conv = nn.Conv2d(layer.in_channels,
+                     layer.out_channels,
+                     size,
+                     stride=layer.get_int('stride', 1),
+                     padding=pad,
+                     groups=layer.get_int('groups', 1),
+                     bias=True)
     return nn.Sequential(conv, _Activation(layer.options.get('activation', 'logistic')))
   if layer.kind == 'maxpool':
     return _MaxPool(layer)
@@ -220,4 +224,3 @@ def _load_conv(layer: Layer, block: nn.Sequential, values: np.ndarray, offset: i
     conv.weight.copy_(torch.tensor(kernel, dtype=torch.float32))  # copies: values is read-only
     conv.bias.copy_(torch.tensor(bias, dtype=torch.float32))
   return offset
-

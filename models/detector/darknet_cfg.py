@@ -139,16 +139,14 @@ def check_weights_size(config: DarknetConfig, size_bytes: int, header_bytes: int
     why = 'the file is truncated or belongs to a smaller model'
   else:
     why = 'the file belongs to a different (larger) model'
-  raise DarknetError(
-      f'weights file has {size_bytes} bytes but the cfg needs exactly {expected} '
-      f'({header_bytes}-byte header + {config.num_weights} float32 values): {why}')
+  raise DarknetError(f'weights file has {size_bytes} bytes but the cfg needs exactly {expected} '
+                     f'({header_bytes}-byte header + {config.num_weights} float32 values): {why}')
 
 
 def check_class_names(config: DarknetConfig, names: Sequence[str]) -> None:
   if len(names) != config.num_classes:
-    raise DarknetError(
-        f'the class names file lists {len(names)} names but the cfg\'s [yolo] '
-        f'layers have classes={config.num_classes}')
+    raise DarknetError(f'the class names file lists {len(names)} names but the cfg\'s [yolo] '
+                       f'layers have classes={config.num_classes}')
 
 
 def parse_names(text: str) -> List[str]:
@@ -199,9 +197,10 @@ def _plan_layer(index: int, kind: str, options: Mapping[str, str], in_channels: 
     groups = probe.get_int('groups', 1)
     if groups < 1 or total % groups:
       raise DarknetError(f'layer {index} [route]: groups={groups} does not divide {total} channels')
-    return dataclasses.replace(
-        probe, in_channels=previous[sources[0]].out_channels,
-        out_channels=total // groups, sources=sources)
+    return dataclasses.replace(probe,
+                               in_channels=previous[sources[0]].out_channels,
+                               out_channels=total // groups,
+                               sources=sources)
   if kind == 'shortcut':
     refs = probe.get_ints('from')
     if len(refs) != 1:
@@ -211,7 +210,7 @@ def _plan_layer(index: int, kind: str, options: Mapping[str, str], in_channels: 
       raise DarknetError(f'layer {index} [shortcut]: channel counts differ')
     if options.get('activation', 'linear') != 'linear':
       raise DarknetError(f'layer {index} [shortcut]: only activation=linear is supported')
-    return dataclasses.replace(probe, sources=(source,))
+    return dataclasses.replace(probe, sources=(source, ))
   if kind == 'yolo':
     classes = probe.get_int('classes', 80)
     mask = probe.get_ints('mask') or list(range(probe.get_int('num', 1)))
@@ -222,8 +221,7 @@ def _plan_layer(index: int, kind: str, options: Mapping[str, str], in_channels: 
       raise DarknetError(f'layer {index} [yolo]: new_coords=1 is not supported')
     expected = len(mask) * (classes + 5)
     if in_channels != expected:
-      raise DarknetError(
-          f'layer {index} [yolo]: the layer before it has {in_channels} filters, '
-          f'but {len(mask)} anchors x ({classes} classes + 5) need {expected}')
+      raise DarknetError(f'layer {index} [yolo]: the layer before it has {in_channels} filters, '
+                         f'but {len(mask)} anchors x ({classes} classes + 5) need {expected}')
     return probe
   return probe  # maxpool, upsample: channels unchanged

@@ -108,8 +108,8 @@ class YoloDetector:
     with torch.inference_mode():
       return self._net(self._to_input(images))
 
-  def detect(self, images: np.ndarray, geometries: Sequence[Any]
-             ) -> List[Union[List[dict], InferenceError]]:
+  def detect(self, images: np.ndarray,
+             geometries: Sequence[Any]) -> List[Union[List[dict], InferenceError]]:
     """Detections per image; a batch failure is retried image by image."""
     try:
       return self._detect(images, geometries)
@@ -133,8 +133,11 @@ class YoloDetector:
   def _detect(self, images, geometries):
     with torch.inference_mode():
       boxes, scores = self._net(self._to_input(images))
-      kept = nms.select(boxes, scores, score_threshold=self._score_threshold,
-                        iou_threshold=self._iou_threshold, max_detections=self._max_detections)
+      kept = nms.select(boxes,
+                        scores,
+                        score_threshold=self._score_threshold,
+                        iou_threshold=self._iou_threshold,
+                        max_detections=self._max_detections)
       kept = [(d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy())
               for d in kept]
     return [self._format(b, s, c, g) for (b, s, c), g in zip(kept, geometries)]
@@ -158,8 +161,12 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
   InferenceError, model_id=model uri)``.
   """
 
-  def __init__(self, *, model: ModelSource, image_size: Optional[int] = None,
-               device: str = 'cpu', batch_size: int = DEFAULT_BATCH_SIZE,
+  def __init__(self,
+               *,
+               model: ModelSource,
+               image_size: Optional[int] = None,
+               device: str = 'cpu',
+               batch_size: int = DEFAULT_BATCH_SIZE,
                score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                iou_threshold: float = DEFAULT_IOU_THRESHOLD,
                max_detections: int = DEFAULT_MAX_DETECTIONS,
@@ -226,30 +233,37 @@ class YoloModelHandler(ModelHandler[Any, PredictionResult, YoloDetector]):
       torch.set_num_threads(self._cpu_threads)  # per process; load_model runs once per process
     started = time.time()
     net, names = _load_network(self._model, device)
-    detector = YoloDetector(
-        net.to(device).eval(), names, device, score_threshold=self._score_threshold,
-        iou_threshold=self._iou_threshold, max_detections=self._max_detections)
+    detector = YoloDetector(net.to(device).eval(),
+                            names,
+                            device,
+                            score_threshold=self._score_threshold,
+                            iou_threshold=self._iou_threshold,
+                            max_detections=self._max_detections)
     # One dry forward: a wrong output layout or class count fails here, at
     # start-up, rather than on every batch.
     _, scores = detector.forward(
         np.zeros((1, self._image_size, self._image_size, 3), dtype=np.uint8))
     if scores.shape[-1] != len(names):
-      raise ValueError(
-          f'{self._model.uri}: the model scores {scores.shape[-1]} classes but '
-          f'{len(names)} class names were given')
-    _LOGGER.info('Loaded %s (%d classes, input %d) on %s in %.1f s', self._model.uri,
-                 len(names), self._image_size, device, time.time() - started)
+      raise ValueError(f'{self._model.uri}: the model scores {scores.shape[-1]} classes but '
+                       f'{len(names)} class names were given')
+    _LOGGER.info('Loaded %s (%d classes, input %d) on %s in %.1f s', self._model.uri, len(names),
+                 self._image_size, device,
+                 time.time() - started)
     return detector
 
-  def run_inference(self, batch: Sequence[Any], model: YoloDetector,
-                    inference_args: Optional[Mapping[str, Any]] = None
-                    ) -> Iterable[PredictionResult]:
+  def run_inference(
+      self,
+      batch: Sequence[Any],
+      model: YoloDetector,
+      inference_args: Optional[Mapping[str, Any]] = None) -> Iterable[PredictionResult]:
     self.validate_inference_args(inference_args)
     images = np.stack([element.letterboxed.array for element in batch])
     geometries = [element.letterboxed.geometry for element in batch]
     results = model.detect(images, geometries)
-    return [PredictionResult(element, result, self._model.uri)
-            for element, result in zip(batch, results)]
+    return [
+        PredictionResult(element, result, self._model.uri)
+        for element, result in zip(batch, results)
+    ]
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     """Bytes of the input tensor a batch becomes (uint8 HWC per image)."""

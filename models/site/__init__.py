@@ -4,4 +4,4 @@ TensorFlow (without Keras: :mod:`common.tensorflow_import`); the handler, the
 layout and the instance config do not, so a pipeline is built without it."""
 from common import beam_ml
 
-beam_ml.without_model_manager()   # no torch, no SciPy: see common.beam_ml
+beam_ml.without_model_manager()  # no torch, no SciPy: see common.beam_ml

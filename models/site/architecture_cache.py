@@ -56,18 +56,17 @@ def file_identity(model_dir: str, signature_name: str) -> Optional[Identity]:
 class ArchitectureCache:
   """Thread-safe LRU of :func:`read_architecture` outcomes by file identity."""
 
-  def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_entries: int = DEFAULT_MAX_ENTRIES):
+  def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_entries: int = DEFAULT_MAX_ENTRIES):
     self._max_bytes = max_bytes
     self._max_entries = max_entries
     self._entries: 'collections.OrderedDict[Identity, Union[Architecture, NotShareable]]' = (
         collections.OrderedDict())
     self._bytes = 0
-    self._programs: Dict[str, Program] = {}   # key -> the one Program its entries share
-    self._holders: Dict[str, int] = {}        # key -> entries holding it
+    self._programs: Dict[str, Program] = {}  # key -> the one Program its entries share
+    self._holders: Dict[str, int] = {}  # key -> entries holding it
     self._lock = threading.Lock()
     self.hits = 0
-    self.known = KnownFunctions()   # templates: new files of known architectures match them
+    self.known = KnownFunctions()  # templates: new files of known architectures match them
 
   @property
   def size(self) -> int:
@@ -105,8 +104,7 @@ class ArchitectureCache:
       if identity in self._entries:
         return
       if isinstance(outcome, Architecture):
-        outcome = outcome._replace(
-            program=self._programs.setdefault(outcome.key, outcome.program))
+        outcome = outcome._replace(program=self._programs.setdefault(outcome.key, outcome.program))
         self._holders[outcome.key] = self._holders.get(outcome.key, 0) + 1
       self._entries[identity] = outcome
       self._bytes += size

@@ -66,34 +66,36 @@ from models.site.known_functions import KnownFunctions
 from models.site import saved_model_parts
 from models.site.layout import SAVED_MODEL_FILE
 
-__all__ = ['Architecture', 'CapturedConstant', 'CapturedVariable', 'NotShareable', 'Program',
-           'architecture_of', 'read_architecture']
+__all__ = [
+    'Architecture', 'CapturedConstant', 'CapturedVariable', 'NotShareable', 'Program',
+    'architecture_of', 'read_architecture'
+]
 
 KEY_VERSION = b'site-architecture-v2'
 
 
 class CapturedVariable(NamedTuple):
   """A variable the signature captures: its role, and where this export keeps it."""
-  node_id: int             # in this export's object graph (and its checkpoint's)
-  position: int            # among the signature's captured inputs
-  role: str                # structural role (module docstring)
-  name: str                # this export's name for it (messages and checks only)
-  dtype: int               # DataType enum
+  node_id: int  # in this export's object graph (and its checkpoint's)
+  position: int  # among the signature's captured inputs
+  role: str  # structural role (module docstring)
+  name: str  # this export's name for it (messages and checks only)
+  dtype: int  # DataType enum
   shape: Tuple[int, ...]
 
 
 class CapturedConstant(NamedTuple):
-  position: int                  # among the signature's captured inputs
+  position: int  # among the signature's captured inputs
   value: tensor_pb2.TensorProto
 
 
 class Program(NamedTuple):
   """What a shared graph registers and how it is called."""
-  function_name: str                                # canonical signature function
-  functions: Tuple[function_pb2.FunctionDef, ...]   # callees before callers
-  argument_keywords: Tuple[str, ...]                # order of the signature's inputs
-  input_signature: bytes     # StructuredValue: ((), {keyword: TensorSpec})
-  output_signature: bytes    # StructuredValue: {output key: TensorSpec}
+  function_name: str  # canonical signature function
+  functions: Tuple[function_pb2.FunctionDef, ...]  # callees before callers
+  argument_keywords: Tuple[str, ...]  # order of the signature's inputs
+  input_signature: bytes  # StructuredValue: ((), {keyword: TensorSpec})
+  output_signature: bytes  # StructuredValue: {output key: TensorSpec}
   constants: Tuple[CapturedConstant, ...]
   num_captures: int
 
@@ -105,7 +107,8 @@ class Architecture(NamedTuple):
   program: Program
 
 
-def read_architecture(model_dir: str, signature_name: str,
+def read_architecture(model_dir: str,
+                      signature_name: str,
                       known: Optional[KnownFunctions] = None) -> Architecture:
   """The architecture of a local SavedModel folder's signature.
 
@@ -140,7 +143,8 @@ def _read_file(path: str) -> bytes:
     os.close(fd)
 
 
-def architecture_of(saved_model: saved_model_pb2.SavedModel, signature_name: str,
+def architecture_of(saved_model: saved_model_pb2.SavedModel,
+                    signature_name: str,
                     known: Optional[KnownFunctions] = None) -> Architecture:
   """:func:`read_architecture` on a parsed ``SavedModel`` proto."""
   return _architecture(saved_model_parts.parts_of(saved_model), signature_name, known)
@@ -199,8 +203,10 @@ def _architecture(parts: saved_model_parts.Parts, signature_name: str,
   _add(digest, input_signature)
   _add(digest, output_signature)
   for variable in variables:
-    _add(digest, repr(('variable', variable.position, variable.dtype, variable.shape,
-                       variable.role)).encode())
+    _add(
+        digest,
+        repr(('variable', variable.position, variable.dtype, variable.shape,
+              variable.role)).encode())
   for constant in constants:
     _add(digest, repr(('constant', constant.position)).encode())
     _add(digest, constant.value.SerializeToString(deterministic=True))
@@ -216,7 +222,8 @@ def _architecture(parts: saved_model_parts.Parts, signature_name: str,
   architecture = Architecture(digest.hexdigest(), tuple(variables), program)
   if known is not None and not matched:
     known.learn(architecture.key, function_name, names, copy, canonical,
-                {num_inputs + v.position: v.role for v in variables})
+                {num_inputs + v.position: v.role
+                 for v in variables})
   return architecture
 
 
@@ -271,8 +278,7 @@ def _captures(parts: saved_model_parts.Parts, bound_inputs,
     node = nodes[node_id]
     kind = node.WhichOneof('kind')
     if kind == 'constant':
-      constants.append(CapturedConstant(position, _constant_value(parts,
-                                                                  node.constant.operation)))
+      constants.append(CapturedConstant(position, _constant_value(parts, node.constant.operation)))
       continue
     if kind != 'variable':
       raise NotShareable(f'the signature captures a {kind} (node {node_id})')

@@ -77,8 +77,8 @@ class NotShareable(Exception):
 
 class CanonicalFunction(NamedTuple):
   """A function in canonical form, and where its arguments go."""
-  name: str                               # CANONICAL_PREFIX + digest
-  definition: function_pb2.FunctionDef    # renamed, executable
+  name: str  # CANONICAL_PREFIX + digest
+  definition: function_pb2.FunctionDef  # renamed, executable
   # Per argument: its uses as (canonical node index, input slot), sorted;
   # a use by an output is (-1, output position).
   arg_uses: Tuple[Tuple[Tuple[int, int], ...], ...]
@@ -169,8 +169,8 @@ def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> Canon
   for i, node in enumerate(nodes):
     node.name = names[i]
     del node.input[:]
-    node.input.extend([names[x] + t if x >= 0 else f'a{-1 - x}'
-                       for x, t in zip(sources[i], tails[i])])
+    node.input.extend(
+        [names[x] + t if x >= 0 else f'a{-1 - x}' for x, t in zip(sources[i], tails[i])])
     if control[i]:
       node.input.extend(sorted({'^' + names[c] for c in control[i]}))
     if '_class' in node.attr:
@@ -216,8 +216,10 @@ def canonicalize(function: function_pb2.FunctionDef, resolve: Resolver) -> Canon
   for position, (source, _) in enumerate(rets):
     if source < 0:
       uses[-1 - source].append((-1, position))
-  return CanonicalFunction(signature.name, fdef, tuple(tuple(sorted(u)) for u in uses),
-                           {number[i]: callee for i, callee in calls.items()})
+  return CanonicalFunction(signature.name, fdef, tuple(tuple(sorted(u)) for u in uses), {
+      number[i]: callee
+      for i, callee in calls.items()
+  })
 
 
 def strip_argument_hints(fdef: function_pb2.FunctionDef) -> None:
@@ -227,14 +229,16 @@ def strip_argument_hints(fdef: function_pb2.FunctionDef) -> None:
   capture); the unique ids are kept up to renaming, by first appearance.
   """
   arg_attr = fdef.arg_attr
-  for position in arg_attr:   # keys, then lookups: the map's values() iterates in Python
+  for position in arg_attr:  # keys, then lookups: the map's values() iterates in Python
     attrs = arg_attr[position].attr
     if '_user_specified_name' in attrs:
       del attrs['_user_specified_name']
   if fdef.resource_arg_unique_id:
     renumbered: Dict[int, int] = {}
-    unique_ids = {p: renumbered.setdefault(fdef.resource_arg_unique_id[p], len(renumbered))
-                  for p in sorted(fdef.resource_arg_unique_id)}
+    unique_ids = {
+        p: renumbered.setdefault(fdef.resource_arg_unique_id[p], len(renumbered))
+        for p in sorted(fdef.resource_arg_unique_id)
+    }
     fdef.ClearField('resource_arg_unique_id')
     for position, unique in unique_ids.items():
       fdef.resource_arg_unique_id[position] = unique
@@ -246,11 +250,11 @@ class Edges(NamedTuple):
   A source is a node index, or ``-1 - position`` for an argument; a tail is
   the ``:output:index`` part of a reference ('' for an argument).
   """
-  sources: List[List[int]]          # per node: its data inputs' sources
-  tails: List[List[str]]            # per node: their tails
-  control: List[List[int]]          # per node: its control inputs, in file order
-  rets: List[Tuple[int, str]]       # per output: source and tail
-  control_rets: List[int]           # control outputs' nodes, in file order
+  sources: List[List[int]]  # per node: its data inputs' sources
+  tails: List[List[str]]  # per node: their tails
+  control: List[List[int]]  # per node: its control inputs, in file order
+  rets: List[Tuple[int, str]]  # per output: source and tail
+  control_rets: List[int]  # control outputs' nodes, in file order
 
 
 def edges(fdef: function_pb2.FunctionDef) -> Tuple[Dict[str, int], Dict[str, int], Edges]:
@@ -316,9 +320,8 @@ def numbering(wiring: Edges, ops: Sequence[str]) -> List[int]:
                  wiring.control_rets)
 
 
-def _number(sources: Sequence[Sequence[int]], control: Sequence[Sequence[int]],
-            ops: Sequence[str], output_nodes: Sequence[int],
-            control_rets: Sequence[int]) -> List[int]:
+def _number(sources: Sequence[Sequence[int]], control: Sequence[Sequence[int]], ops: Sequence[str],
+            output_nodes: Sequence[int], control_rets: Sequence[int]) -> List[int]:
   """Canonical node numbers: a depth-first postorder (inputs before their consumers).
 
   The walk starts at the outputs in output order and follows data inputs in

@@ -11,12 +11,12 @@ from common.failures import MODEL_LOAD_FAILED
 from common.failures import PREDICT
 from common.failures import RecordFailure
 
-
 # OS errors that say the path itself is unusable or unreadable for us: the
 # same call would fail the same way on a retry.
 _PERMANENT_ERRNOS = frozenset({
-    errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
-    errno.ELOOP, errno.EINVAL, errno.EILSEQ})
+    errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+    errno.EINVAL, errno.EILSEQ
+})
 # HTTP statuses of storage APIs that retrying can fix.
 _TRANSIENT_HTTP = frozenset({408, 429})
 

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Tuple
 import numpy as np
 import tensorflow as tf
 
-
 if TYPE_CHECKING:
   from models.site.signature_inputs import InputSpec
 
@@ -88,13 +87,15 @@ def _wrong_type(spec: 'InputSpec', leaf: Any) -> RecordFailure:
 
 
 def _float_leaf(spec: 'InputSpec', leaf: Any) -> Any:
-  if isinstance(leaf, (bool, np.bool_)) or not isinstance(
-      leaf, (int, float, decimal.Decimal, np.integer, np.floating)):
+  if isinstance(
+      leaf,
+      (bool, np.bool_)) or not isinstance(leaf,
+                                          (int, float, decimal.Decimal, np.integer, np.floating)):
     raise _wrong_type(spec, leaf)
   if isinstance(leaf, (decimal.Decimal, np.floating)):
     try:
       return float(leaf)
-    except (ValueError, OverflowError) as e:   # signaling NaN
+    except (ValueError, OverflowError) as e:  # signaling NaN
       raise _bad(spec, f'is not a finite number: {_preview(leaf)}') from e
   return int(leaf) if isinstance(leaf, np.integer) else leaf
 
@@ -105,8 +106,8 @@ def _int_leaf(spec: 'InputSpec', leaf: Any) -> int:
   if isinstance(leaf, (int, np.integer)):
     return int(leaf)
   if isinstance(leaf, (float, np.floating, decimal.Decimal)):
-    whole = (leaf.is_finite() and leaf == leaf.to_integral_value()
-             if isinstance(leaf, decimal.Decimal) else float(leaf).is_integer())
+    whole = (leaf.is_finite() and leaf == leaf.to_integral_value() if isinstance(
+        leaf, decimal.Decimal) else float(leaf).is_integer())
     if not whole:
       raise _bad(spec, f'must be whole numbers ({spec.dtype.name}), got {_preview(leaf)}')
     return int(leaf)
@@ -118,15 +119,16 @@ def _floats(spec: 'InputSpec', leaves: List[Any]) -> np.ndarray:
     leaves = [_float_leaf(spec, leaf) for leaf in leaves]
   try:
     wide = np.array(leaves, dtype=np.float64)
-  except OverflowError as e:   # an int beyond float64
+  except OverflowError as e:  # an int beyond float64
     raise _bad(spec, f'is out of range for {spec.dtype.name}') from e
   if not np.isfinite(wide).all():
     raise _bad(spec, f'must be finite numbers, got {_first_non_finite(wide)}')
-  with np.errstate(over='ignore'):   # overflow is checked right after
+  with np.errstate(over='ignore'):  # overflow is checked right after
     array = wide.astype(spec.dtype.as_numpy_dtype)
   if not np.isfinite(array).all():
-    raise _bad(spec, f'is out of range for {spec.dtype.name}: '
-                     f'{wide.ravel()[~np.isfinite(array).ravel()][0]!r}')
+    raise _bad(
+        spec, f'is out of range for {spec.dtype.name}: '
+        f'{wide.ravel()[~np.isfinite(array).ravel()][0]!r}')
   return array
 
 
@@ -184,10 +186,10 @@ _CONVERT = {'f': _floats, 'i': _ints, 'b': _bools, 's': _strings}
 
 
 def _check_shape(spec: 'InputSpec', shape: Tuple[int, ...]) -> Tuple[int, ...]:
-  if shape == () and spec.row_shape == (1,):
-    return (1,)
-  if len(shape) != len(spec.row_shape) or any(
-      want is not None and want != got for want, got in zip(spec.row_shape, shape)):
+  if shape == () and spec.row_shape == (1, ):
+    return (1, )
+  if len(shape) != len(spec.row_shape) or any(want is not None and want != got
+                                              for want, got in zip(spec.row_shape, shape)):
     raise _bad(spec, f'has shape {list(shape)}; the model expects {spec.describe()}')
   return shape
 

@@ -57,23 +57,23 @@ Copier = Callable[[str], function_pb2.FunctionDef]
 class Named(NamedTuple):
   """A function named in an attribute that canonicalization keeps as it is."""
   name: str
-  renamed: bool    # an attribute canonicalization renames (the name is no library function)
+  renamed: bool  # an attribute canonicalization renames (the name is no library function)
 
 
 class Template(NamedTuple):
   """What a canonical function is made of apart from names (module docstring)."""
-  canonical: CanonicalFunction       # the export it was made from: its calls name its callees
+  canonical: CanonicalFunction  # the export it was made from: its calls name its callees
   erased: bytes
-  edges: Tuple                       # _matter of the function's edges
-  references: Optional[Tuple]        # _references, None where names are not plain
-  number: Tuple[int, ...]            # canonical number of each node, by position
-  ops: frozenset                     # no library function may be called so
+  edges: Tuple  # _matter of the function's edges
+  references: Optional[Tuple]  # _references, None where names are not plain
+  number: Tuple[int, ...]  # canonical number of each node, by position
+  ops: frozenset  # no library function may be called so
   # Node position -> (func_attr_names of its op; per function-valued attribute,
   # per function named there, its Template or Named; the renamed attributes
   # in canonicalization's order, None where that is the export's map order).
   attrs: Dict[int, Tuple[Optional[Tuple[str, ...]], Dict[str, Tuple], Optional[Tuple[str, ...]]]]
-  arg_types: Tuple[int, ...]         # the function's argument dtypes
-  roles: Dict[int, str]              # argument position -> role, for resource arguments
+  arg_types: Tuple[int, ...]  # the function's argument dtypes
+  roles: Dict[int, str]  # argument position -> role, for resource arguments
   num_bytes: int
 
 
@@ -87,8 +87,8 @@ def _functions_in(value) -> list:
 
 def _nested(funcs) -> bool:
   """Whether functions are named inside these NameAttrLists' attributes."""
-  return any(_functions_in(v) or _nested(_functions_in(v))
-             for func in funcs for v in func.attr.values())
+  return any(
+      _functions_in(v) or _nested(_functions_in(v)) for func in funcs for v in func.attr.values())
 
 
 def _function_attrs(node) -> Dict[str, list]:
@@ -118,8 +118,8 @@ def _plain(names: List[str], num_nodes: int) -> bool:
   Unique, non-empty, and free of ``:`` and ``^``: then a reference text is
   ``name:output:index``, ``^name`` or an argument's name, and names one thing.
   """
-  if len(set(names[:num_nodes])) != num_nodes or len(set(names[num_nodes:])) != len(
-      names) - num_nodes or '' in names:
+  if len(set(names[:num_nodes])) != num_nodes or len(set(
+      names[num_nodes:])) != len(names) - num_nodes or '' in names:
     return False
   joined = '/'.join(names)
   return ':' not in joined and '^' not in joined
@@ -156,13 +156,13 @@ def _same_references(fdef, nodes, names: List[str], references: Tuple) -> bool:
   if not _plain(names, len(nodes)):
     return False
   inputs, outputs, control_outputs = references
-  if [node.input[:] for node in nodes] != [
-      [p + names[j] + t for p, j, t in refs] for refs in inputs]:
+  if [node.input[:] for node in nodes] != [[p + names[j] + t for p, j, t in refs]
+                                           for refs in inputs]:
     return False
   ret = fdef.ret
   output_names = [arg.name for arg in fdef.signature.output_arg]
-  if set(ret) != set(output_names) or [ret[name] for name in output_names] != [
-      p + names[j] + t for p, j, t in outputs]:
+  if set(ret) != set(output_names) or [ret[name] for name in output_names
+                                       ] != [p + names[j] + t for p, j, t in outputs]:
     return False
   control_ret = fdef.control_ret
   return {control_ret[key] for key in control_ret} == {names[i] for i in control_outputs}
@@ -193,7 +193,9 @@ def _erase(fdef: function_pb2.FunctionDef, nodes, args, funcs) -> bytes:
   return fdef.SerializeToString(deterministic=True)
 
 
-def make_template(name: str, library: Container[str], copy: Copier,
+def make_template(name: str,
+                  library: Container[str],
+                  copy: Copier,
                   canonical: Mapping[str, CanonicalFunction],
                   roles: Optional[Dict[int, str]] = None) -> Optional[Template]:
   """The template of library function ``name``, canonical as ``canonical[name]``; or None.
@@ -257,7 +259,9 @@ class Matching:
     self.done: Dict[str, CanonicalFunction] = {}
     self.active = set()
 
-  def function(self, name: str, template: Template,
+  def function(self,
+               name: str,
+               template: Template,
                fdef: Optional[function_pb2.FunctionDef] = None) -> Optional[CanonicalFunction]:
     """``name``'s canonical function if it matches ``template``, else None.
 
@@ -267,7 +271,7 @@ class Matching:
       found = self.done[name]
       return found if found.name == template.canonical.name else None
     if name in self.active:
-      return None     # a call cycle: canonicalization refuses it
+      return None  # a call cycle: canonicalization refuses it
     self.active.add(name)
     try:
       found = self._match(self.copy(name) if fdef is None else fdef, template)
@@ -284,8 +288,7 @@ class Matching:
       return None
     args = fdef.signature.input_arg[:]
     names = [node.name for node in nodes] + [arg.name for arg in args]
-    if template.references is None or not _same_references(fdef, nodes, names,
-                                                            template.references):
+    if template.references is None or not _same_references(fdef, nodes, names, template.references):
       try:
         _, _, wiring = edges(fdef)
       except NotShareable:
@@ -304,8 +307,8 @@ class Matching:
         if len(key_funcs) != len(kinds):
           return None
         for func, kind in zip(key_funcs, kinds):
-          if kind.__class__ is Named and (func.name != kind.name or (
-              kind.renamed and func.name in self.library)):
+          if kind.__class__ is Named and (func.name != kind.name or
+                                          (kind.renamed and func.name in self.library)):
             return None
         found[key] = key_funcs
         funcs.extend(key_funcs)
@@ -317,9 +320,9 @@ class Matching:
         callees.extend(zip([f.name for f in found[key]], expected[key]))
     if _erase(fdef, nodes, args, funcs) != template.erased:
       return None
-    for name, kind in callees:   # in canonicalization's order
-      if kind.__class__ is Template and (
-          name not in self.library or self.function(name, kind) is None):
+    for name, kind in callees:  # in canonicalization's order
+      if kind.__class__ is Template and (name not in self.library
+                                         or self.function(name, kind) is None):
         return None
     canonical = template.canonical
     return CanonicalFunction(canonical.name, canonical.definition, canonical.arg_uses, calls)

@@ -23,7 +23,7 @@ from models.site.pool_bounds import DEFAULT_MAX_MODELS
 
 # This module imports no TensorFlow: a pipeline that holds a SiteModelHandler is built
 # without it, and only the processes that load models import it (import_model_modules).
-SiteModelPool = Any        # models.site.pool.SiteModelPool, once a worker imported it
+SiteModelPool = Any  # models.site.pool.SiteModelPool, once a worker imported it
 
 
 class SiteChunk(NamedTuple):
@@ -42,10 +42,10 @@ class SiteChunk(NamedTuple):
 class ChunkOutcome(NamedTuple):
   """What happened to a chunk: one RowResult per row, plus model facts."""
   model_version: Optional[str]
-  rows: List[Any]        # models.site.site_model.RowResult, one per row
+  rows: List[Any]  # models.site.site_model.RowResult, one per row
   model_loaded: bool = False
   model_load_ms: float = 0.0
-  model_fast_path: bool = False   # loaded now, sharing an already loaded graph
+  model_fast_path: bool = False  # loaded now, sharing an already loaded graph
 
 
 class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, Any]):
@@ -58,7 +58,10 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, Any]):
   (reading a remote model folder) propagate so the runner retries.
   """
 
-  def __init__(self, *, model_root: str, signature: str = 'serving_default',
+  def __init__(self,
+               *,
+               model_root: str,
+               signature: str = 'serving_default',
                model_version: Optional[str] = None,
                max_models: int = DEFAULT_MAX_MODELS,
                max_bytes: int = DEFAULT_MAX_BYTES,
@@ -100,19 +103,26 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, Any]):
     # them alone while rows stream through (common.heap).
     heap.freeze_worker_set_up()
     # No I/O: site models load lazily, on the first chunk of each site.
-    return pool.SiteModelPool(
-        model_root=self._model_root, signature=self._signature,
-        model_version=self._model_version, max_models=self._max_models,
-        max_bytes=self._max_bytes, share_graphs=self._share_graphs,
-        model_versions=self._model_versions)
+    return pool.SiteModelPool(model_root=self._model_root,
+                              signature=self._signature,
+                              model_version=self._model_version,
+                              max_models=self._max_models,
+                              max_bytes=self._max_bytes,
+                              share_graphs=self._share_graphs,
+                              model_versions=self._model_versions)
 
-  def run_inference(self, batch: Sequence[SiteChunk], model: SiteModelPool,
-                    inference_args: Optional[Dict[str, Any]] = None
-                    ) -> Iterable[PredictionResult]:
-    return [PredictionResult(chunk, predict_chunk(model, chunk, config=self._instance_config,
-                                                  text_values=self._text_values),
-                             model_id=chunk.site_id)
-            for chunk in batch]
+  def run_inference(self,
+                    batch: Sequence[SiteChunk],
+                    model: SiteModelPool,
+                    inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
+    return [
+        PredictionResult(chunk,
+                         predict_chunk(model,
+                                       chunk,
+                                       config=self._instance_config,
+                                       text_values=self._text_values),
+                         model_id=chunk.site_id) for chunk in batch
+    ]
 
   def get_num_bytes(self, batch: Sequence[SiteChunk]) -> int:
     return sum(chunk.num_bytes if chunk.num_bytes is not None else _estimated_bytes(chunk)
@@ -138,7 +148,9 @@ def import_model_modules():
   return pool, row_feed
 
 
-def predict_chunk(pool: SiteModelPool, chunk: SiteChunk, *,
+def predict_chunk(pool: SiteModelPool,
+                  chunk: SiteChunk,
+                  *,
                   config: Optional[InstanceConfig] = None,
                   text_values: bool = False) -> ChunkOutcome:
   """Runs one chunk; site-level failures become one RowResult per row.
@@ -149,13 +161,12 @@ def predict_chunk(pool: SiteModelPool, chunk: SiteChunk, *,
     model, loaded_now = pool.get(chunk.site_id)
   except RecordFailure as e:
     from models.site.site_model import RowResult  # pylint: disable=import-outside-toplevel
-    return ChunkOutcome(None, [RowResult(i, None, e.reason, e.message, e.stage)
-                               for i in range(len(chunk.rows))])
+    return ChunkOutcome(
+        None, [RowResult(i, None, e.reason, e.message, e.stage) for i in range(len(chunk.rows))])
   if text_values or (config is not None and not config.feeds_whole_row):
     _, row_feed = import_model_modules()
     results = row_feed.predict_rows(model, chunk.rows, config=config, text_values=text_values)
   else:
     results = model.predict(chunk.rows)
-  return ChunkOutcome(model.version, results, loaded_now,
-                      model.load_ms if loaded_now else 0.0,
+  return ChunkOutcome(model.version, results, loaded_now, model.load_ms if loaded_now else 0.0,
                       loaded_now and model.fast_path)

@@ -30,7 +30,6 @@ from common.failures import PREDICT
 from common.failures import RecordFailure
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
-
 OBJECT = 'object'
 ARRAY = 'array'
 INSTANCE_TYPES = (OBJECT, ARRAY)
@@ -54,7 +53,7 @@ class InstanceConfig(NamedTuple):
 
   def travelling(self) -> Tuple[str, ...]:
     """Fields echoed whatever the config says: the site and key fields."""
-    return (self.site_field,) + ((self.key_field,) if self.key_field else ())
+    return (self.site_field, ) + ((self.key_field, ) if self.key_field else ())
 
 
 def parse_fields(text: Optional[str]) -> Optional[Tuple[str, ...]]:
@@ -75,8 +74,7 @@ def flag_problem(*, included_fields: Optional[str], excluded_fields: Optional[st
     return 'instance_type', f'{instance_type!r} is not one of {", ".join(INSTANCE_TYPES)}'
   if included_fields is not None and excluded_fields is not None:
     return 'excluded_fields', 'cannot be combined with --included_fields'
-  for flag, text in (('included_fields', included_fields),
-                     ('excluded_fields', excluded_fields)):
+  for flag, text in (('included_fields', included_fields), ('excluded_fields', excluded_fields)):
     fields = parse_fields(text)
     if fields is None:
       continue
@@ -91,15 +89,19 @@ def flag_problem(*, included_fields: Optional[str], excluded_fields: Optional[st
   return None
 
 
-def config_from_flags(*, site_field: str, key_field: Optional[str],
-                      included_fields: Optional[str], excluded_fields: Optional[str],
+def config_from_flags(*,
+                      site_field: str,
+                      key_field: Optional[str],
+                      included_fields: Optional[str],
+                      excluded_fields: Optional[str],
                       instance_type: str = OBJECT) -> InstanceConfig:
   """The config the flags give.
 
   Raises:
     ValueError: ``"--flag: message"`` for the first :func:`flag_problem`.
   """
-  problem = flag_problem(included_fields=included_fields, excluded_fields=excluded_fields,
+  problem = flag_problem(included_fields=included_fields,
+                         excluded_fields=excluded_fields,
                          instance_type=instance_type)
   if problem is not None:
     raise ValueError(f'--{problem[0]}: {problem[1]}')
@@ -107,8 +109,8 @@ def config_from_flags(*, site_field: str, key_field: Optional[str],
                         parse_fields(excluded_fields), instance_type)
 
 
-def apply_instance_config(row: Mapping[str, Any], config: InstanceConfig
-                          ) -> Tuple[Fed, Dict[str, Any]]:
+def apply_instance_config(row: Mapping[str, Any],
+                          config: InstanceConfig) -> Tuple[Fed, Dict[str, Any]]:
   """``row -> (fed, echo)``: what the model is given, and what the output echoes.
 
   ``fed`` is a dict (object instances) or a list (array instances, to be put

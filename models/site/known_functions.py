@@ -27,30 +27,31 @@ from models.site.function_template import Matching
 from models.site.function_template import Template
 from models.site.function_template import make_template
 
-DEFAULT_MAX_TEMPLATES = 64        # signature functions
-DEFAULT_MAX_BYTES = 16 << 20      # erased bytes and canonical definitions, callees included
-_MAX_TRIES = 4                    # templates tried per function, most recently made first
+DEFAULT_MAX_TEMPLATES = 64  # signature functions
+DEFAULT_MAX_BYTES = 16 << 20  # erased bytes and canonical definitions, callees included
+_MAX_TRIES = 4  # templates tried per function, most recently made first
 _MAX_SEEN_KEYS = 4096
-_ONCE, _TEMPLATED, _REFUSED = range(3)   # what learn saw of a key
+_ONCE, _TEMPLATED, _REFUSED = range(3)  # what learn saw of a key
 
 
 class Match(NamedTuple):
   """What ``_canonical_library`` would give an export, and its signature function's arguments."""
-  canonical: Dict[str, CanonicalFunction]   # by the export's names, callees first
-  roles: Mapping[int, str]                  # of resource arguments, by position
+  canonical: Dict[str, CanonicalFunction]  # by the export's names, callees first
+  roles: Mapping[int, str]  # of resource arguments, by position
   arg_types: Tuple[int, ...]
 
 
 class KnownFunctions:
   """Templates of signature functions canonicalized before, for :meth:`match`; thread-safe."""
 
-  def __init__(self, *, max_templates: int = DEFAULT_MAX_TEMPLATES,
+  def __init__(self,
+               *,
+               max_templates: int = DEFAULT_MAX_TEMPLATES,
                max_bytes: int = DEFAULT_MAX_BYTES):
     self._max_templates = max_templates
     self._max_bytes = max_bytes
     # (ops of the signature function, its number of arguments) -> templates, newest last.
-    self._templates: 'collections.OrderedDict[Tuple, List[Template]]' = (
-        collections.OrderedDict())
+    self._templates: 'collections.OrderedDict[Tuple, List[Template]]' = (collections.OrderedDict())
     self._count = 0
     self._bytes = 0
     self._seen: 'collections.OrderedDict[str, int]' = collections.OrderedDict()

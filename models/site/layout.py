@@ -23,16 +23,16 @@ from common import paths
 from models.site.errors import permanent_storage_errors_fail_the_site
 
 SAVED_MODEL_FILE = 'saved_model.pb'
-MAX_NAME_BYTES = 255          # one path component (NAME_MAX); GCS has no such limit, local disks do
-MAX_GCS_OBJECT_BYTES = 1024   # a GCS object name, UTF-8
-MAX_LOCAL_PATH_BYTES = 4095   # PATH_MAX less the terminating NUL
+MAX_NAME_BYTES = 255  # one path component (NAME_MAX); GCS has no such limit, local disks do
+MAX_GCS_OBJECT_BYTES = 1024  # a GCS object name, UTF-8
+MAX_LOCAL_PATH_BYTES = 4095  # PATH_MAX less the terminating NUL
 _FORBIDDEN = frozenset('/\\*?[]')
 
 
 class ModelLocation(NamedTuple):
   site_id: str
-  path: str                 # folder holding saved_model.pb
-  version: Optional[str]    # None for the unversioned layout
+  path: str  # folder holding saved_model.pb
+  version: Optional[str]  # None for the unversioned layout
 
 
 def site_id_problem(site_id: str, model_root: Optional[str] = None) -> Optional[str]:
@@ -122,8 +122,8 @@ def _locate(model_root: str, site_id: str, pinned_version: Optional[str]) -> Mod
     version_dir = _join(site_dir, pinned_version)
     if paths.exists(_join(version_dir, SAVED_MODEL_FILE)):
       return ModelLocation(site_id, version_dir, pinned_version)
-    raise RecordFailure(
-        PREDICT, NO_MODEL, f'no {SAVED_MODEL_FILE} for version {pinned_version} under {site_dir}')
+    raise RecordFailure(PREDICT, NO_MODEL,
+                        f'no {SAVED_MODEL_FILE} for version {pinned_version} under {site_dir}')
 
   versions = {int(v): v for v in _version_folders(site_dir)}
   if versions:
@@ -151,8 +151,10 @@ def _version_folders(site_dir: str):
       names = os.listdir(site_dir)
     except (FileNotFoundError, NotADirectoryError):
       return []
-    return [n for n in names
-            if _is_version(n) and os.path.isfile(os.path.join(site_dir, n, SAVED_MODEL_FILE))]
+    return [
+        n for n in names
+        if _is_version(n) and os.path.isfile(os.path.join(site_dir, n, SAVED_MODEL_FILE))
+    ]
   found = paths.match(paths.join(site_dir, '*', SAVED_MODEL_FILE))
   names = (posixpath.basename(posixpath.dirname(m.path)) for m in found)
   return [n for n in names if _is_version(n)]

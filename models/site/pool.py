@@ -55,7 +55,10 @@ class Acquired(NamedTuple):
 class SiteModelPool:
   """Thread-safe LRU cache of :class:`SiteModel` by site id."""
 
-  def __init__(self, *, model_root: str, signature: str,
+  def __init__(self,
+               *,
+               model_root: str,
+               signature: str,
                model_version: Optional[str] = None,
                max_models: int = DEFAULT_MAX_MODELS,
                max_bytes: int = DEFAULT_MAX_BYTES,
@@ -170,8 +173,8 @@ class SiteModelPool:
       self._models[site_id] = model
       self._bytes += model.num_bytes
       # Evict least recently used, but never the model just loaded.
-      while len(self._models) > 1 and (
-          len(self._models) > self._max_models or self.num_bytes > self._max_bytes):
+      while len(self._models) > 1 and (len(self._models) > self._max_models
+                                       or self.num_bytes > self._max_bytes):
         _, evicted = self._models.popitem(last=False)
         self._bytes -= evicted.num_bytes
         if getattr(evicted, 'graph', None) is not None:

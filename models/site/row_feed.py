@@ -26,12 +26,14 @@ from models.site.text_features import TextTyper
 
 class FedRows(NamedTuple):
   """Rows ready for the signature, and the chunk rows that could not be fed."""
-  indices: List[int]                          # chunk index of each fed row
+  indices: List[int]  # chunk index of each fed row
   rows: List[Dict[str, Any]]
   failures: List[Tuple[int, RecordFailure]]
 
 
-def feed_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]], *,
+def feed_rows(specs: Mapping[str, InputSpec],
+              rows: Sequence[Mapping[str, Any]],
+              *,
               config: Optional[InstanceConfig] = None,
               text_values: bool = False) -> FedRows:
   """Applies ``config`` (None: rows fed whole) and, for ``text_values`` rows, typing.
@@ -56,7 +58,9 @@ def feed_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]],
   return FedRows(indices, fed, failures)
 
 
-def predict_rows(model, rows: Sequence[Mapping[str, Any]], *,
+def predict_rows(model,
+                 rows: Sequence[Mapping[str, Any]],
+                 *,
                  config: Optional[InstanceConfig] = None,
                  text_values: bool = False) -> List[RowResult]:
   """``model.predict`` of the fed rows, results indexed by the chunk's rows.

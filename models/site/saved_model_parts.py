@@ -42,15 +42,17 @@ _MESSAGES = {
 @functools.lru_cache(maxsize=None)
 def _message_classes() -> Dict[str, type]:
   """The skimming message types (built once per process, in a pool of their own)."""
-  file = descriptor_pb2.FileDescriptorProto(
-      name='site_models/saved_model_parts.proto', package=_PACKAGE, syntax='proto3')
+  file = descriptor_pb2.FileDescriptorProto(name='site_models/saved_model_parts.proto',
+                                            package=_PACKAGE,
+                                            syntax='proto3')
   for name, fields in _MESSAGES.items():
     message = file.message_type.add(name=name)
     for field_name, number, repeated, kind in fields:
       field = message.field.add(
-          name=field_name, number=number,
-          label=(descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if repeated
-                 else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL))
+          name=field_name,
+          number=number,
+          label=(descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+                 if repeated else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL))
       if kind in ('bytes', 'string'):
         field.type = getattr(descriptor_pb2.FieldDescriptorProto, f'TYPE_{kind.upper()}')
       else:
@@ -58,8 +60,10 @@ def _message_classes() -> Dict[str, type]:
         field.type_name = f'.{_PACKAGE}.{kind}'
   pool = descriptor_pool.DescriptorPool()
   pool.Add(file)
-  return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f'{_PACKAGE}.{name}'))
-          for name in _MESSAGES}
+  return {
+      name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f'{_PACKAGE}.{name}'))
+      for name in _MESSAGES
+  }
 
 
 class LazyLibrary(Mapping):
@@ -101,7 +105,7 @@ class Parts(NamedTuple):
   signature_entries: Mapping[str, bytes]
   object_graph_def: saved_object_graph_pb2.SavedObjectGraph
   library: Mapping[str, function_pb2.FunctionDef]
-  graph_node: Callable[[str], Optional[node_def_pb2.NodeDef]]   # the top-level node named so
+  graph_node: Callable[[str], Optional[node_def_pb2.NodeDef]]  # the top-level node named so
 
 
 def read_parts(data: bytes) -> Parts:
@@ -113,8 +117,8 @@ def read_parts(data: bytes) -> Parts:
   classes = _message_classes()
   saved_model = classes['SavedModel'].FromString(data)
   if len(saved_model.meta_graphs) != 1:
-    return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(),
-                 {}, lambda name: None)
+    return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(), {},
+                 lambda name: None)
   meta = saved_model.meta_graphs[0]
   entry_head = classes['Entry']
   signatures = {entry_head.FromString(entry).key: entry for entry in meta.signature_def}
@@ -124,8 +128,8 @@ def read_parts(data: bytes) -> Parts:
     raw[function_head.FromString(function).signature.name] = function
   return Parts(1, signatures,
                saved_object_graph_pb2.SavedObjectGraph.FromString(meta.object_graph_def),
-               LazyLibrary(raw),
-               functools.partial(_graph_node, meta.graph_def.node, classes['Node']))
+               LazyLibrary(raw), functools.partial(_graph_node, meta.graph_def.node,
+                                                   classes['Node']))
 
 
 def _graph_node(nodes: Sequence[bytes], head: type, name: str) -> Optional[node_def_pb2.NodeDef]:
@@ -136,8 +140,8 @@ def _graph_node(nodes: Sequence[bytes], head: type, name: str) -> Optional[node_
   return None
 
 
-def copier(library: Mapping[str, function_pb2.FunctionDef]
-           ) -> Callable[[str], function_pb2.FunctionDef]:
+def copier(
+    library: Mapping[str, function_pb2.FunctionDef]) -> Callable[[str], function_pb2.FunctionDef]:
   """Fresh, modifiable copies of ``library``'s functions, by name."""
   if isinstance(library, LazyLibrary):
     return library.copy_of
@@ -146,6 +150,7 @@ def copier(library: Mapping[str, function_pb2.FunctionDef]
     fresh = function_pb2.FunctionDef()
     fresh.CopyFrom(library[name])
     return fresh
+
   return copy
 
 
@@ -157,8 +162,8 @@ def function_names(library: Mapping[str, function_pb2.FunctionDef]) -> Container
 def parts_of(saved_model) -> Parts:
   """:class:`Parts` of an already parsed ``SavedModel`` proto."""
   if len(saved_model.meta_graphs) != 1:
-    return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(),
-                 {}, lambda name: None)
+    return Parts(len(saved_model.meta_graphs), {}, saved_object_graph_pb2.SavedObjectGraph(), {},
+                 lambda name: None)
   meta_graph = saved_model.meta_graphs[0]
   entries = {}
   for key, signature_def in meta_graph.signature_def.items():
@@ -166,5 +171,6 @@ def parts_of(saved_model) -> Parts:
     entry.value.CopyFrom(signature_def)
     entries[key] = entry.SerializeToString(deterministic=True)
   return Parts(1, entries, meta_graph.object_graph_def,
-               {f.signature.name: f for f in meta_graph.graph_def.library.function},
-               lambda name: next((n for n in meta_graph.graph_def.node if n.name == name), None))
+               {f.signature.name: f
+                for f in meta_graph.graph_def.library.function}, lambda name: next(
+                    (n for n in meta_graph.graph_def.node if n.name == name), None))

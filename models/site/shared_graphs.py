@@ -75,10 +75,10 @@ SITE_OVERHEAD_BYTES = 6 * 1024
 
 class _Call(NamedTuple):
   """How a registered signature function is called: one per shared graph."""
-  name: bytes                       # the registered function
-  keywords: Tuple[str, ...]         # the signature's inputs, in argument order
+  name: bytes  # the registered function
+  keywords: Tuple[str, ...]  # the signature's inputs, in argument order
   specs: Tuple[tf.TensorSpec, ...]  # their specs, in that order
-  output_keys: Tuple[str, ...]      # the outputs, in result order (sorted, as a dict flattens)
+  output_keys: Tuple[str, ...]  # the outputs, in result order (sorted, as a dict flattens)
   input_specs: Dict[str, tf.TensorSpec]
   output_specs: Dict[str, tf.TensorSpec]
 
@@ -120,8 +120,8 @@ class BoundSignature:
         raise TypeError(f'input {keyword!r} is {value.dtype.name}{value.shape}, '
                         f'the signature takes {spec.dtype.name}{spec.shape}')
       flat.append(value)
-    outputs = eager_context.context().call_function(
-        call.name, flat + self._captures, len(call.output_keys))
+    outputs = eager_context.context().call_function(call.name, flat + self._captures,
+                                                    len(call.output_keys))
     return dict(zip(call.output_keys, outputs))
 
 
@@ -139,7 +139,8 @@ def _tensor_specs(value) -> Dict[str, tf.TensorSpec]:
       raise NotShareable(f'signature value {key!r} is not a plain tensor')
     spec = field.tensor_spec_value
     shape = None if spec.shape.unknown_rank else [
-        None if d.size < 0 else d.size for d in spec.shape.dim]
+        None if d.size < 0 else d.size for d in spec.shape.dim
+    ]
     specs[key] = tf.TensorSpec(shape, tf.dtypes.as_dtype(spec.dtype), spec.name or None)
   return specs
 
@@ -183,7 +184,10 @@ class SharedGraph:
   graph's lock.
   """
 
-  def __init__(self, architecture: Architecture, weights: variable_restore.Weights, *,
+  def __init__(self,
+               architecture: Architecture,
+               weights: variable_restore.Weights,
+               *,
                bind_values: bool = False) -> None:
     """Registers the program (with variables holding ``weights`` if it needs them).
 
@@ -211,7 +215,7 @@ class SharedGraph:
     registered: List[str] = []
     handles: List[tf.Tensor] = []
     self._finalizer = weakref.finalize(self, _release, registered, handles)
-    self._finalizer.atexit = False   # the eager context goes with the process anyway
+    self._finalizer.atexit = False  # the eager context goes with the process anyway
     try:
       for function in functions:
         ctx.add_function_def(function)
@@ -223,7 +227,8 @@ class SharedGraph:
         for variable in architecture.variables:
           # The anonymous name keeps TensorFlow's kernel cache from growing per variable.
           handle = gen_resource_variable_ops.var_handle_op(
-              dtype=tf.dtypes.as_dtype(variable.dtype), shape=variable.shape,
+              dtype=tf.dtypes.as_dtype(variable.dtype),
+              shape=variable.shape,
               shared_name=eager_context.anonymous_name())
           handles.append(handle)
           captures[variable.position] = handle
@@ -242,8 +247,8 @@ class SharedGraph:
     self._shared_signature = BoundSignature(self._call, captures)
     self.inputs = signature_inputs.signature_inputs(self._shared_signature)
     self.output_names = sorted(output_specs)
-    self.num_bytes = (variable_restore.weights_bytes(weights)
-                      + sum(f.ByteSize() for f in functions))
+    self.num_bytes = (variable_restore.weights_bytes(weights) + sum(f.ByteSize()
+                                                                    for f in functions))
 
   def bind(self, weights: variable_restore.Weights) -> BoundSignature:
     """The signature a site with ``weights`` (in this graph's role order) calls."""
@@ -265,7 +270,7 @@ class SharedGraph:
     """Holds the graph exclusively with ``weights`` in its variables."""
     with self._lock:
       if self._active is not weights:
-        self._active = None   # half-assigned weights belong to nobody
+        self._active = None  # half-assigned weights belong to nobody
         variable_restore.assign(self._handles, weights)
         self._active = weights
       yield
@@ -275,9 +280,9 @@ class SharedGraphs:
   """Thread-safe registry of shared graphs by architecture key, with user counts."""
 
   def __init__(self, *, bind_values: bool = False) -> None:
-    self.bind_values = bind_values          # for the graphs it makes (SharedGraph)
+    self.bind_values = bind_values  # for the graphs it makes (SharedGraph)
     self._lock = threading.Lock()
-    self._graphs: Dict[str, List] = {}     # key -> [graph, users]
+    self._graphs: Dict[str, List] = {}  # key -> [graph, users]
     self._key_locks: Dict[str, threading.Lock] = {}
     self._bytes = 0
     self.architectures = ArchitectureCache()
@@ -300,7 +305,7 @@ class SharedGraphs:
     if found is not None:
       return found, False
     with self._key_lock(key):
-      found = self._take(key)   # another thread may have made it meanwhile
+      found = self._take(key)  # another thread may have made it meanwhile
       if found is not None:
         return found, False
       graph = load()
@@ -368,8 +373,8 @@ def load_sharing_graphs(location: ModelLocation, signature_name: str,
       _LOGGER.debug('Site %s loads on its own: %s', location.site_id, e)
       return load_local(location, local_dir, signature_name, started)
   if made_now:
-    _LOGGER.info('Registered the graph of architecture %s from site %s',
-                 architecture.key[:12], location.site_id)
+    _LOGGER.info('Registered the graph of architecture %s from site %s', architecture.key[:12],
+                 location.site_id)
   else:
     try:
       weights = variable_restore.by_roles(architecture, weights, graph.roles)
@@ -378,9 +383,12 @@ def load_sharing_graphs(location: ModelLocation, signature_name: str,
       _LOGGER.warning('Site %s loads on its own: %s', location.site_id, e)
       with paths.localize_tree(location.path) as local_dir:
         return load_local(location, local_dir, signature_name, started)
-  return SiteModel(
-      location, graph.bind(weights),
-      num_bytes=variable_restore.weights_bytes(weights) + SITE_OVERHEAD_BYTES,
-      load_ms=(time.perf_counter() - started) * 1000,
-      graph=graph, weights=None if graph.binds_values else weights, fast_path=not made_now,
-      inputs=graph.inputs, output_names=graph.output_names)
+  return SiteModel(location,
+                   graph.bind(weights),
+                   num_bytes=variable_restore.weights_bytes(weights) + SITE_OVERHEAD_BYTES,
+                   load_ms=(time.perf_counter() - started) * 1000,
+                   graph=graph,
+                   weights=None if graph.binds_values else weights,
+                   fast_path=not made_now,
+                   inputs=graph.inputs,
+                   output_names=graph.output_names)

@@ -28,7 +28,7 @@ class InputSpec(NamedTuple):
   """One signature input: its dtype and the shape of one row's value."""
   name: str
   dtype: tf.dtypes.DType
-  row_shape: Tuple[Optional[int], ...]   # dims after the batch dim; None = any
+  row_shape: Tuple[Optional[int], ...]  # dims after the batch dim; None = any
 
   @property
   def is_string(self) -> bool:
@@ -75,8 +75,12 @@ def _plain_width(spec: InputSpec) -> Optional[int]:
   return None
 
 
-_PLAIN_LEAVES = {'f': PLAIN_NUMBERS, 'i': frozenset({int}), 'b': frozenset({bool}),
-                 's': frozenset({str})}
+_PLAIN_LEAVES = {
+    'f': PLAIN_NUMBERS,
+    'i': frozenset({int}),
+    'b': frozenset({bool}),
+    's': frozenset({str})
+}
 
 
 def _plain_leaves(spec: InputSpec, kind: str, column: List[Any]) -> Optional[List[Any]]:
@@ -86,7 +90,7 @@ def _plain_leaves(spec: InputSpec, kind: str, column: List[Any]) -> Optional[Lis
   if width is None or allowed is None or kind == 's' and width != 0:
     return None
   types = set(map(type, column))
-  if width == 0 or width == 1 and list not in types:   # a plain value fills a width-one input
+  if width == 0 or width == 1 and list not in types:  # a plain value fills a width-one input
     leaves = column
   elif types == {list} and set(map(len, column)) == {width}:
     leaves = list(itertools.chain.from_iterable(column))
@@ -96,8 +100,8 @@ def _plain_leaves(spec: InputSpec, kind: str, column: List[Any]) -> Optional[Lis
   return leaves if allowed.issuperset(types) else None
 
 
-def _stack(spec: InputSpec, kind: str, leaves: List[Any], rows: int
-           ) -> Tuple[np.ndarray, np.ndarray]:
+def _stack(spec: InputSpec, kind: str, leaves: List[Any],
+           rows: int) -> Tuple[np.ndarray, np.ndarray]:
   """Plain leaves (:func:`_plain_leaves`) of ``rows`` rows as one array, and
   which rows pass the rule (each as :func:`convert` would decide).
 
@@ -114,7 +118,7 @@ def _stack(spec: InputSpec, kind: str, leaves: List[Any], rows: int
   elif kind == 'i':
     wide = np.array(leaves, dtype=np.int64)
     low, high = integer_bounds(spec)
-    if spec.dtype == tf.int64:   # np.array checked the bounds
+    if spec.dtype == tf.int64:  # np.array checked the bounds
       passed = np.ones(rows, dtype=bool)
     else:
       passed = ((wide >= low) & (wide <= high)).reshape(rows, -1).all(axis=1)
@@ -126,7 +130,7 @@ def _stack(spec: InputSpec, kind: str, leaves: List[Any], rows: int
     # NaN and infinities stay so in the cast; values beyond the dtype become inf.
     finite = np.isfinite(array)
     passed = np.ones(rows, dtype=bool) if finite.all() else finite.reshape(rows, -1).all(axis=1)
-  return array.reshape((rows,) + spec.row_shape), passed
+  return array.reshape((rows, ) + spec.row_shape), passed
 
 
 def _is_plain_value(spec: InputSpec, kind: str):
@@ -137,8 +141,8 @@ def _is_plain_value(spec: InputSpec, kind: str):
   if width == 0:
     return lambda value: type(value) in allowed
   if width == 1:
-    return lambda value: type(value) in allowed or (
-        type(value) is list and len(value) == 1 and type(value[0]) in allowed)
+    return lambda value: type(value) in allowed or (type(value) is list and len(value) == 1 and
+                                                    type(value[0]) in allowed)
   return lambda value: type(value) is list and len(value) == width and allowed.issuperset(
       map(type, value))
 
@@ -148,13 +152,14 @@ class _Column:
 
   def __init__(self, stacked: Optional[np.ndarray], positions: Dict[int, int],
                singles: Dict[int, np.ndarray], errors: Dict[int, RecordFailure]):
-    self.stacked, self.positions, self.singles, self.errors = (
-        stacked, positions, singles, errors)
+    self.stacked, self.positions, self.singles, self.errors = (stacked, positions, singles, errors)
 
   @classmethod
-  def of(cls, spec: InputSpec, rows: Sequence[Mapping[str, Any]],
-              stacked: Optional[np.ndarray] = None, passed: Optional[np.ndarray] = None
-              ) -> '_Column':
+  def of(cls,
+         spec: InputSpec,
+         rows: Sequence[Mapping[str, Any]],
+         stacked: Optional[np.ndarray] = None,
+         passed: Optional[np.ndarray] = None) -> '_Column':
     """Plain values stacked in one go (``stacked``/``passed``: already done for
     every row), the others converted one by one with :func:`to_array`."""
     kind = kind_of(spec)
@@ -194,12 +199,15 @@ class _Column:
   def take(self, indices: List[int]) -> np.ndarray:
     if not self.singles:
       return self.stacked[[self.positions[i] for i in indices]]
-    return np.stack([self.stacked[self.positions[i]] if i in self.positions
-                     else self.singles[i] for i in indices])
+    return np.stack([
+        self.stacked[self.positions[i]] if i in self.positions else self.singles[i] for i in indices
+    ])
 
 
-def batch_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]]
-               ) -> Tuple[List[FeatureBatch], List[Tuple[int, RecordFailure]]]:
+def batch_rows(
+    specs: Mapping[str, InputSpec],
+    rows: Sequence[Mapping[str,
+                           Any]]) -> Tuple[List[FeatureBatch], List[Tuple[int, RecordFailure]]]:
   """Converts rows to model inputs, isolating the rows that cannot be fed.
 
   Each row's outcome is that of :func:`to_array` on it alone (the first
@@ -233,20 +241,22 @@ def batch_rows(specs: Mapping[str, InputSpec], rows: Sequence[Mapping[str, Any]]
     return [FeatureBatch(list(range(len(rows))), fast)], []
 
   failed = {}
-  for column in reversed(slow.values()):   # the first failing input in signature order wins
+  for column in reversed(slow.values()):  # the first failing input in signature order wins
     failed.update(column.errors)
   failures = sorted(failed.items())
   good = [i for i in range(len(rows)) if i not in failed]
   groups: Dict[tuple, List[int]] = {}
   if all(None not in specs[name].row_shape for name in slow):
-    groups[()] = good   # fixed shapes: every good row has them
+    groups[()] = good  # fixed shapes: every good row has them
   else:
     for index in good:
       groups.setdefault(tuple(c.shape(index) for c in slow.values()), []).append(index)
   batches = []
   for indices in groups.values():
     if indices:
-      tensors = {name: slow[name].take(indices) if name in slow else fast[name][indices]
-                 for name in specs}
+      tensors = {
+          name: slow[name].take(indices) if name in slow else fast[name][indices]
+          for name in specs
+      }
       batches.append(FeatureBatch(indices, tensors))
   return batches, failures

@@ -51,9 +51,16 @@ class SiteModel:
   of its architecture with its own ``weights`` put in for each call.
   """
 
-  def __init__(self, location: ModelLocation, signature: Any, *, num_bytes: int,
-               load_ms: float, owner: Any = None, graph: Any = None,
-               weights: Optional[Tuple[np.ndarray, ...]] = None, fast_path: bool = False,
+  def __init__(self,
+               location: ModelLocation,
+               signature: Any,
+               *,
+               num_bytes: int,
+               load_ms: float,
+               owner: Any = None,
+               graph: Any = None,
+               weights: Optional[Tuple[np.ndarray, ...]] = None,
+               fast_path: bool = False,
                inputs: Optional[Dict[str, signature_inputs.InputSpec]] = None,
                output_names: Optional[List[str]] = None):
     """
@@ -77,8 +84,8 @@ class SiteModel:
     self._weights = weights
     self._signature = signature
     self.inputs = inputs if inputs is not None else signature_inputs.signature_inputs(signature)
-    self.output_names = (
-        output_names if output_names is not None else sorted(signature.structured_outputs))
+    self.output_names = (output_names
+                         if output_names is not None else sorted(signature.structured_outputs))
 
   @property
   def signature(self) -> Any:
@@ -113,8 +120,7 @@ class SiteModel:
       if len(batch.row_indices) == 1:
         return [RowResult(batch.row_indices[0], None, INFERENCE_FAILED, _tf_message(e))]
       # One bad row must not fail its neighbours: retry row by row.
-      return [r for i in range(len(batch.row_indices))
-              for r in self._run(_single_row(batch, i))]
+      return [r for i in range(len(batch.row_indices)) for r in self._run(_single_row(batch, i))]
     # Plain Python values (one tolist per output, not per row): cheaper to
     # pass between pipeline steps and to encode as JSON than NumPy scalars.
     names = list(outputs)
@@ -128,19 +134,18 @@ class SiteModel:
     if not non_finite:
       return list(map(RowResult, batch.row_indices, per_row))
     return [
-        RowResult(row, per_row[pos]) if pos not in non_finite else
-        RowResult(row, None, NON_FINITE_OUTPUT, non_finite[pos])
-        for pos, row in enumerate(batch.row_indices)]
+        RowResult(row, per_row[pos]) if pos not in non_finite else RowResult(
+            row, None, NON_FINITE_OUTPUT, non_finite[pos])
+        for pos, row in enumerate(batch.row_indices)
+    ]
 
   def _call(self, tensors: Dict[str, np.ndarray], batch_size: int) -> Dict[str, np.ndarray]:
-    result = self._signature(
-        **{n: signature_inputs.eager_tensor(v) for n, v in tensors.items()})
+    result = self._signature(**{n: signature_inputs.eager_tensor(v) for n, v in tensors.items()})
     outputs = {name: tensor.numpy() for name, tensor in result.items()}
     for name, value in outputs.items():
       if value.ndim == 0 or value.shape[0] != batch_size:
-        raise ValueError(
-            f'output {name!r} has shape {list(value.shape)}, not one value per row '
-            f'(batch of {batch_size})')
+        raise ValueError(f'output {name!r} has shape {list(value.shape)}, not one value per row '
+                         f'(batch of {batch_size})')
     return outputs
 
 
@@ -160,8 +165,10 @@ def _non_finite_rows(outputs: Dict[str, np.ndarray]) -> Dict[int, str]:
 
 
 def _single_row(batch: signature_inputs.FeatureBatch, pos: int) -> signature_inputs.FeatureBatch:
-  return signature_inputs.FeatureBatch(
-      [batch.row_indices[pos]], {n: v[pos:pos + 1] for n, v in batch.tensors.items()})
+  return signature_inputs.FeatureBatch([batch.row_indices[pos]], {
+      n: v[pos:pos + 1]
+      for n, v in batch.tensors.items()
+  })
 
 
 def _tf_message(error: Exception) -> str:
@@ -195,16 +202,17 @@ def load_local(location: ModelLocation, local_dir: str, signature_name: str,
     loaded = tf.saved_model.load(local_dir)
   except Exception as e:  # pylint: disable=broad-except
     # A local read of a corrupt or incompatible SavedModel: permanent.
-    raise RecordFailure(
-        PREDICT, MODEL_LOAD_FAILED,
-        f'cannot load SavedModel {location.path}: {_tf_message(e)}') from e
+    raise RecordFailure(PREDICT, MODEL_LOAD_FAILED,
+                        f'cannot load SavedModel {location.path}: {_tf_message(e)}') from e
   graph_bytes = os.path.getsize(os.path.join(local_dir, SAVED_MODEL_FILE))
   signature = loaded.signatures.get(signature_name)
   if signature is None:
     raise RecordFailure(
-        PREDICT, MODEL_LOAD_FAILED,
-        f'{location.path} has no signature {signature_name!r} '
+        PREDICT, MODEL_LOAD_FAILED, f'{location.path} has no signature {signature_name!r} '
         f'(it has: {", ".join(sorted(loaded.signatures)) or "none"})')
   load_ms = (time.perf_counter() - started) * 1000
-  return SiteModel(location, signature, num_bytes=variables_bytes(signature) + graph_bytes,
-                   load_ms=load_ms, owner=loaded)
+  return SiteModel(location,
+                   signature,
+                   num_bytes=variables_bytes(signature) + graph_bytes,
+                   load_ms=load_ms,
+                   owner=loaded)

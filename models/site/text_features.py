@@ -66,29 +66,29 @@ class _Input(NamedTuple):
   dtype_name: str
   kind: str
   dims: int
-  width_one: bool    # row shape (1,): a plain cell is taken too
-  low: float         # integers: the dtype's range; floats: -high
-  high: float        # floats: the magnitude from which a value rounds to infinity
+  width_one: bool  # row shape (1,): a plain cell is taken too
+  low: float  # integers: the dtype's range; floats: -high
+  high: float  # floats: the magnitude from which a value rounds to infinity
 
 
 def _overflow_at(dtype: tf.dtypes.DType) -> float:
   """The smallest magnitude a float dtype rounds to infinity (ties go to even: infinity)."""
   bits = _MANTISSA_BITS.get(dtype.name)
   if bits is None:
-    return math.inf   # float64 (and others): only an infinite double overflows
+    return math.inf  # float64 (and others): only an infinite double overflows
   top = float(dtype.max)
-  return top + 2.0 ** (math.frexp(top)[1] - 2 - bits)   # max plus half its ulp
+  return top + 2.0**(math.frexp(top)[1] - 2 - bits)  # max plus half its ulp
 
 
 def _input(spec: InputSpec) -> _Input:
-  dims, width_one = len(spec.row_shape), spec.row_shape == (1,)
+  dims, width_one = len(spec.row_shape), spec.row_shape == (1, )
   if spec.dtype == tf.string:
     return _Input(spec.name, spec.dtype.name, STRING, dims, width_one, 0, 0)
   if spec.dtype == tf.bool:
     return _Input(spec.name, spec.dtype.name, BOOL, dims, width_one, 0, 0)
   if spec.dtype.is_integer:
-    return _Input(spec.name, spec.dtype.name, INTEGER, dims, width_one,
-                  int(spec.dtype.min), int(spec.dtype.max))
+    return _Input(spec.name, spec.dtype.name, INTEGER, dims, width_one, int(spec.dtype.min),
+                  int(spec.dtype.max))
   high = _overflow_at(spec.dtype)
   return _Input(spec.name, spec.dtype.name, FLOAT, dims, width_one, -high, high)
 

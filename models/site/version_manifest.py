@@ -40,13 +40,13 @@ def load_manifest(path: str) -> Dict[str, str]:
   """
   text = paths.read_text(path)  # not UTF-8: NotUtf8Text, a ValueError '<path>: line N: ...'
   lowered = path.lower()
-  if lowered.endswith('.json') or (not lowered.endswith('.csv')
-                                   and text.lstrip().startswith('{')):
+  if lowered.endswith('.json') or (not lowered.endswith('.csv') and text.lstrip().startswith('{')):
     return _from_json(path, text)
   return _from_csv(path, text)
 
 
-def pinned_version(site_id: str, manifest: Optional[Dict[str, str]],
+def pinned_version(site_id: str,
+                   manifest: Optional[Dict[str, str]],
                    default: Optional[str] = None) -> Optional[str]:
   """The version to load for ``site_id``: its pin, else ``default`` (None: the highest)."""
   if manifest:
@@ -63,8 +63,8 @@ def _version(path: str, line: int, site_id: str, value) -> str:
                    'non-negative integer (a version folder name)')
 
 
-def _add(path: str, line: int, manifest: Dict[str, str], lines: Dict[str, int],
-         site_id, version) -> None:
+def _add(path: str, line: int, manifest: Dict[str, str], lines: Dict[str, int], site_id,
+         version) -> None:
   if not isinstance(site_id, str) or not site_id:
     raise ValueError(f'{path}: line {line}: empty site id')
   if site_id in manifest:
@@ -87,11 +87,11 @@ def _from_json(path: str, text: str) -> Dict[str, str]:
   decoder = json.JSONDecoder()
   manifest: Dict[str, str] = {}
   lines: Dict[str, int] = {}
-  pos = _skip_space(text, _skip_space(text, 0) + 1)   # past '{'
+  pos = _skip_space(text, _skip_space(text, 0) + 1)  # past '{'
   while text[pos] != '}':
     line = text.count('\n', 0, pos) + 1
     site_id, pos = decoder.raw_decode(text, pos)
-    pos = _skip_space(text, _skip_space(text, pos) + 1)   # past ':'
+    pos = _skip_space(text, _skip_space(text, pos) + 1)  # past ':'
     version, pos = decoder.raw_decode(text, pos)
     _add(path, line, manifest, lines, site_id, version)
     pos = _skip_space(text, pos)
@@ -120,7 +120,7 @@ def _from_csv(path: str, text: str) -> Dict[str, str]:
     except csv.Error as e:
       raise ValueError(f'{path}: line {start}: invalid CSV: {e}') from e
     if not fields:
-      continue   # blank line
+      continue  # blank line
     if columns is None:
       names = [name.strip() for name in fields]
       if sorted(names) != sorted(_CSV_COLUMNS):

@@ -133,9 +133,10 @@ class DecodeImageFn(beam.DoFn):
 
   def process(self, item: ImageFile):
     if item.size_bytes > self._max_pixels * MAX_BYTES_PER_PIXEL + _METADATA_ALLOWANCE_BYTES:
-      yield self._failed(item, failures.IMAGE_TOO_LARGE,
-                         f'the file has {item.size_bytes} bytes, more than any image within '
-                         f'--max_image_pixels={self._max_pixels} needs; not read')
+      yield self._failed(
+          item, failures.IMAGE_TOO_LARGE,
+          f'the file has {item.size_bytes} bytes, more than any image within '
+          f'--max_image_pixels={self._max_pixels} needs; not read')
       return
     try:
       data = b'' if item.size_bytes == 0 else paths.read_bytes(item.uri)
@@ -151,6 +152,10 @@ class DecodeImageFn(beam.DoFn):
 
   @staticmethod
   def _failed(item: ImageFile, reason: str, message: str) -> beam.pvalue.TaggedOutput:
-    return dead_letters.failed(dead_letters.dead_letter(
-        STAGE, reason, message, site_id=item.site_id, source=item.uri,
-        record=item.as_record()))
+    return dead_letters.failed(
+        dead_letters.dead_letter(STAGE,
+                                 reason,
+                                 message,
+                                 site_id=item.site_id,
+                                 source=item.uri,
+                                 record=item.as_record()))

@@ -33,8 +33,7 @@ class ImageFile:
 
   def as_record(self) -> dict:
     """What dead letters carry as ``record`` for this image."""
-    return {'image': self.uri, 'relative_path': self.relative_path,
-            'size_bytes': self.size_bytes}
+    return {'image': self.uri, 'relative_path': self.relative_path, 'size_bytes': self.size_bytes}
 
 
 def is_image(path: str) -> bool:
@@ -120,8 +119,8 @@ class ListImages(beam.PTransform):
   def expand(self, pbegin):
     listed = (
         pbegin
-        | 'Match' >> fileio.MatchFiles(
-            self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        | 'Match' >> fileio.MatchFiles(self._pattern,
+                                       empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
         | 'Spread' >> beam.Reshuffle()
         | 'Classify' >> beam.ParDo(_ClassifyFn(self._root)).with_outputs(IGNORED, main='images'))
     return ListedFiles(listed.images, listed[IGNORED])

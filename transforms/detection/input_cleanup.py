@@ -95,8 +95,10 @@ class _CleanUpFn(beam.DoFn):
       delete_files(uris)
       self._deleted.inc(len(uris))
     else:
-      targets = [paths.join(self._move_to, *paths.relative_to(u, self._input_root).split('/'))
-                 for u in uris]
+      targets = [
+          paths.join(self._move_to,
+                     *paths.relative_to(u, self._input_root).split('/')) for u in uris
+      ]
       move_files(uris, targets)
       self._moved.inc(len(uris))
     yield from uris
@@ -110,7 +112,10 @@ class CleanUpInputs(beam.PTransform):
   only once every output is committed, e.g. ``WriteRunSummary``'s output).
   """
 
-  def __init__(self, committed: beam.PCollection, *, input_root: str,
+  def __init__(self,
+               committed: beam.PCollection,
+               *,
+               input_root: str,
                move_to: Optional[str] = None):
     super().__init__()
     self._committed = committed
@@ -118,10 +123,7 @@ class CleanUpInputs(beam.PTransform):
     self._move_to = move_to
 
   def expand(self, uris):
-    return (
-        uris
-        | 'Batch' >> beam.BatchElements(min_batch_size=1, max_batch_size=MAX_BATCH)
-        | 'DeleteOrMove' >> beam.ParDo(
-            _CleanUpFn(self._input_root, self._move_to),
-            committed=beam.pvalue.AsSingleton(self._committed))
-    )
+    return (uris
+            | 'Batch' >> beam.BatchElements(min_batch_size=1, max_batch_size=MAX_BATCH)
+            | 'DeleteOrMove' >> beam.ParDo(_CleanUpFn(self._input_root, self._move_to),
+                                           committed=beam.pvalue.AsSingleton(self._committed)))

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+
 @dataclasses.dataclass(frozen=True)
 class Geometry:
   """How an original image sits in the letterboxed square."""
@@ -50,7 +51,11 @@ def letterbox(image: Image.Image, size: int, pad_value: int) -> Letterboxed:
   canvas = np.full((size, size, 3), pad_value, dtype=np.uint8)
   pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
   canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = np.asarray(image)
-  return Letterboxed(canvas, Geometry(
-      width=width, height=height, scale_x=new_w / width, scale_y=new_h / height,
-      pad_x=pad_x, pad_y=pad_y))
-
+  return Letterboxed(
+      canvas,
+      Geometry(width=width,
+               height=height,
+               scale_x=new_w / width,
+               scale_y=new_h / height,
+               pad_x=pad_x,
+               pad_y=pad_y))

@@ -69,20 +69,29 @@ class _ToDetectedFn(beam.DoFn):
     decoded = result.example
     source = decoded.source
     if isinstance(result.inference, InferenceError):
-      yield dead_letters.failed(dead_letters.dead_letter(
-          STAGE, failures.INFERENCE_FAILED, result.inference.message, site_id=source.site_id,
-          source=source.uri, record=source.as_record()))
+      yield dead_letters.failed(
+          dead_letters.dead_letter(STAGE,
+                                   failures.INFERENCE_FAILED,
+                                   result.inference.message,
+                                   site_id=source.site_id,
+                                   source=source.uri,
+                                   record=source.as_record()))
       return
-    detections = [d for d in result.inference
-                  if self._classes is None or d['label'] in self._classes]
+    detections = [
+        d for d in result.inference if self._classes is None or d['label'] in self._classes
+    ]
     bad = [d for d in detections if not _finite_detection(d)]
     if bad:
-      yield dead_letters.failed(dead_letters.dead_letter(
-          STAGE, failures.NON_FINITE_OUTPUT,
-          f'{len(bad)} of {len(detections)} detections have a non-finite score or box, '
-          f'first: label {bad[0].get("label")!r} score {bad[0].get("score")} '
-          f'box {bad[0].get("box")}',
-          site_id=source.site_id, source=source.uri, record=source.as_record()))
+      yield dead_letters.failed(
+          dead_letters.dead_letter(
+              STAGE,
+              failures.NON_FINITE_OUTPUT,
+              f'{len(bad)} of {len(detections)} detections have a non-finite score or box, '
+              f'first: label {bad[0].get("label")!r} score {bad[0].get("score")} '
+              f'box {bad[0].get("box")}',
+              site_id=source.site_id,
+              source=source.uri,
+              record=source.as_record()))
       return
     geometry = decoded.letterboxed.geometry
     record = {
@@ -108,7 +117,10 @@ class DetectObjects(beam.PTransform):
   (batched YOLO forward + NMS in the handler), ``ToRecord``.
   """
 
-  def __init__(self, handler: YoloModelHandler, *, classes: Optional[Sequence[str]] = None,
+  def __init__(self,
+               handler: YoloModelHandler,
+               *,
+               classes: Optional[Sequence[str]] = None,
                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
     super().__init__()
     self._handler = handler
@@ -116,13 +128,15 @@ class DetectObjects(beam.PTransform):
     self._max_image_pixels = max_image_pixels
 
   def expand(self, images):
-    decoded = images | 'Decode' >> beam.ParDo(DecodeImageFn(
-        image_size=self._handler.image_size, pad_value=self._handler.pad_value,
-        max_pixels=self._max_image_pixels)).with_outputs(dead_letters.FAILED, main='ok')
+    decoded = images | 'Decode' >> beam.ParDo(
+        DecodeImageFn(image_size=self._handler.image_size,
+                      pad_value=self._handler.pad_value,
+                      max_pixels=self._max_image_pixels)).with_outputs(dead_letters.FAILED,
+                                                                       main='ok')
     predictions = decoded.ok | 'RunInference' >> RunInference(self._handler)
     detected = predictions | 'ToRecord' >> beam.ParDo(
-        _ToDetectedFn(self._handler.model_uri, self._classes)).with_outputs(
-            dead_letters.FAILED, main='ok')
+        _ToDetectedFn(self._handler.model_uri, self._classes)).with_outputs(dead_letters.FAILED,
+                                                                            main='ok')
     failed = ((decoded[dead_letters.FAILED], detected[dead_letters.FAILED])
               | 'Failed' >> beam.Flatten())
     return DetectionResult(detected.ok, failed)
@@ -136,10 +150,9 @@ class WriteDetections(beam.PTransform):
     self._prefix = paths.join(output_dir, 'detections', 'detections')
 
   def expand(self, records):
-    return (
-        records
-        | 'Encode' >> beam.Map(json_lines.dumps)
-        | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))
+    return (records
+            | 'Encode' >> beam.Map(json_lines.dumps)
+            | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))
 
 
 # Summary stats: (key path, amount) pairs for transforms.run_summary.
@@ -148,17 +161,17 @@ Stat = Tuple[Tuple[str, ...], int]
 
 
 def image_stats(image: ImageFile) -> Iterable[Stat]:
-  yield ('images_read',), 1
+  yield ('images_read', ), 1
   yield ('sites', image.site_id, 'images_read'), 1
 
 
 def ignored_stats(unused_path: str) -> Iterable[Stat]:
-  yield ('ignored_files',), 1
+  yield ('ignored_files', ), 1
 
 
 def record_stats(record: dict) -> Iterable[Stat]:
   site = record['site_id']
-  yield ('images_ok',), 1
+  yield ('images_ok', ), 1
   yield ('sites', site, 'images_ok'), 1
   yield ('sites', site, 'detections'), len(record['detections'])
   for det in record['detections']:
@@ -171,7 +184,7 @@ def failure_stats(letter: dict) -> Iterable[Stat]:
 
 
 def annotated_stats(unused_path: str) -> Iterable[Stat]:
-  yield ('annotated',), 1
+  yield ('annotated', ), 1
 
 
 def finalize_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
@@ -185,6 +198,6 @@ def finalize_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
   for site in summary['sites'].values():
     for key in ('images_read', 'images_ok', 'images_failed', 'detections'):
       site.setdefault(key, 0)
-  summary['reconciled'] = (
-      summary['images_read'] == summary['images_ok'] + summary['images_failed'])
+  summary['reconciled'] = (summary['images_read'] == summary['images_ok'] +
+                           summary['images_failed'])
   return summary

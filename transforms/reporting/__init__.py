@@ -32,7 +32,15 @@ from transforms.reporting.write import WriteDetectionReport
 from transforms.reporting.write import WriteSiteReport
 
 __all__ = [
-    'AUTO', 'ContactSheet', 'OutputHistograms', 'REPORT_NAME', 'SampleDeadLetters',
-    'SampleSeries', 'SiteOutcomes', 'SiteTable', 'WriteDetectionReport', 'WriteSiteOutcomes',
+    'AUTO',
+    'ContactSheet',
+    'OutputHistograms',
+    'REPORT_NAME',
+    'SampleDeadLetters',
+    'SampleSeries',
+    'SiteOutcomes',
+    'SiteTable',
+    'WriteDetectionReport',
+    'WriteSiteOutcomes',
     'WriteSiteReport',
 ]

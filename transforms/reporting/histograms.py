@@ -26,7 +26,7 @@ DEFAULT_BINS = 30
 DEFAULT_MAX_OUTPUTS = 12
 
 Range = Dict[str, Any]  # rows, values, non_finite, non_numeric, min, max
-Columns = Dict[str, Tuple[int, np.ndarray, int]]   # name -> (rows, numbers, non-numeric)
+Columns = Dict[str, Tuple[int, np.ndarray, int]]  # name -> (rows, numbers, non-numeric)
 
 
 def numeric_values(value: Any) -> Tuple[np.ndarray, int]:
@@ -98,8 +98,14 @@ def numeric_columns(batch) -> Columns:
 
 
 def _empty_range() -> Range:
-  return {'rows': 0, 'values': 0, 'non_finite': 0, 'non_numeric': 0,
-          'min': math.inf, 'max': -math.inf}
+  return {
+      'rows': 0,
+      'values': 0,
+      'non_finite': 0,
+      'non_numeric': 0,
+      'min': math.inf,
+      'max': -math.inf
+  }
 
 
 class OutputRangesFn(beam.CombineFn):
@@ -226,8 +232,7 @@ class OutputHistograms(beam.PTransform):
         columns
         | 'CountBatch' >> beam.Map(batch_counts, edges=edges)
         | 'SumCounts' >> beam.CombineGlobally(sum_counts)
-        | 'Histograms' >> beam.Map(histograms, ranges=beam.pvalue.AsSingleton(ranges),
-                                   edges=edges))
+        | 'Histograms' >> beam.Map(histograms, ranges=beam.pvalue.AsSingleton(ranges), edges=edges))
 
 
 def values_in(histogram: Dict[str, Any]) -> int:

@@ -24,8 +24,13 @@ MAX_LABEL = 32
 _CHAR_IN = 0.075  # width of one 9 pt label character, inches (a generous estimate)
 COLORS = ('#1f5fa8', '#d1495b', '#2a9d8f', '#e9a23b', '#6d597a', '#3d405b')
 FAILED_COLOR = '#d1495b'
-_SVG_RC = {'svg.fonttype': 'none', 'svg.hashsalt': 'run-report', 'font.size': 9,
-           'axes.spines.top': False, 'axes.spines.right': False}
+_SVG_RC = {
+    'svg.fonttype': 'none',
+    'svg.hashsalt': 'run-report',
+    'font.size': 9,
+    'axes.spines.top': False,
+    'axes.spines.right': False
+}
 _ID = re.compile(r'\bid="([^"]+)"')
 _REF = re.compile(r'(url\(#|href="#)([^)"]+)')
 
@@ -47,7 +52,10 @@ def to_svg(fig: Figure, name: str) -> Markup:
   return Markup(text)  # matplotlib escaped every text it wrote
 
 
-def bar_chart(counts: Mapping[str, int], *, name: str, xlabel: str,
+def bar_chart(counts: Mapping[str, int],
+              *,
+              name: str,
+              xlabel: str,
               color: str = COLORS[0]) -> Markup:
   """Horizontal bars, largest first; at most :data:`MAX_BARS` (the rest summed as "other")."""
   items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -59,8 +67,10 @@ def bar_chart(counts: Mapping[str, int], *, name: str, xlabel: str,
   longest = max((len(label) for label, _ in items), default=1)
   with matplotlib.rc_context(_SVG_RC):
     fig = _new_figure(width, height)
-    fig.subplots_adjust(left=min(0.6, (0.2 + _CHAR_IN * longest) / width), right=0.95,
-                        bottom=0.5 / height, top=1 - 0.1 / height)
+    fig.subplots_adjust(left=min(0.6, (0.2 + _CHAR_IN * longest) / width),
+                        right=0.95,
+                        bottom=0.5 / height,
+                        top=1 - 0.1 / height)
     ax = fig.subplots()
     labels = [label for label, _ in items][::-1]
     values = [value for _, value in items][::-1]
@@ -82,8 +92,13 @@ def histogram_chart(histogram: Dict[str, Any], *, name: str, title: str) -> Mark
     fig.subplots_adjust(left=0.15, right=0.96, bottom=0.12, top=0.88)
     ax = fig.subplots()
     widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
-    ax.bar(edges[:-1], counts, width=widths, align='edge', color=COLORS[0],
-           edgecolor='white', linewidth=0.5)
+    ax.bar(edges[:-1],
+           counts,
+           width=widths,
+           align='edge',
+           color=COLORS[0],
+           edgecolor='white',
+           linewidth=0.5)
     ax.set_title(_short(title), loc='left')
     ax.set_ylabel('values')
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -96,8 +111,12 @@ def series_chart(series: Sequence[Dict[str, Any]], *, name: str, columns: int = 
   width, height = 3.2 * min(columns, len(series)), 2.3 * rows
   with matplotlib.rc_context(_SVG_RC):
     fig = _new_figure(width, height)
-    fig.subplots_adjust(left=0.5 / width, right=1 - 0.1 / width, bottom=0.45 / height,
-                        top=1 - 0.3 / height, wspace=0.12, hspace=0.55)
+    fig.subplots_adjust(left=0.5 / width,
+                        right=1 - 0.1 / width,
+                        bottom=0.45 / height,
+                        top=1 - 0.3 / height,
+                        wspace=0.12,
+                        hspace=0.55)
     axes = fig.subplots(rows, min(columns, len(series)), squeeze=False, sharey=True)
     outputs = sorted({n for s in series for point in s['values'] for n in point})
     for index, site in enumerate(series):
@@ -111,8 +130,11 @@ def series_chart(series: Sequence[Dict[str, Any]], *, name: str, columns: int = 
       for k, output in enumerate(outputs):
         pairs = [(xv, p[output]) for xv, p in zip(x, site['values']) if output in p]
         if pairs:
-          ax.plot([a for a, _ in pairs], [b for _, b in pairs], color=COLORS[k % len(COLORS)],
-                  linewidth=1.2, marker='.' if len(pairs) < 40 else None, label=output)
+          ax.plot([a for a, _ in pairs], [b for _, b in pairs],
+                  color=COLORS[k % len(COLORS)],
+                  linewidth=1.2,
+                  marker='.' if len(pairs) < 40 else None,
+                  label=output)
       ax.set_title(_short(str(site['site_id'])), loc='left')
       if index >= len(series) - columns:
         ax.set_xlabel(site.get('time_field') or '')
@@ -125,4 +147,3 @@ def series_chart(series: Sequence[Dict[str, Any]], *, name: str, columns: int = 
 
 def _short(label: str) -> str:
   return label if len(label) <= MAX_LABEL else label[:MAX_LABEL - 1] + '\u2026'
-

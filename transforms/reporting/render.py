@@ -32,10 +32,11 @@ _BAD_STATUS = re.compile(r'fail|error|abort|cancel', re.I)
 
 def environment() -> jinja2.Environment:
   """The package's templates, autoescaped, undefined names an error."""
-  env = jinja2.Environment(
-      loader=jinja2.PackageLoader('transforms.reporting', 'templates'),
-      autoescape=True, undefined=jinja2.StrictUndefined,
-      trim_blocks=True, lstrip_blocks=True)
+  env = jinja2.Environment(loader=jinja2.PackageLoader('transforms.reporting', 'templates'),
+                           autoescape=True,
+                           undefined=jinja2.StrictUndefined,
+                           trim_blocks=True,
+                           lstrip_blocks=True)
   env.filters['num'] = format_number
   env.filters['pct'] = format_percent
   return env
@@ -76,11 +77,17 @@ def status_of(summary: Mapping[str, Any], *, failed_key: str) -> Dict[str, str]:
       level = 'warn'
     return {'text': text, 'reason': '' if reason is None else str(reason), 'level': level}
   if summary.get('reconciled') is False:
-    return {'text': 'not reconciled', 'level': 'bad',
-            'reason': 'records read differ from outputs plus dead letters'}
+    return {
+        'text': 'not reconciled',
+        'level': 'bad',
+        'reason': 'records read differ from outputs plus dead letters'
+    }
   if failed:
-    return {'text': 'completed with dead letters', 'level': 'warn',
-            'reason': f'{format_number(failed)} records failed'}
+    return {
+        'text': 'completed with dead letters',
+        'level': 'warn',
+        'reason': f'{format_number(failed)} records failed'
+    }
   return {'text': 'completed', 'level': 'ok', 'reason': ''}
 
 
@@ -101,14 +108,19 @@ def _histogram_sections(histograms: Mapping[str, Dict[str, Any]]):
   sections = []
   for index, (name, hist) in enumerate(sorted(histograms.items())):
     sections.append({
-        'name': name, 'hist': hist, 'binned': int(sum(hist['counts'])),
+        'name': name,
+        'hist': hist,
+        'binned': int(sum(hist['counts'])),
         'per_row': hist['values'] / hist['rows'] if hist['rows'] else 0,
         'svg': (plots.histogram_chart(hist, name=f'hist{index}', title=name)
-                if hist['counts'] else None)})
+                if hist['counts'] else None)
+    })
   return sections
 
 
-def render_site_report(summary: Mapping[str, Any], *, site_table: Optional[Dict[str, Any]],
+def render_site_report(summary: Mapping[str, Any],
+                       *,
+                       site_table: Optional[Dict[str, Any]],
                        histograms: Mapping[str, Dict[str, Any]],
                        series: Sequence[Dict[str, Any]],
                        letters: Mapping[str, List[Dict[str, Any]]],
@@ -133,8 +145,9 @@ def render_site_report(summary: Mapping[str, Any], *, site_table: Optional[Dict[
       'totals': (site_table or {}).get('totals'),
       'sites': worst,
       'letters': _letter_sections(failed_counts, letters),
-      'failed_svg': (plots.bar_chart(failed_counts, name='failed', xlabel='dead letters',
-                                     color=plots.FAILED_COLOR) if failed_counts else None),
+      'failed_svg': (plots.bar_chart(
+          failed_counts, name='failed', xlabel='dead letters', color=plots.FAILED_COLOR)
+                     if failed_counts else None),
       'histograms': _histogram_sections(histograms),
       'series_svg': plots.series_chart(series, name='series') if series else None,
       'series': series,
@@ -154,7 +167,8 @@ def _site_rows(sites: Mapping[str, Dict[str, Any]]):
   return rows[:MAX_TABLE_ROWS]
 
 
-def render_detection_report(summary: Mapping[str, Any], *,
+def render_detection_report(summary: Mapping[str, Any],
+                            *,
                             thumbnails: Sequence[Dict[str, Any]],
                             letters: Mapping[str, List[Dict[str, Any]]],
                             images_matched: Optional[int] = None,
@@ -187,14 +201,19 @@ def render_detection_report(summary: Mapping[str, Any], *,
       'sites': _site_rows(sites),
       'sites_total': len(sites),
       'letters': _letter_sections(failed_counts, letters),
-      'failed_svg': (plots.bar_chart(failed_counts, name='failed', xlabel='dead letters',
-                                     color=plots.FAILED_COLOR) if failed_counts else None),
+      'failed_svg': (plots.bar_chart(
+          failed_counts, name='failed', xlabel='dead letters', color=plots.FAILED_COLOR)
+                     if failed_counts else None),
       'generated_at': generated_at or _now(),
   }
   return environment().get_template(DETECTION_TEMPLATE).render(context)
 
 
-def render_fallback(summary: Mapping[str, Any], *, title: str, failed_key: str, error: str,
+def render_fallback(summary: Mapping[str, Any],
+                    *,
+                    title: str,
+                    failed_key: str,
+                    error: str,
                     generated_at: Optional[str] = None) -> str:
   """A minimal page (status and the summary as JSON) for when the full page fails to render."""
   context = {

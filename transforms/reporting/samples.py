@@ -67,7 +67,7 @@ def content_hash(value: Any) -> int:
   return zlib.crc32(repr(value).encode('utf-8', 'backslashreplace'))
 
 
-Ranked = Tuple[int, str, Any]   # (content hash, repr, value): the sampling order
+Ranked = Tuple[int, str, Any]  # (content hash, repr, value): the sampling order
 
 
 def ranked(value: Any) -> Ranked:
@@ -142,10 +142,9 @@ class SampleDeadLetters(beam.PTransform):
     self._per_reason = per_reason
 
   def expand(self, letters):
-    return (
-        letters
-        | 'ByReason' >> beam.Map(letter_example)
-        | 'Sample' >> beam.CombineGlobally(BottomKPerKeyFn(self._per_reason)))
+    return (letters
+            | 'ByReason' >> beam.Map(letter_example)
+            | 'Sample' >> beam.CombineGlobally(BottomKPerKeyFn(self._per_reason)))
 
 
 def time_value(value: Any) -> Optional[Tuple[float, bool]]:
@@ -173,21 +172,21 @@ def time_value(value: Any) -> Optional[Tuple[float, bool]]:
 def row_time(instance: Dict[str, Any], time_field: str) -> Optional[Tuple[float, bool, str]]:
   """The row's ``(x, is_datetime, field name)`` from ``time_field`` or (``AUTO``) the
   first usable :data:`TIME_FIELDS`; None when there is none."""
-  names = TIME_FIELDS if time_field == AUTO else (time_field,)
+  names = TIME_FIELDS if time_field == AUTO else (time_field, )
   for name in names:
     if name in instance:
       found = time_value(instance[name])
       if found is not None:
-        return found + (name,)
+        return found + (name, )
   return None
 
 
 def first_number(value: Any) -> Optional[float]:
   """The first finite number of an output value (its first element for a list)."""
-  if type(value) is list and len(value) == 1:   # pylint: disable=unidiomatic-typecheck
-    value = value[0]                 # an output of shape [1]
-  if type(value) is float:           # pylint: disable=unidiomatic-typecheck
-    return value if math.isfinite(value) else None   # the usual output: one float per row
+  if type(value) is list and len(value) == 1:  # pylint: disable=unidiomatic-typecheck
+    value = value[0]  # an output of shape [1]
+  if type(value) is float:  # pylint: disable=unidiomatic-typecheck
+    return value if math.isfinite(value) else None  # the usual output: one float per row
   values, _ = numeric_values(value)
   for number in values.tolist():
     if math.isfinite(number):
@@ -245,7 +244,7 @@ def _numbers(values: List[Any]) -> Optional[np.ndarray]:
     return None
   try:
     return np.array(values, dtype=np.float64)
-  except OverflowError:   # an int beyond a double
+  except OverflowError:  # an int beyond a double
     return None
 
 
@@ -283,7 +282,7 @@ def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoin
     xs = _numbers([instance[field] for instance in instances])
   except KeyError:
     return None
-  if xs is None or not np.isfinite(xs).all():   # row by row, a later time field may serve
+  if xs is None or not np.isfinite(xs).all():  # row by row, a later time field may serve
     return None
   names = tuple(sorted(keys)[:MAX_SERIES_OUTPUTS])
   columns = [_floats([p.outputs[name] for p in batch]) for name in names]
@@ -315,7 +314,7 @@ def point_ranks(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     ranks = _mix(np.ascontiguousarray(xs, dtype=np.float64).view(np.uint64) ^ _GOLDEN)
     columns = np.ascontiguousarray(rows, dtype=np.float64).reshape(len(xs), -1)
     for column in columns.T:
-      bits = np.where(np.isnan(column), np.nan, column).view(np.uint64)   # one NaN
+      bits = np.where(np.isnan(column), np.nan, column).view(np.uint64)  # one NaN
       ranks = _mix(ranks ^ _mix(bits + _GOLDEN))
   return (ranks >> np.uint64(1)).astype(np.int64)
 
@@ -346,9 +345,10 @@ def _first_points(is_datetime: bool, field: str, names: Tuple[str, ...], xs: np.
   ranks = point_ranks(xs[chosen], rows[chosen])
   kept = []
   for rank, x, row in zip(ranks.tolist(), xs[chosen].tolist(), rows[chosen].tolist()):
-    point = (x, is_datetime,
-             {name: number for name, number in zip(names, row) if not math.isnan(number)},
-             field)
+    point = (x, is_datetime, {
+        name: number
+        for name, number in zip(names, row) if not math.isnan(number)
+    }, field)
     kept.append((rank, repr(point), point))
   return _smallest(kept, k)
 
@@ -387,9 +387,10 @@ class SeriesPointsFn(beam.DoFn):
 
   def finish_bundle(self):
     for (site, is_datetime, field, names), (xs_parts, rows_parts, _) in self._buffers.items():
-      yield GlobalWindows.windowed_value((site, _first_points(
-          is_datetime, field, names, np.concatenate(xs_parts), np.concatenate(rows_parts),
-          self._k)))
+      yield GlobalWindows.windowed_value((site,
+                                          _first_points(is_datetime, field, names,
+                                                        np.concatenate(xs_parts),
+                                                        np.concatenate(rows_parts), self._k)))
     self._buffers = {}
 
 
@@ -406,9 +407,13 @@ def _series(by_site: Dict[str, List[Point]], sites: List[str]) -> List[Dict[str,
   for site in sites:
     points = sorted(by_site.get(site, []), key=lambda p: p[0])
     if points:
-      out.append({'site_id': site, 'datetime': all(p[1] for p in points),
-                  'time_field': points[0][3],
-                  'x': [p[0] for p in points], 'values': [p[2] for p in points]})
+      out.append({
+          'site_id': site,
+          'datetime': all(p[1] for p in points),
+          'time_field': points[0][3],
+          'x': [p[0] for p in points],
+          'values': [p[2] for p in points]
+      })
   return out
 
 
@@ -421,7 +426,10 @@ class SampleSeries(beam.PTransform):
   first number of up to three outputs. ``time_field=None`` turns it off (``[]``).
   """
 
-  def __init__(self, *, site_lines: beam.PCollection, time_field: Optional[str] = AUTO,
+  def __init__(self,
+               *,
+               site_lines: beam.PCollection,
+               time_field: Optional[str] = AUTO,
                max_sites: int = DEFAULT_SERIES_SITES,
                points_per_site: int = DEFAULT_POINTS_PER_SITE):
     super().__init__()
@@ -433,15 +441,14 @@ class SampleSeries(beam.PTransform):
   def expand(self, batches):
     if self._time_field is None:
       return batches.pipeline | 'NoSeries' >> beam.Create([[]])
-    sites = (
-        self._site_lines
-        | 'WithPredictions' >> beam.Filter(_has_predictions)
-        | 'SeriesSites' >> beam.combiners.Top.Of(self._max_sites, key=worst_first, reverse=True)
-        | 'SiteIds' >> beam.Map(_site_ids))
-    return (
-        batches
-        | 'TimedPoints' >> beam.FlatMap(timed_points, time_field=self._time_field)
-        | 'Points' >> beam.ParDo(SeriesPointsFn(self._points_per_site),
-                                 sites=beam.pvalue.AsSingleton(sites))
-        | 'Sample' >> beam.CombineGlobally(MergeBottomKPerKeyFn(self._points_per_site))
-        | 'Series' >> beam.Map(_series, sites=beam.pvalue.AsSingleton(sites)))
+    sites = (self._site_lines
+             | 'WithPredictions' >> beam.Filter(_has_predictions)
+             |
+             'SeriesSites' >> beam.combiners.Top.Of(self._max_sites, key=worst_first, reverse=True)
+             | 'SiteIds' >> beam.Map(_site_ids))
+    return (batches
+            | 'TimedPoints' >> beam.FlatMap(timed_points, time_field=self._time_field)
+            | 'Points' >> beam.ParDo(SeriesPointsFn(self._points_per_site),
+                                     sites=beam.pvalue.AsSingleton(sites))
+            | 'Sample' >> beam.CombineGlobally(MergeBottomKPerKeyFn(self._points_per_site))
+            | 'Series' >> beam.Map(_series, sites=beam.pvalue.AsSingleton(sites)))

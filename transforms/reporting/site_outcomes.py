@@ -153,8 +153,7 @@ def outcome_line(element: Tuple[SiteKey, _Counts], with_loads: bool) -> Dict[str
 def worst_first(line: Dict[str, Any]) -> Tuple[float, int, int, str]:
   """Sort key: highest failed fraction, then most failed, then most rows, then site id."""
   site = line['site_id']
-  return (-line['failed_fraction'], -line['failed'], -line['rows'],
-          '' if site is None else site)
+  return (-line['failed_fraction'], -line['failed'], -line['rows'], '' if site is None else site)
 
 
 class SiteOutcomes(beam.PTransform):
@@ -168,8 +167,7 @@ class SiteOutcomes(beam.PTransform):
   id is counted under its ``str``, a missing reason under ``unknown``.
   """
 
-  def __init__(self, *, failed: beam.PCollection,
-               model_loads: Optional[beam.PCollection] = None):
+  def __init__(self, *, failed: beam.PCollection, model_loads: Optional[beam.PCollection] = None):
     super().__init__()
     self._failed = failed
     self._model_loads = model_loads
@@ -181,11 +179,10 @@ class SiteOutcomes(beam.PTransform):
     ]
     if self._model_loads is not None:
       events.append(self._model_loads | 'LoadEvents' >> beam.Map(load_event))
-    return (
-        events
-        | 'AllEvents' >> beam.Flatten()
-        | 'CombinePerSite' >> beam.CombinePerKey(SiteOutcomeFn())
-        | 'ToLine' >> beam.Map(outcome_line, self._model_loads is not None))
+    return (events
+            | 'AllEvents' >> beam.Flatten()
+            | 'CombinePerSite' >> beam.CombinePerKey(SiteOutcomeFn())
+            | 'ToLine' >> beam.Map(outcome_line, self._model_loads is not None))
 
 
 class WriteSiteOutcomes(beam.PTransform):
@@ -196,10 +193,9 @@ class WriteSiteOutcomes(beam.PTransform):
     self._prefix = paths.join(output_dir, 'sites', 'sites')
 
   def expand(self, lines):
-    return (
-        lines
-        | 'Encode' >> beam.Map(json_lines.dumps)
-        | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))
+    return (lines
+            | 'Encode' >> beam.Map(json_lines.dumps)
+            | 'Write' >> beam.io.WriteToText(self._prefix, file_name_suffix='.jsonl'))
 
 
 def _new_totals() -> Dict[str, int]:

@@ -57,8 +57,7 @@ def _relative(image: str, input_root: str) -> Optional[str]:
     return None
 
 
-def make_thumbnail(record: Dict[str, Any], *, output_dir: str, input_root: str
-                   ) -> Dict[str, Any]:
+def make_thumbnail(record: Dict[str, Any], *, output_dir: str, input_root: str) -> Dict[str, Any]:
   """Detection line -> ``{'image', 'relative_path', 'annotated', 'site_id', 'detections',
   'src'}``; ``src`` is a data URI or None, ``annotated`` the copy's path relative to
   the output folder (None when there is no copy)."""
@@ -104,20 +103,18 @@ class ContactSheet(beam.PTransform):
   """Detection lines -> one list of at most ``max_images`` thumbnails (:func:`make_thumbnail`),
   in :func:`contact_order`. Thumbnails are made in parallel after a reshuffle."""
 
-  def __init__(self, *, output_dir: str, input_root: str,
-               max_images: int = DEFAULT_THUMBNAILS):
+  def __init__(self, *, output_dir: str, input_root: str, max_images: int = DEFAULT_THUMBNAILS):
     super().__init__()
     self._output_dir = output_dir
     self._input_root = input_root
     self._max_images = max_images
 
   def expand(self, records):
-    return (
-        records
-        | 'Choose' >> beam.combiners.Top.Of(self._max_images, key=contact_order, reverse=True)
-        | 'Each' >> beam.FlatMap(_each)
-        | 'Spread' >> beam.Reshuffle()
-        | 'Thumbnail' >> beam.Map(make_thumbnail, output_dir=self._output_dir,
-                                  input_root=self._input_root)
-        | 'Collect' >> beam.combiners.ToList()
-        | 'InOrder' >> beam.Map(_in_order))
+    return (records
+            | 'Choose' >> beam.combiners.Top.Of(self._max_images, key=contact_order, reverse=True)
+            | 'Each' >> beam.FlatMap(_each)
+            | 'Spread' >> beam.Reshuffle()
+            | 'Thumbnail' >> beam.Map(
+                make_thumbnail, output_dir=self._output_dir, input_root=self._input_root)
+            | 'Collect' >> beam.combiners.ToList()
+            | 'InOrder' >> beam.Map(_in_order))

@@ -39,19 +39,22 @@ def _renderer():
   from transforms.reporting import render  # pylint: disable=import-outside-toplevel
   return render
 
+
 REPORT_NAME = 'report.html'
 MIME_TYPE = 'text/html; charset=utf-8'
 
 
-def _write_page(path: str, summary: Dict[str, Any], page: Callable[[], str], *,
-                title: str, failed_key: str) -> str:
+def _write_page(path: str, summary: Dict[str, Any], page: Callable[[], str], *, title: str,
+                failed_key: str) -> str:
   try:
     html = page()
   except Exception as e:  # pylint: disable=broad-except
     # Any rendering bug or odd value: the run's outputs are fine, say so.
     _LOGGER.exception('rendering %s failed; writing a minimal report', path)
-    html = _renderer().render_fallback(summary, title=title, failed_key=failed_key,
-                                  error=f'{type(e).__name__}: {e}')
+    html = _renderer().render_fallback(summary,
+                                       title=title,
+                                       failed_key=failed_key,
+                                       error=f'{type(e).__name__}: {e}')
   paths.write_bytes(path, html.encode('utf-8'), mime_type=MIME_TYPE)
   _LOGGER.info('Run report: %s', path)
   return path
@@ -61,17 +64,25 @@ def write_site_page(summary: Dict[str, Any], path: str, site_table: Dict[str, An
                     histograms: Dict[str, Any], series: List[Dict[str, Any]],
                     letters: Dict[str, List[Dict[str, Any]]]) -> str:
   """Renders and writes the per-site page; returns ``path``."""
-  return _write_page(path, summary, lambda: _renderer().render_site_report(
-      summary, site_table=site_table, histograms=histograms, series=series, letters=letters),
-      title='Per-site predictions', failed_key='failed_total')
+  return _write_page(
+      path,
+      summary,
+      lambda: _renderer().render_site_report(
+          summary, site_table=site_table, histograms=histograms, series=series, letters=letters),
+      title='Per-site predictions',
+      failed_key='failed_total')
 
 
 def write_detection_page(summary: Dict[str, Any], path: str, thumbnails: List[Dict[str, Any]],
                          letters: Dict[str, List[Dict[str, Any]]], images_matched: int) -> str:
   """Renders and writes the detection page; returns ``path``."""
-  return _write_page(path, summary, lambda: _renderer().render_detection_report(
-      summary, thumbnails=thumbnails, letters=letters, images_matched=images_matched),
-      title='Image detection', failed_key='images_failed')
+  return _write_page(
+      path,
+      summary,
+      lambda: _renderer().render_detection_report(
+          summary, thumbnails=thumbnails, letters=letters, images_matched=images_matched),
+      title='Image detection',
+      failed_key='images_failed')
 
 
 class _WriteReport(beam.PTransform):
@@ -89,8 +100,11 @@ class _WriteReport(beam.PTransform):
     """``write_page(summary, path, letters=..., **reduced)``, each one element, on one worker."""
     reduced['letters'] = self._failed | 'SampleDeadLetters' >> SampleDeadLetters(
         per_reason=self._letters_per_reason)
-    return summary | 'Render' >> beam.Map(write_page, self._path, **{
-        name: beam.pvalue.AsSingleton(pcoll) for name, pcoll in reduced.items()})
+    return summary | 'Render' >> beam.Map(
+        write_page, self._path, **{
+            name: beam.pvalue.AsSingleton(pcoll)
+            for name, pcoll in reduced.items()
+        })
 
 
 class WriteSiteReport(_WriteReport):
@@ -109,11 +123,17 @@ class WriteSiteReport(_WriteReport):
       None leaves the panel out.
   """
 
-  def __init__(self, output_dir: str, *, prediction_batches: beam.PCollection,
-               failed: beam.PCollection, site_lines: Optional[beam.PCollection] = None,
+  def __init__(self,
+               output_dir: str,
+               *,
+               prediction_batches: beam.PCollection,
+               failed: beam.PCollection,
+               site_lines: Optional[beam.PCollection] = None,
                model_loads: Optional[beam.PCollection] = None,
-               time_field: Optional[str] = AUTO, max_table_sites: int = DEFAULT_TABLE_SITES,
-               bins: int = DEFAULT_BINS, series_sites: int = DEFAULT_SERIES_SITES,
+               time_field: Optional[str] = AUTO,
+               max_table_sites: int = DEFAULT_TABLE_SITES,
+               bins: int = DEFAULT_BINS,
+               series_sites: int = DEFAULT_SERIES_SITES,
                letters_per_reason: int = DEFAULT_LETTERS_PER_REASON):
     super().__init__(output_dir, failed=failed, letters_per_reason=letters_per_reason)
     self._batches = prediction_batches
@@ -127,13 +147,16 @@ class WriteSiteReport(_WriteReport):
   def expand(self, summary):
     site_lines = self._site_lines
     if site_lines is None:
-      site_lines = self._batches | 'SiteOutcomes' >> SiteOutcomes(
-          failed=self._failed, model_loads=self._model_loads)
+      site_lines = self._batches | 'SiteOutcomes' >> SiteOutcomes(failed=self._failed,
+                                                                  model_loads=self._model_loads)
     table = site_lines | 'SiteTable' >> SiteTable(max_sites=self._max_table_sites)
     histograms = self._batches | 'OutputHistograms' >> OutputHistograms(bins=self._bins)
     series = self._batches | 'SampleSeries' >> SampleSeries(
         site_lines=site_lines, time_field=self._time_field, max_sites=self._series_sites)
-    return self._render(summary, write_site_page, site_table=table, histograms=histograms,
+    return self._render(summary,
+                        write_site_page,
+                        site_table=table,
+                        histograms=histograms,
                         series=series)
 
 
@@ -152,8 +175,13 @@ class WriteDetectionReport(_WriteReport):
     max_thumbnails: images on the contact sheet, matched first.
   """
 
-  def __init__(self, output_dir: str, *, input_root: str, records: beam.PCollection,
-               failed: beam.PCollection, max_thumbnails: int = DEFAULT_THUMBNAILS,
+  def __init__(self,
+               output_dir: str,
+               *,
+               input_root: str,
+               records: beam.PCollection,
+               failed: beam.PCollection,
+               max_thumbnails: int = DEFAULT_THUMBNAILS,
                letters_per_reason: int = DEFAULT_LETTERS_PER_REASON):
     super().__init__(output_dir, failed=failed, letters_per_reason=letters_per_reason)
     self._input_root = input_root
@@ -162,10 +190,11 @@ class WriteDetectionReport(_WriteReport):
 
   def expand(self, summary):
     thumbnails = self._records | 'ContactSheet' >> ContactSheet(
-        output_dir=self._output_dir, input_root=self._input_root,
-        max_images=self._max_thumbnails)
+        output_dir=self._output_dir, input_root=self._input_root, max_images=self._max_thumbnails)
     matched = (self._records
                | 'Matched' >> beam.Map(_matched)
                | 'CountMatched' >> beam.CombineGlobally(sum))
-    return self._render(summary, write_detection_page, thumbnails=thumbnails,
+    return self._render(summary,
+                        write_detection_page,
+                        thumbnails=thumbnails,
                         images_matched=matched)

@@ -2,4 +2,4 @@
 predict with each site's model, write predictions (files and BigQuery)."""
 from common import beam_ml
 
-beam_ml.without_model_manager()   # no torch, no SciPy: see common.beam_ml
+beam_ml.without_model_manager()  # no torch, no SciPy: see common.beam_ml

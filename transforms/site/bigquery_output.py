@@ -61,7 +61,11 @@ FILE_LOADS = 'FILE_LOADS'
 STREAMING_INSERTS = 'STREAMING_INSERTS'
 WRITE_METHODS = (FILE_LOADS, STREAMING_INSERTS)
 
-def _field(name: str, kind: str, mode: str = 'NULLABLE', description: Optional[str] = None,
+
+def _field(name: str,
+           kind: str,
+           mode: str = 'NULLABLE',
+           description: Optional[str] = None,
            fields: Optional[List[dict]] = None) -> Dict[str, Any]:
   field: Dict[str, Any] = {'name': name, 'type': kind, 'mode': mode}
   if description:
@@ -81,51 +85,85 @@ _REASON = _field('reason', 'STRING', 'REQUIRED')
 _LETTER_SITE = _field('site_id', 'STRING')
 _SOURCE = _field('source', 'STRING')
 
-PREDICTION_SCHEMA = {'fields': [
-    _SITE, _field('key', 'STRING'),
-    _field('prediction', 'STRING', 'REQUIRED', 'JSON object of the named model outputs'),
-    _field('instance', 'STRING', 'REQUIRED', 'JSON of the input row, untouched'),
-    _VERSION, _RUN_ID, _PREDICTED_AT]}
+PREDICTION_SCHEMA = {
+    'fields': [
+        _SITE,
+        _field('key', 'STRING'),
+        _field('prediction', 'STRING', 'REQUIRED', 'JSON object of the named model outputs'),
+        _field('instance', 'STRING', 'REQUIRED', 'JSON of the input row, untouched'), _VERSION,
+        _RUN_ID, _PREDICTED_AT
+    ]
+}
 
-DEAD_LETTER_SCHEMA = {'fields': [
-    _STAGE, _REASON, _field('message', 'STRING'), _LETTER_SITE, _SOURCE,
-    _field('record', 'STRING', description='JSON of the failed input record'),
-    _RUN_ID, _FAILED_AT]}
+DEAD_LETTER_SCHEMA = {
+    'fields': [
+        _STAGE, _REASON,
+        _field('message', 'STRING'), _LETTER_SITE, _SOURCE,
+        _field('record', 'STRING', description='JSON of the failed input record'), _RUN_ID,
+        _FAILED_AT
+    ]
+}
 
 VERTEX_PREDICTIONS_TABLE = 'predictions'
 VERTEX_ERRORS_TABLE = 'errors'
 
-VERTEX_PREDICTION_SCHEMA = {'fields': [
-    _field('key', 'STRING', description='value of the key field (--key_field)'),
-    _field('instance', 'JSON', 'REQUIRED', 'the input row'),
-    _field('prediction', 'JSON', 'REQUIRED', 'object of the named model outputs'),
-    _SITE, _VERSION, _RUN_ID, _PREDICTED_AT]}
+VERTEX_PREDICTION_SCHEMA = {
+    'fields': [
+        _field('key', 'STRING', description='value of the key field (--key_field)'),
+        _field('instance', 'JSON', 'REQUIRED', 'the input row'),
+        _field('prediction', 'JSON', 'REQUIRED', 'object of the named model outputs'), _SITE,
+        _VERSION, _RUN_ID, _PREDICTED_AT
+    ]
+}
 
-VERTEX_ERROR_SCHEMA = {'fields': [
-    _field('key', 'STRING'),
-    _field('instance', 'JSON', description='the failed record (a line that did not parse: '
-           'its text)'),
-    _field('errors', 'RECORD', fields=[_field('code', 'INT64', description='google.rpc.Code'),
-                                       _field('message', 'STRING')]),
-    _STAGE, _REASON, _LETTER_SITE, _SOURCE, _RUN_ID, _FAILED_AT]}
+VERTEX_ERROR_SCHEMA = {
+    'fields': [
+        _field('key', 'STRING'),
+        _field('instance',
+               'JSON',
+               description='the failed record (a line that did not parse: '
+               'its text)'),
+        _field('errors',
+               'RECORD',
+               fields=[
+                   _field('code', 'INT64', description='google.rpc.Code'),
+                   _field('message', 'STRING')
+               ]), _STAGE, _REASON, _LETTER_SITE, _SOURCE, _RUN_ID, _FAILED_AT
+    ]
+}
 
-SITE_OUTCOME_SCHEMA = {'fields': [
-    _field('site_id', 'STRING', description='null: rows that never had a usable site'),
-    _field('status', 'STRING', 'REQUIRED', 'ok, partial or failed'),
-    _field('rows', 'INT64', 'REQUIRED'), _field('predicted', 'INT64', 'REQUIRED'),
-    _field('failed', 'INT64', 'REQUIRED'), _field('failed_fraction', 'FLOAT64', 'REQUIRED'),
-    _field('failed_by_reason', 'RECORD', 'REPEATED', fields=[
-        _field('reason', 'STRING', 'REQUIRED'), _field('count', 'INT64', 'REQUIRED')]),
-    _field('model_versions', 'STRING', 'REPEATED'), _field('models_loaded', 'INT64'),
-    _field('models_fast_path', 'INT64'), _field('model_load_ms', 'FLOAT64'),
-    _RUN_ID, _field('written_at', 'TIMESTAMP', 'REQUIRED')]}
+SITE_OUTCOME_SCHEMA = {
+    'fields': [
+        _field('site_id', 'STRING', description='null: rows that never had a usable site'),
+        _field('status', 'STRING', 'REQUIRED', 'ok, partial or failed'),
+        _field('rows', 'INT64', 'REQUIRED'),
+        _field('predicted', 'INT64', 'REQUIRED'),
+        _field('failed', 'INT64', 'REQUIRED'),
+        _field('failed_fraction', 'FLOAT64', 'REQUIRED'),
+        _field(
+            'failed_by_reason',
+            'RECORD',
+            'REPEATED',
+            fields=[_field('reason', 'STRING', 'REQUIRED'),
+                    _field('count', 'INT64', 'REQUIRED')]),
+        _field('model_versions', 'STRING', 'REPEATED'),
+        _field('models_loaded', 'INT64'),
+        _field('models_fast_path', 'INT64'),
+        _field('model_load_ms', 'FLOAT64'), _RUN_ID,
+        _field('written_at', 'TIMESTAMP', 'REQUIRED')
+    ]
+}
 
 # google.rpc.Code numbers of the Vertex-style errors table.
 INVALID_ARGUMENT = 3
 NOT_FOUND = 5
 INTERNAL = 13
-_ERROR_CODES = {NO_MODEL: NOT_FOUND, MODEL_LOAD_FAILED: INTERNAL, INFERENCE_FAILED: INTERNAL,
-                NON_FINITE_OUTPUT: INTERNAL}
+_ERROR_CODES = {
+    NO_MODEL: NOT_FOUND,
+    MODEL_LOAD_FAILED: INTERNAL,
+    INFERENCE_FAILED: INTERNAL,
+    NON_FINITE_OUTPUT: INTERNAL
+}
 
 
 def is_dataset(spec: str) -> bool:
@@ -187,18 +225,28 @@ def vertex_error_row(letter: Dict[str, Any], key_field: Optional[str],
   record = letter['record']
   key = record.get(key_field) if key_field and isinstance(record, dict) else None
   return {
-      'key': _text(key), 'instance': None if record is None else _json(record),
-      'errors': {'code': error_code(letter['reason']), 'message': letter['message']},
-      'stage': letter['stage'], 'reason': letter['reason'], 'site_id': _text(letter['site_id']),
-      'source': letter['source'], 'run_id': run_id, 'failed_at': _now(),
+      'key': _text(key),
+      'instance': None if record is None else _json(record),
+      'errors': {
+          'code': error_code(letter['reason']),
+          'message': letter['message']
+      },
+      'stage': letter['stage'],
+      'reason': letter['reason'],
+      'site_id': _text(letter['site_id']),
+      'source': letter['source'],
+      'run_id': run_id,
+      'failed_at': _now(),
   }
 
 
 def site_outcome_row(line: Dict[str, Any], run_id: str) -> Dict[str, Any]:
   """A :data:`SITE_OUTCOME_SCHEMA` row from a ``sites/`` line dict."""
   row = dict(line)
-  row['failed_by_reason'] = [{'reason': reason, 'count': count}
-                             for reason, count in sorted(line['failed_by_reason'].items())]
+  row['failed_by_reason'] = [{
+      'reason': reason,
+      'count': count
+  } for reason, count in sorted(line['failed_by_reason'].items())]
   row['run_id'] = run_id
   row['written_at'] = _now()
   return row
@@ -207,18 +255,28 @@ def site_outcome_row(line: Dict[str, Any], run_id: str) -> Dict[str, Any]:
 def dead_letter_row(letter: Dict[str, Any], run_id: str) -> Dict[str, Any]:
   """A :data:`DEAD_LETTER_SCHEMA` row: the record as text (its JSON unless it is text)."""
   return {
-      'stage': letter['stage'], 'reason': letter['reason'], 'message': letter['message'],
-      'site_id': letter['site_id'], 'source': letter['source'],
-      'record': _text(letter['record']), 'run_id': run_id, 'failed_at': _now(),
+      'stage': letter['stage'],
+      'reason': letter['reason'],
+      'message': letter['message'],
+      'site_id': letter['site_id'],
+      'source': letter['source'],
+      'record': _text(letter['record']),
+      'run_id': run_id,
+      'failed_at': _now(),
   }
 
 
 def rejected_row(table: str, element) -> Dict[str, Any]:
   """A row BigQuery refused, as a dead letter (it is still in the JSON-lines output)."""
   destination, row, errors = element
-  return {'stage': 'write_bigquery', 'reason': 'bigquery_rejected',
-          'message': _json(errors)[:2000], 'site_id': row.get('site_id'),
-          'source': str(destination or table), 'record': row}
+  return {
+      'stage': 'write_bigquery',
+      'reason': 'bigquery_rejected',
+      'message': _json(errors)[:2000],
+      'site_id': row.get('site_id'),
+      'source': str(destination or table),
+      'record': row
+  }
 
 
 class _WriteRows(beam.PTransform):
@@ -234,7 +292,9 @@ class _WriteRows(beam.PTransform):
 
   def expand(self, rows):
     result = rows | 'Write' >> WriteToBigQuery(
-        self._table, schema=self._schema, method=self._method,
+        self._table,
+        schema=self._schema,
+        method=self._method,
         create_disposition=BigQueryDisposition.CREATE_IF_NEEDED,
         write_disposition=BigQueryDisposition.WRITE_APPEND,
         insert_retry_strategy='RETRY_ON_TRANSIENT_ERROR')
@@ -257,17 +317,21 @@ class WritePredictionsToBigQuery(beam.PTransform):
   dataset's ``predictions`` table) :data:`VERTEX_PREDICTION_SCHEMA`.
   """
 
-  def __init__(self, table: str, *, run_id: str, key_field: Optional[str], method: str,
+  def __init__(self,
+               table: str,
+               *,
+               run_id: str,
+               key_field: Optional[str],
+               method: str,
                vertex: bool = False):
     super().__init__()
     self._table, self._run_id, self._key_field, self._method = table, run_id, key_field, method
     self._schema = VERTEX_PREDICTION_SCHEMA if vertex else PREDICTION_SCHEMA
 
   def expand(self, predictions):
-    return (
-        predictions
-        | 'ToRows' >> beam.FlatMap(prediction_rows, self._key_field, self._run_id)
-        | 'Write' >> _WriteRows(self._table, self._schema, self._method))
+    return (predictions
+            | 'ToRows' >> beam.FlatMap(prediction_rows, self._key_field, self._run_id)
+            | 'Write' >> _WriteRows(self._table, self._schema, self._method))
 
 
 class WriteDeadLettersToBigQuery(beam.PTransform):
@@ -278,7 +342,12 @@ class WriteDeadLettersToBigQuery(beam.PTransform):
   comes from the record's ``key_field``.
   """
 
-  def __init__(self, table: str, *, run_id: str, method: str, vertex: bool = False,
+  def __init__(self,
+               table: str,
+               *,
+               run_id: str,
+               method: str,
+               vertex: bool = False,
                key_field: Optional[str] = None):
     super().__init__()
     self._table, self._run_id, self._method = table, run_id, method
@@ -302,7 +371,6 @@ class WriteSiteOutcomesToBigQuery(beam.PTransform):
     self._table, self._run_id, self._method = table, run_id, method
 
   def expand(self, lines):
-    return (
-        lines
-        | 'ToRow' >> beam.Map(site_outcome_row, self._run_id)
-        | 'Write' >> _WriteRows(self._table, SITE_OUTCOME_SCHEMA, self._method))
+    return (lines
+            | 'ToRow' >> beam.Map(site_outcome_row, self._run_id)
+            | 'Write' >> _WriteRows(self._table, SITE_OUTCOME_SCHEMA, self._method))

@@ -93,7 +93,7 @@ def csv_records(source: str, stream: BinaryIO) -> Iterator[Union[Record, beam.pv
   try:
     yield from _records(source, text)
   finally:
-    text.detach()   # the caller owns ``stream``
+    text.detach()  # the caller owns ``stream``
 
 
 def _records(source: str, text: io.TextIOBase):
@@ -127,8 +127,8 @@ def _records(source: str, text: io.TextIOBase):
     if problem is None and len(fields) != len(header):
       problem = f'{len(fields)} fields; the header has {len(header)}'
     if problem is not None:
-      yield failed(dead_letter(PARSE, reason, f'line {start}: {problem}',
-                               source=source, record=_shown(raw)))
+      yield failed(
+          dead_letter(PARSE, reason, f'line {start}: {problem}', source=source, record=_shown(raw)))
       continue
     yield source, dict(zip(header, fields))
 

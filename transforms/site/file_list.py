@@ -34,17 +34,22 @@ CSV = 'csv'
 TFRECORD = 'tfrecord'
 FILE_LIST = 'file_list'
 FORMATS = (JSONL, CSV, TFRECORD)
-INPUT_FORMATS = FORMATS + (FILE_LIST,)
+INPUT_FORMATS = FORMATS + (FILE_LIST, )
 
 _EXTENSIONS = {
-    '.jsonl': JSONL, '.json': JSONL, '.ndjson': JSONL,
+    '.jsonl': JSONL,
+    '.json': JSONL,
+    '.ndjson': JSONL,
     '.csv': CSV,
-    '.tfrecord': TFRECORD, '.tfrecords': TFRECORD, '.tfr': TFRECORD, '.tfrec': TFRECORD,
+    '.tfrecord': TFRECORD,
+    '.tfrecords': TFRECORD,
+    '.tfr': TFRECORD,
+    '.tfrec': TFRECORD,
 }
 _COMPRESSED = ('.gz', '.gzip', '.bz2', '.zst', '.zstd', '.xz', '.lzma', '.deflate')
 _GLOB = set('*?[')
 _MATCH_THREADS = 16
-_DESIRED_BUNDLE_BYTES = 64 << 20   # as Beam's ReadAllFromText
+_DESIRED_BUNDLE_BYTES = 64 << 20  # as Beam's ReadAllFromText
 
 
 class FileListError(ValueError):
@@ -153,7 +158,9 @@ def _is_folder(path: str) -> bool:
   return path.endswith(('/', '\\')) or (paths.is_local(path) and os.path.isdir(path))
 
 
-def list_format(files: Sequence[str], declared: Optional[str] = None, *,
+def list_format(files: Sequence[str],
+                declared: Optional[str] = None,
+                *,
                 list_path: str = 'the file list') -> str:
   """The one format of ``files``: ``declared`` (``--file_list_format``) or their extensions.
 
@@ -180,8 +187,11 @@ def list_format(files: Sequence[str], declared: Optional[str] = None, *,
 
 def _line_source(path: str, *, max_line_bytes: int, compression: str,
                  block_lines: int) -> LineSource:
-  return LineSource(path, max_line_bytes=max_line_bytes, compression_type=compression,
-                    validate=False, block_lines=block_lines)
+  return LineSource(path,
+                    max_line_bytes=max_line_bytes,
+                    compression_type=compression,
+                    validate=False,
+                    block_lines=block_lines)
 
 
 class ReadJsonLinesFiles(beam.PTransform):
@@ -196,8 +206,12 @@ class ReadJsonLinesFiles(beam.PTransform):
   ``CompressionTypes`` value) says; uncompressed files are split into ranges.
   """
 
-  def __init__(self, files: Iterable[str], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-               compression: str = CompressionTypes.AUTO, block_lines: int = 0):
+  def __init__(self,
+               files: Iterable[str],
+               *,
+               max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+               compression: str = CompressionTypes.AUTO,
+               block_lines: int = 0):
     super().__init__()
     self._files = list(files)
     if not self._files:
@@ -207,11 +221,14 @@ class ReadJsonLinesFiles(beam.PTransform):
     self._block_lines = block_lines
 
   def expand(self, pbegin):
-    source = functools.partial(_line_source, max_line_bytes=self._max_line_bytes,
-                               compression=self._compression, block_lines=self._block_lines)
+    source = functools.partial(_line_source,
+                               max_line_bytes=self._max_line_bytes,
+                               compression=self._compression,
+                               block_lines=self._block_lines)
     return (pbegin
             | 'Files' >> beam.Create(self._files)
-            | 'ReadLines' >> ReadAllFiles(
-                splittable=True, compression_type=self._compression,
-                desired_bundle_size=_DESIRED_BUNDLE_BYTES, min_bundle_size=0,
-                source_from_file=source))
+            | 'ReadLines' >> ReadAllFiles(splittable=True,
+                                          compression_type=self._compression,
+                                          desired_bundle_size=_DESIRED_BUNDLE_BYTES,
+                                          min_bundle_size=0,
+                                          source_from_file=source))

@@ -96,6 +96,8 @@ class BufferedFile(io.BufferedReader):
 def bad_file(path: str, error: Exception) -> beam.pvalue.TaggedOutput:
   """The dead letter (``bad_file``, stage ``parse``) for a file that stopped
   decompressing; the records read before it stand."""
-  return failed(dead_letter(
-      PARSE, 'bad_file', f'cannot read the rest of the file: {type(error).__name__}: {error}',
-      source=path))
+  return failed(
+      dead_letter(PARSE,
+                  'bad_file',
+                  f'cannot read the rest of the file: {type(error).__name__}: {error}',
+                  source=path))

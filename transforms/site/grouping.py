@@ -46,9 +46,9 @@ DEFAULT_ROWS_PER_CHUNK = 1000
 
 
 class GroupedRows(NamedTuple):
-  chunks: beam.PCollection   # SiteChunk, at most rows_per_chunk rows of one site
-  failed: beam.PCollection   # dead letters of the packing step
-  stats: beam.PCollection    # (('sites_seen',), 1) per site
+  chunks: beam.PCollection  # SiteChunk, at most rows_per_chunk rows of one site
+  failed: beam.PCollection  # dead letters of the packing step
+  stats: beam.PCollection  # (('sites_seen',), 1) per site
 
 
 class CutSiteFn(beam.DoFn):
@@ -64,7 +64,7 @@ class CutSiteFn(beam.DoFn):
 
   def process(self, element: Tuple[str, Iterable[SiteRows]]):
     site_id, blocks = element
-    yield beam.pvalue.TaggedOutput('stats', (('sites_seen',), 1))
+    yield beam.pvalue.TaggedOutput('stats', (('sites_seen', ), 1))
     size = self._rows_per_chunk
     runs: List[Tuple[str, int]] = []
     texts: List[str] = []
@@ -104,7 +104,8 @@ def parse_chunk(element: Tuple[str, SiteRows]) -> SiteChunk:
   joined = ','.join(texts)
   rows = json.loads('[' + joined + ']')
   sources = [source for source, count in runs for _ in range(count)]
-  return SiteChunk(site_id, rows, sources, len(joined) - len(texts) + 1,
+  return SiteChunk(site_id, rows, sources,
+                   len(joined) - len(texts) + 1,
                    texts if json_lines.writes_verbatim(joined) else None)
 
 
@@ -136,8 +137,8 @@ class ChunkBySite(beam.PTransform):
     _require_global_window(blocks, 'ChunkBySite')
     cut = (blocks
            | 'GroupBySite' >> beam.GroupByKey()
-           | 'CutSite' >> beam.ParDo(CutSiteFn(self._rows_per_chunk)).with_outputs(
-               'stats', main='chunks'))
+           | 'CutSite' >> beam.ParDo(CutSiteFn(self._rows_per_chunk)).with_outputs('stats',
+                                                                                   main='chunks'))
     chunks = cut.chunks
     if self._spread:
       chunks = chunks | 'SpreadChunks' >> beam.Reshuffle()
@@ -166,13 +167,20 @@ class GroupRowsBySite(beam.PTransform):
     ValueError: at construction, for input not in the global window.
   """
 
-  def __init__(self, site_field: str, *, model_root: Optional[str] = None,
-               json_lines: bool = False, rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
-               spread: bool = True, max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
+  def __init__(self,
+               site_field: str,
+               *,
+               model_root: Optional[str] = None,
+               json_lines: bool = False,
+               rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
+               spread: bool = True,
+               max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
                max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES):
     super().__init__()
     pack_fn = PackJsonLinesBySiteFn if json_lines else PackBySiteFn
-    self._pack = pack_fn(site_field, model_root=model_root, max_block_rows=max_block_rows,
+    self._pack = pack_fn(site_field,
+                         model_root=model_root,
+                         max_block_rows=max_block_rows,
                          max_buffered_bytes=max_buffered_bytes)
     self._chunk = ChunkBySite(rows_per_chunk=rows_per_chunk, spread=spread)
 

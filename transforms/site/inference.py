@@ -24,7 +24,6 @@ from transforms.dead_letters import dead_letter
 from transforms.dead_letters import failed
 
 
-
 class Prediction(NamedTuple):
   """One row's prediction, before formatting: ``instance`` is the row as echoed
   (:func:`models.site.instance_config.echo_of`), ``model_version`` the version
@@ -50,10 +49,10 @@ class PredictionBatch(list):
 
 
 class SiteInferenceResult(NamedTuple):
-  prediction_batches: beam.PCollection   # PredictionBatch (List[Prediction]), one per chunk
-  failed: beam.PCollection               # dead-letter dicts
-  stats: beam.PCollection                # (key tuple, number) for summary.json
-  model_loads: beam.PCollection          # (site_id, {model_version, fast_path, load_ms})
+  prediction_batches: beam.PCollection  # PredictionBatch (List[Prediction]), one per chunk
+  failed: beam.PCollection  # dead-letter dicts
+  stats: beam.PCollection  # (key tuple, number) for summary.json
+  model_loads: beam.PCollection  # (site_id, {model_version, fast_path, load_ms})
 
 
 class SplitOutcomesFn(beam.DoFn):
@@ -76,13 +75,15 @@ class SplitOutcomesFn(beam.DoFn):
     chunk, outcome = result.example, result.inference
     if outcome.model_loaded:
       yield beam.pvalue.TaggedOutput('model_loads', (chunk.site_id, {
-          'model_version': outcome.model_version, 'fast_path': outcome.model_fast_path,
-          'load_ms': round(outcome.model_load_ms, 1)}))
-      yield beam.pvalue.TaggedOutput('stats', (('models_loaded',), 1))
-      yield beam.pvalue.TaggedOutput(
-          'stats', (('model_load_ms_total',), round(outcome.model_load_ms, 1)))
+          'model_version': outcome.model_version,
+          'fast_path': outcome.model_fast_path,
+          'load_ms': round(outcome.model_load_ms, 1)
+      }))
+      yield beam.pvalue.TaggedOutput('stats', (('models_loaded', ), 1))
+      yield beam.pvalue.TaggedOutput('stats',
+                                     (('model_load_ms_total', ), round(outcome.model_load_ms, 1)))
       if outcome.model_fast_path:
-        yield beam.pvalue.TaggedOutput('stats', (('models_fast_path',), 1))
+        yield beam.pvalue.TaggedOutput('stats', (('models_fast_path', ), 1))
     predictions = PredictionBatch()
     texts = chunk.texts if self._config is None else None
     for row_result in outcome.rows:
@@ -90,13 +91,17 @@ class SplitOutcomesFn(beam.DoFn):
       source = chunk.sources[row_result.index]
       if row_result.outputs is not None:
         instance = row if self._config is None else echo_of(row, self._config)
-        predictions.append(Prediction(chunk.site_id, source, instance, row_result.outputs,
-                                      outcome.model_version,
-                                      None if texts is None else texts[row_result.index]))
+        predictions.append(
+            Prediction(chunk.site_id, source, instance, row_result.outputs, outcome.model_version,
+                       None if texts is None else texts[row_result.index]))
       else:
-        yield failed(dead_letter(
-            row_result.stage, row_result.reason, row_result.message,
-            site_id=chunk.site_id, source=source, record=row))
+        yield failed(
+            dead_letter(row_result.stage,
+                        row_result.reason,
+                        row_result.message,
+                        site_id=chunk.site_id,
+                        source=source,
+                        record=row))
     if predictions:
       yield predictions
 
@@ -120,7 +125,10 @@ class PredictPerSite(beam.PTransform):
     max_models_per_worker, max_model_bytes_per_worker: per-worker pool bounds.
   """
 
-  def __init__(self, *, model_root: str, signature: str = 'serving_default',
+  def __init__(self,
+               *,
+               model_root: str,
+               signature: str = 'serving_default',
                model_version: Optional[str] = None,
                model_versions: Optional[Mapping[str, str]] = None,
                instance_config: Optional[InstanceConfig] = None,
@@ -129,17 +137,20 @@ class PredictPerSite(beam.PTransform):
                max_model_bytes_per_worker: int = DEFAULT_MAX_BYTES):
     super().__init__()
     self._instance_config = instance_config
-    self._handler = SiteModelHandler(
-        model_root=model_root, signature=signature, model_version=model_version,
-        max_models=max_models_per_worker, max_bytes=max_model_bytes_per_worker,
-        model_versions=model_versions, instance_config=instance_config,
-        text_values=text_values)
+    self._handler = SiteModelHandler(model_root=model_root,
+                                     signature=signature,
+                                     model_version=model_version,
+                                     max_models=max_models_per_worker,
+                                     max_bytes=max_model_bytes_per_worker,
+                                     model_versions=model_versions,
+                                     instance_config=instance_config,
+                                     text_values=text_values)
 
   def expand(self, chunks):
-    outcomes = (
-        chunks
-        | 'RunSiteModels' >> RunInference(self._handler)
-        | 'SplitOutcomes' >> beam.ParDo(SplitOutcomesFn(self._instance_config)).with_outputs(
-            'failed', 'stats', 'model_loads', main='predictions'))
+    outcomes = (chunks
+                | 'RunSiteModels' >> RunInference(self._handler)
+                |
+                'SplitOutcomes' >> beam.ParDo(SplitOutcomesFn(self._instance_config)).with_outputs(
+                    'failed', 'stats', 'model_loads', main='predictions'))
     return SiteInferenceResult(outcomes.predictions, outcomes.failed, outcomes.stats,
                                outcomes.model_loads)

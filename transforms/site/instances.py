@@ -124,7 +124,10 @@ def site_id_of(value: Any, *, model_root: Optional[str] = None) -> str:
   return site_id
 
 
-def site_of(row: Dict[str, Any], site_field: str, *, model_root: Optional[str] = None,
+def site_of(row: Dict[str, Any],
+            site_field: str,
+            *,
+            model_root: Optional[str] = None,
             known: Optional[Dict[Tuple[type, Any], Tuple[Optional[str], str]]] = None) -> str:
   """The row's site id (:func:`site_id_of`).
 

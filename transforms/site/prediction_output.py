@@ -63,20 +63,22 @@ def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str
   same record (:func:`prediction_line`) in the same field order.
   """
   encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
-  texts = {}   # (site, version) -> their fields' text: one site and version per chunk
+  texts = {}  # (site, version) -> their fields' text: one site and version per chunk
 
   def line_with_text(p: Prediction) -> str:
     fields = texts.get((p.site_id, p.model_version))
     if fields is None:
-      fields = texts[p.site_id, p.model_version] = (
-          encode(p.site_id), f',"model_version":{encode(p.model_version)},"instance":')
+      version = f',"model_version":{encode(p.model_version)},"instance":'
+      fields = (encode(p.site_id), version)
+      texts[p.site_id, p.model_version] = fields
     key = (f',"key":{encode(p.instance[key_field])}'
            if key_field and key_field in p.instance else '')
     return (f'{{"site_id":{fields[0]}{key}{fields[1]}{p.instance_text},'
             f'"prediction":{encode(p.outputs)}}}')
 
-  return '\n'.join(encode(prediction_line(p, key_field)) if p.instance_text is None
-                   else line_with_text(p) for p in batch)
+  return '\n'.join(
+      encode(prediction_line(p, key_field)) if p.instance_text is None else line_with_text(p)
+      for p in batch)
 
 
 def encode_aiplatform_results(batch: List[Prediction]) -> str:
@@ -101,7 +103,10 @@ class WritePredictions(beam.PTransform):
   sink does one write per chunk, not per row.
   """
 
-  def __init__(self, output_dir: str, *, output_format: str = JSONL,
+  def __init__(self,
+               output_dir: str,
+               *,
+               output_format: str = JSONL,
                key_field: Optional[str] = None):
     super().__init__()
     if output_format not in OUTPUT_FORMATS:
@@ -112,17 +117,14 @@ class WritePredictions(beam.PTransform):
 
   def expand(self, predictions):
     if self._format == AIPLATFORM:
-      return (
-          predictions
-          | 'Encode' >> beam.Map(encode_aiplatform_results)
-          | 'Write' >> beam.io.WriteToText(
-              paths.join(self._output_dir, 'prediction.results')))
+      return (predictions
+              | 'Encode' >> beam.Map(encode_aiplatform_results)
+              | 'Write' >> beam.io.WriteToText(paths.join(self._output_dir, 'prediction.results')))
     return (
         predictions
         | 'Encode' >> beam.Map(encode_predictions, self._key_field)
-        | 'Write' >> beam.io.WriteToText(
-            paths.join(self._output_dir, 'predictions', 'predictions'),
-            file_name_suffix='.jsonl'))
+        | 'Write' >> beam.io.WriteToText(paths.join(self._output_dir, 'predictions', 'predictions'),
+                                         file_name_suffix='.jsonl'))
 
 
 class WriteErrorStats(beam.PTransform):
@@ -133,10 +135,9 @@ class WriteErrorStats(beam.PTransform):
     self._output_dir = output_dir
 
   def expand(self, letters):
-    return (
-        letters
-        | 'Message' >> beam.Map(error_stats_key)
-        | 'Count' >> beam.combiners.Count.PerElement()
-        | 'Encode' >> beam.Map(encode_error_stat)
-        | 'Write' >> beam.io.WriteToText(
-            paths.join(self._output_dir, 'prediction.errors_stats')))
+    return (letters
+            | 'Message' >> beam.Map(error_stats_key)
+            | 'Count' >> beam.combiners.Count.PerElement()
+            | 'Encode' >> beam.Map(encode_error_stat)
+            |
+            'Write' >> beam.io.WriteToText(paths.join(self._output_dir, 'prediction.errors_stats')))

@@ -48,8 +48,8 @@ SiteRows = Tuple[Runs, bytes]
 
 DEFAULT_MAX_BLOCK_ROWS = 1000
 DEFAULT_MAX_BUFFERED_BYTES = 8 << 20
-_COMPRESSION_LEVEL = 1   # JSON rows: level 1 gets most of level 6's ratio, 2x faster
-_SEPARATOR = '\n'        # not in a line read from a file nor in json.dumps; replaced if given
+_COMPRESSION_LEVEL = 1  # JSON rows: level 1 gets most of level 6's ratio, 2x faster
+_SEPARATOR = '\n'  # not in a line read from a file nor in json.dumps; replaced if given
 
 
 def pack(runs: Runs, texts: List[str]) -> SiteRows:
@@ -131,7 +131,10 @@ class PackBySiteFn(beam.DoFn):
     max_block_rows, max_buffered_bytes: packing bounds (module doc).
   """
 
-  def __init__(self, site_field: str, *, model_root: Optional[str] = None,
+  def __init__(self,
+               site_field: str,
+               *,
+               model_root: Optional[str] = None,
                max_block_rows: int = DEFAULT_MAX_BLOCK_ROWS,
                max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES):
     if max_block_rows < 1 or max_buffered_bytes < 1:
@@ -155,16 +158,16 @@ class PackBySiteFn(beam.DoFn):
   def process(self, record: Record):
     source, row = record
     try:
-      site_id = site_of(row, self._site_field, model_root=self._model_root,
-                        known=self._known_sites)
+      site_id = site_of(row, self._site_field, model_root=self._model_root, known=self._known_sites)
       text = self._encode(row)
     except RecordFailure as e:
       yield failed(failure_letter(e, source))
       return
     except (TypeError, ValueError) as e:
       # A value JSON cannot hold (json_lines covers what BigQuery returns).
-      yield failed(failure_letter(
-          RecordFailure(PARSE, 'bad_value', f'row cannot be JSON: {e}', repr(row)), source))
+      yield failed(
+          failure_letter(RecordFailure(PARSE, 'bad_value', f'row cannot be JSON: {e}', repr(row)),
+                         source))
       return
     yield from self._add(site_id, source, text)
 
@@ -205,7 +208,9 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
       return
     try:
       line = decode_line(line)
-      site_id = site_of(parse_line(line), self._site_field, model_root=self._model_root,
+      site_id = site_of(parse_line(line),
+                        self._site_field,
+                        model_root=self._model_root,
                         known=self._known_sites)
     except RecordFailure as e:
       yield failed(failure_letter(e, source))

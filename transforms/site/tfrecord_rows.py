@@ -62,7 +62,7 @@ from transforms.site.file_streams import bad_file
 from transforms.site.file_streams import open_binary
 from transforms.site.instances import Record
 
-_HEADER = struct.Struct('<QI')   # data length, masked CRC32C of the length
+_HEADER = struct.Struct('<QI')  # data length, masked CRC32C of the length
 _CRC = struct.Struct('<I')
 _MAX_SHOWN_TAIL = 1 << 20
 _DRAIN_CHUNK = 8 << 20
@@ -118,17 +118,17 @@ def _rest(read: bytes, stream: BinaryIO, offset: int, problem: str) -> RecordFai
       break
     total += len(chunk)
   cut = f', first {len(shown)} shown' if total > len(shown) else ''
-  return RecordFailure(PARSE, 'bad_tfrecord',
-                       f'at byte {offset}: {problem}; the remaining {total} bytes are '
-                       f'skipped{cut}', _b64(shown))
+  return RecordFailure(
+      PARSE, 'bad_tfrecord', f'at byte {offset}: {problem}; the remaining {total} bytes are '
+      f'skipped{cut}', _b64(shown))
 
 
 def _float_values(name: str, values, data: bytes) -> List[float]:
-  values = list(values)   # Python floats holding the float32 values exactly
+  values = list(values)  # Python floats holding the float32 values exactly
   if not all(map(math.isfinite, values)):
-    raise RecordFailure(PARSE, 'bad_value',
-                        f'feature {name!r} holds NaN or infinity, which JSON outputs '
-                        'cannot carry', _b64(data))
+    raise RecordFailure(
+        PARSE, 'bad_value', f'feature {name!r} holds NaN or infinity, which JSON outputs '
+        'cannot carry', _b64(data))
   return values
 
 
@@ -161,12 +161,11 @@ def example_row(data: bytes, *, serialized_field: Optional[str] = None) -> Dict[
   try:
     example = _example_pb2().Example.FromString(data)
   except protobuf_message.DecodeError as e:
-    raise RecordFailure(PARSE, 'bad_tfrecord', f'not a tf.train.Example: {e}',
-                        _b64(data)) from e
+    raise RecordFailure(PARSE, 'bad_tfrecord', f'not a tf.train.Example: {e}', _b64(data)) from e
   if len(unknown_fields.UnknownFieldSet(example)):
-    raise RecordFailure(PARSE, 'bad_tfrecord',
-                        'not a tf.train.Example (it has fields Example does not; '
-                        'a SequenceExample?)', _b64(data))
+    raise RecordFailure(
+        PARSE, 'bad_tfrecord', 'not a tf.train.Example (it has fields Example does not; '
+        'a SequenceExample?)', _b64(data))
   row: Dict[str, Any] = {}
   for name, feature in sorted(example.features.feature.items()):
     kind = feature.WhichOneof('kind')
@@ -184,8 +183,11 @@ def example_row(data: bytes, *, serialized_field: Optional[str] = None) -> Dict[
   return row
 
 
-def tfrecord_records(source: str, stream: BinaryIO, *, serialized_field: Optional[str] = None
-                     ) -> Iterator[Union[Record, beam.pvalue.TaggedOutput]]:
+def tfrecord_records(
+    source: str,
+    stream: BinaryIO,
+    *,
+    serialized_field: Optional[str] = None) -> Iterator[Union[Record, beam.pvalue.TaggedOutput]]:
   """One TFRecord file's rows as ``(source, row)``, its dead letters on :data:`FAILED`.
 
   Args:
@@ -229,7 +231,10 @@ class ReadTfRecordRows(beam.PTransform):
   record of every file is in exactly one output.
   """
 
-  def __init__(self, patterns, *, compression: Optional[str] = None,
+  def __init__(self,
+               patterns,
+               *,
+               compression: Optional[str] = None,
                serialized_field: Optional[str] = None):
     super().__init__()
     self._patterns = patterns
@@ -239,6 +244,5 @@ class ReadTfRecordRows(beam.PTransform):
   def expand(self, pbegin):
     return (pbegin
             | 'MatchAndOpen' >> MatchAndOpen(self._patterns, compression=self._compression)
-            | 'ParseExamples' >> beam.ParDo(
-                _ReadTfRecordFileFn(self._serialized_field)).with_outputs(FAILED, main='rows'))
-
+            | 'ParseExamples' >> beam.ParDo(_ReadTfRecordFileFn(
+                self._serialized_field)).with_outputs(FAILED, main='rows'))
