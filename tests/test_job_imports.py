@@ -35,16 +35,20 @@ sys.exit(code)
 '''
 
 
-def _run(tmp_path, torch, job, args):
+def _python(tmp_path, code, *args):
+  """Runs ``code`` in a fresh interpreter in ``tmp_path``, with this checkout importable."""
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run([sys.executable, '-c', _RUN_AND_LIST, torch, job, *args],
+  return subprocess.run([sys.executable, '-c', code, *args],
                         cwd=tmp_path,
                         env=env,
                         capture_output=True,
                         text=True,
                         timeout=600,
                         check=False)
-  return proc
+
+
+def _run(tmp_path, torch, job, args):
+  return _python(tmp_path, _RUN_AND_LIST, torch, job, *args)
 
 
 def test_a_site_job_run_imports_neither_torch_nor_scipy(tmp_path):
@@ -106,15 +110,7 @@ print('ok')
 
 
 def test_tensorflow_without_keras_leaves_keras_importable_afterwards(tmp_path):
-  env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run([sys.executable, '-c', _KERAS_AFTERWARDS,
-                         str(tmp_path / 'm')],
-                        cwd=tmp_path,
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        check=False)
+  proc = _python(tmp_path, _KERAS_AFTERWARDS, str(tmp_path / 'm'))
   assert proc.returncode == 0 and proc.stdout.strip() == 'ok', proc.stderr[-3000:]
 
 
@@ -138,17 +134,8 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflo
 def test_building_the_site_pipeline_imports_no_tensorflow(tmp_path, input_format):
   savedmodel_builders.save_linear(str(tmp_path / 'models' / 'a' / '1'), [1.0, 2.0], 0.5)
   (tmp_path / f'in.{input_format}').write_bytes(b'')
-  env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.run([
-      sys.executable, '-c', _BUILD_ONLY, f'--input={tmp_path}/in.{input_format}',
-      f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
-      f'--input_format={input_format}'
-  ],
-                        cwd=tmp_path,
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        check=False)
+  proc = _python(tmp_path, _BUILD_ONLY, f'--input={tmp_path}/in.{input_format}',
+                 f'--model_root={tmp_path}/models', f'--output={tmp_path}/out',
+                 f'--input_format={input_format}')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from transforms.reporting import histograms as hist
 from transforms.reporting import samples
+from transforms.reporting import series
 from transforms.reporting import site_outcomes as so
 from report_data import counts_list
 from report_data import make_letter
@@ -100,23 +101,23 @@ _OUTPUT_SCALARS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.i
 @given(value=st.one_of(_OUTPUT_SCALARS, st.lists(_OUTPUT_SCALARS, max_size=3),
                        st.lists(st.lists(st.floats(), min_size=1, max_size=2), max_size=2)))
 def test_first_number_of_an_output_is_what_its_numeric_values_give(value):
-  got, want = samples.first_number(value), _first_number_reference(value)
+  got, want = series.first_number(value), _first_number_reference(value)
   assert got == want or (got is not None and want is not None and math.isclose(got, want))
 
 
 def _reference_point(prediction, time_field):
   """A prediction's series point as the report defines it, row by row, with its rank."""
-  found = samples.row_time(prediction.instance, time_field)
+  found = series.row_time(prediction.instance, time_field)
   if found is None:
     return None
   values, row = {}, []
-  for name in sorted(prediction.outputs)[:samples.MAX_SERIES_OUTPUTS]:
-    number = samples.first_number(prediction.outputs[name])
+  for name in sorted(prediction.outputs)[:series.MAX_SERIES_OUTPUTS]:
+    number = series.first_number(prediction.outputs[name])
     row.append(math.nan if number is None else number)
     if number is not None:
       values[name] = number
   point = (found[0], found[1], values, found[2])
-  rank = int(samples.point_ranks(np.array([found[0]]), np.array([row]))[0])
+  rank = int(series.point_ranks(np.array([found[0]]), np.array([row]))[0])
   return (rank, point) if values else None
 
 
@@ -139,7 +140,7 @@ def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
   ]
   expected = {}
   for p in predictions:
-    ranked = _reference_point(p, samples.AUTO)
+    ranked = _reference_point(p, series.AUTO)
     if ranked is not None:
       expected.setdefault(p.site_id, []).append(ranked)
   expected = {
@@ -149,8 +150,8 @@ def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
   merge = samples.MergeBottomKPerKeyFn(k)
   accumulator = merge.create_accumulator()
   for batch in (predictions[:cut], predictions[cut:]):
-    for element in samples.timed_points(batch, samples.AUTO):
-      for sampled in samples.series_points(element, sites=['a', 'b'], k=k):
+    for element in series.timed_points(batch, series.AUTO):
+      for sampled in series.series_points(element, sites=['a', 'b'], k=k):
         accumulator = merge.add_input(accumulator, sampled)
   assert merge.extract_output(accumulator) == expected
 
@@ -163,7 +164,7 @@ def test_series_points_from_columns_are_the_rows_points(rows, k, cut):
                                              ('2026-11-20', (_FIVE_AM - 5 * 3600, True)),
                                              ('soon', None), (None, None), ([1], None)])
 def test_time_values(value, expected):
-  assert samples.time_value(value) == expected
+  assert series.time_value(value) == expected
 
 
 def test_series_sample_the_worst_sites_that_predicted_sorted_by_time():
@@ -182,7 +183,7 @@ def test_series_sample_the_worst_sites_that_predicted_sorted_by_time():
   lines = [so.outcome_line((s, c), False) for s, c in zip('abcd', counts_list()[:4])]
   with TestPipeline(runner='FnApiRunner') as p:
     site_lines = p | 'Lines' >> beam.Create(lines)
-    out = (p | 'Batches' >> beam.Create(batches)) | samples.SampleSeries(
+    out = (p | 'Batches' >> beam.Create(batches)) | series.SampleSeries(
         site_lines=site_lines, max_sites=2, points_per_site=10)
     # b: 50% failed, d: 20%, a: 0% (left out: two sites); c predicted nothing.
     assert_that(

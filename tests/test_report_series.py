@@ -8,6 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from transforms.reporting import samples
+from transforms.reporting import series
 from transforms.site.inference import Prediction
 
 _TIME = st.one_of(st.integers(-3, 3), st.integers(2**1100, 2**1100 + 1),
@@ -59,11 +60,11 @@ def _same(a, b):
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=_ROWS, time_field=st.sampled_from([samples.AUTO, 'hour']))
+@given(rows=_ROWS, time_field=st.sampled_from([series.AUTO, 'hour']))
 def test_a_batch_gives_the_points_it_gives_row_by_row(rows, time_field):
   batch = _batch(rows)
-  assert _same(_as_lists(samples.timed_points(batch, time_field)),
-               _as_lists(samples.timed_points_by_row(batch, time_field)))
+  assert _same(_as_lists(series.timed_points(batch, time_field)),
+               _as_lists(series.timed_points_by_row(batch, time_field)))
 
 
 @settings(max_examples=100, deadline=None)
@@ -82,8 +83,8 @@ def test_a_plain_batch_is_read_by_columns_with_the_same_points(hours, seed):
           'a': float(v[1])
       }, '1') for h, v in zip(hours, values)
   ]
-  got = list(samples.timed_points(batch, samples.AUTO))
-  assert _same(_as_lists(got), _as_lists(samples.timed_points_by_row(batch, samples.AUTO)))
+  got = list(series.timed_points(batch, series.AUTO))
+  assert _same(_as_lists(got), _as_lists(series.timed_points_by_row(batch, series.AUTO)))
   if not np.isnan(values).all():
     [(site, (_, field, names, xs, _))] = got
     assert (site, field, names) == ('s', 'hour', ('a', 'b'))
@@ -98,24 +99,26 @@ def test_a_plain_batch_is_read_by_columns_with_the_same_points(hours, seed):
 def test_point_ranks_are_per_point(points):
   xs = np.array([x for x, _ in points])
   rows = np.array([row for _, row in points])
-  together = samples.point_ranks(xs, rows)
-  alone = [samples.point_ranks(xs[i:i + 1], rows[i:i + 1])[0] for i in range(len(points))]
+  together = series.point_ranks(xs, rows)
+  alone = [series.point_ranks(xs[i:i + 1], rows[i:i + 1])[0] for i in range(len(points))]
   assert together.tolist() == [int(r) for r in alone]
   # a NaN is one NaN, whatever its bits
   odd_nan = np.array([np.frombuffer(np.uint64(0x7ff8000000000001).tobytes(), np.float64)[0]])
-  assert samples.point_ranks(np.zeros(1), odd_nan.reshape(1, 1)) == samples.point_ranks(
-      np.zeros(1), np.array([[math.nan]]))
+  assert series.point_ranks(np.zeros(1),
+                            odd_nan.reshape(1,
+                                            1)) == series.point_ranks(np.zeros(1),
+                                                                      np.array([[math.nan]]))
 
 
 def test_series_points_keep_the_k_first_ranks_ties_by_repr():
   xs = np.arange(50, dtype=np.float64)
   rows = np.stack([np.sin(xs), np.full(50, math.nan)], axis=1)
   element = ('s', (False, 'hour', ('a', 'b'), xs, rows))
-  [(site, kept)] = samples.series_points(element, sites=['s'], k=7)
-  ranks = samples.point_ranks(xs, rows)
+  [(site, kept)] = series.series_points(element, sites=['s'], k=7)
+  ranks = series.point_ranks(xs, rows)
   assert site == 's' and [r for r, _, _ in kept] == sorted(ranks.tolist())[:7]
   assert all(point[2] == {'a': math.sin(point[0])} for _, _, point in kept)
-  assert list(samples.series_points(element, sites=['t'], k=7)) == []
+  assert list(series.series_points(element, sites=['t'], k=7)) == []
 
 
 @settings(max_examples=100, deadline=None)
@@ -134,9 +137,9 @@ def test_a_bundle_of_batches_keeps_the_points_each_batch_would(sizes, k, factor,
   merge = samples.MergeBottomKPerKeyFn(k)
   expected = merge.create_accumulator()
   for element in elements:
-    for sampled in samples.series_points(element, sites=['a', 'b'], k=k):
+    for sampled in series.series_points(element, sites=['a', 'b'], k=k):
       expected = merge.add_input(expected, sampled)
-  fn = samples.SeriesPointsFn(k)
+  fn = series.SeriesPointsFn(k)
   fn.BUFFER_FACTOR = factor  # trims as the buffer grows
   fn.start_bundle()
   for element in elements:

@@ -382,3 +382,11 @@ class CountingProxy(_LocalServer):
         c for c in self.calls
         if c['method'] == 'GET' and 'alt=media' in c['path'] and f'/o/{quoted}?' in c['path']
     ]
+
+
+@pytest.fixture
+def emulator_env(gcs_bucket, dataflow, monkeypatch):  # pylint: disable=redefined-outer-name
+  """The function's environment for the gcp-storage-emulator bucket, templates uploaded."""
+  from google.cloud import storage  # pylint: disable=import-outside-toplevel
+  upload_templates(storage.Client().bucket('test-bucket'))
+  return set_trigger_env(monkeypatch, gcs_bucket, dataflow.url)

@@ -20,9 +20,9 @@ The pieces (``OutputHistograms``, ``SampleDeadLetters``, ``SampleSeries``,
 functions of plain dicts) are usable on their own.
 """
 from transforms.reporting.histograms import OutputHistograms
-from transforms.reporting.samples import AUTO
+from transforms.reporting.series import AUTO
 from transforms.reporting.samples import SampleDeadLetters
-from transforms.reporting.samples import SampleSeries
+from transforms.reporting.series import SampleSeries
 from transforms.reporting.site_outcomes import SiteOutcomes
 from transforms.reporting.site_outcomes import SiteTable
 from transforms.reporting.site_outcomes import WriteSiteOutcomes

@@ -19,11 +19,11 @@ import apache_beam as beam
 from common import paths
 from transforms.reporting.histograms import DEFAULT_BINS
 from transforms.reporting.histograms import OutputHistograms
-from transforms.reporting.samples import AUTO
+from transforms.reporting.series import AUTO
 from transforms.reporting.samples import DEFAULT_LETTERS_PER_REASON
-from transforms.reporting.samples import DEFAULT_SERIES_SITES
+from transforms.reporting.series import DEFAULT_SERIES_SITES
 from transforms.reporting.samples import SampleDeadLetters
-from transforms.reporting.samples import SampleSeries
+from transforms.reporting.series import SampleSeries
 from transforms.reporting.site_outcomes import DEFAULT_TABLE_SITES
 from transforms.reporting.site_outcomes import SiteOutcomes
 from transforms.reporting.site_outcomes import SiteTable
