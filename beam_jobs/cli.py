@@ -143,22 +143,11 @@ def missing_modules(job: Job) -> Sequence[str]:
 _IN_PROCESS_RUNNERS = ('DirectRunner', 'direct', 'SwitchingDirectRunner', 'FnApiRunner')
 
 
-def _flag(args: Sequence[str], name: str) -> Optional[str]:
-  """The last value of ``--name=X`` or ``--name X`` in ``args``, or None."""
-  value = None
-  for i, arg in enumerate(args):
-    if arg.startswith(f'--{name}='):
-      value = arg.split('=', 1)[1]
-    elif arg == f'--{name}' and i + 1 < len(args):
-      value = args[i + 1]
-  return value
-
-
 def workers_run_here(args: Sequence[str]) -> bool:
   """Whether a run with ``args`` processes its bundles in this process (local in-memory)."""
-  runner = _flag(args, 'runner')
+  runner = flags_io.raw_flag(args, 'runner')
   return ((runner is None or runner in _IN_PROCESS_RUNNERS)
-          and _flag(args, 'direct_running_mode') != 'multi_processing')
+          and flags_io.raw_flag(args, 'direct_running_mode') != 'multi_processing')
 
 
 def help_requested(args: Sequence[str]) -> bool:

@@ -9,6 +9,7 @@ subclass imported in a process with one parser, so the jobs share them and
 each job says in its own ``--help`` what ``--input`` means for it.
 """
 import argparse
+from typing import Optional, Sequence
 
 DEFAULT_MAX_FAILED_FRACTION = 0.1
 """A run where more than this fraction of the records read failed is a failed run."""
@@ -109,3 +110,15 @@ def add_console_flags(parser) -> None:
                       default=DEFAULT_PROGRESS_INTERVAL_S,
                       metavar='SECONDS',
                       help='Seconds between progress lines.')
+
+
+def raw_flag(args: Sequence[str], name: str) -> Optional[str]:
+  """The last value of ``--name=X`` or ``--name X`` in ``args``, or None (read before the
+  flags are parsed: the console script's quiet set-up and runner check)."""
+  value = None
+  for i, arg in enumerate(args):
+    if arg.startswith(f'--{name}='):
+      value = arg.split('=', 1)[1]
+    elif arg == f'--{name}' and i + 1 < len(args):
+      value = args[i + 1]
+  return value

@@ -57,13 +57,7 @@ BENIGN_STDERR_LINES = tuple(
 def log_level_in(args: Sequence[str]) -> str:
   """The ``--log_level`` in ``args`` (``--log_level=X`` or ``--log_level X``), upper case;
   the default when absent or not a level (the flag check then reports it)."""
-  value = None
-  for i, arg in enumerate(args):
-    if arg.startswith('--log_level='):
-      value = arg.split('=', 1)[1]
-    elif arg == '--log_level' and i + 1 < len(args):
-      value = args[i + 1]
-  value = (value or '').upper()
+  value = (flags_io.raw_flag(args, 'log_level') or '').upper()
   return value if value in flags_io.LOG_LEVELS else flags_io.DEFAULT_LOG_LEVEL
 
 

@@ -9,7 +9,8 @@ decided here, once the site's signature is known
 (:mod:`models.site.row_feed`: the instance config, and typing of text rows).
 """
 import sys
-from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
+from typing import Sequence
 
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.ml.inference.base import PredictionResult
@@ -23,7 +24,8 @@ from models.site.pool_bounds import DEFAULT_MAX_MODELS
 
 # This module imports no TensorFlow: a pipeline that holds a SiteModelHandler is built
 # without it, and only the processes that load models import it (import_model_modules).
-SiteModelPool = Any  # models.site.pool.SiteModelPool, once a worker imported it
+if TYPE_CHECKING:
+  from models.site.pool import SiteModelPool
 
 
 class SiteChunk(NamedTuple):
@@ -97,7 +99,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, Any]):
     self._instance_config = instance_config
     self._text_values = text_values
 
-  def load_model(self) -> SiteModelPool:
+  def load_model(self) -> 'SiteModelPool':
     pool, _ = import_model_modules()
     # Once per worker process, after its imports: the collector leaves
     # them alone while rows stream through (common.heap).
@@ -113,7 +115,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, Any]):
 
   def run_inference(self,
                     batch: Sequence[SiteChunk],
-                    model: SiteModelPool,
+                    model: 'SiteModelPool',
                     inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
     return [
         PredictionResult(chunk,
@@ -148,7 +150,7 @@ def import_model_modules():
   return pool, row_feed
 
 
-def predict_chunk(pool: SiteModelPool,
+def predict_chunk(pool: 'SiteModelPool',
                   chunk: SiteChunk,
                   *,
                   config: Optional[InstanceConfig] = None,
