@@ -1,8 +1,9 @@
 """Running a command in its own process tree and measuring wall time and memory."""
 import os
+import signal
 import subprocess
 import time
-from typing import Dict, List, NamedTuple, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 _PAGE_BYTES = os.sysconf('SC_PAGE_SIZE')
 
@@ -15,6 +16,7 @@ class RunStats(NamedTuple):
   returncode: int
   log_tail: str
   cpu_s: float = 0.0  # user + system CPU seconds of the process and its waited-for children
+  timed_out: bool = False  # stopped at the run's time limit: wall_s is a lower bound
 
 
 def descendants(pid: int) -> List[int]:
@@ -48,17 +50,31 @@ def run_measured(command: Sequence[str],
                  env: Dict[str, str],
                  cwd: str,
                  log_path: str,
-                 poll_s: float = 0.1) -> RunStats:
-  """Runs ``command``; polls its process tree's RSS until it exits."""
+                 poll_s: float = 0.1,
+                 limit_s: Optional[float] = None) -> RunStats:
+  """Runs ``command``; polls its process tree's RSS until it exits.
+
+  With ``limit_s``, a run still going after that many seconds is stopped
+  (SIGKILL to its whole process group) and comes back with ``timed_out``.
+  """
   started = time.perf_counter()
+  timed_out = False
   with open(log_path, 'wb') as log:
-    proc = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(list(command),
+                            env=env,
+                            cwd=cwd,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True)
     peak = 0
     while True:
       pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
       if pid == proc.pid:
         break
       peak = max(peak, tree_rss_bytes(proc.pid))
+      if limit_s is not None and not timed_out and time.perf_counter() - started > limit_s:
+        timed_out = True
+        os.killpg(proc.pid, signal.SIGKILL)
       time.sleep(poll_s)
   wall = time.perf_counter() - started
   proc.returncode = os.waitstatus_to_exitcode(status)
@@ -66,4 +82,4 @@ def run_measured(command: Sequence[str],
     tail = f.read()[-3000:].decode('utf-8', 'replace')
   # ru_maxrss is in KiB on Linux and covers the child's waited-for children.
   return RunStats(wall, peak / 2**20, usage.ru_maxrss / 1024, proc.returncode, tail,
-                  usage.ru_utime + usage.ru_stime)
+                  usage.ru_utime + usage.ru_stime, timed_out)

@@ -24,6 +24,7 @@ table of every case ends the output.
   python benchmarks/site_predictions.py                                 # every style, 300 sites
   python benchmarks/site_predictions.py --cases loop-named@3000,mixed@3000
   python benchmarks/site_predictions.py --cases module@20 --runs naive,pipeline   # a smoke run
+  python benchmarks/site_predictions.py --cases loop-named@3000 --time_limit_s 600
 """
 import argparse
 import glob
@@ -61,24 +62,26 @@ def _script(name: str) -> str:
   return os.path.join(REPO, 'benchmarks', name)
 
 
-def _naive(models: str, inputs: str, out: str) -> RunStats:
+def _run(command: List[str], log_path: str, limit_s: Optional[float]) -> RunStats:
+  return run_measured(command,
+                      env=site_bench_data.child_env(),
+                      cwd=REPO,
+                      log_path=log_path,
+                      limit_s=limit_s)
+
+
+def _naive(models: str, inputs: str, out: str, limit_s: Optional[float]) -> RunStats:
   os.makedirs(out, exist_ok=True)
-  return run_measured([
+  return _run([
       sys.executable,
       _script('site_bench_naive.py'),
       os.path.join(inputs, '*.jsonl'), models,
       os.path.join(out, 'predictions.jsonl')
-  ],
-                      env=site_bench_data.child_env(),
-                      cwd=REPO,
-                      log_path=out + '.log')
+  ], out + '.log', limit_s)
 
 
-def _pipeline(config: str,
-              models: str,
-              inputs: str,
-              out: str,
-              rows_per_chunk: Optional[int] = None) -> RunStats:
+def _pipeline(config: str, models: str, inputs: str, out: str, rows_per_chunk: Optional[int],
+              limit_s: Optional[float]) -> RunStats:
   command = [
       sys.executable, '-m', 'beam_jobs.site_predictions',
       f'--input={os.path.join(inputs, "*.jsonl")}', f'--model_root={models}', f'--output={out}',
@@ -86,23 +89,18 @@ def _pipeline(config: str,
   ]
   if rows_per_chunk:
     command.append(f'--rows_per_chunk={rows_per_chunk}')
-  return run_measured(command,
-                      env=site_bench_data.child_env(),
-                      cwd=REPO,
-                      log_path=out.rstrip('/') + '.log')
+  return _run(command, out.rstrip('/') + '.log', limit_s)
 
 
-def _beam(max_models: int, sites: int, models: str, inputs: str, out: str) -> RunStats:
+def _beam(max_models: int, sites: int, models: str, inputs: str, out: str,
+          limit_s: Optional[float]) -> RunStats:
   os.makedirs(out, exist_ok=True)
-  return run_measured([
+  return _run([
       sys.executable,
       _script('site_bench_beam.py'),
       os.path.join(inputs, '*.jsonl'), models,
       os.path.join(out, 'predictions'), f'--sites={sites}', f'--max_models={max_models}'
-  ],
-                      env=site_bench_data.child_env(),
-                      cwd=REPO,
-                      log_path=out + '.log')
+  ], out + '.log', limit_s)
 
 
 def _predictions(files: List[str]) -> Dict[str, dict]:
@@ -145,16 +143,37 @@ def _header() -> str:
           f'{"proc_MiB":>11}   vs naive (wall, cpu)')
 
 
+def _cell(stats: RunStats, naive: Optional[RunStats]) -> str:
+  """A run's wall time and ratio to the naive loop; a stopped run's are bounds."""
+  if stats.timed_out:
+    ratio = f' (< {naive.wall_s / stats.wall_s:.2f}x)' if naive else ''
+    return f'> {stats.wall_s:.0f} s, stopped{ratio}'
+  ratio = f' ({naive.wall_s / stats.wall_s:.2f}x)' if naive else ''
+  failed = '' if stats.returncode == 0 else ' FAILED'
+  return f'{stats.wall_s:.1f} s{ratio}{failed}'
+
+
+def _versus_beam(results: List[Result]) -> str:
+  """How many times faster the recommended pipeline is than the fastest Beam-native run."""
+  ours = next((r.stats for r in results if r.name == RECOMMENDED and r.stats.returncode == 0), None)
+  beams = [
+      r.stats for r in results
+      if r.name.startswith('beam-') and (r.stats.returncode == 0 or r.stats.timed_out)
+  ]
+  if not ours or not beams:
+    return '-'
+  best = min(beams, key=lambda s: s.wall_s)
+  bound = '> ' if all(s.timed_out for s in beams) else ''
+  return f'{bound}{best.wall_s / ours.wall_s:.2f}x'
+
+
 def _table_row(style: str, sites: int, rows: int, results: List[Result]) -> str:
   """One markdown row: the case, each run's wall time and ratio, the fast-path share."""
   naive = next((r.stats for r in results if r.name == 'naive' and r.stats.returncode == 0), None)
-  cells = []
-  for r in results:
-    ratio = f' ({naive.wall_s / r.stats.wall_s:.2f}x)' if naive and r.name != 'naive' else ''
-    failed = '' if r.stats.returncode == 0 else ' FAILED'
-    cells.append(f'{r.stats.wall_s:.1f} s{ratio}{failed}')
+  cells = [_cell(r.stats, naive if r.name != 'naive' else None) for r in results]
   summary = next((r.summary for r in results if r.name == RECOMMENDED), None)
-  return f'| {style} | {sites:,} x {rows} | ' + ' | '.join(cells) + f' | {_fast_path(summary)} |'
+  return (f'| {style} | {sites:,} x {rows} | ' + ' | '.join(cells) +
+          f' | {_versus_beam(results)} | {_fast_path(summary)} |')
 
 
 def _run_name(name: str, sites: int) -> Tuple[str, Optional[int]]:
@@ -180,24 +199,26 @@ def benchmark(args, style: str, sites: int) -> List[Result]:
       print(f'Running {name} ...', flush=True)
       summary, check = None, 'not checked'
       if kind == 'naive':
-        stats = _naive(models, inputs, out)
+        stats = _naive(models, inputs, out, args.time_limit_s)
         check = 'baseline'
         if stats.returncode == 0:
           naive_stats = stats
           expected = _predictions([os.path.join(out, 'predictions.jsonl')])
       elif kind == 'beam':
-        stats = _beam(hint, sites, models, inputs, out)
+        stats = _beam(hint, sites, models, inputs, out, args.time_limit_s)
         if expected is not None and stats.returncode == 0:
           check = _compare(expected, glob.glob(os.path.join(out, 'predictions*.jsonl')))
       else:
-        stats = _pipeline(kind, models, inputs, out, args.rows_per_chunk)
+        stats = _pipeline(kind, models, inputs, out, args.rows_per_chunk, args.time_limit_s)
         summary_path = os.path.join(out, 'summary.json')
         if os.path.exists(summary_path):
           with open(summary_path, encoding='utf-8') as f:
             summary = json.load(f)
         if expected is not None and summary:
           check = _compare(expected, glob.glob(os.path.join(out, 'predictions', '*.jsonl')))
-      if stats.returncode != 0:
+      if stats.timed_out:
+        print(f'{name} stopped at the time limit ({args.time_limit_s:.0f} s)', flush=True)
+      elif stats.returncode != 0:
         print(f'{name} failed (exit {stats.returncode}):\n{stats.log_tail}', flush=True)
       results.append(Result(name, stats, summary, check))
       shutil.rmtree(out, ignore_errors=True)
@@ -229,7 +250,7 @@ def memory_curve(args) -> None:
     inputs = site_bench_data.input_dir(args.data_dir, sites, args.rows)
     out = tempfile.mkdtemp(prefix='site-bench-curve-')
     try:
-      stats = _pipeline(RECOMMENDED, models, inputs, out, args.rows_per_chunk)
+      stats = _pipeline(RECOMMENDED, models, inputs, out, args.rows_per_chunk, None)
     finally:
       shutil.rmtree(out, ignore_errors=True)
       if os.path.exists(out + '.log'):
@@ -272,6 +293,11 @@ def main(argv=None) -> int:
   parser.add_argument('--data_dir',
                       default=site_bench_data.DEFAULT_DATA_DIR,
                       help='Cache folder for generated models and inputs (default: %(default)s).')
+  parser.add_argument('--time_limit_s',
+                      type=float,
+                      default=None,
+                      help='Stop any run still going after this many seconds; its figures '
+                      'are then bounds ("> T s, stopped"). Default: no limit.')
   parser.add_argument('--keep_outputs', action='store_true', help='Keep the runs\' logs.')
   args = parser.parse_args(argv)
   table = []
@@ -279,12 +305,13 @@ def main(argv=None) -> int:
   if args.runs:
     for style, sites in _cases(args.cases):
       results = benchmark(args, style, sites)
-      ok = ok and all(r.stats.returncode == 0 for r in results)
+      ok = ok and all(r.stats.returncode == 0 or r.stats.timed_out for r in results)
       ok = ok and not any(r.check.startswith('MISMATCH') for r in results)
       table.append(_table_row(style, sites, args.rows, results))
     names = args.runs.split(',')
-    print('| style | sites x rows | ' + ' | '.join(names) + ' | fast path |')
-    print('|---|---|' + '---|' * len(names) + '---|')
+    print('| style | sites x rows | ' + ' | '.join(names) +
+          f' | {RECOMMENDED} vs best Beam-native | fast path |')
+    print('|---|---|' + '---|' * len(names) + '---|---|')
     print('\n'.join(table), flush=True)
   if args.memory_curve:
     memory_curve(args)

@@ -33,5 +33,32 @@ def test_benchmark_runs_every_peer_and_prints_its_table(tmp_path):
   assert re.search(r'^beam-2: 30 equal to naive', out, re.M), out
   ran = r'[\d.]+ s \([\d.]+x\)'
   assert re.search(
-      rf'^\| module \| 6 x 5 \| [\d.]+ s \| {ran} \| {ran} \| {ran} \| 5/6 \(83\.3%\) \|$', out,
-      re.M), out
+      rf'^\| module \| 6 x 5 \| [\d.]+ s \| {ran} \| {ran} \| {ran} \| [\d.]+x \| 5/6 \(83\.3%\) \|$',
+      out, re.M), out
+
+
+def test_a_run_past_its_time_limit_is_stopped_with_its_process_group(tmp_path):
+  sys.path.insert(0, str(REPO / 'benchmarks'))
+  try:
+    import process_stats  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.remove(str(REPO / 'benchmarks'))
+  marker = tmp_path / 'child-survived'
+  # The child sleeps past the limit, then would leave a file behind.
+  command = ['bash', '-c', f'(sleep 3; touch {marker}) & sleep 30']
+  stats = process_stats.run_measured(command,
+                                     env={'PATH': '/usr/bin:/bin'},
+                                     cwd=str(tmp_path),
+                                     log_path=str(tmp_path / 'log'),
+                                     limit_s=0.5)
+  assert stats.timed_out
+  assert stats.returncode != 0
+  assert 0.5 <= stats.wall_s < 10
+  subprocess.run(['sleep', '4'], check=True)
+  assert not marker.exists()
+  done = process_stats.run_measured(['true'],
+                                    env={'PATH': '/usr/bin:/bin'},
+                                    cwd=str(tmp_path),
+                                    log_path=str(tmp_path / 'log2'),
+                                    limit_s=30)
+  assert not done.timed_out and done.returncode == 0
