@@ -145,10 +145,10 @@ def _header() -> str:
 
 def _cell(stats: RunStats, naive: Optional[RunStats]) -> str:
   """A run's wall time and ratio to the naive loop; a stopped run's are bounds."""
+  bound = '< ' if stats.timed_out else ''
+  ratio = f' ({bound}{naive.wall_s / stats.wall_s:.2f}x)' if naive else ''
   if stats.timed_out:
-    ratio = f' (< {naive.wall_s / stats.wall_s:.2f}x)' if naive else ''
     return f'> {stats.wall_s:.0f} s, stopped{ratio}'
-  ratio = f' ({naive.wall_s / stats.wall_s:.2f}x)' if naive else ''
   failed = '' if stats.returncode == 0 else ' FAILED'
   return f'{stats.wall_s:.1f} s{ratio}{failed}'
 
@@ -165,6 +165,17 @@ def _versus_beam(results: List[Result]) -> str:
   best = min(beams, key=lambda s: s.wall_s)
   bound = '> ' if all(s.timed_out for s in beams) else ''
   return f'{bound}{best.wall_s / ours.wall_s:.2f}x'
+
+
+def succeeded(result: Result) -> bool:
+  """A run counts when it finished; only a Beam-native peer may be stopped at the limit.
+
+  The naive loop and the pipeline give every ratio of the table, so one of
+  them stopped fails the benchmark.
+  """
+  if result.stats.timed_out:
+    return result.name.startswith('beam-')
+  return result.stats.returncode == 0
 
 
 def _table_row(style: str, sites: int, rows: int, results: List[Result]) -> str:
@@ -218,6 +229,8 @@ def benchmark(args, style: str, sites: int) -> List[Result]:
           check = _compare(expected, glob.glob(os.path.join(out, 'predictions', '*.jsonl')))
       if stats.timed_out:
         print(f'{name} stopped at the time limit ({args.time_limit_s:.0f} s)', flush=True)
+        if not name.startswith('beam-'):
+          print(f'{name} gives the table\'s ratios: raise --time_limit_s', flush=True)
       elif stats.returncode != 0:
         print(f'{name} failed (exit {stats.returncode}):\n{stats.log_tail}', flush=True)
       results.append(Result(name, stats, summary, check))
@@ -305,7 +318,7 @@ def main(argv=None) -> int:
   if args.runs:
     for style, sites in _cases(args.cases):
       results = benchmark(args, style, sites)
-      ok = ok and all(r.stats.returncode == 0 or r.stats.timed_out for r in results)
+      ok = ok and all(succeeded(r) for r in results)
       ok = ok and not any(r.check.startswith('MISMATCH') for r in results)
       table.append(_table_row(style, sites, args.rows, results))
     names = args.runs.split(',')

@@ -62,3 +62,21 @@ def test_a_run_past_its_time_limit_is_stopped_with_its_process_group(tmp_path):
                                     log_path=str(tmp_path / 'log2'),
                                     limit_s=30)
   assert not done.timed_out and done.returncode == 0
+
+
+@pytest.mark.parametrize('name, timed_out, returncode, counts', [
+    ('beam-256', True, -9, True),
+    ('beam-all', False, 1, False),
+    ('naive', True, -9, False),
+    ('pipeline', True, -9, False),
+    ('pipeline-mp2', False, 0, True),
+])
+def test_only_a_beam_native_run_may_be_stopped_at_the_limit(name, timed_out, returncode, counts):
+  sys.path.insert(0, str(REPO / 'benchmarks'))
+  try:
+    import process_stats  # pylint: disable=import-outside-toplevel
+    import site_predictions  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.remove(str(REPO / 'benchmarks'))
+  stats = process_stats.RunStats(1.0, 1.0, 1.0, returncode, '', 1.0, timed_out)
+  assert site_predictions.succeeded(site_predictions.Result(name, stats, None, 'x')) is counts
