@@ -139,21 +139,3 @@ def test_any_value_is_one_strict_ascii_line_with_non_finite_as_strings(value):
   line = json_lines.dumps(value, non_finite=json_lines.AS_STRING)
   assert line.isascii() and '\n' not in line
   strict_json(line)
-
-
-FLOATISH = st.recursive(st.floats() | st.floats(width=32).map(np.float32)
-                        | st.floats().map(np.float64)
-                        | st.integers(-3, 3) | st.booleans() | st.none() | st.text(max_size=3),
-                        lambda children: st.lists(children, max_size=4),
-                        max_leaves=8)
-
-
-@given(FLOATISH)
-def test_float_text_is_what_every_encoder_writes_or_none(value):
-  text = json_lines.float_text(value)
-  flat = value if isinstance(value, list) else [value]
-  plain_floats = all(isinstance(v, float) and math.isfinite(v) for v in flat)
-  assert (text is not None) == plain_floats
-  if text is not None:
-    for policy in json_lines.NON_FINITE_POLICIES:
-      assert text == json_lines.encoder(non_finite=policy)(value)

@@ -11,7 +11,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from tests_support import strict_json
-from transforms import json_lines
 from transforms.dead_letters import encode_dead_letter
 from transforms.site import bigquery_output as bq
 from transforms.site import prediction_output as po
@@ -114,22 +113,6 @@ def test_prediction_lines_are_strict_json_of_the_same_values(batch, use_key):
       assert 'key' not in got
   # The same lines, encoded alone or in a batch.
   assert lines == [po.encode_predictions([p], key_field) for p in batch]
-
-
-_OUTPUT_VALUES = st.recursive(st.floats() | st.floats().map(np.float64) | st.integers(-3, 3)
-                              | st.booleans() | _TEXT,
-                              lambda inner: st.lists(inner, max_size=3),
-                              max_leaves=6)
-
-
-@given(
-    st.lists(st.dictionaries(_TEXT | st.integers(0, 3), _OUTPUT_VALUES, max_size=3),
-             min_size=1,
-             max_size=4))
-def test_the_outputs_encoder_writes_what_the_encoder_writes(outputs):
-  encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
-  outputs_text = po.outputs_encoder(encode)  # one per chunk: names are remembered
-  assert [outputs_text(o) for o in outputs] == [encode(o) for o in outputs]
 
 
 @settings(max_examples=80, deadline=None)

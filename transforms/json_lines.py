@@ -23,7 +23,7 @@ import datetime
 import decimal
 import json
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -126,25 +126,6 @@ def encoder(*, non_finite: str = RAISE) -> Callable[[Any], str]:
       return encode(_finite_copy(value))
 
   return encode_as_string
-
-
-def float_text(value: Any) -> Optional[str]:
-  """What every encoder of this module writes for a finite float or a flat list of
-  finite floats (``float.__repr__``, as ``json`` writes floats), without the encoder's
-  per-value dispatch; None for any other value (then encode it).
-
-  Model outputs are such values (one ``tolist`` per output), and writing them is
-  the job's main per-row cost after parsing.
-  """
-  try:
-    if type(value) is list:  # pylint: disable=unidiomatic-typecheck
-      text = '[' + ','.join(map(float.__repr__, value)) + ']'
-    else:
-      text = float.__repr__(value)
-  except TypeError:  # not a float (int, bool, str, nested list, NumPy float32 ...)
-    return None
-  # Finite float text is digits, '.', 'e', '+' and '-': 'nan' and 'inf' hold an 'n'.
-  return None if 'n' in text else text
 
 
 def dumps(value: Any, *, non_finite: str = RAISE) -> str:

@@ -28,7 +28,7 @@ fields of the instance are echoed as they came, except that a non-finite
 float (``NaN`` in an input line, a BigQuery FLOAT64 NaN) is written as the
 string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
 """
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 
@@ -55,26 +55,6 @@ def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[st
   return line
 
 
-def outputs_encoder(encode: Callable[[Any], str]) -> Callable[[Dict[str, Any]], str]:
-  """``encode`` for output dicts: the same text, cheaper when every value is a float or a
-  flat list of floats (:func:`transforms.json_lines.float_text`); each name is encoded once."""
-  keys: Dict[str, str] = {}
-
-  def outputs_text(outputs: Dict[str, Any]) -> str:
-    parts = []
-    for name, value in outputs.items():
-      text = json_lines.float_text(value)
-      if text is None or type(name) is not str:  # pylint: disable=unidiomatic-typecheck
-        return encode(outputs)
-      key = keys.get(name)
-      if key is None:
-        key = keys[name] = encode(name)
-      parts.append(f'{key}:{text}')
-    return '{' + ','.join(parts) + '}'
-
-  return outputs_text
-
-
 def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str:
   """A chunk's prediction lines, as one newline-joined text (written as it is).
 
@@ -83,7 +63,6 @@ def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str
   same record (:func:`prediction_line`) in the same field order.
   """
   encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
-  outputs_text = outputs_encoder(encode)
   texts = {}  # (site, version) -> their fields' text: one site and version per chunk
 
   def line_with_text(p: Prediction) -> str:
@@ -95,7 +74,7 @@ def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str
     key = (f',"key":{encode(p.instance[key_field])}'
            if key_field and key_field in p.instance else '')
     return (f'{{"site_id":{fields[0]}{key}{fields[1]}{p.instance_text},'
-            f'"prediction":{outputs_text(p.outputs)}}}')
+            f'"prediction":{encode(p.outputs)}}}')
 
   return '\n'.join(
       encode(prediction_line(p, key_field)) if p.instance_text is None else line_with_text(p)
@@ -104,8 +83,8 @@ def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str
 
 def encode_aiplatform_results(batch: List[Prediction]) -> str:
   """A chunk's ``{output_name: value}`` lines, newline-joined."""
-  outputs_text = outputs_encoder(json_lines.encoder(non_finite=json_lines.AS_STRING))
-  return '\n'.join(outputs_text(p.outputs) for p in batch)
+  encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
+  return '\n'.join(encode(p.outputs) for p in batch)
 
 
 def error_stats_key(letter: Dict[str, Any]) -> str:
