@@ -9,7 +9,8 @@ parsed flags::
     "model_version": null,                # the pinned --model_version, if any
     "model_versions": null,               # the --model_versions manifest path, if any
     "code": {"distribution": "beam-batch-inference", "version": "0.1.0",
-             "git_commit": "d3b44a5..."},  # null where not known
+             "git_commit": "d3b44a5...",  # null where not known
+             "git_dirty": false},         # tracked files changed since that commit
     "flags": {"output_format": "jsonl", "key_field": "rid", ...}
   }
 
@@ -23,7 +24,7 @@ import importlib.metadata
 import logging
 import os
 import subprocess
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,34 +44,50 @@ DETECTION_FLAGS = ('classes', 'image_size', 'score_threshold', 'iou_threshold', 
 
 
 @functools.lru_cache(maxsize=1)
-def code_version() -> Dict[str, Optional[str]]:
-  """``{"distribution", "version", "git_commit"}`` of the code building the job.
+def code_version() -> Dict[str, Any]:
+  """``{"distribution", "version", "git_commit", "git_dirty"}`` of the code building the job.
 
   ``version``: the installed distribution's version (null when running from
   a checkout that is not installed); ``git_commit``: ``HEAD`` of the git
-  checkout this module lies in, when there is one and ``git`` answers
-  within two seconds.
+  checkout this module lies in, and ``git_dirty``: whether tracked files
+  there differ from it (so the commit alone does not name the code), when
+  there is one and ``git`` answers within two seconds; null otherwise.
   """
   try:
     version = importlib.metadata.version(DISTRIBUTION)
   except importlib.metadata.PackageNotFoundError:
     version = None
-  return {'distribution': DISTRIBUTION, 'version': version, 'git_commit': _git_commit()}
+  commit, dirty = git_state(os.path.dirname(os.path.abspath(__file__)))
+  return {
+      'distribution': DISTRIBUTION,
+      'version': version,
+      'git_commit': commit,
+      'git_dirty': dirty
+  }
 
 
-def _git_commit() -> Optional[str]:
-  here = os.path.dirname(os.path.abspath(__file__))
+def git_state(directory: str) -> Tuple[Optional[str], Optional[bool]]:
+  """``(HEAD commit, tracked files changed)`` of the git checkout holding ``directory``;
+  ``(None, None)`` where there is none or ``git`` fails (never raises)."""
+  head = _git(directory, 'rev-parse', '--verify', '-q', 'HEAD')
+  if head is None or len(head.strip()) < 40:
+    return None, None
+  status = _git(directory, 'status', '--porcelain', '--untracked-files=no')
+  return head.strip(), None if status is None else bool(status.strip())
+
+
+def _git(directory: str, *args: str) -> Optional[str]:
+  """``git -C directory args``' output, or None."""
   try:
-    done = subprocess.run(['git', '-C', here, 'rev-parse', '--verify', '-q', 'HEAD'],
+    done = subprocess.run(['git', '-C', directory, *args],
                           capture_output=True,
                           text=True,
                           timeout=_GIT_TIMEOUT_S,
                           check=False)
   except (OSError, subprocess.SubprocessError) as e:
-    _LOGGER.debug('no git commit for the summary: %s', e)
+    _LOGGER.debug('no git state for the summary: %s', e)
     return None
-  commit = done.stdout.strip()
-  return commit if done.returncode == 0 and len(commit) >= 40 else None
+  return done.stdout if done.returncode == 0 else None
 
 
 def flags(options, names: Sequence[str]) -> Dict[str, Any]:

@@ -49,6 +49,17 @@ def _git_head():
   return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _git_dirty():
+  if _git_head() is None:
+    return None
+  done = subprocess.run(
+      ['git', '-C', str(REPO), 'status', '--porcelain', '--untracked-files=no'],
+      capture_output=True,
+      text=True,
+      check=True)
+  return bool(done.stdout.strip())
+
+
 def test_every_prediction_line_names_the_version_folder_it_came_from(site_run):
   _, out = site_run
   lines = read_jsonl(out / 'predictions')
@@ -71,7 +82,8 @@ def test_the_summary_records_input_model_root_code_and_output_flags(site_run, mo
   assert recorded['code'] == {
       'distribution': 'beam-batch-inference',
       'version': importlib.metadata.version('beam-batch-inference'),
-      'git_commit': _git_head()
+      'git_commit': _git_head(),
+      'git_dirty': _git_dirty()
   }
   flags = recorded['flags']
   assert flags['key_field'] == 'rid' and flags['rows_per_chunk'] == 2
@@ -119,7 +131,8 @@ def test_code_version_never_fails_without_git(monkeypatch):
   provenance.code_version.cache_clear()
   monkeypatch.setenv('PATH', '/nonexistent')
   try:
-    assert provenance.code_version()['git_commit'] is None
+    code = provenance.code_version()
+    assert code['git_commit'] is None and code['git_dirty'] is None
   finally:
     provenance.code_version.cache_clear()
 
@@ -168,3 +181,21 @@ def test_a_failed_remote_detection_run_writes_summary_and_report_then_fails(tmp_
   assert summary['provenance']['model']['model_config'].endswith('.cfg')
   assert summary['provenance']['flags']['max_failed_fraction'] == 0.1
   assert 'data-stat="images_failed" data-value="1"' in (out / 'report.html').read_text()
+
+
+def test_a_changed_tracked_file_marks_the_commit_dirty(tmp_path):
+  repo = tmp_path / 'checkout'
+  (repo / 'pkg').mkdir(parents=True)
+  assert provenance.git_state(str(repo / 'pkg')) == (None, None)  # not a checkout
+  git = ['git', '-C', str(repo), '-c', 'user.name=t', '-c', 'user.email=t@example.com']
+  subprocess.run([*git, 'init', '-q'], check=True)
+  (repo / 'pkg' / 'job.py').write_text('x = 1\n')
+  subprocess.run([*git, 'add', '.'], check=True)
+  subprocess.run([*git, 'commit', '-qm', 'one'], check=True)
+  head = subprocess.run([*git, 'rev-parse', 'HEAD'], check=True, capture_output=True,
+                        text=True).stdout.strip()
+  assert provenance.git_state(str(repo / 'pkg')) == (head, False)
+  (repo / 'pkg' / 'notes.txt').write_text('untracked\n')  # not code the commit names
+  assert provenance.git_state(str(repo / 'pkg')) == (head, False)
+  (repo / 'pkg' / 'job.py').write_text('x = 2\n')
+  assert provenance.git_state(str(repo / 'pkg')) == (head, True)
