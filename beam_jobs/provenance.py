@@ -72,7 +72,8 @@ def git_state(directory: str) -> Tuple[Optional[str], Optional[bool]]:
   head = _git(directory, 'rev-parse', '--verify', '-q', 'HEAD')
   if head is None or len(head.strip()) < 40:
     return None, None
-  status = _git(directory, 'status', '--porcelain', '--untracked-files=no')
+  # No optional locks: reading the state never rewrites the checkout's index.
+  status = _git(directory, '--no-optional-locks', 'status', '--porcelain', '--untracked-files=no')
   return head.strip(), None if status is None else bool(status.strip())
 
 

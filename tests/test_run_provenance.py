@@ -41,23 +41,23 @@ def site_run(model_root, tmp_path_factory):
   return root, out
 
 
-def _git_head():
-  done = subprocess.run(['git', '-C', str(REPO), 'rev-parse', 'HEAD'],
+def _git(*args):
+  """``git -C REPO args``' output, or None where this is not a git checkout."""
+  done = subprocess.run(['git', '-C', str(REPO), *args],
                         capture_output=True,
                         text=True,
                         check=False)
   return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _git_head():
+  return _git('rev-parse', 'HEAD')
+
+
 def _git_dirty():
   if _git_head() is None:
     return None
-  done = subprocess.run(
-      ['git', '-C', str(REPO), 'status', '--porcelain', '--untracked-files=no'],
-      capture_output=True,
-      text=True,
-      check=True)
-  return bool(done.stdout.strip())
+  return bool(_git('status', '--porcelain', '--untracked-files=no'))
 
 
 def test_every_prediction_line_names_the_version_folder_it_came_from(site_run):
@@ -183,7 +183,8 @@ def test_a_failed_remote_detection_run_writes_summary_and_report_then_fails(tmp_
   assert 'data-stat="images_failed" data-value="1"' in (out / 'report.html').read_text()
 
 
-def test_a_changed_tracked_file_marks_the_commit_dirty(tmp_path):
+def test_a_changed_tracked_file_marks_the_commit_dirty(tmp_path, monkeypatch):
+  monkeypatch.setenv('GIT_CEILING_DIRECTORIES', str(tmp_path))  # wherever tmp_path lies
   repo = tmp_path / 'checkout'
   (repo / 'pkg').mkdir(parents=True)
   assert provenance.git_state(str(repo / 'pkg')) == (None, None)  # not a checkout
