@@ -49,7 +49,7 @@ def code_version() -> Dict[str, Any]:
 
   ``version``: the installed distribution's version (null when running from
   a checkout that is not installed); ``git_commit``: ``HEAD`` of the git
-  checkout this module lies in, and ``git_dirty``: whether tracked files
+  checkout that tracks this module, and ``git_dirty``: whether tracked files
   there differ from it (so the commit alone does not name the code), when
   there is one and ``git`` answers within two seconds; null otherwise.
   """
@@ -57,7 +57,7 @@ def code_version() -> Dict[str, Any]:
     version = importlib.metadata.version(DISTRIBUTION)
   except importlib.metadata.PackageNotFoundError:
     version = None
-  commit, dirty = git_state(os.path.dirname(os.path.abspath(__file__)))
+  commit, dirty = git_state(os.path.abspath(__file__))
   return {
       'distribution': DISTRIBUTION,
       'version': version,
@@ -66,9 +66,13 @@ def code_version() -> Dict[str, Any]:
   }
 
 
-def git_state(directory: str) -> Tuple[Optional[str], Optional[bool]]:
-  """``(HEAD commit, tracked files changed)`` of the git checkout holding ``directory``;
-  ``(None, None)`` where there is none or ``git`` fails (never raises)."""
+def git_state(source_file: str) -> Tuple[Optional[str], Optional[bool]]:
+  """``(HEAD commit, tracked files changed)`` of the git checkout that tracks
+  ``source_file``; ``(None, None)`` where none does (an installed copy, even one
+  in a virtual environment inside some other checkout) or ``git`` fails. Never raises."""
+  directory, name = os.path.split(source_file)
+  if _git(directory, 'ls-files', '--error-unmatch', '--', name) is None:
+    return None, None
   head = _git(directory, 'rev-parse', '--verify', '-q', 'HEAD')
   if head is None or len(head.strip()) < 40:
     return None, None

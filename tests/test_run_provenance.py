@@ -187,16 +187,32 @@ def test_a_changed_tracked_file_marks_the_commit_dirty(tmp_path, monkeypatch):
   monkeypatch.setenv('GIT_CEILING_DIRECTORIES', str(tmp_path))  # wherever tmp_path lies
   repo = tmp_path / 'checkout'
   (repo / 'pkg').mkdir(parents=True)
-  assert provenance.git_state(str(repo / 'pkg')) == (None, None)  # not a checkout
+  module = repo / 'pkg' / 'job.py'
+  module.write_text('x = 1\n')
+  assert provenance.git_state(str(module)) == (None, None)  # not a checkout
   git = ['git', '-C', str(repo), '-c', 'user.name=t', '-c', 'user.email=t@example.com']
   subprocess.run([*git, 'init', '-q'], check=True)
-  (repo / 'pkg' / 'job.py').write_text('x = 1\n')
   subprocess.run([*git, 'add', '.'], check=True)
   subprocess.run([*git, 'commit', '-qm', 'one'], check=True)
   head = subprocess.run([*git, 'rev-parse', 'HEAD'], check=True, capture_output=True,
                         text=True).stdout.strip()
-  assert provenance.git_state(str(repo / 'pkg')) == (head, False)
+  assert provenance.git_state(str(module)) == (head, False)
   (repo / 'pkg' / 'notes.txt').write_text('untracked\n')  # not code the commit names
-  assert provenance.git_state(str(repo / 'pkg')) == (head, False)
-  (repo / 'pkg' / 'job.py').write_text('x = 2\n')
-  assert provenance.git_state(str(repo / 'pkg')) == (head, True)
+  assert provenance.git_state(str(module)) == (head, False)
+  module.write_text('x = 2\n')
+  assert provenance.git_state(str(module)) == (head, True)
+
+
+def test_a_copy_installed_inside_another_checkout_names_no_commit(tmp_path, monkeypatch):
+  # pip install (not editable) into a virtual environment inside a user's own project.
+  monkeypatch.setenv('GIT_CEILING_DIRECTORIES', str(tmp_path))
+  project = tmp_path / 'project'
+  installed = project / '.venv' / 'site-packages' / 'beam_jobs'
+  installed.mkdir(parents=True)
+  (installed / 'provenance.py').write_text('# installed copy\n')
+  (project / 'train.py').write_text('pass\n')
+  git = ['git', '-C', str(project), '-c', 'user.name=t', '-c', 'user.email=t@example.com']
+  subprocess.run([*git, 'init', '-q'], check=True)
+  subprocess.run([*git, 'add', 'train.py'], check=True)
+  subprocess.run([*git, 'commit', '-qm', 'their project'], check=True)
+  assert provenance.git_state(str(installed / 'provenance.py')) == (None, None)
