@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from models.site.output_text import rows_text
 from tests_support import strict_json
 from transforms.dead_letters import encode_dead_letter
 from transforms.site import bigquery_output as bq
@@ -60,7 +61,8 @@ _PREDICTIONS = st.builds(Prediction,
                          instance=_INSTANCES,
                          outputs=_FINITE_OUTPUTS,
                          model_version=st.none() | st.sampled_from(['1', '10', '007']),
-                         instance_text=st.none())
+                         instance_text=st.none(),
+                         outputs_text=st.none())
 
 
 def _prediction(instance=None, outputs=None, version='3'):
@@ -113,6 +115,19 @@ def test_prediction_lines_are_strict_json_of_the_same_values(batch, use_key):
       assert 'key' not in got
   # The same lines, encoded alone or in a batch.
   assert lines == [po.encode_predictions([p], key_field) for p in batch]
+  # The same lines where the outputs' text came with them (numeric outputs).
+  with_texts = [p._replace(outputs_text=_outputs_text(p.outputs)) for p in batch]
+  assert po.encode_predictions(with_texts, key_field) == text
+  assert po.encode_aiplatform_results(with_texts) == po.encode_aiplatform_results(batch)
+
+
+def _outputs_text(outputs):
+  """The text the model step makes for one row's numeric outputs (None for others)."""
+  [text] = rows_text({
+      name: np.asarray(value)[np.newaxis]
+      for name, value in outputs.items()
+  }) or [None]
+  return text
 
 
 @settings(max_examples=80, deadline=None)

@@ -20,6 +20,7 @@ from common.failures import MODEL_LOAD_FAILED
 from common.failures import NON_FINITE_OUTPUT
 from common.failures import PREDICT
 from common.failures import RecordFailure
+from models.site import output_text
 from models.site import signature_inputs
 from models.site.layout import SAVED_MODEL_FILE
 from models.site.layout import ModelLocation
@@ -35,12 +36,17 @@ _ROW_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError,
 
 
 class RowResult(NamedTuple):
-  """Outcome of one row: outputs by name, or a reason and message (and the stage refusing it)."""
+  """Outcome of one row: outputs by name, or a reason and message (and the stage refusing it).
+
+  ``outputs_text``: the outputs as the JSON text they are written as
+  (:func:`models.site.output_text.rows_text`), where it was made with them.
+  """
   index: int
   outputs: Optional[Dict[str, Any]]
   reason: Optional[str] = None
   message: Optional[str] = None
   stage: str = PREDICT
+  outputs_text: Optional[str] = None
 
 
 class SiteModel:
@@ -132,6 +138,12 @@ class SiteModel:
       per_row = [dict(zip(names, values)) for values in zip(*columns)]
     non_finite = _non_finite_rows(outputs)
     if not non_finite:
+      texts = output_text.rows_text(outputs)
+      if texts is not None:
+        return [
+            RowResult(row, values, None, None, PREDICT, text)
+            for row, values, text in zip(batch.row_indices, per_row, texts)
+        ]
       return list(map(RowResult, batch.row_indices, per_row))
     return [
         RowResult(row, per_row[pos]) if pos not in non_finite else RowResult(

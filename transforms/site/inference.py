@@ -29,13 +29,16 @@ class Prediction(NamedTuple):
   (:func:`models.site.instance_config.echo_of`), ``model_version`` the version
   folder that predicted it (None for the unversioned layout), ``instance_text``
   the row's JSON text where the whole row is echoed and the text may be
-  written as it is (:attr:`models.site.handler.SiteChunk.texts`), else None."""
+  written as it is (:attr:`models.site.handler.SiteChunk.texts`), else None;
+  ``outputs_text`` the outputs' JSON text where the model step made it
+  (:attr:`models.site.site_model.RowResult.outputs_text`), else None."""
   site_id: str
   source: str
   instance: Dict[str, Any]
   outputs: Dict[str, Any]
   model_version: Optional[str]
   instance_text: Optional[str] = None
+  outputs_text: Optional[str] = None
 
 
 class PredictionBatch(list):
@@ -93,7 +96,7 @@ class SplitOutcomesFn(beam.DoFn):
         instance = row if self._config is None else echo_of(row, self._config)
         predictions.append(
             Prediction(chunk.site_id, source, instance, row_result.outputs, outcome.model_version,
-                       None if texts is None else texts[row_result.index]))
+                       None if texts is None else texts[row_result.index], row_result.outputs_text))
       else:
         yield failed(
             dead_letter(row_result.stage,

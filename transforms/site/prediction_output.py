@@ -58,14 +58,15 @@ def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[st
 def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str:
   """A chunk's prediction lines, as one newline-joined text (written as it is).
 
-  A prediction that has its instance's text (``instance_text``) echoes that
-  text as it is instead of encoding the parsed row again; the line is the
-  same record (:func:`prediction_line`) in the same field order.
+  Each line is the record of :func:`prediction_line`, in its field order,
+  put together from its fields' JSON: the instance's text as it came
+  (``instance_text``) and the outputs' text made with them
+  (``outputs_text``) where a prediction carries them, else encoded here.
   """
   encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
   texts = {}  # (site, version) -> their fields' text: one site and version per chunk
 
-  def line_with_text(p: Prediction) -> str:
+  def line(p: Prediction) -> str:
     fields = texts.get((p.site_id, p.model_version))
     if fields is None:
       version = f',"model_version":{encode(p.model_version)},"instance":'
@@ -73,18 +74,18 @@ def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str
       texts[p.site_id, p.model_version] = fields
     key = (f',"key":{encode(p.instance[key_field])}'
            if key_field and key_field in p.instance else '')
-    return (f'{{"site_id":{fields[0]}{key}{fields[1]}{p.instance_text},'
-            f'"prediction":{encode(p.outputs)}}}')
+    instance = p.instance_text if p.instance_text is not None else encode(p.instance)
+    outputs = p.outputs_text if p.outputs_text is not None else encode(p.outputs)
+    return f'{{"site_id":{fields[0]}{key}{fields[1]}{instance},"prediction":{outputs}}}'
 
-  return '\n'.join(
-      encode(prediction_line(p, key_field)) if p.instance_text is None else line_with_text(p)
-      for p in batch)
+  return '\n'.join(map(line, batch))
 
 
 def encode_aiplatform_results(batch: List[Prediction]) -> str:
   """A chunk's ``{output_name: value}`` lines, newline-joined."""
   encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
-  return '\n'.join(encode(p.outputs) for p in batch)
+  return '\n'.join(p.outputs_text if p.outputs_text is not None else encode(p.outputs)
+                   for p in batch)
 
 
 def error_stats_key(letter: Dict[str, Any]) -> str:
