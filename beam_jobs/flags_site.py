@@ -70,7 +70,7 @@ def add_flags(parser) -> None:
       '--input_compression',
       default=AUTO,
       choices=COMPRESSIONS,
-      help='Compression of the input files; auto: by extension (.gz, .bz2, .zst/.zstd, '
+      help='Compression of the input files; auto: by extension (.gz/.gzip, .bz2, .zst/.zstd, '
       '.xz/.lzma, .deflate; anything else is read as it is).')
   formats.add_argument(
       '--tfrecord_serialized_field',

@@ -26,13 +26,14 @@ flag) for anything the user must fix: a format that is not one, a file list
 naming a missing file or mixing formats, a flag that does not apply to the
 input. Reading never raises for file contents: bad records are dead letters.
 """
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
 from beam_jobs import output_folder
 from beam_jobs.flags_site import AUTO
 from beam_jobs.usage import UsageError
+from common import paths
 from transforms.dead_letters import FAILED
 from transforms.site import file_list
 from transforms.site.csv_rows import ReadCsvRows
@@ -60,11 +61,17 @@ LINES_PER_ELEMENT = 1000
 _INPUT_ONLY = ('input_format', 'file_list_format', 'tfrecord_serialized_field')
 
 
-def resolve_input(opts, input_path: Optional[str], output: Optional[str]) -> Optional[SiteInput]:
+def resolve_input(opts,
+                  input_path: Optional[str],
+                  output: Optional[str],
+                  *,
+                  matched: Optional[Sequence[str]] = None) -> Optional[SiteInput]:
   """The files and format ``--input`` names; None for BigQuery input.
 
   ``opts``: the job's options (``input_format``, ``file_list_format``,
-  ``input_compression``, ``tfrecord_serialized_field``).
+  ``input_compression``, ``tfrecord_serialized_field``). ``matched``: the
+  files ``--input`` matches, where the caller listed them (else listed here
+  when the compression is by extension: :func:`auto_compression`).
 
   Raises:
     UsageError: a flag value the user must fix (see the module doc).
@@ -82,9 +89,15 @@ def resolve_input(opts, input_path: Optional[str], output: Optional[str]) -> Opt
     raise UsageError('input_format', str(e)) from e
   if fmt != file_list.FILE_LIST and opts.file_list_format is not None:
     raise UsageError('file_list_format', 'only applies with --input_format=file_list')
-  site_input = SiteInput(fmt, (input_path, ), opts.input_compression)
   if fmt == file_list.FILE_LIST:
     site_input = _listed(opts, input_path, output)
+  else:
+    site_input = SiteInput(fmt, (input_path, ), opts.input_compression)
+  if site_input.compression == AUTO:
+    if matched is None and not site_input.listed:
+      matched = [m.path for m in paths.match(input_path)]
+    files = site_input.patterns if site_input.listed else matched
+    site_input = site_input._replace(compression=auto_compression(files))
   if opts.tfrecord_serialized_field is not None:
     if site_input.format != file_list.TFRECORD:
       raise UsageError('tfrecord_serialized_field',
@@ -92,6 +105,27 @@ def resolve_input(opts, input_path: Optional[str], output: Optional[str]) -> Opt
     if not opts.tfrecord_serialized_field:
       raise UsageError('tfrecord_serialized_field', 'must not be empty')
   return site_input
+
+
+def auto_compression(files: Sequence[str]) -> str:
+  """``--input_compression=auto`` for these files: ``auto``, or ``gzip`` where all end in ``.gzip``.
+
+  Beam's detection by extension knows ``.gz`` but reads ``.gzip`` as it is
+  (every line a ``bad_encoding`` dead letter).
+
+  Raises:
+    UsageError: some files end in ``.gzip`` and others do not (one reading
+      cannot decompress only some of them by that suffix).
+  """
+  gzip = [f for f in files if f.lower().endswith('.gzip')]
+  if not gzip:
+    return AUTO
+  if len(gzip) == len(files):
+    return 'gzip'
+  other = next(f for f in files if not f.lower().endswith('.gzip'))
+  raise UsageError(
+      'input_compression', f'{gzip[0]} ends in .gzip (gzip) but {other} does not: rename '
+      'the .gzip files to .gz, or read them in a job of their own')
 
 
 def _listed(opts, list_path: str, output: Optional[str]) -> SiteInput:

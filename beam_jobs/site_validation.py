@@ -55,8 +55,7 @@ def validate(options: PipelineOptions) -> JobPlan:
     raise UsageError(
         'input', 'give exactly one of --input, --input_table, --input_query' +
         (f' (got {", ".join("--" + s for s in sources)})' if sources else ''))
-  if io.input:
-    require_matches('input', io.input)
+  matched = require_matches('input', io.input) if io.input else None
   for flag in ('input_table', 'errors_table', 'sites_table'):
     value = getattr(options, flag)
     if value is not None and not TABLE_SPEC.match(value):
@@ -87,18 +86,20 @@ def validate(options: PipelineOptions) -> JobPlan:
   if options.key_field is not None and not options.key_field:
     # --key_field= would otherwise pass no key through, silently.
     raise UsageError('key_field', 'must not be empty (leave the flag out for no key)')
-  return resolve_plan(options)
+  return resolve_plan(options, matched=matched)
 
 
-def resolve_plan(options: PipelineOptions) -> JobPlan:
+def resolve_plan(options: PipelineOptions, *, matched: Optional[List[str]] = None) -> JobPlan:
   """The :class:`JobPlan` of the input, manifest and instance-config flags.
+
+  ``matched``: the files ``--input`` matched, where the caller listed them.
 
   Raises:
     UsageError: one of those flags is wrong (the file list names a missing
       file, the manifest is malformed, ...).
   """
   io = options.view_as(JobIOOptions)
-  site_input = site_inputs.resolve_input(options, io.input, io.output)
+  site_input = site_inputs.resolve_input(options, io.input, io.output, matched=matched)
   problem = instance_config.flag_problem(included_fields=options.included_fields,
                                          excluded_fields=options.excluded_fields,
                                          instance_type=options.instance_type)

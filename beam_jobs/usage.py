@@ -101,12 +101,12 @@ def _ask_storage(flag: str, call: Callable[[str], Any], path: str, verb: str) ->
     raise UsageError(flag, f'cannot {verb} {path!r}: {e}') from e
 
 
-def require_matches(flag: str, pattern: str) -> int:
-  """Fails unless ``pattern`` matches at least one file; returns how many."""
+def require_matches(flag: str, pattern: str) -> List[str]:
+  """Fails unless ``pattern`` matches at least one file; returns their paths."""
   found = _ask_storage(flag, paths.match, pattern, 'list')
   if not found:
     raise UsageError(flag, f'no files match {pattern!r}')
-  return len(found)
+  return [m.path for m in found]
 
 
 def require_exists(flag: str, path: str) -> None:

@@ -1,4 +1,5 @@
 """Launch-time validation: user mistakes fail before the pipeline runs, naming the flag."""
+import gzip
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from common import paths
 def inputs(tmp_path):
   (tmp_path / 'in').mkdir()
   (tmp_path / 'in' / 'a.jsonl').write_text('{"site_id": "a"}\n')
+  (tmp_path / 'in' / 'b.jsonl.gzip').write_bytes(gzip.compress(b'{"site_id": "a"}\n'))
   (tmp_path / 'models' / 'a').mkdir(parents=True)
   return tmp_path
 
@@ -29,6 +31,7 @@ def inputs(tmp_path):
     (['--input={t}/in/*.jsonl', '--model_version=latest'], '--model_version', 'not an integer'),
     (['--input={t}/in/*.jsonl', '--rows_per_chunk=0'], '--rows_per_chunk', 'at least 1'),
     (['--input={t}/in/*.jsonl', '--key_field='], '--key_field', 'must not be empty'),
+    (['--input={t}/in/*'], '--input_compression', 'b.jsonl.gzip ends in .gzip (gzip) but'),
 ])
 def test_usage_errors_name_the_flag(inputs, capsys, args, flag, words):
   argv = [a.format(t=inputs) for a in args]

@@ -6,6 +6,7 @@ records of each format are dead letters holding the raw record; listed files
 are read wherever they are.
 """
 import base64
+import gzip
 import struct
 import tempfile
 import pathlib
@@ -274,5 +275,17 @@ def test_csv_compressed_without_an_extension_reads_with_input_compression(models
   data.gzip_file(plain, tmp_path / 'rows.csv')
   found = data.run_job(tmp_path / 'rows.csv', model_root, tmp_path / 'out',
                        '--input_compression=gzip')
+  _check_good(found, model_dirs)
+  assert found['summary']['reconciled'] is True and found['errors'] == []
+
+
+def test_files_named_dot_gzip_are_read_as_gzip(models, tmp_path):
+  # Beam's detection by extension knows .gz only: a .gzip file would be read as
+  # it is, every line a bad_encoding dead letter.
+  model_root, model_dirs = models
+  (tmp_path / 'in').mkdir()
+  (tmp_path / 'in' / 'a.jsonl.gzip').write_bytes(gzip.compress(data.jsonl_bytes(GOOD[:2])))
+  (tmp_path / 'in' / 'b.JSONL.GZIP').write_bytes(gzip.compress(data.jsonl_bytes(GOOD[2:])))
+  found = data.run_job(f'{tmp_path}/in/*', model_root, tmp_path / 'out')
   _check_good(found, model_dirs)
   assert found['summary']['reconciled'] is True and found['errors'] == []
