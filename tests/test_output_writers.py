@@ -210,6 +210,10 @@ def test_prediction_rows_hold_the_line_values(p, use_key):
   assert strict_json(row['prediction']) == line['prediction']
   assert row['model_version'] == p.model_version and row['run_id'] == 'run-1'
   assert_key_text(row['key'], p.instance.get(key_field) if key_field else None)
+  # The same row where the outputs' text came with them (numeric outputs).
+  with_text = bq.prediction_row(p._replace(outputs_text=_outputs_text(p.outputs)), key_field,
+                                'run-1')
+  assert with_text['prediction'] == row['prediction']
 
 
 def test_rejected_rows_become_dead_letters():

@@ -201,11 +201,12 @@ def _text(value: Any) -> Optional[str]:
 def prediction_row(prediction: Prediction, key_field: Optional[str], run_id: str) -> Dict[str, Any]:
   """A :data:`PREDICTION_SCHEMA` or :data:`VERTEX_PREDICTION_SCHEMA` row (the
   same values: outputs and instance as JSON text, which BigQuery takes for a
-  JSON column too)."""
+  JSON column too). The outputs' text is the one the model step made, where
+  it made one (the same text :func:`_json` gives)."""
   return {
       'site_id': prediction.site_id,
       'key': _text(prediction.instance.get(key_field)) if key_field else None,
-      'prediction': _json(prediction.outputs),
+      'prediction': prediction.outputs_text or _json(prediction.outputs),
       'instance': _json(prediction.instance),
       'model_version': prediction.model_version,
       'run_id': run_id,
