@@ -10,6 +10,7 @@ import decimal
 
 import pytest
 from hypothesis import HealthCheck
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -107,6 +108,25 @@ def assert_written_as_strict_json(rows, results):
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(ROWS, min_size=1, max_size=20))
+# Found by this test: plain strings next to a row converted on its own (here a base64
+# object) were stacked as fixed-width bytes, which drop trailing NULs ('\x00' -> '').
+@example(rows=[{
+    'a': 0,
+    'b': -1380060,
+    's': '\u6f8e\x07',
+    'v': [-0.0, -7013.4]
+}, {
+    'a': 0,
+    'b': -4656,
+    's': '\x00',
+    'v': [-9139.6, 414.5]
+}, {
+    'a': None,
+    'v': None,
+    's': {
+        'b64': 'AAE='
+    }
+}])
 def test_each_row_has_one_outcome_the_same_alone_or_in_a_chunk(model, rows):
   together = model.predict(rows)
   assert [r.index for r in together] == list(range(len(rows)))

@@ -199,8 +199,12 @@ class _Column:
   def take(self, indices: List[int]) -> np.ndarray:
     if not self.singles:
       return self.stacked[[self.positions[i] for i in indices]]
+    # ``stacked[pos, ...]`` keeps a row an array of its dtype (a plain ``stacked[pos]`` of
+    # a string column is a bytes scalar, which np.stack would make fixed-width 'S' data:
+    # trailing NUL bytes lost).
     return np.stack([
-        self.stacked[self.positions[i]] if i in self.positions else self.singles[i] for i in indices
+        self.stacked[self.positions[i], ...] if i in self.positions else self.singles[i]
+        for i in indices
     ])
 
 
