@@ -108,24 +108,25 @@ def resolve_input(opts,
 
 
 def auto_compression(files: Sequence[str]) -> str:
-  """``--input_compression=auto`` for these files: ``auto``, or ``gzip`` where all end in ``.gzip``.
+  """``--input_compression=auto`` for these files: ``auto``, or ``gzip`` where some end in
+  ``.gzip`` and all in ``.gzip`` or ``.gz``.
 
   Beam's detection by extension knows ``.gz`` but reads ``.gzip`` as it is
   (every line a ``bad_encoding`` dead letter).
 
   Raises:
-    UsageError: some files end in ``.gzip`` and others do not (one reading
-      cannot decompress only some of them by that suffix).
+    UsageError: some files end in ``.gzip`` and others are not gzip by their
+      names (one reading cannot decompress only some of them by that suffix).
   """
   gzip = [f for f in files if f.lower().endswith('.gzip')]
   if not gzip:
     return AUTO
-  if len(gzip) == len(files):
+  others = [f for f in files if not f.lower().endswith(('.gzip', '.gz'))]
+  if not others:
     return 'gzip'
-  other = next(f for f in files if not f.lower().endswith('.gzip'))
   raise UsageError(
-      'input_compression', f'{gzip[0]} ends in .gzip (gzip) but {other} does not: rename '
-      'the .gzip files to .gz, or read them in a job of their own')
+      'input_compression', f'{gzip[0]} ends in .gzip (gzip) but {others[0]} is not gzip by its '
+      'name: rename the .gzip files to .gz, or read them in a job of their own')
 
 
 def _listed(opts, list_path: str, output: Optional[str]) -> SiteInput:

@@ -285,7 +285,8 @@ def test_files_named_dot_gzip_are_read_as_gzip(models, tmp_path):
   model_root, model_dirs = models
   (tmp_path / 'in').mkdir()
   (tmp_path / 'in' / 'a.jsonl.gzip').write_bytes(gzip.compress(data.jsonl_bytes(GOOD[:2])))
-  (tmp_path / 'in' / 'b.JSONL.GZIP').write_bytes(gzip.compress(data.jsonl_bytes(GOOD[2:])))
+  (tmp_path / 'in' / 'b.JSONL.GZIP').write_bytes(gzip.compress(data.jsonl_bytes(GOOD[2:3])))
+  (tmp_path / 'in' / 'c.jsonl.gz').write_bytes(gzip.compress(data.jsonl_bytes(GOOD[3:])))
   found = data.run_job(f'{tmp_path}/in/*', model_root, tmp_path / 'out')
   _check_good(found, model_dirs)
   assert found['summary']['reconciled'] is True and found['errors'] == []
