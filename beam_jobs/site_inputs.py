@@ -29,6 +29,7 @@ input. Reading never raises for file contents: bad records are dead letters.
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 
 from beam_jobs import output_folder
 from beam_jobs.flags_site import AUTO
@@ -121,9 +122,12 @@ def auto_compression(files: Sequence[str]) -> str:
   gzip = [f for f in files if f.lower().endswith('.gzip')]
   if not gzip:
     return AUTO
-  others = [f for f in files if not f.lower().endswith(('.gzip', '.gz'))]
+  others = [
+      f for f in files if not f.lower().endswith('.gzip')
+      and CompressionTypes.detect_compression_type(f) != CompressionTypes.GZIP
+  ]
   if not others:
-    return 'gzip'
+    return CompressionTypes.GZIP
   raise UsageError(
       'input_compression', f'{gzip[0]} ends in .gzip (gzip) but {others[0]} is not gzip by its '
       'name: rename the .gzip files to .gz, or read them in a job of their own')
