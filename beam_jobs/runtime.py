@@ -35,6 +35,7 @@ from beam_jobs import progress
 from beam_jobs import quiet
 from beam_jobs.io_options import ConsoleOptions
 from beam_jobs.io_options import JobIOOptions
+from beam_jobs.job_options import JobOptions
 from beam_jobs.usage import UsageError
 from beam_jobs.usage import check_flags
 from common import heap
@@ -65,7 +66,7 @@ def is_local(options: PipelineOptions) -> bool:
 def parse_options(argv: Sequence[str]) -> PipelineOptions:
   """``PipelineOptions`` from ``argv``; UsageError for unknown flags or malformed values."""
   check_flags(argv)
-  return PipelineOptions(list(argv))
+  return JobOptions(list(argv))
 
 
 def launch(options: PipelineOptions,

@@ -103,7 +103,7 @@ class SiteModelHandler(ModelHandler[SiteChunk, PredictionResult, Any]):
     pool, _ = import_model_modules()
     # Once per worker process, after its imports: the collector leaves
     # them alone while rows stream through (common.heap).
-    heap.freeze_worker_set_up()
+    heap.freeze_set_up_objects()
     # No I/O: site models load lazily, on the first chunk of each site.
     return pool.SiteModelPool(model_root=self._model_root,
                               signature=self._signature,
