@@ -25,12 +25,12 @@ Error policy: bad records are dead letters of the packing step (see
 :mod:`transforms.site.rows`); after packing nothing fails (blocks hold rows
 that parsed as JSON objects).
 """
-import json
 from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from common import json_loads
 from models.site.handler import SiteChunk
 from transforms import json_lines
 from transforms.dead_letters import FAILED
@@ -102,7 +102,7 @@ def parse_chunk(element: Tuple[str, SiteRows]) -> SiteChunk:
   site_id, block = element
   runs, texts = unpack_texts(block)
   joined = ','.join(texts)
-  rows = json.loads('[' + joined + ']')
+  rows = json_loads.loads('[' + joined + ']')
   sources = [source for source, count in runs for _ in range(count)]
   return SiteChunk(site_id, rows, sources,
                    len(joined) - len(texts) + 1,

@@ -12,10 +12,10 @@ model input is then a ``bad_feature`` dead letter; anywhere else in the row
 it is echoed in the outputs as the string ``"NaN"``, ``"Infinity"`` or
 ``"-Infinity"`` (:mod:`transforms.json_lines`).
 """
-import json
 import math
 from typing import Any, Dict, Optional, Tuple, Union
 
+from common import json_loads
 from common.failures import KEY_BY_SITE
 from common.failures import PARSE
 from common.failures import RecordFailure
@@ -44,32 +44,20 @@ def decode_line(line: Union[bytes, str]) -> str:
   return line[1:] if line.startswith('\ufeff') else line
 
 
-# Stateless (its settings are fixed at construction): json.loads' own decoder, minus the
-# per-call wrapper work; used where a line starts with '{'.
-_RAW_DECODE = json.JSONDecoder().raw_decode
-_JSON_WHITESPACE = ' \t\n\r'
-
-
 def parse_line(line: str) -> Dict[str, Any]:
   """One JSON-lines instance as a dict: what ``json.loads(line)`` gives, checked.
+
+  Parsed by :func:`common.json_loads.loads` (orjson where it agrees with
+  ``json``; ``json`` says why a line fails).
 
   Raises:
     RecordFailure: ``empty_line``, ``bad_json`` or ``not_an_object``.
   """
-  if line[:1] == '{':
-    # The usual line: decoded directly, as json.loads would (which says why when it fails).
-    try:
-      row, end = _RAW_DECODE(line)
-    except (ValueError, RecursionError):
-      pass
-    else:
-      if end == len(line) or not line[end:].strip(_JSON_WHITESPACE):
-        return _nesting_checked(row, line)
-  if not line.strip():
-    raise RecordFailure(PARSE, 'empty_line', 'blank line', line)
   try:
-    row = json.loads(line)
+    row = json_loads.loads(line)
   except ValueError as e:
+    if not line.strip():
+      raise RecordFailure(PARSE, 'empty_line', 'blank line', line) from e
     raise RecordFailure(PARSE, 'bad_json', f'invalid JSON: {e}', line) from e
   except RecursionError as e:
     raise RecordFailure(PARSE, 'bad_json', 'invalid JSON: nested too deeply', line) from e

@@ -196,26 +196,32 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
 
   def process(self, element: Tuple[str, Union[bytes, str, RefusedLine, LineBlock]]):
     source, payload = element
-    if isinstance(payload, LineBlock):
-      for line in payload:
-        yield from self._line(source, line)
-    else:
-      yield from self._line(source, payload)
+    # One loop over a block's lines, no generator per line: this step runs for every
+    # row of the input.
+    lines = payload if isinstance(payload, LineBlock) else (payload, )
+    buffer = self._buffer
+    for line in lines:
+      if isinstance(line, RefusedLine):
+        yield failed(line.dead_letter(source))
+        continue
+      try:
+        site_id, text = self._keyed(line)
+      except RecordFailure as e:
+        yield failed(failure_letter(e, source))
+        continue
+      if buffer.add(site_id, source, text) >= self._max_block_rows:
+        yield buffer.take(site_id)
+      if buffer.num_bytes >= self._max_buffered_bytes:
+        yield from buffer.take_all()
 
-  def _line(self, source: str, line: Union[bytes, str, RefusedLine]):
-    if isinstance(line, RefusedLine):
-      yield failed(line.dead_letter(source))
-      return
-    try:
-      line = decode_line(line)
-      site_id = site_of(parse_line(line),
-                        self._site_field,
-                        model_root=self._model_root,
-                        known=self._known_sites)
-    except RecordFailure as e:
-      yield failed(failure_letter(e, source))
-      return
+  def _keyed(self, line: Union[bytes, str]) -> Tuple[str, str]:
+    """``(site_id, text to pack)`` of a line; raises RecordFailure."""
+    line = decode_line(line)
+    site_id = site_of(parse_line(line),
+                      self._site_field,
+                      model_root=self._model_root,
+                      known=self._known_sites)
     if _SEPARATOR in line:
       # Not from a text file read; in valid JSON a raw newline is whitespace.
       line = line.replace(_SEPARATOR, ' ')
-    yield from self._add(site_id, source, line)
+    return site_id, line
