@@ -112,3 +112,27 @@ def test_deep_nesting_reads_as_json_loads_with_stack_enough_or_fails(depth):
 def test_blank_and_bom_texts_fail_as_json_loads():
   for text in ('', ' ', '\n', '\ufeff{}', '\ufeff'):
     _same(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(VALUES)
+@example({'id': 18446744073709551616})
+@example({'id': 9223372036854775807, 'x': 0.1234567890123456789})
+def test_a_text_shown_to_have_no_long_digit_run_reads_the_same_unchecked(value):
+  text = json.dumps(value)
+  data = text.encode('utf-8', 'surrogatepass')
+  if json_loads.integers_fit(data):
+    try:
+      expected = json.loads(text)
+    except (ValueError, RecursionError):
+      return
+    assert _typed(json_loads.loads(text, integers_fit=True)) == _typed(expected)
+  else:
+    assert json_loads.LONG_DIGIT_RUN in data.translate(bytes.maketrans(b'123456789', b'0' * 9))
+
+
+def test_integers_fit_is_false_for_every_integer_orjson_would_make_a_float_of():
+  for number in (2**64, 2**63 * 3, -2**63 - 1, 10**25):
+    assert not json_loads.integers_fit(str(number).encode())
+  assert json_loads.integers_fit(str(10**18 - 1).encode())  # 18 digits
+  assert json_loads.integers_fit(b'{"site": "s-000000000000000000", "n": 123456789012345678}')

@@ -7,6 +7,10 @@ import math
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
+from hypothesis import example
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
@@ -15,6 +19,10 @@ from transforms.site.rows import PackBySiteFn
 from transforms.site.rows import PackJsonLinesBySiteFn
 from transforms.site.rows import pack
 from transforms.site.rows import unpack
+from transforms.site.rows import unpack_texts
+from transforms.site.grouping import parse_chunk
+from transforms.site.instances import site_id_of
+from transforms.text_lines import LineBlock
 
 
 def run_bundle(dofn, elements):
@@ -185,3 +193,36 @@ def test_with_a_model_root_ids_too_long_for_it_are_refused_while_packing():
   assert 'GCS object name' in letters[0]['message']
   blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), [line])
   assert not letters and list(rows_by_site(blocks)) == ['s' * 150]
+
+
+_ODD_IDS = st.sampled_from(
+    [2**64 + 1, -2**63 - 1, 10**25 + 7, 2**63, 12, 'a', 'site-0000000000000000000001'])
+_FIELD_VALUES = st.one_of(st.integers(), st.sampled_from([2**64 + 1, 10**30, -2**70]), st.floats(),
+                          st.text(max_size=4), st.none(),
+                          st.lists(st.integers(-2**70, 2**70), max_size=3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.fixed_dictionaries({'site_id': _ODD_IDS}, optional={'v': _FIELD_VALUES}),
+             min_size=1,
+             max_size=12))
+@example([{'site_id': 2**64 + 1, 'v': 1}, {'site_id': 2**64, 'v': 2**64 + 1}])
+@example([{'site_id': 'a', 'v': 2**64 + 1}, {'site_id': 'a', 'v': 0.5}])
+def test_rows_keep_their_exact_site_and_values_through_packing_and_chunk_parsing(rows):
+  """A line block is parsed fast where its integers fit 64 bits; ids and values beyond
+  that (which orjson reads as floats) still come out exactly as json.loads reads them."""
+  lines = [json.dumps(row).encode() for row in rows]
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), [('f.jsonl', LineBlock(lines))])
+  assert not letters
+  expected = {}
+  for line in lines:
+    row = json.loads(line)
+    expected.setdefault(site_id_of(row['site_id']), []).append(repr(row))
+  found = {}
+  for site_id, block in blocks:
+    chunk = parse_chunk((site_id, block))
+    found.setdefault(site_id, []).extend(repr(row) for row in chunk.rows)
+    assert [type(row.get('v')) for row in chunk.rows
+            ] == [type(json.loads(text).get('v')) for text in unpack_texts(block)[1]]
+  assert found == expected

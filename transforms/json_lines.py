@@ -23,7 +23,7 @@ import datetime
 import decimal
 import json
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -60,7 +60,15 @@ _NUMBER_SHAPES = bytes.maketrans(b'123456789E-', b'000000000e+')
 _FAR_NUMBERS = (b'0e000', b'0e+000', b'0' * 309)
 
 
-def writes_verbatim(text: str) -> bool:
+def number_shapes(text: str) -> Optional[bytes]:
+  """ASCII ``text`` as bytes with every digit as ``0``, ``E`` as ``e`` and ``-`` as ``+``
+  (what :func:`writes_verbatim` looks for); None for text that is not ASCII."""
+  if not text.isascii():
+    return None
+  return text.encode('ascii').translate(_NUMBER_SHAPES)
+
+
+def writes_verbatim(text: str, shapes: Optional[bytes] = None) -> bool:
   """Whether JSON text that Python's ``json`` parsed may be written back as it is, where
   an encoder of this module would write the parsed value.
 
@@ -70,11 +78,12 @@ def writes_verbatim(text: str) -> bool:
   some line readers split on), and no number that might not be a finite
   double (:data:`_FAR_NUMBERS`). The text then reads back as the same value,
   except that a repeated object key stays repeated (readers keep the last,
-  as the parse did).
+  as the parse did). ``shapes``: :func:`number_shapes` of the text, where
+  the caller made it already.
   """
   if not text.isascii() or 'NaN' in text or 'Infinity' in text or '\r' in text:
     return False
-  shapes = text.encode('ascii').translate(_NUMBER_SHAPES)
+  shapes = number_shapes(text) if shapes is None else shapes
   return not any(far in shapes for far in _FAR_NUMBERS)
 
 

@@ -102,11 +102,15 @@ def parse_chunk(element: Tuple[str, SiteRows]) -> SiteChunk:
   site_id, block = element
   runs, texts = unpack_texts(block)
   joined = ','.join(texts)
-  rows = json_loads.loads('[' + joined + ']')
+  # Digits are 0 in the shapes: no 19 zeros in a row, no integer beyond 64 bits (json_loads).
+  shapes = json_lines.number_shapes(joined)
+  rows = json_loads.loads('[' + joined + ']',
+                          integers_fit=shapes is not None
+                          and json_loads.LONG_DIGIT_RUN not in shapes)
   sources = [source for source, count in runs for _ in range(count)]
   return SiteChunk(site_id, rows, sources,
                    len(joined) - len(texts) + 1,
-                   texts if json_lines.writes_verbatim(joined) else None)
+                   texts if json_lines.writes_verbatim(joined, shapes) else None)
 
 
 def _require_global_window(pcoll, what: str) -> None:

@@ -44,17 +44,17 @@ def decode_line(line: Union[bytes, str]) -> str:
   return line[1:] if line.startswith('\ufeff') else line
 
 
-def parse_line(line: str) -> Dict[str, Any]:
+def parse_line(line: str, *, integers_fit: bool = False) -> Dict[str, Any]:
   """One JSON-lines instance as a dict: what ``json.loads(line)`` gives, checked.
 
   Parsed by :func:`common.json_loads.loads` (orjson where it agrees with
-  ``json``; ``json`` says why a line fails).
+  ``json``; ``json`` says why a line fails); ``integers_fit``: see there.
 
   Raises:
     RecordFailure: ``empty_line``, ``bad_json`` or ``not_an_object``.
   """
   try:
-    row = json_loads.loads(line)
+    row = json_loads.loads(line, integers_fit=integers_fit)
   except ValueError as e:
     if not line.strip():
       raise RecordFailure(PARSE, 'empty_line', 'blank line', line) from e

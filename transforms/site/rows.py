@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from common import json_loads
 from common.failures import PARSE
 from common.failures import RecordFailure
 from transforms.dead_letters import failure_letter
@@ -199,13 +200,15 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
     # One loop over a block's lines, no generator per line: this step runs for every
     # row of the input.
     lines = payload if isinstance(payload, LineBlock) else (payload, )
+    # One scan of the block's bytes instead of a check of each parsed row (json_loads).
+    fit = json_loads.integers_fit(b''.join(line for line in lines if isinstance(line, bytes)))
     buffer = self._buffer
     for line in lines:
       if isinstance(line, RefusedLine):
         yield failed(line.dead_letter(source))
         continue
       try:
-        site_id, text = self._keyed(line)
+        site_id, text = self._keyed(line, fit)
       except RecordFailure as e:
         yield failed(failure_letter(e, source))
         continue
@@ -214,10 +217,12 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
       if buffer.num_bytes >= self._max_buffered_bytes:
         yield from buffer.take_all()
 
-  def _keyed(self, line: Union[bytes, str]) -> Tuple[str, str]:
-    """``(site_id, text to pack)`` of a line; raises RecordFailure."""
+  def _keyed(self, line: Union[bytes, str], integers_fit: bool) -> Tuple[str, str]:
+    """``(site_id, text to pack)`` of a line; raises RecordFailure. ``integers_fit``: a
+    bytes line holds no integer beyond 64 bits (:func:`common.json_loads.integers_fit`)."""
+    fit = integers_fit and isinstance(line, bytes)
     line = decode_line(line)
-    site_id = site_of(parse_line(line),
+    site_id = site_of(parse_line(line, integers_fit=fit),
                       self._site_field,
                       model_root=self._model_root,
                       known=self._known_sites)
