@@ -21,12 +21,23 @@ class JobOptions(PipelineOptions):
   """``PipelineOptions`` whose ``view_as`` returns one view per options class.
 
   Defines no flags of its own (Beam's registry of options classes sees an
-  empty class).
+  empty class). The views are a cache: a pickle or deep copy leaves them out.
   """
 
   def __init__(self, flags=None, **kwargs):
     super().__init__(flags, **kwargs)
     # Through object: PipelineOptions.__setattr__ only accepts option names.
+    object.__setattr__(self, '_views', {})
+
+  def __getstate__(self):
+    # Beam's state (which leaves submission-only options out of a pickle) without the
+    # views: each would be restored with a store of values of its own.
+    state = dict(super().__getstate__())
+    state.pop('_views', None)
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
     object.__setattr__(self, '_views', {})
 
   def view_as(self, cls: Type[OptionsT]) -> OptionsT:

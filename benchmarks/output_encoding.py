@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 from models.site.output_text import rows_text
 from transforms import json_lines
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 from transforms.site.prediction_output import encode_predictions
 
 

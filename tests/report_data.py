@@ -1,7 +1,7 @@
 """Report test data: predictions, dead letters and per-site counts as the reporting
 transforms take them, and output values as numbers."""
 from transforms.reporting import site_outcomes as so
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 
 
 def make_prediction(site, outputs, version='1', instance=None):

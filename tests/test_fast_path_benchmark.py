@@ -6,24 +6,23 @@ import sys
 
 import pytest
 
+from tests_support import run_benchmark
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_benchmark_runs_every_peer_and_prints_its_table(tmp_path):
-  proc = subprocess.run([
-      sys.executable,
-      str(REPO / 'benchmarks' / 'site_predictions.py'), '--cases', 'module@6', '--rows', '5',
-      '--runs', 'naive,pipeline,beam-all,beam-2', '--data_dir',
-      str(tmp_path)
-  ],
-                        cwd=REPO,
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        check=False)
-  out = proc.stdout
-  assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+  out = run_benchmark('site_predictions.py',
+                      '--cases',
+                      'module@6',
+                      '--rows',
+                      '5',
+                      '--runs',
+                      'naive,pipeline,beam-all,beam-2',
+                      '--data_dir',
+                      str(tmp_path),
+                      timeout=600)
   assert re.search(r'^run\s+wall_s\s+cpu_s\s+ms/site', out, re.M), out
   for run in ('naive', 'pipeline', 'beam-all', 'beam-2'):
     assert re.search(rf'^{run}\s+\d', out, re.M), run

@@ -1,5 +1,4 @@
 """Histogram values of a whole batch at once equal those of its values one by one."""
-from typing import Any, Dict, NamedTuple
 
 import numpy as np
 from hypothesis import given
@@ -10,6 +9,7 @@ from transforms.reporting.histograms import batch_counts
 from transforms.reporting.histograms import batch_values
 from transforms.reporting.histograms import numeric_columns
 from transforms.reporting.histograms import numeric_values
+from transforms.site.predictions import Prediction
 
 NUMBERS = st.one_of(st.booleans(), st.integers(-2**70, 2**70),
                     st.floats(allow_nan=True, allow_infinity=True))
@@ -18,8 +18,8 @@ VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3),
                    st.lists(st.lists(NUMBERS, min_size=2, max_size=2), max_size=3))
 
 
-class _Prediction(NamedTuple):
-  outputs: Dict[str, Any]
+def _Prediction(outputs):  # pylint: disable=invalid-name
+  return Prediction('s', 'f.jsonl', {}, outputs, None)
 
 
 def _one_by_one(values):

@@ -1,7 +1,9 @@
 """JobOptions: Beam's options with each view made once, and nothing else different."""
 import json
+import pickle
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.options.pipeline_options import TypeOptions
@@ -62,3 +64,18 @@ def test_a_job_built_with_either_options_has_the_same_graph(tmp_path):
                for t in proto.components.transforms.values()))
   assert graphs[0] == graphs[1]
   assert len(graphs[0]) > 100
+
+
+def test_a_pickle_leaves_out_submission_only_values_and_keeps_one_store_of_values():
+  options = JobOptions(FLAGS + ['--impersonate_service_account=launcher@p.iam.gserviceaccount.com'])
+  assert options.view_as(GoogleCloudOptions).impersonate_service_account  # views cached
+  assert options.view_as(StandardOptions).runner == 'DataflowRunner'
+  restored = pickle.loads(pickle.dumps(options))
+  assert isinstance(restored, JobOptions)
+  assert restored.view_as(GoogleCloudOptions).impersonate_service_account is None
+  assert restored.view_as(JobIOOptions).output == 'gs://b/out'
+  assert options.view_as(GoogleCloudOptions).impersonate_service_account  # the original keeps it
+  # Values set through a view of the restored options are the restored options' values.
+  restored.view_as(StandardOptions).runner = 'FnApiRunner'
+  assert restored.get_all_options()['runner'] == 'FnApiRunner'
+  assert restored.view_as(TypeOptions).view_as(StandardOptions).runner == 'FnApiRunner'

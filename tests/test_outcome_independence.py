@@ -23,7 +23,7 @@ from transforms.dead_letters import dead_letter
 from transforms.dead_letters import encode_dead_letter
 from transforms.site.prediction_output import encode_aiplatform_results
 from transforms.site.prediction_output import encode_predictions
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 from transforms.site import bigquery_output
 
 ODD_NUMBERS = st.sampled_from([

@@ -15,7 +15,7 @@ from tests_support import strict_json
 from transforms.dead_letters import encode_dead_letter
 from transforms.site import bigquery_output as bq
 from transforms.site import prediction_output as po
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 
 
 def expected_json(value):

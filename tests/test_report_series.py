@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from transforms.reporting import samples
 from transforms.reporting import series
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 
 _TIME = st.one_of(st.integers(-3, 3), st.integers(2**1100, 2**1100 + 1),
                   st.floats(allow_nan=True, allow_infinity=True), st.booleans(),

@@ -12,8 +12,9 @@ from apache_beam.transforms import window
 from models.site.site_model import RowResult
 from models.site.handler import ChunkOutcome
 from models.site.handler import SiteChunk
-from transforms.site.inference import Prediction
-from transforms.site.inference import PredictionBatch
+from transforms.site.predictions import Prediction
+from transforms.site.predictions import PredictionBatch
+from transforms.site.predictions import batches_of
 from transforms.site.inference import PredictPerSite
 from transforms.site.inference import SplitOutcomesFn
 from transforms.site.grouping import ChunkBySite
@@ -123,8 +124,28 @@ def test_predict_per_site_dead_letters_ids_too_long_for_a_gcs_root():
 
 def test_prediction_batches_cross_stages_as_one_pickle_not_one_per_row():
   """The default coder pickles a NamedTuple per element; a batch must travel whole."""
-  batch = PredictionBatch(Prediction('s', 'f', {'i': i}, {'y': [i / 3]}, '1') for i in range(50))
+  predictions = [Prediction('s', 'f', {'i': i}, {'y': [i / 3]}, '1') for i in range(50)]
+  batch = PredictionBatch.of(predictions)
   coder = beam.coders.FastPrimitivesCoder()
   encoded = coder.encode(batch)
-  assert coder.decode(encoded) == batch
-  assert len(encoded) < len(coder.encode(list(batch))) / 2
+  decoded = coder.decode(encoded)
+  assert isinstance(decoded, PredictionBatch)
+  assert list(decoded) == predictions and decoded == batch
+  assert len(encoded) < len(coder.encode(predictions)) / 2
+
+
+def test_a_batch_reads_as_its_predictions_and_refuses_ragged_columns():
+  predictions = [
+      Prediction('s', 'a.jsonl', {'i': 1}, {'y': 1.0}, '2', '{"i":1}', '{"y":1.0}'),
+      Prediction('s', 'b.jsonl', {'i': 2}, {'y': 2.0}, '2', None, None)
+  ]
+  batch = PredictionBatch.of(predictions)
+  assert len(batch) == 2 and list(batch) == predictions and batch == predictions
+  assert batch[1] == predictions[1] and batch[-1] == predictions[1] and batch[:1] == predictions[:1]
+  assert list(batches_of(predictions + [predictions[0]._replace(site_id='t')])) == [
+      batch, [predictions[0]._replace(site_id='t')]
+  ]
+  with pytest.raises(ValueError):
+    PredictionBatch('s', None, ['f'], [{}, {}], [{}, {}])
+  with pytest.raises(ValueError):
+    PredictionBatch.of(predictions + [predictions[0]._replace(model_version='3')])

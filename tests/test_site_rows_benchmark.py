@@ -1,28 +1,15 @@
 """Smoke run of the per-row cost benchmark at a tiny size (CI: ``-m slow``)."""
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests_support import run_benchmark
 
 
 @pytest.mark.slow
 def test_per_row_benchmark_runs_both_peers_and_prints_its_table(tmp_path):
-  proc = subprocess.run([
-      sys.executable,
-      str(REPO / 'benchmarks' / 'site_rows.py'), '--sizes', '4,12', '--sites', '2', '--data_dir',
-      str(tmp_path)
-  ],
-                        cwd=REPO,
-                        capture_output=True,
-                        text=True,
-                        timeout=900,
-                        check=False)
-  out = proc.stdout
-  assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+  out = run_benchmark('site_rows.py', '--sizes', '4,12', '--sites', '2', '--data_dir',
+                      str(tmp_path))
   for run in ('pipeline', 'naive'):
     for rows in (4, 12):
       assert re.search(rf'^{run} {rows} rows: [\d.]+ s wall, [\d.]+ s cpu, {rows} predictions$',

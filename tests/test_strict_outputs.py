@@ -15,7 +15,7 @@ from transforms.dead_letters import WriteDeadLetters
 from transforms.dead_letters import dead_letter
 from transforms.site.prediction_output import AIPLATFORM
 from transforms.site.prediction_output import WritePredictions
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 from transforms.site.rows import PackBySiteFn
 from test_site_rows import rows_by_site
 from test_site_rows import run_bundle

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from transforms import json_lines
 from transforms.site.grouping import parse_chunk
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 from transforms.site.prediction_output import encode_predictions
 from transforms.site.rows import pack
 from tests_support import strict_json

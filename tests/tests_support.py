@@ -4,6 +4,8 @@ Lines are parsed with the product's strict reader, ``transforms.json_lines.loads
 whose own tests (tests/test_json_lines.py) pin what it refuses.
 """
 import pathlib
+import subprocess
+import sys
 from typing import Any, List
 
 import numpy as np
@@ -42,3 +44,17 @@ def assert_outputs_equal(actual, expected):
       assert actual[name] == value.decode()
     else:
       np.testing.assert_allclose(np.asarray(actual[name]), value, rtol=1e-6, atol=1e-6)
+
+
+def run_benchmark(script: str, *args: str, timeout: int = 900) -> str:
+  """Runs ``benchmarks/<script>`` with ``args`` from the checkout; its stdout (the run
+  must exit 0: the failure shows the tails of its output)."""
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  proc = subprocess.run([sys.executable, str(repo / 'benchmarks' / script), *args],
+                        cwd=repo,
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        check=False)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout

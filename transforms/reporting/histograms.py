@@ -16,11 +16,14 @@ as ``non_numeric``, NaN and infinities as ``non_finite``; neither is binned.
 So for each output: ``sum(counts) + non_finite == values`` and
 ``values + non_numeric`` is the number of elements seen.
 """
+import itertools
 import math
 from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 import numpy as np
+
+from transforms.site.predictions import batches_of
 
 DEFAULT_BINS = 30
 DEFAULT_MAX_OUTPUTS = 12
@@ -77,8 +80,8 @@ def batch_values(values: List[Any]) -> Tuple[np.ndarray, int]:
 def _columns(batch) -> Dict[str, List[Any]]:
   """``List[Prediction] -> {output name: its values, in batch order}``."""
   columns: Dict[str, List[Any]] = {}
-  for prediction in batch:
-    for name, value in prediction.outputs.items():
+  for outputs in itertools.chain.from_iterable(part.outputs for part in batches_of(batch)):
+    for name, value in outputs.items():
       column = columns.get(name)
       if column is None:
         columns[name] = [value]

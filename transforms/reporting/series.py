@@ -21,6 +21,7 @@ from transforms.reporting.samples import Ranked
 from transforms.reporting.samples import smallest_ranked
 from transforms.reporting.site_outcomes import site_key
 from transforms.reporting.site_outcomes import worst_first
+from transforms.site.predictions import batches_of
 
 DEFAULT_SERIES_SITES = 6
 DEFAULT_POINTS_PER_SITE = 500
@@ -148,21 +149,23 @@ def _floats(values: List[Any]) -> Optional[List[float]]:
 
 def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoints]]:
   """:func:`timed_points` of a batch read a column at a time, or None where the batch is not
-  plain: one site, one set of output names whose values are floats (or one-float lists), and one numeric time
+  plain: one site and model version, one set of output names whose values are floats (or
+  one-float lists), and one numeric time
   field that every row has and that is the first of :data:`TIME_FIELDS` each row has
   (``AUTO``), finite in every row. Rows with no finite number are left out, as row by row."""
-  if not batch:
+  parts = list(batches_of(batch))
+  if len(parts) != 1:  # none, or more than one site or version
     return None
-  first = batch[0]
-  found = row_time(first.instance, time_field)
+  part = parts[0]
+  instances, outputs = part.instances, part.outputs
+  found = row_time(instances[0], time_field)
   if found is None or found[1]:
     return None
   field = found[2]
   earlier = TIME_FIELDS[:TIME_FIELDS.index(field)] if time_field == AUTO else ()
-  keys = first.outputs.keys()
-  if any(p.site_id != first.site_id or p.outputs.keys() != keys for p in batch):
+  keys = outputs[0].keys()
+  if any(o.keys() != keys for o in outputs):
     return None
-  instances = [p.instance for p in batch]
   if any(name in instance for name in earlier for instance in instances):
     return None
   try:
@@ -172,13 +175,13 @@ def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoin
   if xs is None or not np.isfinite(xs).all():  # row by row, a later time field may serve
     return None
   names = tuple(sorted(keys)[:MAX_SERIES_OUTPUTS])
-  columns = [_floats([p.outputs[name] for p in batch]) for name in names]
+  columns = [_floats([o[name] for o in outputs]) for name in names]
   if any(column is None for column in columns):
     return None
-  rows = np.array(columns, dtype=np.float64).T.reshape(len(batch), len(names))
+  rows = np.array(columns, dtype=np.float64).T.reshape(len(outputs), len(names))
   rows[~np.isfinite(rows)] = np.nan
   keep = ~np.all(np.isnan(rows), axis=1)
-  return site_key(first.site_id), (False, field, names, xs[keep], rows[keep])
+  return site_key(part.site_id), (False, field, names, xs[keep], rows[keep])
 
 
 _MIX_1 = np.uint64(0xbf58476d1ce4e5b9)

@@ -24,6 +24,7 @@ import apache_beam as beam
 
 from common import paths
 from transforms import json_lines
+from transforms.site.predictions import batches_of
 
 OK = 'ok'
 PARTIAL = 'partial'
@@ -47,9 +48,9 @@ def site_key(site_id: Any) -> SiteKey:
 def prediction_events(batch) -> Iterable[Tuple[SiteKey, Event]]:
   """``List[Prediction] -> (site, ('predicted', (n, model_version)))``, one per site and version."""
   counts: Dict[Tuple[SiteKey, Optional[str]], int] = {}
-  for prediction in batch:
-    key = (site_key(prediction.site_id), prediction.model_version)
-    counts[key] = counts.get(key, 0) + 1
+  for part in batches_of(batch):
+    key = (site_key(part.site_id), part.model_version)
+    counts[key] = counts.get(key, 0) + len(part)
   for (site, version), count in counts.items():
     yield site, ('predicted', (count, version))
 

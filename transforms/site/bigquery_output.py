@@ -55,7 +55,7 @@ from common.failures import MODEL_LOAD_FAILED
 from common.failures import NON_FINITE_OUTPUT
 from common.failures import NO_MODEL
 from transforms import json_lines
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
 
 FILE_LOADS = 'FILE_LOADS'
 STREAMING_INSERTS = 'STREAMING_INSERTS'

@@ -28,13 +28,15 @@ fields of the instance are echoed as they came, except that a non-finite
 float (``NaN`` in an input line, a BigQuery FLOAT64 NaN) is written as the
 string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
 """
-from typing import Any, Dict, List, Optional
+import itertools
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
 from common import paths
 from transforms import json_lines
-from transforms.site.inference import Prediction
+from transforms.site.predictions import Prediction
+from transforms.site.predictions import batches_of
 
 JSONL = 'jsonl'
 AIPLATFORM = 'aiplatform'
@@ -55,37 +57,45 @@ def prediction_line(prediction: Prediction, key_field: Optional[str]) -> Dict[st
   return line
 
 
-def encode_predictions(batch: List[Prediction], key_field: Optional[str]) -> str:
+def encode_predictions(batch: Sequence[Prediction], key_field: Optional[str]) -> str:
   """A chunk's prediction lines, as one newline-joined text (written as it is).
 
   Each line is the record of :func:`prediction_line`, in its field order,
   put together from its fields' JSON: the instance's text as it came
   (``instance_text``) and the outputs' text made with them
   (``outputs_text``) where a prediction carries them, else encoded here.
+  Read a column at a time (:func:`transforms.site.inference.batches_of`).
   """
   encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
-  texts = {}  # (site, version) -> their fields' text: one site and version per chunk
-
-  def line(p: Prediction) -> str:
-    fields = texts.get((p.site_id, p.model_version))
-    if fields is None:
-      version = f',"model_version":{encode(p.model_version)},"instance":'
-      fields = (encode(p.site_id), version)
-      texts[p.site_id, p.model_version] = fields
-    key = (f',"key":{encode(p.instance[key_field])}'
-           if key_field and key_field in p.instance else '')
-    instance = p.instance_text if p.instance_text is not None else encode(p.instance)
-    outputs = p.outputs_text if p.outputs_text is not None else encode(p.outputs)
-    return f'{{"site_id":{fields[0]}{key}{fields[1]}{instance},"prediction":{outputs}}}'
-
-  return '\n'.join(map(line, batch))
+  lines: List[str] = []
+  for part in batches_of(batch):
+    head = f'{{"site_id":{encode(part.site_id)}'
+    middle = f',"model_version":{encode(part.model_version)},"instance":'
+    instances = part.instances
+    keys = ([f',"key":{encode(i[key_field])}' if key_field in i else ''
+             for i in instances] if key_field else itertools.repeat(''))
+    lines.extend(
+        f'{head}{key}{middle}{instance},"prediction":{outputs}}}'
+        for key, instance, outputs in zip(keys, _texts(instances, part.instance_texts, encode),
+                                          _texts(part.outputs, part.outputs_texts, encode)))
+  return '\n'.join(lines)
 
 
-def encode_aiplatform_results(batch: List[Prediction]) -> str:
+def _texts(values: List[Any], texts: Optional[List[Optional[str]]],
+           encode: Callable[[Any], str]) -> List[str]:
+  """Each value's JSON: its text where one came with it, else encoded."""
+  if texts is None:
+    return list(map(encode, values))
+  if None not in texts:
+    return texts
+  return [encode(value) if text is None else text for value, text in zip(values, texts)]
+
+
+def encode_aiplatform_results(batch: Sequence[Prediction]) -> str:
   """A chunk's ``{output_name: value}`` lines, newline-joined."""
   encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
-  return '\n'.join(p.outputs_text if p.outputs_text is not None else encode(p.outputs)
-                   for p in batch)
+  return '\n'.join(text for part in batches_of(batch)
+                   for text in _texts(part.outputs, part.outputs_texts, encode))
 
 
 def error_stats_key(letter: Dict[str, Any]) -> str:
