@@ -9,7 +9,8 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 from apache_beam.transforms import window
 
-from models.site.site_model import RowResult
+from models.site.row_results import PredictedRows
+from models.site.row_results import RowResult
 from models.site.handler import ChunkOutcome
 from models.site.handler import SiteChunk
 from transforms.site.predictions import Prediction
@@ -149,3 +150,33 @@ def test_a_batch_reads_as_its_predictions_and_refuses_ragged_columns():
     PredictionBatch('s', None, ['f'], [{}, {}], [{}, {}])
   with pytest.raises(ValueError):
     PredictionBatch.of(predictions + [predictions[0]._replace(model_version='3')])
+
+
+def test_predicted_rows_read_as_their_row_results():
+  rows = PredictedRows([0, 1, 2], [{'y': 1}, {'y': 2}, {'y': 3}], ['{"y":1}', '{"y":2}', '{"y":3}'])
+  assert list(rows) == [
+      RowResult(0, {'y': 1}, outputs_text='{"y":1}'),
+      RowResult(1, {'y': 2}, outputs_text='{"y":2}'),
+      RowResult(2, {'y': 3}, outputs_text='{"y":3}')
+  ]
+  assert rows[1] == RowResult(1, {'y': 2}, outputs_text='{"y":2}') and rows[-1].index == 2
+  assert rows[1:] == list(rows)[1:] and len(rows) == 3
+  assert list(PredictedRows([4], [{'y': 0}])) == [RowResult(4, {'y': 0})]
+  with pytest.raises(ValueError):
+    PredictedRows([0, 1], [{'y': 1}])
+
+
+def test_a_chunk_split_from_columns_equals_the_one_split_from_row_results():
+  chunk = SiteChunk('s', [{'x': 1}, {'x': 2}], ['a.jsonl', 'b.jsonl'], 20, ['{"x":1}', '{"x":2}'])
+  columns = PredictedRows([0, 1], [{'y': 1.5}, {'y': 2.5}], ['{"y":1.5}', '{"y":2.5}'])
+  split = [
+      list(SplitOutcomesFn().process(PredictionResult(chunk, ChunkOutcome('3', rows))))
+      for rows in (columns, list(columns))
+  ]
+  assert split[0] == split[1]
+  [batch] = split[0]
+  assert isinstance(batch, PredictionBatch) and batch.outputs_texts == ['{"y":1.5}', '{"y":2.5}']
+  assert list(batch) == [
+      Prediction('s', 'a.jsonl', {'x': 1}, {'y': 1.5}, '3', '{"x":1}', '{"y":1.5}'),
+      Prediction('s', 'b.jsonl', {'x': 2}, {'y': 2.5}, '3', '{"x":2}', '{"y":2.5}')
+  ]

@@ -62,7 +62,7 @@ def predict_rows(model,
                  rows: Sequence[Mapping[str, Any]],
                  *,
                  config: Optional[InstanceConfig] = None,
-                 text_values: bool = False) -> List[RowResult]:
+                 text_values: bool = False) -> Sequence[RowResult]:
   """``model.predict`` of the fed rows, results indexed by the chunk's rows.
 
   Args:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import time
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +21,8 @@ from common.failures import NON_FINITE_OUTPUT
 from common.failures import PREDICT
 from common.failures import RecordFailure
 from models.site import output_text
+from models.site.row_results import PredictedRows
+from models.site.row_results import RowResult
 from models.site import signature_inputs
 from models.site.layout import SAVED_MODEL_FILE
 from models.site.layout import ModelLocation
@@ -33,20 +35,6 @@ _LOGGER = logging.getLogger(__name__)
 # ops reject); anything else is a bug or an outage and propagates.
 _ROW_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError,
                tf.errors.UnimplementedError, ValueError, TypeError)
-
-
-class RowResult(NamedTuple):
-  """Outcome of one row: outputs by name, or a reason and message (and the stage refusing it).
-
-  ``outputs_text``: the outputs as the JSON text they are written as
-  (:func:`models.site.output_text.rows_text`), where it was made with them.
-  """
-  index: int
-  outputs: Optional[Dict[str, Any]]
-  reason: Optional[str] = None
-  message: Optional[str] = None
-  stage: str = PREDICT
-  outputs_text: Optional[str] = None
 
 
 class SiteModel:
@@ -101,9 +89,14 @@ class SiteModel:
   def version(self) -> Optional[str]:
     return self.location.version
 
-  def predict(self, rows: Sequence[Mapping[str, Any]]) -> List[RowResult]:
-    """Predicts every row it can; every row gets exactly one RowResult."""
+  def predict(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[RowResult]:
+    """Predicts every row it can; every row gets exactly one RowResult, in row order
+    (a :class:`~models.site.row_results.PredictedRows` where all of them predicted)."""
     batches, failures = signature_inputs.batch_rows(self.inputs, rows)
+    if len(batches) == 1 and not failures:
+      # The usual chunk: every row in one batch, its results kept as columns.
+      with self._activated():
+        return self._run(batches[0])
     results = [RowResult(i, None, e.reason, e.message) for i, e in failures]
     if batches:
       with self._activated():
@@ -119,7 +112,7 @@ class SiteModel:
       return contextlib.nullcontext()
     return self.graph.activated(self._weights)
 
-  def _run(self, batch: signature_inputs.FeatureBatch) -> List[RowResult]:
+  def _run(self, batch: signature_inputs.FeatureBatch) -> Sequence[RowResult]:
     try:
       outputs = self._call(batch.tensors, len(batch.row_indices))
     except _ROW_ERRORS as e:
@@ -138,13 +131,7 @@ class SiteModel:
       per_row = [dict(zip(names, values)) for values in zip(*columns)]
     non_finite = _non_finite_rows(outputs)
     if not non_finite:
-      texts = output_text.rows_text(outputs)
-      if texts is not None:
-        return [
-            RowResult(row, values, None, None, PREDICT, text)
-            for row, values, text in zip(batch.row_indices, per_row, texts)
-        ]
-      return list(map(RowResult, batch.row_indices, per_row))
+      return PredictedRows(batch.row_indices, per_row, output_text.rows_text(outputs))
     return [
         RowResult(row, per_row[pos]) if pos not in non_finite else RowResult(
             row, None, NON_FINITE_OUTPUT, non_finite[pos])

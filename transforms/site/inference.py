@@ -16,6 +16,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from models.site.handler import SiteChunk
 from models.site.handler import SiteModelHandler
+from models.site.row_results import PredictedRows
 from models.site.instance_config import InstanceConfig
 from models.site.instance_config import echo_of
 from models.site.pool_bounds import DEFAULT_MAX_BYTES
@@ -62,6 +63,11 @@ class SplitOutcomesFn(beam.DoFn):
       if outcome.model_fast_path:
         yield beam.pvalue.TaggedOutput('stats', (('models_fast_path', ), 1))
     rows = outcome.rows
+    if isinstance(rows, PredictedRows) and len(rows) == len(chunk.rows):
+      # Every row predicted, in order (the usual chunk): columns in, columns out.
+      yield self._batch(chunk, outcome.model_version, chunk.sources, chunk.rows, chunk.texts,
+                        rows.outputs, rows.texts)
+      return
     predicted = [r for r in rows if r.outputs is not None]
     if len(predicted) < len(rows):
       for row_result in rows:
@@ -75,21 +81,22 @@ class SplitOutcomesFn(beam.DoFn):
                           record=chunk.rows[row_result.index]))
     if not predicted:
       return
-    if len(predicted) == len(chunk.rows) and all(r.index == i for i, r in enumerate(predicted)):
-      # Every row, in order (the usual chunk): the chunk's own lists are the columns.
-      sources, instances, texts = chunk.sources, chunk.rows, chunk.texts
-    else:
-      positions = [r.index for r in predicted]
-      sources = [chunk.sources[i] for i in positions]
-      instances = [chunk.rows[i] for i in positions]
-      texts = None if chunk.texts is None else [chunk.texts[i] for i in positions]
+    positions = [r.index for r in predicted]
+    sources = [chunk.sources[i] for i in positions]
+    instances = [chunk.rows[i] for i in positions]
+    texts = None if chunk.texts is None else [chunk.texts[i] for i in positions]
+    outputs_texts = [r.outputs_text for r in predicted]
+    yield self._batch(chunk, outcome.model_version, sources, instances, texts,
+                      [r.outputs for r in predicted],
+                      None if all(text is None for text in outputs_texts) else outputs_texts)
+
+  def _batch(self, chunk: SiteChunk, model_version, sources, instances, texts, outputs,
+             outputs_texts) -> PredictionBatch:
     if self._config is not None:
       instances = [echo_of(row, self._config) for row in instances]
       texts = None
-    outputs_texts = [r.outputs_text for r in predicted]
-    yield PredictionBatch(chunk.site_id, outcome.model_version, sources, instances,
-                          [r.outputs for r in predicted], texts,
-                          None if all(text is None for text in outputs_texts) else outputs_texts)
+    return PredictionBatch(chunk.site_id, model_version, sources, instances, outputs, texts,
+                           outputs_texts)
 
 
 class PredictPerSite(beam.PTransform):
