@@ -2,8 +2,8 @@
 
 Site models are made by real exports in each style of ``site_bench_data.py``
 (cached under ``--data_dir``), with ``--rows`` JSON-lines readings per site.
-For each case ``STYLE@SITES`` of ``--cases``, in one run, each in a process of
-its own:
+For each case ``STYLE@SITES`` (or ``STYLE@SITESxROWS``) of ``--cases``, in one
+run, each in a process of its own:
 
 - ``naive``: a plain Python loop, per site ``tf.saved_model.load``, predict
   its rows, write JSON-lines (``site_bench_naive.py``);
@@ -25,6 +25,7 @@ table of every case ends the output.
   python benchmarks/site_predictions.py --cases loop-named@3000,mixed@3000
   python benchmarks/site_predictions.py --cases module@20 --runs naive,pipeline   # a smoke run
   python benchmarks/site_predictions.py --cases loop-named@3000 --time_limit_s 600
+  python benchmarks/site_predictions.py --cases loop-named@1000x1000,loop-named@10000x100
 """
 import argparse
 import glob
@@ -194,12 +195,12 @@ def _run_name(name: str, sites: int) -> Tuple[str, Optional[int]]:
   return name, None
 
 
-def benchmark(args, style: str, sites: int) -> List[Result]:
+def benchmark(args, style: str, sites: int, rows: int) -> List[Result]:
   """The runs of ``--runs`` for one case, in this order."""
-  print(f'Data: {sites} sites of style {style} x {args.rows} rows, cached under {args.data_dir}',
+  print(f'Data: {sites} sites of style {style} x {rows} rows, cached under {args.data_dir}',
         flush=True)
   models = site_bench_data.model_root(args.data_dir, style, sites)
-  inputs = site_bench_data.input_dir(args.data_dir, sites, args.rows)
+  inputs = site_bench_data.input_dir(args.data_dir, sites, rows)
   work = tempfile.mkdtemp(prefix='site-bench-')
   results: List[Result] = []
   naive_stats, expected = None, None
@@ -239,10 +240,10 @@ def benchmark(args, style: str, sites: int) -> List[Result]:
     if not args.keep_outputs:
       shutil.rmtree(work, ignore_errors=True)
 
-  print(f'\n{style}: {sites} sites x {args.rows} rows')
+  print(f'\n{style}: {sites} sites x {rows} rows')
   print(_header())
   for r in results:
-    print(_row(r.name, r.stats, sites, args.rows, naive_stats if r.name != 'naive' else None))
+    print(_row(r.name, r.stats, sites, rows, naive_stats if r.name != 'naive' else None))
   for r in results:
     extra = ''
     if r.summary:
@@ -275,14 +276,17 @@ def memory_curve(args) -> None:
         flush=True)
 
 
-def _cases(text: str) -> List[Tuple[str, int]]:
+def _cases(text: str, rows: int) -> List[Tuple[str, int, int]]:
+  """``STYLE@SITES[xROWS]`` cases -> ``(style, sites, rows)`` (``rows`` where not given)."""
   cases = []
   for case in text.split(','):
-    style, _, sites = case.partition('@')
-    if style not in site_bench_data.STYLES or not sites.isdigit():
-      raise SystemExit(f'--cases: {case!r} is not STYLE@SITES with STYLE one of '
-                       f'{", ".join(site_bench_data.STYLES)}')
-    cases.append((style, int(sites)))
+    style, _, size = case.partition('@')
+    sites, by, case_rows = size.partition('x')
+    if (style not in site_bench_data.STYLES or not sites.isdigit()
+        or (by and not case_rows.isdigit())):
+      raise SystemExit(f'--cases: {case!r} is not STYLE@SITES or STYLE@SITESxROWS with STYLE '
+                       f'one of {", ".join(site_bench_data.STYLES)}')
+    cases.append((style, int(sites), int(case_rows) if by else rows))
   return cases
 
 
@@ -290,8 +294,12 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--cases',
                       default=DEFAULT_CASES,
-                      help='Comma-separated STYLE@SITES (default: every style at 300 sites).')
-  parser.add_argument('--rows', type=int, default=100, help='Rows per site (default 100).')
+                      help='Comma-separated STYLE@SITES or STYLE@SITESxROWS (default: every '
+                      'style at 300 sites).')
+  parser.add_argument('--rows',
+                      type=int,
+                      default=100,
+                      help='Rows per site of the cases that give none (default 100).')
   parser.add_argument('--runs',
                       default=DEFAULT_RUNS,
                       help='Comma-separated runs: naive, ' + ', '.join(PIPELINE_CONFIGS) +
@@ -316,11 +324,11 @@ def main(argv=None) -> int:
   table = []
   ok = True
   if args.runs:
-    for style, sites in _cases(args.cases):
-      results = benchmark(args, style, sites)
+    for style, sites, rows in _cases(args.cases, args.rows):
+      results = benchmark(args, style, sites, rows)
       ok = ok and all(succeeded(r) for r in results)
       ok = ok and not any(r.check.startswith('MISMATCH') for r in results)
-      table.append(_table_row(style, sites, args.rows, results))
+      table.append(_table_row(style, sites, rows, results))
     names = args.runs.split(',')
     print('| style | sites x rows | ' + ' | '.join(names) +
           f' | {RECOMMENDED} vs best Beam-native | fast path |')

@@ -79,3 +79,23 @@ def test_only_a_beam_native_run_may_be_stopped_at_the_limit(name, timed_out, ret
     sys.path.remove(str(REPO / 'benchmarks'))
   stats = process_stats.RunStats(1.0, 1.0, 1.0, returncode, '', 1.0, timed_out)
   assert site_predictions.succeeded(site_predictions.Result(name, stats, None, 'x')) is counts
+
+
+def _benchmark_module(name: str):
+  sys.path.insert(0, str(REPO / 'benchmarks'))
+  try:
+    return __import__(name)
+  finally:
+    sys.path.remove(str(REPO / 'benchmarks'))
+
+
+def test_cases_take_rows_per_case_or_the_default():
+  cases = _benchmark_module('site_predictions')._cases('module@6,loop-named@10x1000', 100)
+  assert cases == [('module', 6, 100), ('loop-named', 10, 1000)]
+
+
+@pytest.mark.parametrize(
+    'text', ['module', 'module@', 'module@6x', 'module@x5', 'nope@6', 'module@6x5x2', 'module@six'])
+def test_a_malformed_case_is_a_usage_error_naming_it(text):
+  with pytest.raises(SystemExit, match=f'--cases: {text!r} is not STYLE@SITES'):
+    _benchmark_module('site_predictions')._cases(text, 100)
