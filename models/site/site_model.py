@@ -21,6 +21,7 @@ from common.failures import NON_FINITE_OUTPUT
 from common.failures import PREDICT
 from common.failures import RecordFailure
 from models.site import output_text
+from models.site.row_results import OutputColumns
 from models.site.row_results import PredictedRows
 from models.site.row_results import RowResult
 from models.site import signature_inputs
@@ -120,15 +121,9 @@ class SiteModel:
         return [RowResult(batch.row_indices[0], None, INFERENCE_FAILED, _tf_message(e))]
       # One bad row must not fail its neighbours: retry row by row.
       return [r for i in range(len(batch.row_indices)) for r in self._run(_single_row(batch, i))]
-    # Plain Python values (one tolist per output, not per row): cheaper to
-    # pass between pipeline steps and to encode as JSON than NumPy scalars.
-    names = list(outputs)
-    columns = [outputs[name].tolist() for name in names]
-    if len(names) == 1:
-      name = names[0]
-      per_row = [{name: value} for value in columns[0]]
-    else:
-      per_row = [dict(zip(names, values)) for values in zip(*columns)]
+    # The arrays as they are (no dict per row): rows read as plain Python values
+    # (one tolist per output) only where a step asks for them.
+    per_row = OutputColumns(outputs)
     non_finite = _non_finite_rows(outputs)
     if not non_finite:
       return PredictedRows(batch.row_indices, per_row, output_text.rows_text(outputs))

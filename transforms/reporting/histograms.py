@@ -16,13 +16,13 @@ as ``non_numeric``, NaN and infinities as ``non_finite``; neither is binned.
 So for each output: ``sum(counts) + non_finite == values`` and
 ``values + non_numeric`` is the number of elements seen.
 """
-import itertools
 import math
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 
+from models.site.row_results import OutputColumns
 from transforms.site.predictions import batches_of
 
 DEFAULT_BINS = 30
@@ -77,15 +77,24 @@ def batch_values(values: List[Any]) -> Tuple[np.ndarray, int]:
   return (np.concatenate(parts) if parts else np.empty(0)), other
 
 
-def _columns(batch) -> Dict[str, List[Any]]:
-  """``List[Prediction] -> {output name: its values, in batch order}``."""
-  columns: Dict[str, List[Any]] = {}
-  for outputs in itertools.chain.from_iterable(part.outputs for part in batches_of(batch)):
-    for name, value in outputs.items():
-      column = columns.get(name)
-      if column is None:
-        columns[name] = [value]
-      else:
+def _columns(batch) -> Dict[str, List[Sequence[Any]]]:
+  """``List[Prediction] -> {output name: its values in batch order, in pieces}``: a piece
+  is a list of values, or the model's array of numbers (:class:`OutputColumns`)."""
+  columns: Dict[str, List[Sequence[Any]]] = {}
+  for part in batches_of(batch):
+    outputs = part.outputs
+    if isinstance(outputs, OutputColumns):
+      for name, array in outputs.arrays.items():
+        piece = array if array.dtype.kind in 'biuf' else outputs.values()[name]
+        columns.setdefault(name, []).append(piece)
+      continue
+    lists: Dict[str, List[Any]] = {}
+    for row in outputs:
+      for name, value in row.items():
+        column = lists.get(name)
+        if column is None:
+          column = lists[name] = []
+          columns.setdefault(name, []).append(column)
         column.append(value)
   return columns
 
@@ -94,9 +103,10 @@ def numeric_columns(batch) -> Columns:
   """``List[Prediction] ->`` per output name: (rows that have it, its numbers as float64,
   how many of its elements are not numbers); what both passes need of a batch."""
   columns = {}
-  for name, values in _columns(batch).items():
-    numbers, other = batch_values(values)
-    columns[name] = (len(values), numbers, other)
+  for name, pieces in _columns(batch).items():
+    parts = [batch_values(piece) for piece in pieces]
+    numbers = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+    columns[name] = (sum(len(piece) for piece in pieces), numbers, sum(p[1] for p in parts))
   return columns
 
 

@@ -15,6 +15,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
+from models.site.row_results import OutputColumns
 from transforms.reporting.histograms import numeric_values
 from transforms.reporting.samples import MergeBottomKPerKeyFn
 from transforms.reporting.samples import Ranked
@@ -147,6 +148,17 @@ def _floats(values: List[Any]) -> Optional[List[float]]:
   return None
 
 
+def _output_floats(outputs, name: str) -> Optional[Sequence[float]]:
+  """:func:`_floats` of one output's column; an :class:`OutputColumns` float array (one
+  value, or one-element rows) as it is, without making its values."""
+  if isinstance(outputs, OutputColumns):
+    array = outputs.arrays[name]
+    if array.dtype.kind == 'f' and array.shape[1:] in ((), (1, )):
+      return array.reshape(len(array))
+    return _floats(outputs.values()[name])
+  return _floats([o[name] for o in outputs])
+
+
 def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoints]]:
   """:func:`timed_points` of a batch read a column at a time, or None where the batch is not
   plain: one site and model version, one set of output names whose values are floats (or
@@ -163,9 +175,12 @@ def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoin
     return None
   field = found[2]
   earlier = TIME_FIELDS[:TIME_FIELDS.index(field)] if time_field == AUTO else ()
-  keys = outputs[0].keys()
-  if any(o.keys() != keys for o in outputs):
-    return None
+  if isinstance(outputs, OutputColumns):
+    keys = outputs.arrays.keys()  # every row has them
+  else:
+    keys = outputs[0].keys()
+    if any(o.keys() != keys for o in outputs):
+      return None
   if any(name in instance for name in earlier for instance in instances):
     return None
   try:
@@ -175,7 +190,7 @@ def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoin
   if xs is None or not np.isfinite(xs).all():  # row by row, a later time field may serve
     return None
   names = tuple(sorted(keys)[:MAX_SERIES_OUTPUTS])
-  columns = [_floats([o[name] for o in outputs]) for name in names]
+  columns = [_output_floats(outputs, name) for name in names]
   if any(column is None for column in columns):
     return None
   rows = np.array(columns, dtype=np.float64).T.reshape(len(outputs), len(names))
