@@ -110,12 +110,14 @@ def console(job: Job, argv: Optional[Sequence[str]] = None) -> int:
   # Imports and pipeline construction make about a million long-lived
   # objects: no collections over them (runtime.launch freezes them).
   from common import heap  # pylint: disable=import-outside-toplevel
+  from common import lean_imports  # pylint: disable=import-outside-toplevel
   heap.defer_collection()
   try:
     level = quiet.log_level_in(args)
     quiet.quiet_tensorflow(os.environ, level)
     quiet.configure_logging(level)
     with quiet.quiet_imports(level):
+      lean_imports.import_beam()  # without pandas: see common.lean_imports
       module = importlib.import_module(job.module)
       if job.worker_imports and workers_run_here(args):
         worker_module, function = job.worker_imports.split(':')

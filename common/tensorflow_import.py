@@ -9,14 +9,17 @@ does not need it: serving functions exported by Keras (``model.export``,
 ``tf.saved_model.save``) are plain TensorFlow functions, and an object
 whose class is not registered is revived as a generic one.
 
-:func:`import_without_keras` marks that one module absent (``None`` in
-``sys.modules``, which TensorFlow's own ``try: ... except ImportError``
-skips) just while TensorFlow is first imported, then removes the mark: a
-later ``import keras`` or ``tf.keras`` in the same process loads Keras as
-usual. It does nothing where TensorFlow or Keras is already imported.
+:func:`import_without_keras` marks that one module absent
+(:func:`common.lean_imports.absent`: ``None`` in ``sys.modules``, which
+TensorFlow's own ``try: ... except ImportError`` skips) just while
+TensorFlow is first imported, then removes the mark: a later ``import
+keras`` or ``tf.keras`` in the same process loads Keras as usual. It does
+nothing where TensorFlow or Keras is already imported.
 """
 import importlib
 import sys
+
+from common import lean_imports
 
 KERAS_EAGER_LOAD = 'keras.src.optimizers'
 
@@ -25,9 +28,5 @@ def import_without_keras() -> None:
   """Imports TensorFlow, skipping its eager Keras import, unless TF or Keras is loaded."""
   if 'tensorflow' in sys.modules or 'keras' in sys.modules:
     return
-  sys.modules[KERAS_EAGER_LOAD] = None
-  try:
+  with lean_imports.absent(KERAS_EAGER_LOAD):
     importlib.import_module('tensorflow')
-  finally:
-    if KERAS_EAGER_LOAD in sys.modules and sys.modules[KERAS_EAGER_LOAD] is None:
-      del sys.modules[KERAS_EAGER_LOAD]

@@ -71,6 +71,7 @@ def test_a_site_job_run_imports_neither_torch_nor_scipy(tmp_path):
   assert 'tensorflow' in modules and 'apache_beam' in modules  # it did run the job here
   assert 'torch' not in modules
   assert 'keras' not in modules  # TensorFlow imported without its eager Keras load
+  assert 'pandas' not in modules  # Beam imported without its eager pandas load (lean_imports)
   assert not [m for m in report['modules'] if m.startswith('scipy.optimize')]
   assert 'Resource module is not available' not in proc.stderr  # Beam's fallback warning
   assert importlib.util.find_spec('torch') is not None  # though torch is installed here
