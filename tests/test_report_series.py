@@ -121,11 +121,25 @@ def test_series_points_keep_the_k_first_ranks_ties_by_repr():
   assert list(series.series_points(element, sites=['t'], k=7)) == []
 
 
+def _sample(elements, k):
+  """The series' bottom-k merge of ``elements`` (sites a and b), as Python values."""
+  merge = samples.MergeBottomKPerKeyFn(k)
+  accumulator = merge.create_accumulator()
+  for element in elements:
+    for sampled in series.series_points(element, sites=['a', 'b'], k=k):
+      accumulator = merge.add_input(accumulator, sampled)
+  return repr(merge.extract_output(accumulator))
+
+
+# Batches of a bundle (sizes), a sample size k, how soon buffers are trimmed, random data.
+_BUNDLE = dict(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=8),
+               k=st.integers(1, 5),
+               factor=st.integers(1, 3),
+               seed=st.integers(0, 2**16))
+
+
 @settings(max_examples=100, deadline=None)
-@given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=8),
-       k=st.integers(1, 5),
-       factor=st.integers(1, 3),
-       seed=st.integers(0, 2**16))
+@given(**_BUNDLE)
 def test_a_bundle_of_batches_keeps_the_points_each_batch_would(sizes, k, factor, seed):
   rng = np.random.default_rng(seed)
   elements = []
@@ -134,17 +148,42 @@ def test_a_bundle_of_batches_keeps_the_points_each_batch_would(sizes, k, factor,
     rows = rng.normal(size=(size, 2))
     rows[rng.random(rows.shape) < 0.3] = math.nan
     elements.append(('ab'[i % 2], (False, 'hour', ('p', 'q'), xs, rows)))
-  merge = samples.MergeBottomKPerKeyFn(k)
-  expected = merge.create_accumulator()
-  for element in elements:
-    for sampled in series.series_points(element, sites=['a', 'b'], k=k):
-      expected = merge.add_input(expected, sampled)
   fn = series.SeriesPointsFn(k)
   fn.BUFFER_FACTOR = factor  # trims as the buffer grows
   fn.start_bundle()
   for element in elements:
     assert fn.process(element, sites=['a', 'b']) is None  # emits at the bundle's end
+  merge = samples.MergeBottomKPerKeyFn(k)
   got = merge.create_accumulator()
   for windowed in fn.finish_bundle():
     got = merge.add_input(got, windowed.value)
-  assert repr(merge.extract_output(got)) == repr(merge.extract_output(expected))
+  assert repr(merge.extract_output(got)) == _sample(elements, k)
+
+
+@settings(max_examples=100, deadline=None)
+@given(**_BUNDLE)
+def test_the_first_pass_keeps_few_points_per_site_and_samples_the_same(sizes, k, factor, seed):
+  rng = np.random.default_rng(seed)
+  batches = []
+  for i, size in enumerate(sizes):
+    hours = rng.integers(0, 12, size)  # repeated hours and outputs: ties between points
+    outputs = rng.integers(0, 3, size).astype(np.float64)
+    batches.append([
+        Prediction('ab'[i % 2], 'f.jsonl', {'hour': int(h)}, {'y': float(y)}, '1')
+        for h, y in zip(hours, outputs)
+    ])
+  every = [element for batch in batches for element in series.timed_points(batch, series.AUTO)]
+  fn = series.TimedPointsFn(k, series.AUTO)
+  fn.BUFFER_FACTOR = factor  # trims as the buffer grows
+  fn.start_bundle()
+  for batch in batches:
+    assert fn.process(batch) is None  # emits at the bundle's end
+  kept = [windowed.value for windowed in fn.finish_bundle()]
+  assert _sample(kept, k) == _sample(every, k)
+  assert sorted(site for site, _ in kept) == sorted({site for site, _ in every})
+  for site, (_, _, _, xs, rows) in kept:
+    ranks = series.point_ranks(xs, rows)
+    every_ranks = np.concatenate([series.point_ranks(p[3], p[4]) for s, p in every if s == site])
+    kth = np.sort(every_ranks)[min(k, len(every_ranks)) - 1]
+    assert (ranks <= kth).all()  # only the k first points of the site, and their ties
+    assert len(ranks) == (every_ranks <= kth).sum()

@@ -2,14 +2,15 @@
 
 The sites are the worst that predicted anything, known only once every site
 is counted, so the series is a second pass: the first keeps each batch's
-points as float64 arrays (:func:`timed_points`), the second samples the
+points as float64 arrays (:func:`timed_points`), cut per site and bundle to
+those that can be sampled (:class:`TimedPointsFn`), the second samples the
 series sites' points (:class:`SeriesPointsFn`) in a deterministic order
 (:func:`point_ranks`) and merges the samples as bottom-k
 (:class:`transforms.reporting.samples.MergeBottomKPerKeyFn`).
 """
 import datetime
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -94,7 +95,8 @@ def timed_points(batch, time_field: str) -> Iterable[Tuple[str, TimedPoints]]:
   Runs for every batch, before the series sites are known, so it keeps only
   what a point is made of, as float64 arrays (8 bytes per number): the
   second pass (:func:`series_points`) waits for the sites, and its input is
-  kept until then (in memory on the local runner). A batch of one site
+  kept until then (in memory on the local runner), so :class:`TimedPointsFn`
+  cuts each site's points to about ``k`` per bundle first. A batch of one site
   whose rows all have the same numeric time field and float outputs (the
   usual chunk) is read a column at a time (:func:`_plain_timed_points`);
   anything else row by row, with the same outcome.
@@ -258,6 +260,66 @@ def _first_points(is_datetime: bool, field: str, names: Tuple[str, ...], xs: np.
   return smallest_ranked(kept, k)
 
 
+_Key = Tuple[str, bool, str, Tuple[str, ...]]  # site, x is a datetime, time field, output names
+
+
+class _FirstCandidates:
+  """A bundle's points per key (site, x kind, time field, output names), trimmed to their
+  ``k`` first ranks (ties kept: :func:`_first_candidates`) whenever a key holds more than
+  ``buffer_factor * k``: whatever ``k`` points any later step samples of the key are
+  among them."""
+
+  def __init__(self, k: int, buffer_factor: int):
+    self._k = k
+    self._limit = buffer_factor * k
+    self._buffers: Dict[_Key, Tuple[List[np.ndarray], List[np.ndarray], List[int]]] = {}
+
+  def add(self, site: str, points: TimedPoints) -> None:
+    is_datetime, field, names, xs, rows = points
+    xs_parts, rows_parts, size = self._buffers.setdefault((site, is_datetime, field, names),
+                                                          ([], [], [0]))
+    xs_parts.append(xs)
+    rows_parts.append(rows)
+    size[0] += len(xs)
+    if size[0] > self._limit:
+      all_xs, all_rows = np.concatenate(xs_parts), np.concatenate(rows_parts)
+      chosen = _first_candidates(all_xs, all_rows, self._k)
+      xs_parts[:], rows_parts[:] = [all_xs[chosen]], [all_rows[chosen]]
+      size[0] = len(chosen)
+
+  def drain(self) -> Iterator[Tuple[_Key, np.ndarray, np.ndarray]]:
+    """Each key's points (in the order keys came), emptying the buffer key by key."""
+    for key in list(self._buffers):
+      xs_parts, rows_parts, _ = self._buffers.pop(key)
+      yield key, np.concatenate(xs_parts), np.concatenate(rows_parts)
+
+
+class TimedPointsFn(beam.DoFn):
+  """:func:`timed_points` of a bundle's batches, each site's points cut to its ``k`` first
+  (and ties) in the bundle's end: the first pass keeps at most about ``k`` points per
+  site and bundle until the series sites are known, whatever the site's rows."""
+
+  BUFFER_FACTOR = 16
+
+  def __init__(self, k: int, time_field: str):
+    self._k = k
+    self._time_field = time_field
+    self._candidates = None
+
+  def start_bundle(self):
+    self._candidates = _FirstCandidates(self._k, self.BUFFER_FACTOR)
+
+  def process(self, batch):
+    for site, points in timed_points(batch, self._time_field):
+      self._candidates.add(site, points)
+
+  def finish_bundle(self):
+    for (site, is_datetime, field, names), xs, rows in self._candidates.drain():
+      chosen = _first_candidates(xs, rows, self._k)
+      yield GlobalWindows.windowed_value(
+          (site, (is_datetime, field, names, xs[chosen], rows[chosen])))
+
+
 class SeriesPointsFn(beam.DoFn):
   """:func:`series_points` of a bundle's elements at once: the arrays of each site (and
   time field kind) are gathered and reduced to their ``k`` first points in the bundle's
@@ -269,34 +331,20 @@ class SeriesPointsFn(beam.DoFn):
 
   def __init__(self, k: int):
     self._k = k
-    self._buffers = None
+    self._candidates = None
 
   def start_bundle(self):
-    self._buffers: Dict[Tuple[str, bool, str, Tuple[str, ...]],
-                        Tuple[List[np.ndarray], List[np.ndarray], List[int]]] = {}
+    self._candidates = _FirstCandidates(self._k, self.BUFFER_FACTOR)
 
   def process(self, element: Tuple[str, TimedPoints], sites: Sequence[Optional[str]]):
-    site, (is_datetime, field, names, xs, rows) = element
-    if site not in set(sites) or not len(xs):
-      return
-    key = (site, is_datetime, field, names)
-    xs_parts, rows_parts, size = self._buffers.setdefault(key, ([], [], [0]))
-    xs_parts.append(xs)
-    rows_parts.append(rows)
-    size[0] += len(xs)
-    if size[0] > self.BUFFER_FACTOR * self._k:
-      all_xs, all_rows = np.concatenate(xs_parts), np.concatenate(rows_parts)
-      chosen = _first_candidates(all_xs, all_rows, self._k)
-      xs_parts[:], rows_parts[:] = [all_xs[chosen]], [all_rows[chosen]]
-      size[0] = len(chosen)
+    site, points = element
+    if site in set(sites) and len(points[3]):
+      self._candidates.add(site, points)
 
   def finish_bundle(self):
-    for (site, is_datetime, field, names), (xs_parts, rows_parts, _) in self._buffers.items():
-      yield GlobalWindows.windowed_value((site,
-                                          _first_points(is_datetime, field, names,
-                                                        np.concatenate(xs_parts),
-                                                        np.concatenate(rows_parts), self._k)))
-    self._buffers = {}
+    for (site, is_datetime, field, names), xs, rows in self._candidates.drain():
+      yield GlobalWindows.windowed_value(
+          (site, _first_points(is_datetime, field, names, xs, rows, self._k)))
 
 
 def _has_predictions(line: Dict[str, Any]) -> bool:
@@ -352,7 +400,7 @@ class SampleSeries(beam.PTransform):
              'SeriesSites' >> beam.combiners.Top.Of(self._max_sites, key=worst_first, reverse=True)
              | 'SiteIds' >> beam.Map(_site_ids))
     return (batches
-            | 'TimedPoints' >> beam.FlatMap(timed_points, time_field=self._time_field)
+            | 'TimedPoints' >> beam.ParDo(TimedPointsFn(self._points_per_site, self._time_field))
             | 'Points' >> beam.ParDo(SeriesPointsFn(self._points_per_site),
                                      sites=beam.pvalue.AsSingleton(sites))
             | 'Sample' >> beam.CombineGlobally(MergeBottomKPerKeyFn(self._points_per_site))
