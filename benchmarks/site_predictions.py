@@ -276,14 +276,18 @@ def memory_curve(args) -> None:
         flush=True)
 
 
+def _count(text: str) -> bool:
+  """Whether ``text`` is a positive integer in ASCII digits."""
+  return text.isascii() and text.isdigit() and int(text) > 0
+
+
 def _cases(text: str, rows: int) -> List[Tuple[str, int, int]]:
   """``STYLE@SITES[xROWS]`` cases -> ``(style, sites, rows)`` (``rows`` where not given)."""
   cases = []
   for case in text.split(','):
     style, _, size = case.partition('@')
     sites, by, case_rows = size.partition('x')
-    if (style not in site_bench_data.STYLES or not sites.isdigit()
-        or (by and not case_rows.isdigit())):
+    if (style not in site_bench_data.STYLES or not _count(sites) or (by and not _count(case_rows))):
       raise SystemExit(f'--cases: {case!r} is not STYLE@SITES or STYLE@SITESxROWS with STYLE '
                        f'one of {", ".join(site_bench_data.STYLES)}')
     cases.append((style, int(sites), int(case_rows) if by else rows))

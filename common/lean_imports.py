@@ -19,6 +19,12 @@ or ``import keras`` in the same process loads the module as usual. Modules
 already imported are left as they are. Only the job's launching process
 imports this way (the console scripts, :mod:`beam_jobs.cli`); Beam's own
 worker processes import Beam as usual.
+
+What else ``import apache_beam`` imports meanwhile sees no pandas for the
+whole process too: Beam's text I/O, and the BigQuery and BigQuery Storage
+clients, whose DataFrame methods (``to_dataframe`` and the like) then say
+pandas is not installed. The jobs read and write BigQuery rows, never
+DataFrames; code that needs them must not run under the console scripts.
 """
 import contextlib
 import importlib

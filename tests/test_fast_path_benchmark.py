@@ -94,8 +94,10 @@ def test_cases_take_rows_per_case_or_the_default():
   assert cases == [('module', 6, 100), ('loop-named', 10, 1000)]
 
 
-@pytest.mark.parametrize(
-    'text', ['module', 'module@', 'module@6x', 'module@x5', 'nope@6', 'module@6x5x2', 'module@six'])
+@pytest.mark.parametrize('text', [
+    'module', 'module@', 'module@6x', 'module@x5', 'nope@6', 'module@6x5x2', 'module@six',
+    'module@6x\u00b2', 'module@0', 'module@6x0'
+])
 def test_a_malformed_case_is_a_usage_error_naming_it(text):
   with pytest.raises(SystemExit, match=f'--cases: {text!r} is not STYLE@SITES'):
     _benchmark_module('site_predictions')._cases(text, 100)

@@ -3,6 +3,7 @@ gives; point ranks are per point, whatever the batch."""
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -186,4 +187,40 @@ def test_the_first_pass_keeps_few_points_per_site_and_samples_the_same(sizes, k,
     every_ranks = np.concatenate([series.point_ranks(p[3], p[4]) for s, p in every if s == site])
     kth = np.sort(every_ranks)[min(k, len(every_ranks)) - 1]
     assert (ranks <= kth).all()  # only the k first points of the site, and their ties
-    assert len(ranks) == (every_ranks <= kth).sum()
+    # ... each point at most k times (copies are interchangeable in any sample of k)
+    tied, counts = np.unique(every_ranks[every_ranks <= kth], return_counts=True)
+    assert len(ranks) == np.minimum(counts, k).sum()
+    assert set(ranks.tolist()) == set(tied.tolist())
+
+
+def test_a_site_repeating_a_few_points_keeps_k_copies_at_most():
+  # One date and a class-like output: 300,000 rows, three distinct points.
+  k = 50
+  batches = [[
+      Prediction('a', 'f.jsonl', {'date': 20261204}, {'y': float(i % 3)}, '1') for i in range(1000)
+  ] for _ in range(300)]
+  fn = series.TimedPointsFn(k, 'date')
+  fn.start_bundle()
+  for batch in batches:
+    fn.process(batch)
+  [(site, (_, _, _, xs, rows))] = [windowed.value for windowed in fn.finish_bundle()]
+  assert site == 'a' and len(xs) == k  # not the 100,000 copies of the first point
+  every = [element for batch in batches[:3] for element in series.timed_points(batch, 'date')]
+  assert _sample([(site, (False, 'date', ('y', ), xs, rows))], k) == _sample(every, k)
+
+
+@pytest.mark.parametrize(
+    'xs, ys',
+    [
+        (np.arange(24.0), np.arange(0, 6, 0.5)),  # hours and round outputs
+        (np.arange(0, 1e6, 3600.0), np.arange(-5, 5, 0.25)),  # epoch seconds
+        (np.arange(1000.0), np.arange(50.0)),  # x equal to the output
+    ])
+def test_round_numbers_get_distinct_ranks(xs, ys):
+  # The sample is the points of smallest rank: ranks that collide for round numbers
+  # would sample by repr instead (the earliest times first), not spread over the series.
+  grid_x, grid_y = np.meshgrid(xs, ys)
+  xs, ys = grid_x.ravel(), grid_y.ravel()
+  for rows in (ys.reshape(-1, 1), np.stack([ys, xs], axis=1)):
+    ranks = series.point_ranks(xs, rows)
+    assert len(set(ranks.tolist())) == len(xs)

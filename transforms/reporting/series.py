@@ -204,6 +204,7 @@ def _plain_timed_points(batch, time_field: str) -> Optional[Tuple[str, TimedPoin
 _MIX_1 = np.uint64(0xbf58476d1ce4e5b9)
 _MIX_2 = np.uint64(0x94d049bb133111eb)
 _GOLDEN = np.uint64(0x9e3779b97f4a7c15)
+_COLUMN_SALT = np.uint64(0xd6e8feb86659fd93)
 
 
 def _mix(bits: np.ndarray) -> np.ndarray:
@@ -222,7 +223,9 @@ def point_ranks(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     columns = np.ascontiguousarray(rows, dtype=np.float64).reshape(len(xs), -1)
     for column in columns.T:
       bits = np.where(np.isnan(column), np.nan, column).view(np.uint64)  # one NaN
-      ranks = _mix(ranks ^ _mix(bits + _GOLDEN))
+      # Salted and added, not xor-ed with the same mix of the same constant: x ^ G and
+      # y + G agree for many round numbers (no carries), which cancelled to rank 0.
+      ranks = _mix(ranks + _mix(bits ^ _COLUMN_SALT))
   return (ranks >> np.uint64(1)).astype(np.int64)
 
 
@@ -239,11 +242,35 @@ def series_points(element: Tuple[str, TimedPoints], sites: Sequence[Optional[str
 
 
 def _first_candidates(xs: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-  """Indices of the points whose rank is at most the ``k``-th smallest (ties kept)."""
+  """Indices, in order, of the points whose rank is at most the ``k``-th smallest (ties
+  kept), with at most ``k`` copies of any one point (:func:`_at_most_k_copies`)."""
   ranks = point_ranks(xs, rows)
   if len(ranks) <= k:
     return np.arange(len(ranks))
-  return np.flatnonzero(ranks <= np.partition(ranks, k - 1)[k - 1])
+  chosen = np.flatnonzero(ranks <= np.partition(ranks, k - 1)[k - 1])
+  if len(chosen) == k:  # no tie at the k-th rank: the usual case
+    return chosen
+  return chosen[_at_most_k_copies(xs[chosen], rows[chosen], k)]
+
+
+def _at_most_k_copies(xs: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+  """Indices, in order, keeping the first ``k`` copies of each point (equal x and numbers,
+  NaN equal to NaN). Copies have one rank and one repr, so a sample of ``k`` takes at
+  most ``k`` of them, whichever they are: dropping the rest changes no sample, and keeps
+  a site whose rows repeat one point (one date, a constant output) at about ``k``
+  points instead of all of them."""
+  columns = np.where(np.isnan(rows), np.nan, rows).reshape(len(xs), -1)  # one NaN
+  keys = np.column_stack([
+      xs.astype(np.float64).view(np.uint64),
+      np.ascontiguousarray(columns, dtype=np.float64).view(np.uint64)
+  ])
+  _, group = np.unique(keys, axis=0, return_inverse=True)
+  group = group.reshape(-1)
+  order = np.argsort(group, kind='stable')
+  sorted_groups = group[order]
+  starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+  copy_number = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  return np.sort(order[copy_number < k])
 
 
 def _first_points(is_datetime: bool, field: str, names: Tuple[str, ...], xs: np.ndarray,
