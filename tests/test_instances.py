@@ -128,3 +128,19 @@ _JSONISH = st.one_of(
 @given(line=_JSONISH)
 def test_a_line_parses_as_json_loads_parses_it(line):
   assert repr(_outcome(line)) == repr(_reference_outcome(line))
+
+
+@pytest.mark.parametrize('depth', [MAX_NESTING - 1, MAX_NESTING, MAX_NESTING + 1, MAX_NESTING + 2])
+@pytest.mark.parametrize('inner', ['[', '{"":'])
+def test_the_most_compact_rows_near_the_nesting_limit(depth, inner):
+  # The shortest texts of each depth: an empty key, no spaces; only rows deeper than the
+  # limit are refused, however short their text.
+  closing = {'[': ']', '{"":': '}'}[inner]
+  line = '{"":' + inner * (depth - 2) + '[]' + closing * (depth - 2) + '}'
+  assert json.loads(line) is not None
+  if depth > MAX_NESTING:
+    with pytest.raises(RecordFailure) as refused:
+      parse_line(line)
+    assert refused.value.reason == 'bad_json' and 'nested' in refused.value.message
+  else:
+    assert parse_line(line) == json.loads(line)

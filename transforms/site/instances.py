@@ -27,6 +27,7 @@ Record = Tuple[str, Dict[str, Any]]
 MAX_KNOWN_SITE_IDS = 100_000
 # Deeper rows are refused: later steps (pickling, JSON encoding) recurse per level.
 MAX_NESTING = 100
+_SHORTEST_TOO_DEEP = 2 * (MAX_NESTING + 1)  # characters of a text nested MAX_NESTING + 1 deep
 
 
 def decode_line(line: Union[bytes, str]) -> str:
@@ -68,8 +69,10 @@ def parse_line(line: str, *, integers_fit: bool = False) -> Dict[str, Any]:
 
 
 def _nesting_checked(row: Dict[str, Any], line: str) -> Dict[str, Any]:
-  # Counting brackets is cheap; only a line with many is measured exactly.
-  if line.count('{') + line.count('[') > MAX_NESTING and _depth(row) > MAX_NESTING:
+  # Nesting d levels takes 2 * d brackets, so a shorter line cannot nest too deep (most
+  # rows: no scan); counting brackets is cheap, and only a line with many is measured.
+  if (len(line) >= _SHORTEST_TOO_DEEP and line.count('{') + line.count('[') > MAX_NESTING
+      and _depth(row) > MAX_NESTING):
     raise RecordFailure(PARSE, 'bad_json',
                         f'objects and arrays nested more than {MAX_NESTING} deep', line)
   return row
