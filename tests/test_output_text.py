@@ -136,3 +136,35 @@ def test_the_encoding_benchmark_checks_both_texts_equal_and_prints_its_figures()
                'line, outputs text carried'):
     assert re.search(rf'^{re.escape(name)}\s+[\d.]+ us/row$', proc.stdout, re.M), proc.stdout
   assert re.search(r'per column is [\d.]+x faster; whole line: [\d.]+x$', proc.stdout, re.M)
+
+
+_EDGES = [1e-4, 1e16, 1.0, 0.5, 123456.789, 2.0**53]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.sampled_from(_EDGES).flatmap(lambda edge: st.sampled_from(
+    [edge, np.nextafter(edge, 0),
+     np.nextafter(edge, np.inf), edge * 10, edge / 10]))
+                       | st.floats(allow_nan=False, allow_infinity=False) | st.floats(1e-6, 1e17)
+                       | st.just(-0.0),
+                       min_size=1,
+                       max_size=40),
+       negate=st.booleans(),
+       dtype=st.sampled_from(['float64', 'float32']))
+def test_floats_at_the_notation_thresholds_are_written_as_repr_writes_them(values, negate, dtype):
+  # orjson writes small magnitudes positionally (0.00001) where repr uses exponents: the
+  # column text must still be repr's, at both ends of the positional range and beyond.
+  with np.errstate(over='ignore'):
+    column = np.array([-v if negate else v for v in values], dtype=dtype)
+  if not np.isfinite(column).all():
+    return
+  texts = rows_text({'y': column, 'pair': np.stack([column, column[::-1]], axis=1)})
+  assert texts == per_row_text({'y': column, 'pair': np.stack([column, column[::-1]], axis=1)})
+  assert [strict_json(t)['y'] for t in texts] == column.tolist()
+
+
+def test_a_column_with_one_exponent_value_is_written_entirely_as_repr_writes_it():
+  column = np.array([0.25, 1e-05, 3.0, 1e16, 9999999999999998.0, 1e-4, 9.999999999999999e-05])
+  assert rows_text({'y': column}) == ['{"y":%r}' % v for v in column.tolist()]
+  assert rows_text({'y': column[[0, 2, 4, 5]]
+                    }) == ['{"y":0.25}', '{"y":3.0}', '{"y":9999999999999998.0}', '{"y":0.0001}']

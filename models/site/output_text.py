@@ -3,9 +3,14 @@
 A chunk's predictions are written as one JSON line per row, and the
 ``"prediction"`` object of every line is that row's slice of the model's
 output arrays. Encoding one small dict per row with ``json`` costs about
-3 us on this stack; the same text made per output column (one ``tolist``
-and one string build per row) costs a fraction of that, which is a large
-part of the job's per-row cost.
+3 us on this stack; the same text made per output column costs a fraction
+of that, which is a large part of the job's per-row cost. A column's
+values are written by orjson in one call (0.06 us a value, against 0.6 us
+for ``float.__repr__`` each): for integers, zero and floats of magnitude
+from 1e-4 to below 1e16 its text is ``repr``'s (both write the shortest
+digits that read back to the double, in positional notation); a float
+column holding any other value is written with ``repr``, which puts
+exponents where orjson does not (``1e-05`` against ``0.00001``).
 
 :func:`rows_text` covers the outputs models serve in practice: integer and
 floating-point arrays of one value or one flat list per row. The text is
@@ -19,17 +24,35 @@ import json
 from typing import List, Mapping, Optional
 
 import numpy as np
+import orjson
 
 _KINDS = 'fiu'  # float, signed and unsigned integers: Python's repr is their JSON text
+# Floats orjson writes as repr does: zero, and magnitudes in [_POSITIONAL_LOW, _POSITIONAL_HIGH).
+_POSITIONAL_LOW, _POSITIONAL_HIGH = 1e-4, 1e16
+
+
+def _writes_as_repr(column: np.ndarray) -> bool:
+  """Whether orjson's text of every value of a finite column is ``repr``'s."""
+  if column.dtype.kind != 'f':
+    return True
+  magnitude = np.abs(column, dtype=np.float64)
+  return not ((magnitude >= _POSITIONAL_HIGH) | ((magnitude < _POSITIONAL_LOW) &
+                                                 (magnitude != 0))).any()
 
 
 def _values_text(column: np.ndarray) -> List[str]:
   """Each row's value (a number, or a flat list of numbers) as JSON text."""
+  if not len(column):
+    return []
+  if not _writes_as_repr(column):
+    if column.ndim == 1:
+      return list(map(repr, column.tolist()))
+    return ['[' + ','.join(map(repr, values)) + ']' for values in column.tolist()]
+  text = orjson.dumps(column.tolist()).decode('ascii')
   if column.ndim == 1:
-    return list(map(repr, column.tolist()))
-  if column.shape[1] == 1:
-    return [f'[{value!r}]' for value in column.ravel().tolist()]
-  return ['[' + ','.join(map(repr, values)) + ']' for values in column.tolist()]
+    return text[1:-1].split(',')
+  # '[[a,b],[c,d]]' -> '[a,b]', '[c,d]'; no number's text holds a bracket or a comma.
+  return [f'[{values}]' for values in text[2:-2].split('],[')]
 
 
 def rows_text(outputs: Mapping[str, np.ndarray]) -> Optional[List[str]]:
