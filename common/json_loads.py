@@ -37,7 +37,7 @@ Error policy: raises what ``json.loads`` raises for the text
 (``json.JSONDecodeError``, ``RecursionError``).
 """
 import json
-from typing import Any
+from typing import Any, Dict, Optional
 
 import orjson
 
@@ -66,6 +66,24 @@ def loads(text: str, *, integers_fit: bool = False) -> Any:  # pylint: disable=r
     return json.loads(text)
   if not integers_fit and _has_huge_float(value):
     return json.loads(text)
+  return value
+
+
+def object_of_utf8(data: bytes, *, integers_fit: bool = False) -> Optional[Dict[str, Any]]:  # pylint: disable=redefined-outer-name
+  """The object ``loads(data.decode('utf-8'))`` returns, where orjson alone reads it so;
+  None for anything else (another value, text orjson refuses: not UTF-8, a
+  BOM, NaN...), which the caller then decodes and parses the general way.
+
+  No decoded copy of ``data`` is made: the fast path of a reader that keeps
+  each line as the bytes it read. ``integers_fit``: as for :func:`loads`.
+  """
+  try:
+    value = orjson.loads(data)
+  except orjson.JSONDecodeError:
+    return None
+  # pylint: disable=unidiomatic-typecheck
+  if type(value) is not dict or not integers_fit and _has_huge_float(value):
+    return None
   return value
 
 

@@ -2,15 +2,18 @@
 import json
 
 import pytest
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from common import json_loads
 from common.failures import RecordFailure
 from transforms.dead_letters import failure_letter
 from transforms.site.instances import MAX_NESTING
 from transforms.site.instances import decode_line
 from transforms.site.instances import parse_line
+from transforms.site.instances import parse_utf8_line
 from transforms.site.instances import site_id_of
 from transforms.site.instances import site_of
 
@@ -144,3 +147,38 @@ def test_the_most_compact_rows_near_the_nesting_limit(depth, inner):
     assert refused.value.reason == 'bad_json' and 'nested' in refused.value.message
   else:
     assert parse_line(line) == json.loads(line)
+
+
+def _general_outcome(data):
+  """What the general path (decode, then parse_line) decides for a bytes line."""
+  try:
+    return parse_line(decode_line(data))
+  except RecordFailure as e:
+    return e.reason
+
+
+_BYTE_EDITS = st.sampled_from([b'', b'\xef\xbb\xbf', b'\xff', b'\xed\xa0\x80', b'\xc3', b'\x00'])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(line=_JSONISH, head=_BYTE_EDITS, tail=_BYTE_EDITS, fit=st.booleans())
+@example(line=nested(MAX_NESTING + 1), head=b'', tail=b'', fit=False)
+@example(line='{"site_id": "s", "x": 18446744073709551616}', head=b'', tail=b'', fit=False)
+def test_a_bytes_line_read_without_decoding_gives_what_decoding_it_gives(line, head, tail, fit):
+  data = head + line.encode('utf-8', 'surrogatepass') + tail
+  fit = fit and json_loads.integers_fit(data)
+  fast = parse_utf8_line(data, integers_fit=fit)
+  general = _general_outcome(data)
+  if fast is None:
+    return  # left to the general path
+  assert isinstance(general, dict)
+  assert repr(fast) == repr(general)
+
+
+def test_the_fast_path_takes_the_usual_line_and_leaves_the_odd_ones():
+  row = {'site_id': 's', 'x': 1.5, 'name': 'caf\u00e9'}
+  assert parse_utf8_line(json.dumps(row, ensure_ascii=False).encode()) == row
+  for odd in (b'\xef\xbb\xbf{"a": 1}',
+              b'{"a": NaN}', b'{"a": "\xff"}', b'[1]', b'null', b'{"a": "\\ud800"}',
+              nested(MAX_NESTING + 1).encode(), b'{"a": 18446744073709551616}'):
+    assert parse_utf8_line(odd) is None, odd

@@ -226,3 +226,60 @@ def test_rows_keep_their_exact_site_and_values_through_packing_and_chunk_parsing
     assert [type(row.get('v')) for row in chunk.rows
             ] == [type(json.loads(text).get('v')) for text in unpack_texts(block)[1]]
   assert found == expected
+
+
+_LINES = st.one_of(
+    st.builds(
+        lambda site, i, pad: json.dumps({
+            'site_id': site,
+            'i': i,
+            'pad': pad
+        }, ensure_ascii=False).encode(), st.sampled_from(['a', 'b', 'c', 7, 'é']),
+        st.integers(-2**70, 2**70), st.text(max_size=5)),
+    st.sampled_from([
+        b'', b'{bad', b'[1]', b'\xef\xbb\xbf{"site_id": "a", "i": 0}',
+        b'{"site_id": "b", "x": NaN}', b'{"site_id": "a", "x": "\xff"}', b'{"i": 1}',
+        b'{"site_id": "a/b"}', '{"site_id": "c",\n"i": 3}', '{"site_id": "a", "i": "str line"}'
+    ]))
+
+
+def _keyed_alone(line):
+  """(site, packed text) or the dead letter's reason of one line in a bundle of its own."""
+  blocks, letters = run_bundle(PackJsonLinesBySiteFn('site_id'), [('f', line)])
+  if letters:
+    return letters[0]['reason']
+  [(site_id, block)] = blocks
+  return site_id, unpack_texts(block)[1][0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(elements=st.lists(st.tuples(st.sampled_from(['f', 'g']),
+                                   st.lists(_LINES, min_size=1, max_size=9)),
+                         min_size=1,
+                         max_size=6),
+       max_block_rows=st.integers(1, 5),
+       max_buffered_bytes=st.integers(1, 400))
+def test_a_line_packs_as_it_would_alone_and_blocks_keep_every_line_once_in_order(
+    elements, max_block_rows, max_buffered_bytes):
+  dofn = PackJsonLinesBySiteFn('site_id',
+                               max_block_rows=max_block_rows,
+                               max_buffered_bytes=max_buffered_bytes)
+  bundle = [(source, LineBlock(lines) if len(lines) > 1 else lines[0])
+            for source, lines in elements]
+  blocks, letters = run_bundle(dofn, bundle)
+  assert all(sum(count for _, count in block[0]) <= max_block_rows for _, block in blocks)
+  expected = {}
+  expected_letters = []
+  for source, lines in elements:
+    for line in lines:
+      outcome = _keyed_alone(line)
+      if isinstance(outcome, str):
+        expected_letters.append((source, outcome))
+      else:
+        expected.setdefault(outcome[0], []).append((source, outcome[1]))
+  assert sorted(
+      (letter['source'], letter['reason']) for letter in letters) == sorted(expected_letters)
+  found = {}
+  for site_id, block in blocks:
+    found.setdefault(site_id, []).extend(unpack(block))
+  assert found == expected

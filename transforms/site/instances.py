@@ -68,6 +68,19 @@ def parse_line(line: str, *, integers_fit: bool = False) -> Dict[str, Any]:
   return _nesting_checked(row, line)
 
 
+def parse_utf8_line(line: bytes, *, integers_fit: bool = False) -> Optional[Dict[str, Any]]:
+  """``parse_line(decode_line(line))`` of a UTF-8 line that holds one JSON object orjson
+  reads on its own (:func:`common.json_loads.object_of_utf8`), with no decoded
+  copy made; None for every other line, which those two then decide (a BOM,
+  NaN, not UTF-8, not an object, or enough brackets to nest beyond the limit).
+  """
+  row = json_loads.object_of_utf8(line, integers_fit=integers_fit)
+  if row is None or (len(line) >= _SHORTEST_TOO_DEEP
+                     and line.count(b'{') + line.count(b'[') > MAX_NESTING):
+    return None
+  return row
+
+
 def _nesting_checked(row: Dict[str, Any], line: str) -> Dict[str, Any]:
   # Nesting d levels takes 2 * d brackets, so a shorter line cannot nest too deep (most
   # rows: no scan); counting brackets is cheap, and only a line with many is measured.

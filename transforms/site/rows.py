@@ -10,13 +10,15 @@ So each bundle collects its rows per site and emits them as blocks::
   runs: ((source, n), ...)   consecutive rows from one file or table
   data: zlib of the rows' JSON texts joined by newlines
 
-A JSON-lines row is packed as the line it was read from (no re-encoding); a
+A JSON-lines row is packed as the bytes it was read from (not decoded, where
+orjson alone reads it: :func:`transforms.site.instances.parse_utf8_line`); a
 BigQuery row as its JSON (:func:`transforms.json_lines.encoder`; NaN and
 infinities stay bare ``NaN``/``Infinity``, as in an input line: this text is
 only read back by the job itself). Blocks are compressed (JSON rows compress 6-18x), which
 also shrinks the shuffle Dataflow bills by the byte. A block holds at most
 ``max_block_rows`` rows, and a bundle buffers at most ``max_buffered_bytes``
-of row text (counted in characters) before it emits everything it holds. The
+of row text (UTF-8) before it emits everything it holds (checked after each
+input element: a read block adds at most 1 MiB of lines). The
 input must be in the global window (batch input): blocks emitted at the end
 of a bundle go there.
 
@@ -24,7 +26,6 @@ Error policy: a row that cannot be parsed or has no usable site is a dead
 letter (:class:`transforms.site.instances.RecordFailure`); nothing raises. With
 ``model_root``, ids too long for a model path under it are ``bad_site`` too.
 """
-import collections
 import zlib
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -40,6 +41,7 @@ from transforms.dead_letters import failed
 from transforms.site.instances import Record
 from transforms.site.instances import decode_line
 from transforms.site.instances import parse_line
+from transforms.site.instances import parse_utf8_line
 from transforms.site.instances import site_of
 from transforms.text_lines import LineBlock
 from transforms.text_lines import RefusedLine
@@ -51,11 +53,17 @@ DEFAULT_MAX_BLOCK_ROWS = 1000
 DEFAULT_MAX_BUFFERED_BYTES = 8 << 20
 _COMPRESSION_LEVEL = 1  # JSON rows: level 1 gets most of level 6's ratio, 2x faster
 _SEPARATOR = '\n'  # not in a line read from a file nor in json.dumps; replaced if given
+_SEPARATOR_BYTES = _SEPARATOR.encode('ascii')
 
 
 def pack(runs: Runs, texts: List[str]) -> SiteRows:
   """A block of one site's rows; ``runs`` gives each text's source, in order."""
-  return runs, zlib.compress(_SEPARATOR.join(texts).encode('utf-8'), _COMPRESSION_LEVEL)
+  return _pack_encoded(runs, [text.encode('utf-8') for text in texts])
+
+
+def _pack_encoded(runs: Runs, texts: List[bytes]) -> SiteRows:
+  """:func:`pack` of texts as UTF-8 (none holding the separator)."""
+  return runs, zlib.compress(_SEPARATOR_BYTES.join(texts), _COMPRESSION_LEVEL)
 
 
 def unpack_texts(block: SiteRows) -> Tuple[Runs, List[str]]:
@@ -85,35 +93,68 @@ def unpack(block: SiteRows) -> Iterator[Tuple[str, str]]:
     position += count
 
 
-class _SiteBuffer:
-  """One bundle's rows per site, until they are packed."""
+class _Pending:
+  """One site's buffered rows: texts (UTF-8) and their runs of sources."""
+  __slots__ = ('texts', 'runs')
 
   def __init__(self) -> None:
-    self._texts: Dict[str, List[str]] = collections.defaultdict(list)
-    self._runs: Dict[str, List[List[Any]]] = collections.defaultdict(list)
+    self.texts: List[bytes] = []
+    self.runs: List[List[Any]] = []  # [source, count]
+
+  def add(self, source: str, texts: List[bytes]) -> None:
+    runs = self.runs
+    if runs and runs[-1][0] == source:
+      runs[-1][1] += len(texts)
+    else:
+      runs.append([source, len(texts)])
+    self.texts.extend(texts)
+
+  def cut(self, size: int) -> Tuple[Runs, List[bytes]]:
+    """Removes and returns the first ``size`` rows (all, if fewer)."""
+    runs: List[Tuple[str, int]] = []
+    left = size
+    while self.runs and left:
+      source, count = self.runs[0]
+      take = min(count, left)
+      runs.append((source, take))
+      left -= take
+      if take == count:
+        del self.runs[0]
+      else:
+        self.runs[0][1] = count - take
+    texts, self.texts = self.texts[:size], self.texts[size:]
+    return tuple(runs), texts
+
+
+class _SiteBuffer:
+  """One bundle's rows per site, until they are packed in blocks of at most ``max_rows``."""
+
+  def __init__(self, max_rows: int) -> None:
+    self._sites: Dict[str, _Pending] = {}
+    self._max_rows = max_rows
     self.num_bytes = 0
 
-  def add(self, site_id: str, source: str, text: str) -> int:
-    """Adds a row; returns how many rows the site now has buffered."""
-    runs = self._runs[site_id]
-    if runs and runs[-1][0] == source:
-      runs[-1][1] += 1
-    else:
-      runs.append([source, 1])
-    texts = self._texts[site_id]
-    texts.append(text)
-    self.num_bytes += len(text)
-    return len(texts)
+  def add(self, site_id: str, source: str, texts: List[bytes]) -> Iterator[Tuple[str, SiteRows]]:
+    """Adds rows of one source (JSON as UTF-8); yields the site's full blocks."""
+    pending = self._sites.get(site_id)
+    if pending is None:
+      pending = self._sites[site_id] = _Pending()
+    pending.add(source, texts)
+    self.num_bytes += sum(map(len, texts))
+    while len(pending.texts) >= self._max_rows:
+      yield self._take(site_id, pending)
 
-  def take(self, site_id: str) -> Tuple[str, SiteRows]:
-    texts = self._texts.pop(site_id)
-    runs = tuple((source, count) for source, count in self._runs.pop(site_id))
+  def _take(self, site_id: str, pending: _Pending) -> Tuple[str, SiteRows]:
+    runs, texts = pending.cut(self._max_rows)
+    if not pending.texts:
+      del self._sites[site_id]
     self.num_bytes -= sum(map(len, texts))
-    return site_id, pack(runs, texts)
+    return site_id, _pack_encoded(runs, texts)
 
   def take_all(self) -> Iterator[Tuple[str, SiteRows]]:
-    for site_id in list(self._texts):
-      yield self.take(site_id)
+    for site_id, pending in list(self._sites.items()):
+      while site_id in self._sites:
+        yield self._take(site_id, pending)
 
 
 class PackBySiteFn(beam.DoFn):
@@ -154,13 +195,13 @@ class PackBySiteFn(beam.DoFn):
     self._known_sites = {}
 
   def start_bundle(self):
-    self._buffer = _SiteBuffer()
+    self._buffer = _SiteBuffer(self._max_block_rows)
 
   def process(self, record: Record):
     source, row = record
     try:
       site_id = site_of(row, self._site_field, model_root=self._model_root, known=self._known_sites)
-      text = self._encode(row)
+      text = self._encode(row).encode('ascii')  # the encoder writes ASCII only
     except RecordFailure as e:
       yield failed(failure_letter(e, source))
       return
@@ -170,11 +211,10 @@ class PackBySiteFn(beam.DoFn):
           failure_letter(RecordFailure(PARSE, 'bad_value', f'row cannot be JSON: {e}', repr(row)),
                          source))
       return
-    yield from self._add(site_id, source, text)
+    yield from self._add(site_id, source, [text])
 
-  def _add(self, site_id: str, source: str, text: str):
-    if self._buffer.add(site_id, source, text) >= self._max_block_rows:
-      yield self._buffer.take(site_id)
+  def _add(self, site_id: str, source: str, texts: List[bytes]):
+    yield from self._buffer.add(site_id, source, texts)
     if self._buffer.num_bytes >= self._max_buffered_bytes:
       yield from self._buffer.take_all()
 
@@ -201,32 +241,49 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
     # row of the input.
     lines = payload if isinstance(payload, LineBlock) else (payload, )
     # One scan of the block's bytes instead of a check of each parsed row (json_loads).
-    fit = json_loads.integers_fit(b''.join(line for line in lines if isinstance(line, bytes)))
-    buffer = self._buffer
+    data = b''.join(line for line in lines if type(line) is bytes)  # pylint: disable=unidiomatic-typecheck
+    fit = json_loads.integers_fit(data)
+    plain = _SEPARATOR_BYTES not in data
+    keyed: Dict[str, List[bytes]] = {}  # the element's rows by site, in order
     for line in lines:
       if isinstance(line, RefusedLine):
         yield failed(line.dead_letter(source))
         continue
       try:
-        site_id, text = self._keyed(line, fit)
+        site_id, text = self._keyed(line, fit, plain)
       except RecordFailure as e:
         yield failed(failure_letter(e, source))
         continue
-      if buffer.add(site_id, source, text) >= self._max_block_rows:
-        yield buffer.take(site_id)
-      if buffer.num_bytes >= self._max_buffered_bytes:
-        yield from buffer.take_all()
+      texts = keyed.get(site_id)
+      if texts is None:
+        keyed[site_id] = [text]
+      else:
+        texts.append(text)
+    for site_id, texts in keyed.items():
+      yield from self._buffer.add(site_id, source, texts)
+    if self._buffer.num_bytes >= self._max_buffered_bytes:
+      yield from self._buffer.take_all()
 
-  def _keyed(self, line: Union[bytes, str], integers_fit: bool) -> Tuple[str, str]:
-    """``(site_id, text to pack)`` of a line; raises RecordFailure. ``integers_fit``: a
-    bytes line holds no integer beyond 64 bits (:func:`common.json_loads.integers_fit`)."""
-    fit = integers_fit and isinstance(line, bytes)
-    line = decode_line(line)
-    site_id = site_of(parse_line(line, integers_fit=fit),
-                      self._site_field,
-                      model_root=self._model_root,
-                      known=self._known_sites)
-    if _SEPARATOR in line:
+  def _keyed(self, line: Union[bytes, str], integers_fit: bool, plain: bool) -> Tuple[str, bytes]:
+    """``(site_id, text to pack as UTF-8)`` of a line; raises RecordFailure.
+    ``integers_fit``: a bytes line holds no integer beyond 64 bits
+    (:func:`common.json_loads.integers_fit`); ``plain``: no bytes line holds
+    the separator."""
+    is_bytes = type(line) is bytes  # pylint: disable=unidiomatic-typecheck
+    if is_bytes and plain:
+      row = parse_utf8_line(line, integers_fit=integers_fit)
+      if row is not None:  # the usual line: packed as it was read
+        return self._site_of(row), line
+    text = decode_line(line)
+    site_id = self._site_of(parse_line(text, integers_fit=integers_fit and is_bytes))
+    if _SEPARATOR in text:
       # Not from a text file read; in valid JSON a raw newline is whitespace.
-      line = line.replace(_SEPARATOR, ' ')
-    return site_id, line
+      text = text.replace(_SEPARATOR, ' ')
+    try:
+      return site_id, text.encode('utf-8')
+    except UnicodeEncodeError as e:  # a str line holding a lone surrogate
+      raise RecordFailure(PARSE, 'bad_encoding', f'not valid Unicode: {e}',
+                          text.encode('utf-8', 'backslashreplace').decode('utf-8')) from e
+
+  def _site_of(self, row: Dict[str, Any]) -> str:
+    return site_of(row, self._site_field, model_root=self._model_root, known=self._known_sites)
