@@ -8,6 +8,7 @@ import tracemalloc
 import apache_beam as beam
 import pytest
 from apache_beam.coders import BytesCoder
+from apache_beam.io import range_trackers
 from apache_beam.io import source_test_utils
 from apache_beam.io import textio
 from apache_beam.io.filesystem import CompressionTypes
@@ -293,3 +294,64 @@ def test_gs_paths_split_and_refuse_like_local_files(tmp_path, gcs_bucket):
   assert any(isinstance(line, RefusedLine) for _, line in expected)
   for bundle in (3000, 1 << 20, 1 << 30):
     assert read_split(LineSource(remote, max_line_bytes=1 << 20), bundle) == expected
+
+
+class _SplitBeforeClaim(range_trackers.OffsetRangeTracker):
+  """A tracker another thread splits at ``split_at`` right before the ``nth`` claim:
+  after the reader has scanned a block, before it claims the block's last line."""
+
+  def __init__(self, start, stop, *, nth, split_at):
+    super().__init__(start, stop)
+    self._claims, self._nth, self._split_at = 0, nth, split_at
+    self.split = None
+
+  def try_claim(self, record_start):
+    self._claims += 1
+    if self._claims == self._nth:
+      self.split = self.try_split(self._split_at)
+    return super().try_claim(record_start)
+
+
+@settings(max_examples=40,
+          deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=CONTENTS.filter(bool),
+       limit=st.integers(1, 12),
+       chunk=st.integers(1, 30),
+       block_lines=st.integers(1, 4))
+def test_a_split_landing_inside_a_scanned_block_loses_and_repeats_no_line(
+    tmp_path, data, limit, chunk, block_lines):
+  path = str(tmp_path / 'in.jsonl')
+  with open(path, 'wb') as f:
+    f.write(data)
+  expected = capped(read_whole(beam_source(path)), limit)
+  source = LineSource(path, max_line_bytes=limit, chunk_bytes=chunk, block_lines=block_lines)
+  [bundle] = source.split(1 << 30)
+  splits = 0
+  for nth in range(2, 6):  # before the first claim the tracker refuses splits (unstarted)
+    for split_at in range(1, len(data)):
+      tracker = _SplitBeforeClaim(0, len(data), nth=nth, split_at=split_at)
+      primary = list(bundle.source.read(tracker))
+      residual = ([] if tracker.split is None else source_test_utils.read_from_source(
+          bundle.source, tracker.split[0], None))
+      # A split the tracker accepts once the reader is done must not cut what it gave.
+      stop = tracker.stop_position()
+      late = next(filter(None, map(tracker.try_split, range(1, len(data)))), None)
+      residual = ([] if late is None else source_test_utils.read_from_source(
+          bundle.source, late[0], stop)) + residual
+      assert flat_lines(primary + residual) == expected, (nth, split_at, late)
+      assert all(len(block) <= block_lines for _, block in primary + residual)
+      splits += tracker.split is not None
+  assert splits or len(expected) <= block_lines  # one block: nothing left to split
+
+
+def test_block_reads_split_lines_of_a_chunk_at_once_as_line_reads_give_them(tmp_path):
+  lines = [b'{"i": %d}' % i for i in range(5000)] + [b'x\r', b'', b'y' * 40]
+  data = b'\n'.join(lines) + b'\r\n'
+  path = str(tmp_path / 'in.jsonl')
+  with open(path, 'wb') as f:
+    f.write(data)
+  expected = capped(read_whole(beam_source(path)), 30)
+  blocks = read_whole(LineSource(path, max_line_bytes=30, block_lines=1000))
+  assert flat_lines(blocks) == expected
+  assert [len(block) for _, block in blocks] == [1000] * 5 + [3]
