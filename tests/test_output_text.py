@@ -161,6 +161,8 @@ def test_floats_at_the_notation_thresholds_are_written_as_repr_writes_them(value
   texts = rows_text({'y': column, 'pair': np.stack([column, column[::-1]], axis=1)})
   assert texts == per_row_text({'y': column, 'pair': np.stack([column, column[::-1]], axis=1)})
   assert [strict_json(t)['y'] for t in texts] == column.tolist()
+  for alone in (column, column[:, None], np.stack([column, column], axis=1)):  # one output
+    assert rows_text({'y': alone}) == per_row_text({'y': alone})
 
 
 def test_a_column_with_one_exponent_value_is_written_entirely_as_repr_writes_it():
