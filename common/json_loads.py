@@ -37,7 +37,7 @@ Error policy: raises what ``json.loads`` raises for the text
 (``json.JSONDecodeError``, ``RecursionError``).
 """
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import orjson
 
@@ -53,8 +53,9 @@ def integers_fit(data: bytes) -> bool:
   return LONG_DIGIT_RUN not in data.translate(_DIGITS_AS_ZERO)
 
 
-def loads(text: str, *, integers_fit: bool = False) -> Any:  # pylint: disable=redefined-outer-name
-  """What ``json.loads(text)`` returns, or the error it raises.
+def loads(text: Union[str, bytes], *, integers_fit: bool = False) -> Any:  # pylint: disable=redefined-outer-name
+  """What ``json.loads(text)`` returns, or the error it raises; ``text`` may be UTF-8
+  bytes (then read as ``json.loads(text.decode('utf-8'))`` reads them).
 
   ``integers_fit``: the caller has shown that the text holds no run of 19
   digits (:func:`integers_fit`); the result is then not checked for
@@ -63,10 +64,14 @@ def loads(text: str, *, integers_fit: bool = False) -> Any:  # pylint: disable=r
   try:
     value = orjson.loads(text)
   except orjson.JSONDecodeError:
-    return json.loads(text)
+    return json.loads(_text(text))
   if not integers_fit and _has_huge_float(value):
-    return json.loads(text)
+    return json.loads(_text(text))
   return value
+
+
+def _text(text: Union[str, bytes]) -> str:
+  return text.decode('utf-8') if isinstance(text, bytes) else text
 
 
 def object_of_utf8(data: bytes, *, integers_fit: bool = False) -> Optional[Dict[str, Any]]:  # pylint: disable=redefined-outer-name

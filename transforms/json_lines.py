@@ -23,7 +23,7 @@ import datetime
 import decimal
 import json
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -51,24 +51,26 @@ def _default(value: Any) -> Any:
   raise TypeError(f'{type(value).__name__} is not JSON serializable')
 
 
-# Number shapes: every digit as 0, E as e, - as + (bytes.translate runs at memory speed).
-# A number whose double may be infinite (or zero from an underflow) then shows as an
-# exponent of three or more digits after a digit ('0e000', '0e+000'), or as 309 digits in
-# a row. Such text in a string ("v1e100") also shows (then: not verbatim); ids such as
-# "site-001" do not.
+# Number shapes: every digit as 0, E as e and - as + (bytes.translate runs at memory
+# speed). A number whose double may be infinite (or zero from an underflow) then shows as
+# an exponent of three or more digits after a digit ('0e000', '0e+000'), or as 309 digits
+# in a row. Such text in a string ("v1e100") also shows (then: not verbatim); ids such as
+# "site-001" or "site-00001-e100" do not.
 _NUMBER_SHAPES = bytes.maketrans(b'123456789E-', b'000000000e+')
 _FAR_NUMBERS = (b'0e000', b'0e+000', b'0' * 309)
 
 
-def number_shapes(text: str) -> Optional[bytes]:
-  """ASCII ``text`` as bytes with every digit as ``0``, ``E`` as ``e`` and ``-`` as ``+``
-  (what :func:`writes_verbatim` looks for); None for text that is not ASCII."""
+def number_shapes(text: Union[str, bytes]) -> Optional[bytes]:
+  """ASCII ``text`` (str or bytes) as bytes with every digit as ``0``, ``E`` as ``e``
+  and ``-`` as ``+`` (what :func:`writes_verbatim` looks for); None for text that is
+  not ASCII."""
   if not text.isascii():
     return None
-  return text.encode('ascii').translate(_NUMBER_SHAPES)
+  data = text.encode('ascii') if isinstance(text, str) else text
+  return data.translate(_NUMBER_SHAPES)
 
 
-def writes_verbatim(text: str, shapes: Optional[bytes] = None) -> bool:
+def writes_verbatim(text: Union[str, bytes], shapes: Optional[bytes] = None) -> bool:
   """Whether JSON text that Python's ``json`` parsed may be written back as it is, where
   an encoder of this module would write the parsed value.
 
@@ -78,12 +80,16 @@ def writes_verbatim(text: str, shapes: Optional[bytes] = None) -> bool:
   some line readers split on), and no number that might not be a finite
   double (:data:`_FAR_NUMBERS`). The text then reads back as the same value,
   except that a repeated object key stays repeated (readers keep the last,
-  as the parse did). ``shapes``: :func:`number_shapes` of the text, where
-  the caller made it already.
+  as the parse did). ``text``: a str, or its UTF-8 bytes; ``shapes``:
+  :func:`number_shapes` of the text, where the caller made it already.
   """
-  if not text.isascii() or 'NaN' in text or 'Infinity' in text or '\r' in text:
+  if not text.isascii():
     return False
-  shapes = number_shapes(text) if shapes is None else shapes
+  data = text.encode('ascii') if isinstance(text, str) else text
+  # One-byte searches run at memory speed; the longer ones only where the letter is there.
+  if b'\r' in data or b'N' in data and b'NaN' in data or b'I' in data and b'Infinity' in data:
+    return False
+  shapes = number_shapes(data) if shapes is None else shapes
   return not any(far in shapes for far in _FAR_NUMBERS)
 
 

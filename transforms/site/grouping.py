@@ -40,6 +40,7 @@ from transforms.site.rows import PackBySiteFn
 from transforms.site.rows import PackJsonLinesBySiteFn
 from transforms.site.rows import SiteRows
 from transforms.site.rows import pack
+from transforms.site.rows import unpack_encoded
 from transforms.site.rows import unpack_texts
 
 DEFAULT_ROWS_PER_CHUNK = 1000
@@ -94,23 +95,22 @@ class CutSiteFn(beam.DoFn):
 def parse_chunk(element: Tuple[str, SiteRows]) -> SiteChunk:
   """``(site_id, SiteRows) -> SiteChunk``: the rows decoded as one JSON array.
 
-  ``num_bytes``: the rows' JSON text size (characters). The texts parsed
-  as JSON objects when they were packed, so this does not fail. The chunk
-  keeps the texts when all of them may be echoed as they are (one check of
-  the joined text: :func:`transforms.json_lines.writes_verbatim`).
+  ``num_bytes``: the rows' JSON text size (UTF-8). The texts parsed as JSON
+  objects when they were packed, so this does not fail. The array is parsed
+  from the block's bytes (no decoded copy); the chunk keeps the texts, decoded,
+  only when all of them may be echoed as they are (one check of the block:
+  :func:`transforms.json_lines.writes_verbatim`).
   """
   site_id, block = element
-  runs, texts = unpack_texts(block)
-  joined = ','.join(texts)
+  runs, data = unpack_encoded(block)
   # Digits are 0 in the shapes: no 19 zeros in a row, no integer beyond 64 bits (json_loads).
-  shapes = json_lines.number_shapes(joined)
-  rows = json_loads.loads('[' + joined + ']',
+  shapes = json_lines.number_shapes(data)
+  rows = json_loads.loads(b'[' + data.replace(b'\n', b',') + b']',
                           integers_fit=shapes is not None
                           and json_loads.LONG_DIGIT_RUN not in shapes)
   sources = [source for source, count in runs for _ in range(count)]
-  return SiteChunk(site_id, rows, sources,
-                   len(joined) - len(texts) + 1,
-                   texts if json_lines.writes_verbatim(joined, shapes) else None)
+  texts = data.decode('ascii').split('\n') if json_lines.writes_verbatim(data, shapes) else None
+  return SiteChunk(site_id, rows, sources, len(data) - len(rows) + 1, texts)
 
 
 def _require_global_window(pcoll, what: str) -> None:

@@ -66,17 +66,28 @@ def _pack_encoded(runs: Runs, texts: List[bytes]) -> SiteRows:
   return runs, zlib.compress(_SEPARATOR_BYTES.join(texts), _COMPRESSION_LEVEL)
 
 
+def unpack_encoded(block: SiteRows) -> Tuple[Runs, bytes]:
+  """``(runs, the rows' JSON texts as UTF-8, joined by newlines)`` of a block.
+
+  Raises:
+    ValueError: the block's runs do not count its texts (not a packed block).
+  """
+  runs, data = block
+  data = zlib.decompress(data)
+  rows = data.count(_SEPARATOR_BYTES) + 1
+  if rows != sum(count for _, count in runs):
+    raise ValueError(f'block of {rows} rows, runs count {sum(c for _, c in runs)}')
+  return runs, data
+
+
 def unpack_texts(block: SiteRows) -> Tuple[Runs, List[str]]:
   """``(runs, JSON texts)`` of a block, in packing order.
 
   Raises:
     ValueError: the block's runs do not count its texts (not a packed block).
   """
-  runs, data = block
-  texts = zlib.decompress(data).decode('utf-8').split(_SEPARATOR)
-  if len(texts) != sum(count for _, count in runs):
-    raise ValueError(f'block of {len(texts)} rows, runs count {sum(c for _, c in runs)}')
-  return runs, texts
+  runs, data = unpack_encoded(block)
+  return runs, data.decode('utf-8').split(_SEPARATOR)
 
 
 def unpack(block: SiteRows) -> Iterator[Tuple[str, str]]:
