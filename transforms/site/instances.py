@@ -75,8 +75,7 @@ def parse_utf8_line(line: bytes, *, integers_fit: bool = False) -> Optional[Dict
   NaN, not UTF-8, not an object, or enough brackets to nest beyond the limit).
   """
   row = json_loads.object_of_utf8(line, integers_fit=integers_fit)
-  if row is None or (len(line) >= _SHORTEST_TOO_DEEP
-                     and line.count(b'{') + line.count(b'[') > MAX_NESTING):
+  if len(line) >= _SHORTEST_TOO_DEEP and line.count(b'{') + line.count(b'[') > MAX_NESTING:
     return None
   return row
 

@@ -256,12 +256,19 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
     fit = json_loads.integers_fit(data)
     plain = _SEPARATOR_BYTES not in data
     keyed: Dict[str, List[bytes]] = {}  # the element's rows by site, in order
+    field, root, known = self._site_field, self._model_root, self._known_sites
     for line in lines:
-      if isinstance(line, RefusedLine):
-        yield failed(line.dead_letter(source))
-        continue
+      # The usual line (bytes that orjson reads alone) is packed as it was read; the
+      # calls are spelled out here, as this loop runs for every row of the input.
       try:
-        site_id, text = self._keyed(line, fit, plain)
+        row = (parse_utf8_line(line, integers_fit=fit) if plain and type(line) is bytes else None)  # pylint: disable=unidiomatic-typecheck
+        if row is not None:
+          site_id, text = site_of(row, field, model_root=root, known=known), line
+        elif isinstance(line, RefusedLine):
+          yield failed(line.dead_letter(source))
+          continue
+        else:
+          site_id, text = self._keyed(line, fit)
       except RecordFailure as e:
         yield failed(failure_letter(e, source))
         continue
@@ -275,18 +282,17 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
     if self._buffer.num_bytes >= self._max_buffered_bytes:
       yield from self._buffer.take_all()
 
-  def _keyed(self, line: Union[bytes, str], integers_fit: bool, plain: bool) -> Tuple[str, bytes]:
-    """``(site_id, text to pack as UTF-8)`` of a line; raises RecordFailure.
-    ``integers_fit``: a bytes line holds no integer beyond 64 bits
-    (:func:`common.json_loads.integers_fit`); ``plain``: no bytes line holds
-    the separator."""
+  def _keyed(self, line: Union[bytes, str], integers_fit: bool) -> Tuple[str, bytes]:
+    """``(site_id, text to pack as UTF-8)`` of a line, decoded and parsed the general way
+    (the lines :func:`transforms.site.instances.parse_utf8_line` leaves); raises
+    RecordFailure. ``integers_fit``: a bytes line holds no integer beyond 64 bits
+    (:func:`common.json_loads.integers_fit`)."""
     is_bytes = type(line) is bytes  # pylint: disable=unidiomatic-typecheck
-    if is_bytes and plain:
-      row = parse_utf8_line(line, integers_fit=integers_fit)
-      if row is not None:  # the usual line: packed as it was read
-        return self._site_of(row), line
     text = decode_line(line)
-    site_id = self._site_of(parse_line(text, integers_fit=integers_fit and is_bytes))
+    site_id = site_of(parse_line(text, integers_fit=integers_fit and is_bytes),
+                      self._site_field,
+                      model_root=self._model_root,
+                      known=self._known_sites)
     if _SEPARATOR in text:
       # Not from a text file read; in valid JSON a raw newline is whitespace.
       text = text.replace(_SEPARATOR, ' ')
@@ -295,6 +301,3 @@ class PackJsonLinesBySiteFn(PackBySiteFn):
     except UnicodeEncodeError as e:  # a str line holding a lone surrogate
       raise RecordFailure(PARSE, 'bad_encoding', f'not valid Unicode: {e}',
                           text.encode('utf-8', 'backslashreplace').decode('utf-8')) from e
-
-  def _site_of(self, row: Dict[str, Any]) -> str:
-    return site_of(row, self._site_field, model_root=self._model_root, known=self._known_sites)
