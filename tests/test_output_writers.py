@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from models.site.output_text import rows_text
 from tests_support import strict_json
+from transforms import json_lines
 from transforms.dead_letters import encode_dead_letter
 from transforms.site import bigquery_output as bq
 from transforms.site import prediction_output as po
@@ -271,3 +272,16 @@ def test_table_and_dataset_specs():
       'predictions': 'p-1234:d.predictions',
       'errors': 'p-1234:d.errors'
   }
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.one_of(st.text(), st.sampled_from(['\ud800', 'caf\u00e9', '\u2028', '"\\']),
+                               st.integers(), st.floats(), st.none(), st.booleans(),
+                               st.lists(st.integers(), max_size=2)),
+                     max_size=5),
+       absent=st.lists(st.booleans(), max_size=5))
+def test_key_texts_are_what_the_encoder_writes_for_each_key(keys, absent):
+  encode = json_lines.encoder(non_finite=json_lines.AS_STRING)
+  instances = [{} if gone else {'rid': key} for key, gone in zip(keys, absent + [False] * 5)]
+  expected = [',"key":' + encode(i['rid']) if 'rid' in i else '' for i in instances]
+  assert po._key_texts(instances, 'rid', encode) == expected  # pylint: disable=protected-access

@@ -29,6 +29,7 @@ float (``NaN`` in an input line, a BigQuery FLOAT64 NaN) is written as the
 string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
 """
 import itertools
+from json.encoder import encode_basestring_ascii
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
@@ -72,13 +73,24 @@ def encode_predictions(batch: Sequence[Prediction], key_field: Optional[str]) ->
     head = f'{{"site_id":{encode(part.site_id)}'
     middle = f',"model_version":{encode(part.model_version)},"instance":'
     instances = part.instances
-    keys = ([f',"key":{encode(i[key_field])}' if key_field in i else ''
-             for i in instances] if key_field else itertools.repeat(''))
-    lines.extend(
+    keys = _key_texts(instances, key_field, encode) if key_field else itertools.repeat('')
+    lines.extend([
         f'{head}{key}{middle}{instance},"prediction":{outputs}}}'
         for key, instance, outputs in zip(keys, _texts(instances, part.instance_texts, encode),
-                                          _texts(part.outputs, part.outputs_texts, encode)))
+                                          _texts(part.outputs, part.outputs_texts, encode))
+    ])
   return '\n'.join(lines)
+
+
+def _key_texts(instances: List[Dict[str, Any]], key_field: str, encode: Callable[[Any],
+                                                                                 str]) -> List[str]:
+  """Each instance's ``,"key":...`` part ('' without the field). A string key (the usual
+  one) is escaped as the encoder escapes strings, without its Python-level calls."""
+  absent = object()
+  return [
+      ',"key":' + (encode_basestring_ascii(key) if type(key) is str else encode(key))  # pylint: disable=unidiomatic-typecheck
+      if (key := instance.get(key_field, absent)) is not absent else '' for instance in instances
+  ]
 
 
 def _texts(values: List[Any], texts: Optional[List[Optional[str]]],
