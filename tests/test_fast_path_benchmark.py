@@ -63,6 +63,24 @@ def test_a_run_past_its_time_limit_is_stopped_with_its_process_group(tmp_path):
   assert not done.timed_out and done.returncode == 0
 
 
+def test_a_childs_peak_is_its_own_not_the_rss_it_was_forked_with(tmp_path):
+  sys.path.insert(0, str(REPO / 'benchmarks'))
+  try:
+    import process_stats  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.remove(str(REPO / 'benchmarks'))
+  ballast = b'x' * (400 << 20)  # this process grown, as a benchmark that loaded results
+  grows = f'import time; data = b"x" * ({200 << 20}); time.sleep(1.0)'
+  small, large = (process_stats.run_measured([sys.executable, '-c', code],
+                                             env={'PATH': '/usr/bin:/bin'},
+                                             cwd=str(tmp_path),
+                                             log_path=str(tmp_path / 'log'))
+                  for code in ('import time; time.sleep(1.0)', grows))
+  assert len(ballast) and small.returncode == 0 and large.returncode == 0
+  assert small.peak_process_rss_mb < 100, small
+  assert 200 <= large.peak_process_rss_mb < 300, large
+
+
 @pytest.mark.parametrize('name, timed_out, returncode, counts', [
     ('beam-256', True, -9, True),
     ('beam-all', False, 1, False),

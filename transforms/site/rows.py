@@ -18,7 +18,7 @@ only read back by the job itself). Blocks are compressed (JSON rows compress 6-1
 also shrinks the shuffle Dataflow bills by the byte. A block holds at most
 ``max_block_rows`` rows, and a bundle buffers at most ``max_buffered_bytes``
 of row text (UTF-8) before it emits everything it holds (checked after each
-input element: a read block adds at most 1 MiB of lines). The
+input element: a read block holds one 1 MiB chunk of lines, or one longer line). The
 input must be in the global window (batch input): blocks emitted at the end
 of a bundle go there.
 
