@@ -79,8 +79,9 @@ def test_a_non_finite_value_anywhere_leaves_the_text_to_the_encoder(arrays):
     np.array(['x', 'y']),
     np.zeros((2, 1, 1), np.float32),
     np.array([1 + 2j, 3j]),
+    np.array([1.0, 1e-5], np.longdouble),
 ],
-                         ids=['bool', 'bytes', 'str', '3-d', 'complex'])
+                         ids=['bool', 'bytes', 'str', '3-d', 'complex', 'float128'])
 def test_outputs_it_does_not_cover_return_none(column):
   assert rows_text({'y': np.zeros(2, np.float32), 'z': column}) is None
 

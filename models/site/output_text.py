@@ -74,11 +74,13 @@ def rows_text(outputs: Mapping[str, np.ndarray]) -> Optional[List[str]]:
 
   ``outputs``: arrays of one length (rows) by output name, in the order the
   names are written. None when an output is not an integer or float array
-  of one or two dimensions, or holds a value that is not finite.
+  of at most 8-byte items and one or two dimensions, or holds a value that
+  is not finite.
   """
   columns = list(outputs.values())
   for column in columns:
-    if column.dtype.kind not in _KINDS or column.ndim not in (1, 2):
+    # Wider than 8 bytes (float128): no Python number holds it, tolist keeps NumPy scalars.
+    if column.dtype.kind not in _KINDS or column.dtype.itemsize > 8 or column.ndim not in (1, 2):
       return None
     if column.dtype.kind == 'f' and not np.isfinite(column).all():
       return None
