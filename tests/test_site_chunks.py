@@ -37,3 +37,15 @@ def test_chunks_hold_every_row_once_in_order_and_at_most_rows_per_chunk(blocks, 
   assert got == [item for block in blocks for item in block]
   assert [c.num_bytes
           for c in chunks] == [sum(len(json.dumps(row)) for row in c.rows) for c in chunks]
+
+
+@given(st.lists(BLOCK, min_size=1, max_size=4), st.integers(1, 8))
+def test_a_sites_last_block_that_fits_a_chunk_passes_as_it_is(blocks, size):
+  packed = [_block(b) for b in blocks]
+  cut = [
+      out for out in CutSiteFn(size).process(('s', packed))
+      if not isinstance(out, beam.pvalue.TaggedOutput)
+  ]
+  if len(blocks) == 1 and len(blocks[0]) <= size:
+    assert cut == [('s', packed[0])]  # the very block: not unpacked and packed again
+  assert len(cut) == -(-sum(map(len, blocks)) // size) or len(blocks) > 1

@@ -25,7 +25,7 @@ Error policy: bad records are dead letters of the packing step (see
 :mod:`transforms.site.rows`); after packing nothing fails (blocks hold rows
 that parsed as JSON objects).
 """
-from typing import Iterable, List, NamedTuple, Optional, Tuple
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -52,12 +52,51 @@ class GroupedRows(NamedTuple):
   stats: beam.PCollection  # (('sites_seen',), 1) per site
 
 
+class _Cutter:
+  """One site's rows cut into blocks of ``size`` rows, in order (see :class:`CutSiteFn`)."""
+
+  def __init__(self, site_id: str, size: int):
+    self._site_id, self._size = site_id, size
+    self._runs: List[Tuple[str, int]] = []
+    self._texts: List[str] = []
+
+  def add(self, block: SiteRows, *, last: bool) -> Iterator[Tuple[str, SiteRows]]:
+    """The chunks ``block`` completes; ``last``: no block of the site follows it."""
+    rows = sum(count for _, count in block[0])
+    if not self._texts and (rows == self._size or last and rows <= self._size):
+      yield self._site_id, block  # a chunk as it is: no recompression
+      return
+    block_runs, block_texts = unpack_texts(block)
+    position = 0
+    for source, count in block_runs:
+      while count:
+        take = min(count, self._size - len(self._texts))
+        self._texts.extend(block_texts[position:position + take])
+        if self._runs and self._runs[-1][0] == source:
+          self._runs[-1] = (source, self._runs[-1][1] + take)
+        else:
+          self._runs.append((source, take))
+        position += take
+        count -= take
+        if len(self._texts) == self._size:
+          yield self._take()
+    if last and self._texts:
+      yield self._take()
+
+  def _take(self) -> Tuple[str, SiteRows]:
+    chunk = self._site_id, pack(tuple(self._runs), self._texts)
+    self._runs, self._texts = [], []
+    return chunk
+
+
 class CutSiteFn(beam.DoFn):
   """``(site_id, [SiteRows]) -> (site_id, SiteRows)`` of at most ``rows_per_chunk`` rows.
 
-  Rows keep their order and sources; a block that is a whole chunk on its
-  own and comes when nothing is pending passes as it is (no recompression).
-  Also emits one ``sites_seen`` stat per site. Never fails.
+  Rows keep their order and sources. A block passes as it is (no
+  recompression) when nothing is pending and it is a whole chunk, or it is
+  the site's last block and fits one (a site whose rows came in one block of
+  at most ``rows_per_chunk``: the usual small site). Also emits one
+  ``sites_seen`` stat per site. Never fails.
   """
 
   def __init__(self, rows_per_chunk: int):
@@ -66,30 +105,14 @@ class CutSiteFn(beam.DoFn):
   def process(self, element: Tuple[str, Iterable[SiteRows]]):
     site_id, blocks = element
     yield beam.pvalue.TaggedOutput('stats', (('sites_seen', ), 1))
-    size = self._rows_per_chunk
-    runs: List[Tuple[str, int]] = []
-    texts: List[str] = []
+    cutter = _Cutter(site_id, self._rows_per_chunk)
+    held = None  # each block is cut once the next one shows it is not the site's last
     for block in blocks:
-      if not texts and sum(count for _, count in block[0]) == size:
-        yield site_id, block
-        continue
-      block_runs, block_texts = unpack_texts(block)
-      position = 0
-      for source, count in block_runs:
-        while count:
-          take = min(count, size - len(texts))
-          texts.extend(block_texts[position:position + take])
-          if runs and runs[-1][0] == source:
-            runs[-1] = (source, runs[-1][1] + take)
-          else:
-            runs.append((source, take))
-          position += take
-          count -= take
-          if len(texts) == size:
-            yield site_id, pack(tuple(runs), texts)
-            runs, texts = [], []
-    if texts:
-      yield site_id, pack(tuple(runs), texts)
+      if held is not None:
+        yield from cutter.add(held, last=False)
+      held = block
+    if held is not None:
+      yield from cutter.add(held, last=True)
 
 
 def parse_chunk(element: Tuple[str, SiteRows]) -> SiteChunk:
