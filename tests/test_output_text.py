@@ -171,3 +171,9 @@ def test_a_column_with_one_exponent_value_is_written_entirely_as_repr_writes_it(
   assert rows_text({'y': column}) == ['{"y":%r}' % v for v in column.tolist()]
   assert rows_text({'y': column[[0, 2, 4, 5]]
                     }) == ['{"y":0.25}', '{"y":3.0}', '{"y":9999999999999998.0}', '{"y":0.0001}']
+
+
+def test_a_float128_output_is_written_as_its_nearest_double():
+  column = np.array([1.0, 1e-5, 2.5], np.longdouble)
+  text = json_lines.dumps({'y': column.tolist()})
+  assert strict_json(text) == {'y': [1.0, 1e-5, 2.5]}

@@ -37,7 +37,9 @@ def _default(value: Any) -> Any:
   if isinstance(value, np.ndarray):
     return value.tolist()
   if isinstance(value, np.generic):
-    return value.item()
+    item = value.item()
+    # A float128 stays a NumPy scalar (no Python number holds it): its nearest double.
+    return float(item) if isinstance(item, np.floating) else item
   if isinstance(value, bytes):
     try:
       return value.decode('utf-8')
