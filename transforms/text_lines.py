@@ -348,21 +348,21 @@ class LineSource(filebasedsource.FileBasedSource):
     """
     progress = _Progress(tracker)
     with self.open_file(file_name) as file:
-      lines, position = self._scanner_at_start(file, tracker)
-      progress.position = position
-      if position < 0:
+      lines, progress.position = self._scanner_at_start(file, tracker)
+      if progress.position < 0:
         return
       claimed = False
       while True:
         found, sizes, terminated = lines.next_lines(self._block_lines)
         if not found:
           return
-        last_start = position + sum(sizes) - sizes[-1]
+        last_start = progress.position + sum(sizes) - sizes[-1]
         if not tracker.try_claim(last_start):
-          yield from self._owned_before_stop(tracker, found, sizes, position, last_start, claimed)
+          yield from self._owned_before_stop(tracker, found, sizes, progress.position, last_start,
+                                             claimed)
           return
         claimed = True
-        position = progress.position = last_start + sizes[-1]
+        progress.position = last_start + sizes[-1]
         yield LineBlock(found)
         if not terminated:
           return

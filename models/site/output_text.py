@@ -48,25 +48,22 @@ def _values_text(column: np.ndarray) -> List[str]:
     if column.ndim == 1:
       return list(map(repr, column.tolist()))
     return ['[' + ','.join(map(repr, values)) + ']' for values in column.tolist()]
-  text = orjson.dumps(column.tolist()).decode('ascii')
-  if column.ndim == 1:
-    return text[1:-1].split(',')
-  # '[[a,b],[c,d]]' -> '[a,b]', '[c,d]'; no number's text holds a bracket or a comma.
-  return [f'[{values}]' for values in text[2:-2].split('],[')]
+  return _wrapped_rows(column, '', '')
 
 
-def _one_output_rows(prefix: str, column: np.ndarray) -> List[str]:
-  """:func:`rows_text` of one output orjson writes as repr does, built from its one text
-  by replacing the separators between rows (no Python work per row)."""
+def _wrapped_rows(column: np.ndarray, head: str, tail: str) -> List[str]:
+  """Each row's value text as orjson writes it (a column that :func:`_writes_as_repr`, at
+  least one row), between ``head`` and ``tail``: cut from the column's one text by
+  replacing the separators between rows (no Python work per row)."""
   if column.ndim == 1 or column.shape[1] == 1:  # 'a,b': one value per row, maybe in a list
     opening, closing = ('', '') if column.ndim == 1 else ('[', ']')
     text = orjson.dumps(column.ravel().tolist()).decode('ascii')[1:-1]
-    between, replacement = ',', f'{closing}}}\n{{{prefix}{opening}'
+    between = ','
   else:  # '[a,b],[c,d]'; no number's text holds a bracket or a comma
-    opening = closing = ''
-    text = orjson.dumps(column.tolist()).decode('ascii')[1:-1]
-    between, replacement = '],[', ']}\n{' + prefix + '['
-  return (f'{{{prefix}{opening}' + text.replace(between, replacement) + f'{closing}}}').split('\n')
+    text = orjson.dumps(column.tolist()).decode('ascii')[2:-2]
+    between, opening, closing = '],[', '[', ']'
+  replacement = f'{closing}{tail}\n{head}{opening}'
+  return (f'{head}{opening}' + text.replace(between, replacement) + f'{closing}{tail}').split('\n')
 
 
 def rows_text(outputs: Mapping[str, np.ndarray]) -> Optional[List[str]]:
@@ -86,7 +83,7 @@ def rows_text(outputs: Mapping[str, np.ndarray]) -> Optional[List[str]]:
       return None
   prefixes = [json.dumps(name) + ':' for name in outputs]
   if len(columns) == 1 and len(columns[0]) and _writes_as_repr(columns[0]):
-    return _one_output_rows(prefixes[0], columns[0])
+    return _wrapped_rows(columns[0], '{' + prefixes[0], '}')
   texts = [_values_text(column) for column in columns]
   if len(texts) == 1:
     prefix = '{' + prefixes[0]
