@@ -117,9 +117,13 @@ def test_concurrent_deliveries_launch_once(client, fake_gcs_env, bucket, capsys,
   with RecordingDataflow(delay_s=1.0) as slow:
     monkeypatch.setenv('DATAFLOW_ENDPOINT', slow.url)
     statuses = []
+    # Clients made one at a time: Flask compiles its routes with ast.parse, which CPython
+    # 3.11 may fail when threads run it at once (SystemError: AST constructor recursion
+    # depth mismatch). The deliveries themselves are what runs concurrently.
+    clients = [function_client() for _ in range(4)]
     threads = [
-        threading.Thread(target=lambda: statuses.append(
-            deliver(function_client(), 'triggers/nightly.json', gen).status_code)) for _ in range(4)
+        threading.Thread(target=lambda c=c: statuses.append(
+            deliver(c, 'triggers/nightly.json', gen).status_code)) for c in clients
     ]
     for t in threads:
       t.start()
